@@ -1,0 +1,83 @@
+"""A data folder as one object: validated, identity-stitched events plus catalogue, stock, identities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.identity import IdentityMap, stitch
+from features.io import read_table
+from features.validation import ValidationReport, load_events
+from omnirec.errors import DataError
+
+EVENTS_NAMES = ("events", "events.parquet", "events.csv")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Everything training and publishing read from a data folder."""
+
+    folder: Path
+    report: ValidationReport  # accepted events are identity-stitched
+    catalogue: pa.Table | None
+    stock: pa.Table | None
+    identities: IdentityMap
+
+    @property
+    def events(self) -> pa.Table:
+        return self.report.accepted
+
+
+def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
+    return next((folder / n for n in names if (folder / n).exists()), None)
+
+
+def load_dataset(folder: Path | str) -> Dataset:
+    """Load a folder holding events (file or Parquet parts) and optional catalogue/stock/identity."""
+    folder = Path(folder)
+    events_path = folder if folder.is_file() else _first(folder, EVENTS_NAMES)
+    if events_path is None:
+        raise DataError(str(folder), f"no events found (looked for {', '.join(EVENTS_NAMES)})")
+    base = folder if folder.is_dir() else folder.parent
+    identity_path = _first(base, ("identity.parquet", "identity.csv"))
+    identities = (
+        IdentityMap.from_table(read_table(identity_path), str(identity_path))
+        if identity_path
+        else IdentityMap.empty()
+    )
+    report = load_events(events_path)
+    report.accepted = stitch(report.accepted, identities)
+    catalogue_path = _first(base, ("catalogue.parquet", "catalogue.csv"))
+    stock_path = _first(base, ("stock.parquet", "stock.csv"))
+    catalogue = _catalogue(read_table(catalogue_path)) if catalogue_path else None
+    stock = _stock(read_table(stock_path)) if stock_path else None
+    return Dataset(base, report, catalogue, stock, identities)
+
+
+def _catalogue(raw: pa.Table) -> pa.Table:
+    n = raw.num_rows
+
+    def text(name: str) -> pa.Array:
+        return raw[name].cast(pa.string()) if name in raw.column_names else pa.nulls(n, pa.string())
+
+    price = (
+        pc.cast(raw["price"], pa.float64(), safe=False)
+        if "price" in raw.column_names
+        else pa.nulls(n, pa.float64())
+    )
+    active = (
+        pc.cast(raw["active"], pa.bool_()) if "active" in raw.column_names else pa.array([True] * n)
+    )
+    return pa.table({"item_id": text("item_id"), "name": text("name"), "category": text("category"),
+                     "price": price, "active": active})  # fmt: skip
+
+
+def _stock(raw: pa.Table) -> pa.Table:
+    return pa.table({
+        "store_id": raw["store_id"].cast(pa.string()),
+        "item_id": raw["item_id"].cast(pa.string()),
+        "quantity": pc.cast(raw["quantity"], pa.int32(), safe=False),
+    })  # fmt: skip

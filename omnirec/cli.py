@@ -1,0 +1,42 @@
+"""The `omnirec` command: thin glue over the pipeline stages (each subcommand has --help)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from omnirec.errors import OmnirecError
+from omnirec.settings import Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    from omnirec.commands import all_commands
+
+    parser = argparse.ArgumentParser(
+        prog="omnirec",
+        description="Cross-channel product recommendations: data, training, feature store, serving.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for spec in all_commands():
+        child = sub.add_parser(spec.name, help=spec.help, description=spec.help)
+        spec.configure(child)
+        child.set_defaults(handler=spec.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `omnirec` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args, Settings.from_env()))
+    except OmnirecError as exc:
+        print(f"omnirec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Subcommands of `omnirec`, one module per pipeline area."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from omnirec.settings import Settings
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One subcommand: its name, help, options and handler."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Settings], int]
+
+
+def existing_path(value: str) -> Path:
+    """argparse type: a path that exists."""
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value} does not exist")
+    return path
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from exc
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be a positive integer")
+    return number
+
+
+def all_commands() -> list[CommandSpec]:
+    """Every subcommand, in the order `--help` lists them."""
+    from omnirec.commands import data
+
+    specs = list(data.COMMANDS)
+    for module_name in ("training", "store", "serve"):
+        try:
+            module = __import__(f"omnirec.commands.{module_name}", fromlist=["COMMANDS"])
+        except ModuleNotFoundError:
+            continue
+        specs.extend(module.COMMANDS)
+    return specs

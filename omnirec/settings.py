@@ -1,0 +1,159 @@
+"""Settings: one frozen object, read once from OMNIREC_* (plus REDIS_URL, MLFLOW_TRACKING_URI)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from omnirec.errors import ConfigError
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "favorite": 2.0,
+    "add_to_cart": 3.0,
+    "purchase": 6.0,
+    "return": 0.0,
+}
+DEFAULT_CHANNEL_WEIGHTS: dict[str, float] = {"web": 1.0, "app": 1.0, "store": 1.25}
+SCOPES = frozenset({"recommend", "events", "admin", "tablet"})
+
+
+class InteractionSettings(msgspec.Struct, frozen=True):
+    """How events become interaction strengths."""
+
+    event_weights: dict[str, float] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS)
+    )
+    channel_weights: dict[str, float] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_CHANNEL_WEIGHTS)
+    )
+    decay_half_life_days: float = 0.0  # 0 turns time decay off
+    max_quantity: int = 10  # a bulk order counts at most this many units
+
+
+class RedisSettings(msgspec.Struct, frozen=True):
+    """Where the feature store lives."""
+
+    url: str | None = None  # None: start the embedded redis-server
+    prefix: str = "omnirec"
+    snapshot_grace_seconds: int = 3600
+    activity_ttl_seconds: int = 90 * 86400
+    stream_maxlen: int = 10_000_000
+    socket_timeout_seconds: float = 0.5
+
+
+class MlflowSettings(msgspec.Struct, frozen=True):
+    """Where runs and model versions are recorded."""
+
+    tracking_uri: str
+    registry_uri: str | None = None
+    experiment: str = "omnirec"
+    model_name: str = "omnirec"
+    gate_metric: str = "ndcg_at_10"
+
+
+class ServingSettings(msgspec.Struct, frozen=True):
+    """The HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    api_keys: dict[str, frozenset[str]] = msgspec.field(default_factory=dict)
+    reload_interval_seconds: float = 30.0
+    max_body_bytes: int = 2_000_000
+    max_batch_customers: int = 1000
+    candidates_per_customer: int = 200
+
+
+class Settings(msgspec.Struct, frozen=True):
+    """All of omnirec's configuration; build it with `Settings.from_env()`."""
+
+    data_dir: Path
+    redis: RedisSettings
+    mlflow: MlflowSettings
+    serving: ServingSettings
+    interactions: InteractionSettings
+    seed: int = 42
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from `environ` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("OMNIREC_DATA_DIR", "var")).resolve()
+        tracking = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir / 'mlflow.db'}"
+        return cls(
+            data_dir=data_dir,
+            redis=RedisSettings(
+                url=env.get("REDIS_URL") or None,
+                prefix=env.get("OMNIREC_REDIS_PREFIX", "omnirec"),
+                snapshot_grace_seconds=_int(env, "OMNIREC_SNAPSHOT_GRACE_SECONDS", 3600),
+            ),
+            mlflow=MlflowSettings(
+                tracking_uri=tracking,
+                registry_uri=env.get("MLFLOW_REGISTRY_URI") or None,
+                experiment=env.get("OMNIREC_EXPERIMENT", "omnirec"),
+                model_name=env.get("OMNIREC_MODEL_NAME", "omnirec"),
+                gate_metric=env.get("OMNIREC_GATE_METRIC", "ndcg_at_10"),
+            ),
+            serving=ServingSettings(
+                host=env.get("OMNIREC_HOST", "127.0.0.1"),
+                port=_int(env, "OMNIREC_PORT", 8000),
+                workers=_int(env, "OMNIREC_WORKERS", 1),
+                api_keys=parse_api_keys(env.get("OMNIREC_API_KEYS", "")),
+                reload_interval_seconds=float(env.get("OMNIREC_RELOAD_INTERVAL_SECONDS", "30")),
+            ),
+            interactions=InteractionSettings(
+                event_weights=parse_weights(
+                    env.get("OMNIREC_EVENT_WEIGHTS", ""), DEFAULT_EVENT_WEIGHTS
+                ),
+                channel_weights=parse_weights(
+                    env.get("OMNIREC_CHANNEL_WEIGHTS", ""), DEFAULT_CHANNEL_WEIGHTS
+                ),
+                decay_half_life_days=float(env.get("OMNIREC_DECAY_HALF_LIFE_DAYS", "0")),
+            ),
+            seed=_int(env, "OMNIREC_SEED", 42),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def parse_weights(raw: str, defaults: Mapping[str, float]) -> dict[str, float]:
+    """Parse `view=1,purchase=6` over the defaults; returns the merged mapping."""
+    weights = dict(defaults)
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError(f"weight {part!r} must look like name=number")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError as exc:
+            raise ConfigError(f"weight for {name!r} is not a number: {value!r}") from exc
+    return weights
+
+
+def parse_api_keys(raw: str) -> dict[str, frozenset[str]]:
+    """Parse `key1:recommend+events;key2:admin` into {key: scopes}."""
+    keys: dict[str, frozenset[str]] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(";"))):
+        key, sep, scopes_raw = entry.partition(":")
+        scopes = frozenset(s.strip() for s in scopes_raw.split("+") if s.strip())
+        if not sep or not key or not scopes:
+            raise ConfigError("OMNIREC_API_KEYS entries must look like key:scope+scope")
+        unknown = scopes - SCOPES
+        if unknown:
+            raise ConfigError(f"OMNIREC_API_KEYS: unknown scope(s) {sorted(unknown)}")
+        if len(key) < 16:
+            raise ConfigError("OMNIREC_API_KEYS: every key must be at least 16 characters")
+        keys[key] = scopes
+    return keys

@@ -1,0 +1,108 @@
+"""Weighted interaction matrices checked against hand-computed values; identity stitching."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from features.identity import IdentityMap, stitch
+from features.interactions import build_interactions
+from features.validation import validate_events
+from omnirec.errors import DataError
+from omnirec.settings import InteractionSettings
+
+
+def events(*rows: tuple[str, str, str, str, str, int]) -> pa.Table:
+    columns = list(zip(*rows, strict=True))
+    raw = pa.table({
+        "customer_id": list(columns[0]), "item_id": list(columns[1]), "event_type": list(columns[2]),
+        "channel": list(columns[3]), "timestamp": list(columns[4]), "quantity": list(columns[5]),
+        "store_id": ["st1" if ch == "store" else None for ch in columns[3]],
+    })  # fmt: skip
+    report = validate_events(raw)
+    assert report.rejects.num_rows == 0, report.rejects.to_pylist()
+    return report.accepted
+
+
+T = "2026-10-01T10:00:00Z"
+
+
+def test_weights_by_event_and_channel_and_returns_cancel_purchases() -> None:
+    table = events(
+        ("c1", "i1", "view", "web", T, 1),  # 1
+        ("c1", "i1", "add_to_cart", "app", T, 1),  # + 3
+        ("c1", "i2", "purchase", "store", T, 2),  # 6 x 1.25 x 2 = 15
+        ("c1", "i2", "return", "web", T, 1),  # kept 1 of 2 units: 7.5
+        ("c2", "i1", "purchase", "web", T, 1),  # 6 ...
+        ("c2", "i1", "return", "store", T, 1),  # ... returned in store: gone
+        ("c2", "i3", "view", "app", T, 1),  # 1
+    )
+    result = build_interactions(table, InteractionSettings())
+    assert result.customer_ids.tolist() == ["c1", "c2"]
+    assert result.item_ids.tolist() == ["i1", "i2", "i3"]
+    np.testing.assert_allclose(result.matrix.toarray(), [[4.0, 7.5, 0.0], [0.0, 0.0, 1.0]])
+    assert result.matrix.nnz == 3  # the cancelled purchase leaves no explicit zero
+
+
+def test_store_purchase_at_least_as_strong_as_online() -> None:
+    table = events(("a", "x", "purchase", "store", T, 1), ("b", "x", "purchase", "web", T, 1))
+    m = build_interactions(table).matrix.toarray()
+    assert m[0, 0] >= m[1, 0] > 0
+
+
+def test_configurable_weights_and_quantity_cap() -> None:
+    table = events(("a", "x", "view", "web", T, 1), ("a", "y", "purchase", "app", T, 50))
+    custom = InteractionSettings(event_weights={"view": 2.0, "purchase": 1.0},
+                                 channel_weights={"app": 3.0}, max_quantity=4)  # fmt: skip
+    np.testing.assert_allclose(build_interactions(table, custom).matrix.toarray(), [[2.0, 12.0]])
+
+
+def test_exponential_time_decay() -> None:
+    table = events(
+        ("a", "x", "view", "web", "2026-10-03T00:00:00Z", 1),
+        ("a", "y", "view", "web", "2026-10-02T00:00:00Z", 1),
+        ("a", "z", "view", "web", "2026-09-30T00:00:00Z", 1),
+    )
+    decayed = build_interactions(
+        table, InteractionSettings(decay_half_life_days=1.0), now=datetime(2026, 10, 3, tzinfo=UTC)
+    )
+    np.testing.assert_allclose(decayed.matrix.toarray(), [[1.0, 0.5, 0.125]], rtol=1e-6)
+
+
+def test_fixed_vocabulary_leaves_unknown_ids_out() -> None:
+    table = events(("a", "x", "view", "web", T, 1), ("new", "x", "view", "web", T, 1),
+                   ("a", "unseen", "view", "web", T, 1))  # fmt: skip
+    result = build_interactions(table, customer_ids=np.array(["a", "b"]), item_ids=np.array(["x"]))
+    np.testing.assert_allclose(result.matrix.toarray(), [[1.0], [0.0]])
+
+
+def test_identity_stitching_merges_aliases() -> None:
+    table = events(
+        ("L123", "x", "purchase", "store", T, 1),  # loyalty card in store
+        ("dev-9", "y", "view", "app", T, 1),  # device in the app
+        ("cust-1", "z", "view", "web", T, 1),  # account on the web
+        ("other", "z", "view", "web", T, 1),
+    )
+    identities = IdentityMap.from_table(pa.table({
+        "alias_type": ["loyalty_card", "device", "email_sha256"],
+        "alias_id": ["L123", "dev-9", "ab12"],
+        "customer_id": ["cust-1", "cust-1", "cust-1"],
+    }))  # fmt: skip
+    result = build_interactions(stitch(table, identities))
+    assert result.customer_ids.tolist() == ["cust-1", "other"]
+    assert result.matrix[0].nnz == 3
+    assert identities.resolve_one("dev-9") == "cust-1"
+    assert sorted(identities.aliases_of("cust-1")) == [
+        ("device", "dev-9"),
+        ("email_sha256", "ab12"),
+        ("loyalty_card", "L123"),
+    ]
+
+
+def test_alias_mapped_to_two_customers_is_an_error() -> None:
+    with pytest.raises(DataError, match="more than one customer"):
+        IdentityMap.from_table(pa.table({"alias_type": ["phone", "phone"], "alias_id": ["+1", "+1"],
+                                         "customer_id": ["a", "b"]}), "identity.csv")  # fmt: skip
