@@ -1,0 +1,210 @@
+"""The recommender interface: batch-first like implicit's, (ids, scores) out, id maps owned here."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from features.interactions import Interactions
+from models.topk import mask_rows, top_k
+from omnirec.errors import ModelError, ModelFormatError
+
+FORMAT_VERSION = 1
+BLOCK_ROWS = 2048  # customers scored at once: bounds memory at BLOCK_ROWS x items floats
+
+
+class Recommender(ABC):
+    """A fitted model over a fixed catalogue; rows are customers, columns are items.
+
+    Subclasses implement `_fit`, `score` and the array (de)serialisation; everything about ids,
+    history, filtering, batching and storage lives here.
+    """
+
+    kind: ClassVar[str]
+    #: True when `score` reads the customer's history (so new events change the answer at once)
+    uses_history: ClassVar[bool] = False
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = params
+        self.customer_ids: npt.NDArray[np.str_] = np.array([], dtype=str)
+        self.item_ids: npt.NDArray[np.str_] = np.array([], dtype=str)
+        self.history: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
+        self._customer_index: dict[str, int] = {}
+        self._item_index: dict[str, int] = {}
+        self._popularity: npt.NDArray[np.float32] | None = None
+
+    # ----------------------------------------------------------------- fitting
+    def fit(self, interactions: Interactions) -> Self:
+        """Fit on a customers x items matrix; returns self."""
+        matrix = sp.csr_matrix(interactions.matrix, dtype=np.float32)
+        if matrix.nnz == 0:
+            raise ModelError(f"{self.kind}: cannot fit on an empty interaction matrix")
+        self.customer_ids = np.asarray(interactions.customer_ids, dtype=str)
+        self.item_ids = np.asarray(interactions.item_ids, dtype=str)
+        self.history = matrix
+        self._index()
+        self._fit(matrix)
+        return self
+
+    @abstractmethod
+    def _fit(self, matrix: sp.csr_matrix) -> None: ...
+
+    # ----------------------------------------------------------------- scoring
+    @abstractmethod
+    def score(self, rows: npt.NDArray[np.int64], history: sp.csr_matrix) -> npt.NDArray[np.float32]:
+        """Scores (len(rows), n_items) for customers `rows` (-1: unknown) with `history` rows."""
+
+    def recommend_rows(
+        self,
+        rows: npt.NDArray[np.int64],
+        history: sp.csr_matrix | None = None,
+        n: int = 10,
+        *,
+        exclude_seen: bool = True,
+        exclude: sp.csr_matrix | None = None,
+        allowed: npt.NDArray[np.bool_] | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Top-n item columns per row: (ids (m, n), scores (m, n)), padded with -1.
+
+        `history` defaults to the training rows; `exclude` masks further items per row;
+        `allowed` (n_items,) keeps only those items (stock, category, active).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if history is None:
+            history = self.history_rows(rows)
+        ids = np.empty((len(rows), n), np.int64)
+        scores = np.empty((len(rows), n), np.float32)
+        for start in range(0, len(rows), BLOCK_ROWS):
+            block = slice(start, start + BLOCK_ROWS)
+            dense = np.array(self.score(rows[block], history[block]), dtype=np.float32, copy=True)
+            cold = (rows[block] < 0) & (np.diff(history[block].indptr) == 0)
+            if cold.any():  # nothing known about them: the popular items
+                dense[cold] = self.item_popularity()
+            if exclude_seen:
+                mask_rows(dense, history[block])
+            if exclude is not None:
+                mask_rows(dense, exclude[block])
+            if allowed is not None:
+                dense[:, ~allowed] = -np.inf
+            ids[block], scores[block] = top_k(dense, n)
+        return ids, scores
+
+    def item_popularity(self) -> npt.NDArray[np.float32]:
+        """Total interaction strength per item in the training history (cold-start scores)."""
+        if self._popularity is None or len(self._popularity) != self.n_items:
+            self._popularity = np.asarray(self.history.sum(axis=0), dtype=np.float32).ravel()
+        return self._popularity
+
+    def history_rows(self, rows: npt.NDArray[np.int64]) -> sp.csr_matrix:
+        """Training history of `rows` (empty for -1)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        known = np.where(rows >= 0, rows, 0)
+        picked = sp.csr_matrix(self.history[known], dtype=np.float32)
+        if (rows < 0).any():
+            picked = sp.csr_matrix(sp.diags((rows >= 0).astype(np.float32)) @ picked)
+            picked.eliminate_zeros()
+        return picked
+
+    def recommend(
+        self, customer_ids: Sequence[str], n: int = 10, *, exclude_seen: bool = True
+    ) -> tuple[list[list[str]], list[list[float]]]:
+        """Item ids and scores for each customer id (unknown customers score from no history)."""
+        rows = self.rows_of(customer_ids)
+        ids, scores = self.recommend_rows(rows, n=n, exclude_seen=exclude_seen)
+        items = [[str(self.item_ids[i]) for i in row if i >= 0] for row in ids]
+        values = [
+            [float(s) for s, i in zip(srow, row, strict=True) if i >= 0]
+            for srow, row in zip(scores, ids, strict=True)
+        ]
+        return items, values
+
+    def similar_items(
+        self, columns: npt.NDArray[np.int64], n: int = 10
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Most similar items per item column (the item itself excluded): (ids, scores)."""
+        sims = self.item_similarity(np.asarray(columns, dtype=np.int64))
+        sims[np.arange(len(columns)), columns] = -np.inf
+        return top_k(sims, n)
+
+    def item_similarity(self, columns: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """(len(columns), n_items) similarity; default: co-occurrence cosine in the history."""
+        cols = self.history[:, columns].T.tocsr()
+        norms = np.sqrt(np.asarray(self.history.multiply(self.history).sum(axis=0))).ravel() + 1e-9
+        co = (cols @ self.history).toarray()
+        return np.asarray(co / norms[columns][:, None] / norms[None, :], dtype=np.float32)
+
+    # ----------------------------------------------------------------- ids
+    def _index(self) -> None:
+        self._customer_index = {c: i for i, c in enumerate(self.customer_ids.tolist())}
+        self._item_index = {c: i for i, c in enumerate(self.item_ids.tolist())}
+
+    def rows_of(self, customer_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Row per customer id, -1 when unknown."""
+        return np.array([self._customer_index.get(c, -1) for c in customer_ids], dtype=np.int64)
+
+    def columns_of(self, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Column per item id, -1 when unknown."""
+        return np.array([self._item_index.get(i, -1) for i in item_ids], dtype=np.int64)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    # ----------------------------------------------------------------- storage
+    @abstractmethod
+    def _arrays(self) -> dict[str, npt.NDArray[Any]]: ...
+
+    @abstractmethod
+    def _restore(self, arrays: dict[str, npt.NDArray[Any]]) -> None: ...
+
+    def save(self, folder: Path) -> Path:
+        """Write model.json (metadata) and arrays.npz (no pickle) into `folder`; returns it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        h = self.history
+        arrays = {
+            "customer_ids": self.customer_ids.astype(str),
+            "item_ids": self.item_ids.astype(str),
+            "history_data": h.data, "history_indices": h.indices, "history_indptr": h.indptr,
+            **{f"m_{k}": v for k, v in self._arrays().items()},
+        }  # fmt: skip
+        np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
+        meta = {"format": FORMAT_VERSION, "kind": self.kind, "params": self.params,
+                "customers": len(self.customer_ids), "items": len(self.item_ids)}  # fmt: skip
+        (folder / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return folder
+
+    @classmethod
+    def _from_arrays(cls, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> Recommender:
+        model = cls(**meta.get("params", {}))
+        model.customer_ids = arrays["customer_ids"].astype(str)
+        model.item_ids = arrays["item_ids"].astype(str)
+        n_c, n_i = len(model.customer_ids), len(model.item_ids)
+        if (n_c, n_i) != (meta.get("customers"), meta.get("items")):
+            raise ModelFormatError(f"id arrays ({n_c}, {n_i}) disagree with model.json")
+        try:
+            model.history = sp.csr_matrix(
+                (arrays["history_data"], arrays["history_indices"], arrays["history_indptr"]),
+                shape=(n_c, n_i),
+            )
+        except ValueError as exc:
+            raise ModelFormatError(f"history matrix is malformed: {exc}") from exc
+        model._index()
+        model._restore({k[2:]: v for k, v in arrays.items() if k.startswith("m_")})
+        return model
+
+
+def check_finite(name: str, array: npt.NDArray[Any], shape: tuple[int | None, ...]) -> None:
+    """Refuse arrays with NaN/inf or the wrong shape (None matches any size)."""
+    if array.ndim != len(shape) or any(
+        want is not None and got != want for got, want in zip(array.shape, shape, strict=True)
+    ):
+        raise ModelFormatError(f"{name} has shape {array.shape}, expected {shape}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ModelFormatError(f"{name} contains NaN or infinite values")

@@ -1,0 +1,133 @@
+"""Matrix-factorisation recommenders from implicit: ALS (with fold-in) and BPR."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import implicit.gpu
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from implicit.als import AlternatingLeastSquares
+from implicit.bpr import BayesianPersonalizedRanking
+
+from models.base import Recommender, check_finite
+
+
+class _FactorModel(Recommender):
+    """Shared storage and scoring for models with user and item factors."""
+
+    user_factors: npt.NDArray[np.float32]
+    item_factors: npt.NDArray[np.float32]
+
+    def score(self, rows: npt.NDArray[np.int64], history: sp.csr_matrix) -> npt.NDArray[np.float32]:
+        vectors = self.user_vectors(rows, history)
+        return np.asarray(vectors @ self.item_factors.T, dtype=np.float32)
+
+    def user_vectors(
+        self, rows: npt.NDArray[np.int64], history: sp.csr_matrix
+    ) -> npt.NDArray[np.float32]:
+        """Factor vectors for rows; unknown rows (-1) get zeros unless the model can fold in."""
+        vectors = self.user_factors[np.where(rows >= 0, rows, 0)].copy()
+        vectors[rows < 0] = 0
+        return vectors
+
+    def item_similarity(self, columns: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        norms = np.linalg.norm(self.item_factors, axis=1) + 1e-9
+        unit = self.item_factors / norms[:, None]
+        return np.asarray(unit[columns] @ unit.T, dtype=np.float32)
+
+    def _arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+    def _restore(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        users, items = arrays.get("user_factors"), arrays.get("item_factors")
+        if users is None or items is None:
+            from omnirec.errors import ModelFormatError
+
+            raise ModelFormatError(f"{self.kind}: user_factors / item_factors missing")
+        check_finite("item_factors", items, (len(self.item_ids), None))
+        check_finite("user_factors", users, (len(self.customer_ids), items.shape[1]))
+        self.user_factors = users.astype(np.float32)
+        self.item_factors = items.astype(np.float32)
+
+
+class ALSRecommender(_FactorModel):
+    """implicit's AlternatingLeastSquares (CUDA when available); folds new history in."""
+
+    kind = "als"
+    uses_history = True
+
+    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0,
+                 iterations: int = 15, seed: int = 42, use_gpu: bool | None = None) -> None:  # fmt: skip
+        super().__init__(factors=factors, regularization=regularization, alpha=alpha,
+                         iterations=iterations, seed=seed)  # fmt: skip
+        self.use_gpu = implicit.gpu.HAS_CUDA if use_gpu is None else use_gpu
+        self._gram: npt.NDArray[np.float64] | None = None
+
+    def _fit(self, matrix: sp.csr_matrix) -> None:
+        p = self.params
+        model = AlternatingLeastSquares(
+            factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
+            iterations=p["iterations"], random_state=p["seed"], use_gpu=self.use_gpu,
+        )  # fmt: skip
+        model.fit(matrix, show_progress=False)
+        if self.use_gpu:
+            model = model.to_cpu()
+        self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
+        self._gram = None
+
+    def user_vectors(
+        self, rows: npt.NDArray[np.int64], history: sp.csr_matrix
+    ) -> npt.NDArray[np.float32]:
+        """Stored vectors for known rows; folded in from `history` for the rest."""
+        vectors = super().user_vectors(rows, history)
+        unknown = np.flatnonzero(rows < 0)
+        if len(unknown):
+            vectors[unknown] = self.fold_in(history[unknown])
+        return vectors
+
+    def fold_in(self, history: sp.csr_matrix) -> npt.NDArray[np.float32]:
+        """Least-squares user vectors for history rows, item factors fixed (implicit's recalculate_user).
+
+        x_u = (Y^T Y + Y^T (C_u - I) Y + lambda I)^-1 Y^T C_u p_u, with C_u = 1 + alpha * r_u.
+        """
+        y = self.item_factors.astype(np.float64)
+        if self._gram is None:
+            self._gram = y.T @ y
+        reg = float(self.params["regularization"]) * np.eye(y.shape[1])
+        alpha = float(self.params["alpha"])
+        out = np.zeros((history.shape[0], y.shape[1]), dtype=np.float32)
+        csr = sp.csr_matrix(history)
+        for r in range(csr.shape[0]):  # one small solve per customer with fresh events
+            lo, hi = csr.indptr[r], csr.indptr[r + 1]
+            if lo == hi:
+                continue
+            cols, conf = csr.indices[lo:hi], alpha * csr.data[lo:hi].astype(np.float64)
+            yu = y[cols]
+            a = self._gram + (yu.T * conf) @ yu + reg
+            b = yu.T @ (1.0 + conf)
+            out[r] = np.linalg.solve(a, b)
+        return out
+
+
+class BPRRecommender(_FactorModel):
+    """implicit's BayesianPersonalizedRanking."""
+
+    kind = "bpr"
+
+    def __init__(self, factors: int = 64, learning_rate: float = 0.05, regularization: float = 0.01,
+                 iterations: int = 100, seed: int = 42) -> None:  # fmt: skip
+        super().__init__(factors=factors, learning_rate=learning_rate,
+                         regularization=regularization, iterations=iterations, seed=seed)  # fmt: skip
+
+    def _fit(self, matrix: sp.csr_matrix) -> None:
+        p = self.params
+        model = BayesianPersonalizedRanking(
+            factors=p["factors"], learning_rate=p["learning_rate"], regularization=p["regularization"],
+            iterations=p["iterations"], random_state=p["seed"], use_gpu=False,
+        )  # fmt: skip
+        model.fit(matrix, show_progress=False)
+        self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.asarray(model.item_factors, dtype=np.float32)

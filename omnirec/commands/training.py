@@ -1,0 +1,226 @@
+"""Training subcommands: train, tune, models, promote, rollback, benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from omnirec.commands import CommandSpec, existing_path, positive_int
+from omnirec.errors import ConfigError
+from omnirec.settings import Settings
+
+
+def _json_params(value: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--params must be a JSON object: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError("--params must be a JSON object")
+    return parsed
+
+
+def _common_train_options(p: argparse.ArgumentParser) -> None:
+    from models import MODEL_KINDS
+
+    p.add_argument("--data", type=existing_path, default=None,
+                   help="data folder (default: $OMNIREC_DATA_DIR/synthetic)")  # fmt: skip
+    p.add_argument("--model", choices=sorted(MODEL_KINDS), default="als", help="model kind")
+    p.add_argument(
+        "--test-days", type=float, default=7.0, help="days after the cut-off used as test"
+    )
+    p.add_argument("--k", type=positive_int, default=10, help="list length for metrics")
+    p.add_argument(
+        "--relevant", default="purchase", help="comma list of event types that count as hits"
+    )
+    p.add_argument("--keep-seen", action="store_true", help="do not exclude already-seen items")
+    p.add_argument("--no-publish", action="store_true", help="do not publish features to Redis")
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    _common_train_options(p)
+    p.add_argument(
+        "--params",
+        type=_json_params,
+        default={},
+        help="model parameters as JSON, e.g. '{\"factors\": 64}'",
+    )
+
+
+def _train_config(args: argparse.Namespace, settings: Settings, params: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from training.pipeline import TrainConfig
+
+    data = args.data or settings.data_dir / "synthetic"
+    if not Path(data).exists():
+        raise ConfigError(f"no data at {data}: run `omnirec generate` or pass --data")
+    return TrainConfig(data=Path(data), model=args.model, params=params, test_days=args.test_days, k=args.k,
+                       relevant=tuple(args.relevant.split(",")), exclude_seen=not args.keep_seen)  # fmt: skip
+
+
+def _print_result(result: Any, k: int) -> None:
+    from training.report import markdown_table
+
+    print(markdown_table({result.model.kind: result.metrics, "popularity": result.baseline}, k))
+    print(f"run {result.run_id}; registered version {result.version}; {result.gate}")
+    print("timings: " + ", ".join(f"{n} {t:.1f}s" for n, t in result.timings.items()))
+
+
+def _run_train(args: argparse.Namespace, settings: Settings) -> int:
+    from training.pipeline import train
+
+    result = train(_train_config(args, settings, args.params), settings)
+    _print_result(result, args.k)
+    if not args.no_publish and result.version is not None:
+        _publish(settings, result.version)
+    return 0
+
+
+def _publish(settings: Settings, version: int) -> None:
+    try:
+        from features.publish import publish_version
+    except ModuleNotFoundError:  # the feature store is optional until it exists
+        return
+    summary = publish_version(settings, version)
+    print(summary)
+
+
+def _configure_tune(p: argparse.ArgumentParser) -> None:
+    _common_train_options(p)
+    p.add_argument("--trials", type=positive_int, default=20, help="number of search trials")
+    p.add_argument(
+        "--validation-days",
+        type=float,
+        default=7.0,
+        help="days carved from the end of the training part",
+    )
+
+
+def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
+    import mlflow
+
+    from features.dataset import load_dataset
+    from features.interactions import build_interactions
+    from training.evaluation import build_evaluation_set
+    from training.pipeline import train
+    from training.splits import time_split
+    from training.tuning import tune
+
+    config = _train_config(args, settings, {})
+    dataset = load_dataset(config.data)
+    outer = time_split(dataset.events, config.test_days)
+    inner = time_split(outer.train, args.validation_days)  # the test part is never seen here
+    inner_train = build_interactions(inner.train, settings.interactions)
+    evaluation = build_evaluation_set(inner, inner_train, relevant_types=config.relevant,
+                                      exclude_seen=config.exclude_seen, seed=settings.seed)  # fmt: skip
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    mlflow.set_experiment(settings.mlflow.experiment)
+    with mlflow.start_run(run_name=f"tune-{args.model}") as parent:
+        best = tune(
+            args.model,
+            evaluation,
+            trials=args.trials,
+            k=args.k,
+            seed=settings.seed,
+            log_to_mlflow=True,
+        )
+        mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
+        mlflow.log_metric(f"best_validation_ndcg_at_{args.k}", best.score)
+    print(f"best of {best.trials} trials (tuning run {parent.info.run_id}): {best.params} "
+          f"validation nDCG@{args.k}={best.score:.4f}")  # fmt: skip
+    result = train(_train_config(args, settings, best.params), settings)
+    _print_result(result, args.k)
+    if not args.no_publish and result.version is not None:
+        _publish(settings, result.version)
+    return 0
+
+
+def _configure_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metric", default=None, help="metric to show (default: the gate metric)")
+
+
+def _run_models(args: argparse.Namespace, settings: Settings) -> int:
+    from training.registry import ModelRegistry
+
+    metric = args.metric or settings.mlflow.gate_metric
+    versions = ModelRegistry(settings.mlflow).versions()
+    if not versions:
+        print("no registered versions yet: run `omnirec train`")
+        return 0
+    print(f"{'version':>7}  {'model':<10} {metric:>14} {'popularity':>11}  champion  snapshot")
+    for v in versions:
+        value = v.metrics.get(metric)
+        base = v.metrics.get(f"popularity.{metric}")
+        print(f"{v.version:>7}  {v.model_kind:<10} {value if value is None else round(value, 4)!s:>14} "
+              f"{base if base is None else round(base, 4)!s:>11}  {'  *' if v.is_champion else '':<8}  {v.snapshot or '-'}")  # fmt: skip
+    return 0
+
+
+def _configure_promote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("version", type=positive_int, help="registered version to make champion")
+
+
+def _run_promote(args: argparse.Namespace, settings: Settings) -> int:
+    from training.registry import ModelRegistry
+
+    ModelRegistry(settings.mlflow).set_champion(args.version)
+    print(f"champion -> v{args.version}")
+    _activate_snapshot(settings, args.version)
+    return 0
+
+
+def _run_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from training.registry import ModelRegistry
+
+    version = ModelRegistry(settings.mlflow).rollback()
+    print(f"champion rolled back to v{version}")
+    _activate_snapshot(settings, version)
+    return 0
+
+
+def _activate_snapshot(settings: Settings, version: int) -> None:
+    try:
+        from features.publish import activate_version_snapshot
+    except ModuleNotFoundError:
+        return
+    print(activate_version_snapshot(settings, version))
+
+
+def _configure_benchmark(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--suite", choices=["movielens", "completejourney", "synthetic", "all"], default="all"
+    )
+    p.add_argument(
+        "--shared-data",
+        type=existing_path,
+        default=Path("../shared/data"),
+        help="folder of the public data sets",
+    )
+    p.add_argument(
+        "--trials",
+        type=positive_int,
+        default=15,
+        help="tuning trials per model (validation split only)",
+    )
+
+
+def _run_benchmark(args: argparse.Namespace, settings: Settings) -> int:
+    from training.benchmark import run_benchmarks
+
+    run_benchmarks(args.suite, args.shared_data, settings, trials=args.trials)
+    return 0
+
+
+COMMANDS = [
+    CommandSpec("train", "train, evaluate in time order, log + register in MLflow, promote past the gate, publish",
+                _configure_train, _run_train),
+    CommandSpec("tune", "search hyper-parameters on a validation split, then train the best",
+                _configure_tune, _run_tune),
+    CommandSpec("models", "list registered versions with metrics and the champion", _configure_models, _run_models),
+    CommandSpec("promote", "make a version the champion (and switch to its feature snapshot)",
+                _configure_promote, _run_promote),
+    CommandSpec("rollback", "move the champion back to the previous one", lambda p: None, _run_rollback),
+    CommandSpec("benchmark", "quality benchmarks: MovieLens 100K, Complete Journey, synthetic",
+                _configure_benchmark, _run_benchmark),
+]  # fmt: skip

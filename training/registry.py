@@ -1,0 +1,128 @@
+"""The MLflow model registry as omnirec uses it: versions, the `champion` alias, promote and roll back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from omnirec.errors import RegistryError
+from omnirec.settings import MlflowSettings
+
+CHAMPION = "champion"
+HISTORY_TAG = "omnirec.champion_history"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version with what a data scientist compares."""
+
+    version: int
+    run_id: str
+    model_kind: str
+    metrics: dict[str, float]
+    is_champion: bool
+    snapshot: str | None
+
+
+class ModelRegistry:
+    """Registered model `settings.model_name` in the tracking/registry store of `settings`."""
+
+    def __init__(self, settings: MlflowSettings) -> None:
+        self.settings = settings
+        self.name = settings.model_name
+        self.client = MlflowClient(
+            tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri
+        )
+
+    def ensure_model(self) -> None:
+        """Create the registered model if it does not exist yet."""
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException:
+            self.client.create_registered_model(self.name, description="omnirec recommenders")
+
+    def champion(self) -> int | None:
+        """The version the `champion` alias points at, or None."""
+        try:
+            return int(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
+        except MlflowException:
+            return None
+
+    def metric(self, version: int, name: str) -> float | None:
+        """A metric of the run that produced `version`."""
+        run_id = self._version(version).run_id
+        value = self.client.get_run(run_id).data.metrics.get(name) if run_id else None
+        return None if value is None else float(value)
+
+    def set_champion(self, version: int) -> None:
+        """Point `champion` at `version`, remembering the previous one for rollback."""
+        self._version(version)
+        previous = self.champion()
+        if previous == version:
+            return
+        history = self._history()
+        if previous is not None:
+            history.append(previous)
+        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history[-50:]))
+        self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
+
+    def rollback(self) -> int:
+        """Move `champion` back to the version it pointed at before; returns that version."""
+        history = self._history()
+        if not history:
+            raise RegistryError(f"{self.name}: no earlier champion to roll back to")
+        target = history.pop()
+        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
+        self.client.set_registered_model_alias(self.name, CHAMPION, str(target))
+        return target
+
+    def versions(self) -> list[VersionInfo]:
+        """All versions, newest first, with their run's metrics."""
+        champion = self.champion()
+        found = self.client.search_model_versions(f"name='{self.name}'")
+        infos = []
+        for mv in sorted(found, key=lambda v: int(v.version), reverse=True):
+            metrics = self.client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+            infos.append(VersionInfo(
+                version=int(mv.version), run_id=mv.run_id or "", model_kind=mv.tags.get("omnirec.model", "?"),
+                metrics=dict(metrics), is_champion=int(mv.version) == champion,
+                snapshot=mv.tags.get("omnirec.snapshot"),
+            ))  # fmt: skip
+        return infos
+
+    def tag_version(self, version: int, key: str, value: str) -> None:
+        self.client.set_model_version_tag(self.name, str(version), key, value)
+
+    def version_tag(self, version: int, key: str) -> str | None:
+        value = self._version(version).tags.get(key)
+        return None if value is None else str(value)
+
+    def download(self, version: int, folder: Path) -> Path:
+        """Fetch the saved omnirec model (arrays + JSON) of `version` into `folder`; returns its path."""
+        import mlflow.artifacts
+
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{self.name}/{version}", dst_path=str(folder),
+            tracking_uri=self.settings.tracking_uri,
+        )  # fmt: skip
+        model_dir = Path(local) / "artifacts" / "omnirec_model"
+        if not model_dir.exists():
+            raise RegistryError(f"{self.name} v{version}: no omnirec model in its artifacts")
+        return model_dir
+
+    def _version(self, version: int):  # type: ignore[no-untyped-def]
+        try:
+            return self.client.get_model_version(self.name, str(version))
+        except MlflowException as exc:
+            raise RegistryError(f"{self.name}: no version {version}") from exc
+
+    def _history(self) -> list[int]:
+        try:
+            tags = self.client.get_registered_model(self.name).tags
+        except MlflowException as exc:
+            raise RegistryError(f"no registered model {self.name!r} yet: train one first") from exc
+        return [int(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]

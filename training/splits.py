@@ -1,0 +1,89 @@
+"""Splits that never leak the future: global time split, leave-last-out, and random per user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from features import arrowkit
+from omnirec.errors import DataError
+
+
+@dataclass(frozen=True)
+class EventSplit:
+    """Train events strictly before `cutoff`, test events from it on (until `end`)."""
+
+    train: pa.Table
+    test: pa.Table
+    cutoff: datetime
+    end: datetime
+
+
+def time_split(
+    events: pa.Table, test_days: float = 7.0, cutoff: datetime | None = None
+) -> EventSplit:
+    """Train on events before the cut-off (default: test_days before the last event), test after."""
+    if events.num_rows == 0:
+        raise DataError("<events>", "no events to split")
+    stamps = events.column("timestamp")
+    last = pc.max(stamps).as_py()
+    cut = cutoff or last - timedelta(days=test_days)
+    scalar = pa.scalar(cut, type=stamps.type)
+    before = pc.less(stamps, scalar)
+    train, test = events.filter(before), events.filter(pc.invert(before))
+    if train.num_rows == 0 or test.num_rows == 0:
+        raise DataError("<events>", f"cut-off {cut.isoformat()} leaves an empty train or test part")
+    return EventSplit(train=train, test=test, cutoff=cut, end=last)
+
+
+def leave_last_out(
+    events: pa.Table, event_types: tuple[str, ...] = ("purchase",)
+) -> tuple[pa.Table, pa.Table]:
+    """Each customer's last event of `event_types` is test; train keeps only what came before it."""
+    customer = arrowkit.codes(arrowkit.as_dictionary(events.column("customer_id")))
+    stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy())
+    kinds = arrowkit.as_dictionary(events.column("event_type"))
+    eligible = np.append(
+        np.isin(np.asarray(kinds.dictionary.to_pylist(), dtype=object), event_types), False
+    )
+    is_target = eligible[arrowkit.codes(kinds)]
+    order = np.lexsort((stamps, customer))
+    target_rows = order[is_target[order]]
+    last = np.full(customer.max(initial=-1) + 1, -1, dtype=np.int64)
+    last[customer[target_rows]] = target_rows  # later rows overwrite earlier ones
+    test_rows = last[last >= 0]
+    cutoff_per_row = np.full(len(customer), np.iinfo(np.int64).max)
+    has = last[customer] >= 0
+    cutoff_per_row[has] = stamps[last[customer[has]]]
+    train_mask = stamps < cutoff_per_row
+    return events.filter(pa.array(train_mask)), events.take(pa.array(np.sort(test_rows)))
+
+
+def random_per_user(
+    matrix: sp.csr_matrix, test_fraction: float = 0.25, seed: int = 42
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Per-customer random split of interactions (only for comparing with published numbers).
+
+    Each row keeps round((1 - test_fraction) * n) of its n interactions in train, the rest in test.
+    """
+    csr = sp.csr_matrix(matrix)
+    csr.sort_indices()
+    rng = np.random.default_rng(seed)
+    lengths = np.diff(csr.indptr)
+    row_of = np.repeat(np.arange(csr.shape[0]), lengths)
+    order = np.lexsort((rng.random(csr.nnz), row_of))
+    position = np.empty(csr.nnz, dtype=np.int64)
+    position[order] = np.arange(csr.nnz) - csr.indptr[row_of[order]]
+    keep = np.round((1.0 - test_fraction) * lengths).astype(np.int64)
+    in_train = position < keep[row_of]
+    coo = csr.tocoo()
+
+    def part(mask: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=csr.shape)
+
+    return part(in_train), part(~in_train)
