@@ -10,6 +10,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from implicit.als import AlternatingLeastSquares
 from implicit.bpr import BayesianPersonalizedRanking
+from threadpoolctl import threadpool_limits
 
 from models.base import Recommender, check_finite
 
@@ -67,11 +68,12 @@ class ALSRecommender(_FactorModel):
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
         p = self.params
-        model = AlternatingLeastSquares(
-            factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
-            iterations=p["iterations"], random_state=p["seed"], use_gpu=self.use_gpu,
-        )  # fmt: skip
-        model.fit(matrix, show_progress=False)
+        with threadpool_limits(1, "blas"):  # implicit's advice; it checks at construction
+            model = AlternatingLeastSquares(
+                factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
+                iterations=p["iterations"], random_state=p["seed"], use_gpu=self.use_gpu,
+            )  # fmt: skip
+            model.fit(matrix, show_progress=False)
         if self.use_gpu:
             model = model.to_cpu()
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
@@ -91,7 +93,8 @@ class ALSRecommender(_FactorModel):
     def fold_in(self, history: sp.csr_matrix) -> npt.NDArray[np.float32]:
         """Least-squares user vectors for history rows, item factors fixed (implicit's recalculate_user).
 
-        x_u = (Y^T Y + Y^T (C_u - I) Y + lambda I)^-1 Y^T C_u p_u, with C_u = 1 + alpha * r_u.
+        x_u = (Y^T Y + Y^T (C_u - I) Y + lambda I)^-1 Y^T C_u p_u with C_u = alpha * r_u, exactly as
+        implicit's least-squares step (a Cholesky solve per customer).
         """
         y = self.item_factors.astype(np.float64)
         if self._gram is None:
@@ -106,8 +109,8 @@ class ALSRecommender(_FactorModel):
                 continue
             cols, conf = csr.indices[lo:hi], alpha * csr.data[lo:hi].astype(np.float64)
             yu = y[cols]
-            a = self._gram + (yu.T * conf) @ yu + reg
-            b = yu.T @ (1.0 + conf)
+            a = self._gram + (yu.T * (conf - 1.0)) @ yu + reg
+            b = yu.T @ conf
             out[r] = np.linalg.solve(a, b)
         return out
 
@@ -128,6 +131,7 @@ class BPRRecommender(_FactorModel):
             factors=p["factors"], learning_rate=p["learning_rate"], regularization=p["regularization"],
             iterations=p["iterations"], random_state=p["seed"], use_gpu=False,
         )  # fmt: skip
-        model.fit(matrix, show_progress=False)
+        with threadpool_limits(1, "blas"):
+            model.fit(matrix, show_progress=False)
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+from implicit.utils import ParameterWarning
 
 from models.base import Recommender, check_finite
 from omnirec.errors import ModelFormatError, ModelTooLargeError
@@ -30,7 +32,10 @@ class ItemKNNRecommender(Recommender):
             model: Any = BM25Recommender(K=p["neighbours"], K1=p["k1"], B=p["b"])
         else:
             model = CosineRecommender(K=p["neighbours"])
-        model.fit(matrix, show_progress=False)
+        with warnings.catch_warnings():
+            # implicit 0.7 transposes internally into a COO matrix and then warns about it
+            warnings.filterwarnings("ignore", category=ParameterWarning)
+            model.fit(matrix, show_progress=False)
         self.similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
 
     def score(self, rows: npt.NDArray[np.int64], history: sp.csr_matrix) -> npt.NDArray[np.float32]:

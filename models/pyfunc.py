@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from mlflow.pyfunc import PythonModel
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 from models import load_model
 from models.base import Recommender
@@ -19,7 +18,7 @@ class OmnirecPyfunc(PythonModel):  # type: ignore[misc]
 
     model: Recommender
 
-    def load_context(self, context: Any) -> None:
+    def load_context(self, context):  # type: ignore[no-untyped-def]
         self.model = load_model(Path(context.artifacts[ARTIFACT_KEY]))
 
     def predict(

@@ -13,7 +13,6 @@ from typing import Any
 import mlflow
 from mlflow.models.signature import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
-from threadpoolctl import threadpool_limits
 
 from features.dataset import Dataset, load_dataset
 from features.interactions import Interactions, build_interactions
@@ -34,7 +33,7 @@ from training.splits import time_split
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 PYFUNC_ENTRY = MODELS_DIR / "mlflow_entry.py"
 PYFUNC_SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec(DataType.string, "customer_id")]),
+    inputs=Schema([ColSpec(DataType.string)]),  # a list of customer ids (or one column)
     outputs=Schema([ColSpec(DataType.string, "customer_id"), ColSpec(DataType.long, "rank"),
                     ColSpec(DataType.string, "item_id"), ColSpec(DataType.double, "score")]),
     params=ParamSchema([ParamSpec("n", DataType.long, 10), ParamSpec("exclude_seen", DataType.boolean, True)]),
@@ -124,12 +123,10 @@ def code_version() -> str:
 def fit_model(
     kind: str, params: dict[str, Any], interactions: Interactions, seed: int
 ) -> Recommender:
-    """Create and fit a model (BLAS kept to one thread inside implicit, as it recommends)."""
+    """Create and fit a model; ALS and BPR get the seed unless params name one."""
     if kind in {"als", "bpr"}:
         params = {"seed": seed, **params}
-    model = create_model(kind, **params)
-    with threadpool_limits(1, "blas"):
-        return model.fit(interactions)
+    return create_model(kind, **params).fit(interactions)
 
 
 def train(config: TrainConfig, settings: Settings) -> TrainResult:

@@ -1,0 +1,84 @@
+"""The training pipeline against a real MLflow store: register, gate, promote, roll back, pyfunc load."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from features.generator import GeneratorConfig, generate
+from omnirec.cli import main
+from omnirec.settings import Settings
+from training.pipeline import TrainConfig, train
+from training.registry import ModelRegistry
+
+
+@pytest.fixture(scope="module")
+def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("synthetic")
+    generate(GeneratorConfig(customers=800, items=300, days=60, seed=5), folder)
+    return folder
+
+
+def test_train_gate_promote_rollback_and_pyfunc(
+    synthetic_data: Path, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = train(TrainConfig(data=synthetic_data, model="als", params={"factors": 16}), settings)
+    assert first.version == 1 and first.promoted
+    assert first.metrics["all"]["ndcg"] > first.baseline["all"]["ndcg"]
+    assert {"channel=web", "channel=app", "channel=store", "returning"} <= set(first.metrics)
+
+    worse = train(TrainConfig(data=synthetic_data, model="popularity"), settings)
+    assert worse.version == 2 and not worse.promoted
+    assert "does not beat" in worse.gate
+
+    registry = ModelRegistry(settings.mlflow)
+    assert registry.champion() == 1
+    run = registry.client.get_run(first.run_id)
+    for param in ("seed", "data_fingerprint", "code_version", "model.factors", "cutoff"):
+        assert param in run.data.params
+    assert (
+        run.data.params["data_fingerprint"]
+        == registry.client.get_run(worse.run_id).data.params["data_fingerprint"]
+    )
+    artifacts = {a.path for a in registry.client.list_artifacts(first.run_id, "report")}
+    assert {"report/report.html", "report/ndcg_by_slice.png", "report/report.json"} <= artifacts
+
+    env = {
+        "OMNIREC_DATA_DIR": str(settings.data_dir), "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        "REDIS_URL": settings.redis.url or "", "OMNIREC_REDIS_PREFIX": settings.redis.prefix,
+    }  # fmt: skip
+    os.environ.update(env)
+    try:
+        assert main(["promote", "2"]) == 0
+        assert registry.champion() == 2
+        assert main(["rollback"]) == 0
+        assert registry.champion() == 1
+        assert main(["models"]) == 0
+    finally:
+        for key in env:
+            os.environ.pop(key, None)
+    listing = capsys.readouterr().out
+    assert "champion -> v2" in listing and "rolled back to v1" in listing
+
+    # a data scientist's clean Python: only MLflow's URI, no omnirec on the path
+    script = (
+        "import json, mlflow.pyfunc\n"
+        "m = mlflow.pyfunc.load_model('models:/omnirec@champion')\n"
+        "out = m.predict(['C00000001', 'C00000002', 'nobody'], params={'n': 5})\n"
+        "print(json.dumps(out.to_dict(orient='records')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PATH": os.environ.get("PATH", ""), "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(rows) == 15
+    assert {r["customer_id"] for r in rows} == {"C00000001", "C00000002", "nobody"}
+    expected, _ = first.model.recommend(["C00000001"], n=5)
+    assert [r["item_id"] for r in rows if r["customer_id"] == "C00000001"] == expected[0]
