@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
@@ -18,7 +19,7 @@ class OmnirecPyfunc(PythonModel):  # type: ignore[misc]
 
     model: Recommender
 
-    def load_context(self, context):  # type: ignore[no-untyped-def]
+    def load_context(self, context: Any) -> None:
         self.model = load_model(Path(context.artifacts[ARTIFACT_KEY]))
 
     def predict(
