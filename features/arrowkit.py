@@ -42,6 +42,21 @@ def as_dictionary(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(encoded.indices.cast(pa.int32()), encoded.dictionary)
 
 
+def compact(array: pa.DictionaryArray) -> pa.DictionaryArray:
+    """The same values with unused dictionary entries dropped (order of first use kept by code)."""
+    row_codes = codes(array)
+    used = np.bincount(row_codes[row_codes >= 0], minlength=len(array.dictionary)) > 0
+    if used.all():
+        return array
+    remap = np.full(len(used) + 1, -1, dtype=np.int32)
+    kept = np.flatnonzero(used)
+    remap[kept] = np.arange(len(kept), dtype=np.int32)
+    new_codes = remap[row_codes]
+    return pa.DictionaryArray.from_arrays(
+        pa.array(new_codes, pa.int32(), mask=new_codes < 0), array.dictionary.take(pa.array(kept))
+    )
+
+
 def codes(array: pa.DictionaryArray) -> npt.NDArray[np.int32]:
     """Dictionary indices as numpy, nulls as -1."""
     return np.asarray(array.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int32)

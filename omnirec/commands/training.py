@@ -78,10 +78,8 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _publish(settings: Settings, version: int) -> None:
-    try:
-        from features.publish import publish_version
-    except ModuleNotFoundError:  # the feature store is optional until it exists
-        return
+    from training.publishing import publish_version
+
     summary = publish_version(settings, version)
     print(summary)
 
@@ -180,10 +178,8 @@ def _run_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _activate_snapshot(settings: Settings, version: int) -> None:
-    try:
-        from features.publish import activate_version_snapshot
-    except ModuleNotFoundError:
-        return
+    from training.publishing import activate_version_snapshot
+
     print(activate_version_snapshot(settings, version))
 
 

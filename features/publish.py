@@ -1,0 +1,384 @@
+"""Publishing: compute a model version's serving features and switch Redis to them atomically."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import scipy.sparse as sp
+
+from features import arrowkit
+from features.dataset import Dataset
+from features.encoding import (
+    ENCODER,
+    EVENT_CODES,
+    Catalogue,
+    CustomerFeatures,
+    ItemList,
+    SnapshotMeta,
+)
+from features.massinsert import mass_set
+from features.store import RedisFeatureStore
+from models.base import Recommender
+from models.factor import _FactorModel
+from omnirec.settings import Settings
+
+RECENT_PER_CUSTOMER = 20
+POPULAR_PER_GROUP = 500
+TOGETHER_PER_ITEM = 20
+
+
+@dataclass(frozen=True)
+class PublishSummary:
+    """What one publish wrote."""
+
+    snapshot: str
+    version: int
+    customers: int
+    items: int
+    keys: int
+    seconds: float
+    customers_per_second: float
+    previous: str | None
+    cleaned: list[str]
+
+    def __str__(self) -> str:
+        return (f"published snapshot {self.snapshot} (model v{self.version}): {self.customers:,} customers, "
+                f"{self.items:,} items, {self.keys:,} keys in {self.seconds:.1f}s "
+                f"({self.customers_per_second:,.0f} customers/s); previous {self.previous or '-'}"
+                + (f"; removed {', '.join(self.cleaned)}" if self.cleaned else ""))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _EventArrays:
+    """Events as sorted numpy columns (by customer, then time)."""
+
+    customers: npt.NDArray[np.str_]  # distinct customer ids
+    indptr: npt.NDArray[np.int64]  # per customer start in the sorted arrays
+    item_col: npt.NDArray[np.int32]  # model column, -1 when the model has no such item
+    etype: npt.NDArray[np.uint8]
+    channel: npt.NDArray[np.uint8]
+    channels: list[str]
+    at: npt.NDArray[np.int64]
+    store: npt.NDArray[np.int16]
+    stores: list[str]
+    quantity: npt.NDArray[np.int32]
+
+
+def _event_arrays(events: pa.Table, model: Recommender) -> _EventArrays:
+    customer = arrowkit.compact(arrowkit.as_dictionary(events.column("customer_id")))
+    cust_codes = arrowkit.codes(customer)
+    item = arrowkit.as_dictionary(events.column("item_id"))
+    item_map = np.append(
+        model.columns_of([str(v) for v in item.dictionary.to_pylist()]), -1
+    ).astype(np.int32)
+    item_col = item_map[arrowkit.codes(item)]
+    etype_dict = arrowkit.as_dictionary(events.column("event_type"))
+    etype_map = np.array(
+        [EVENT_CODES.get(str(v), 0) for v in etype_dict.dictionary.to_pylist()] + [0], np.uint8
+    )
+    channel_dict = arrowkit.as_dictionary(events.column("channel"))
+    channels = [str(v) for v in channel_dict.dictionary.to_pylist()]
+    store_dict = arrowkit.as_dictionary(events.column("store_id"))
+    stores = [str(v) for v in store_dict.dictionary.to_pylist()]
+    at = (
+        np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
+        // 1_000_000
+    )
+    order = np.lexsort((at, cust_codes))
+    counts = np.bincount(cust_codes, minlength=len(customer.dictionary))
+    return _EventArrays(
+        customers=np.asarray(customer.dictionary.to_pylist(), dtype=str),
+        indptr=np.r_[0, np.cumsum(counts)].astype(np.int64),
+        item_col=item_col[order],
+        etype=etype_map[arrowkit.codes(etype_dict)][order],
+        channel=arrowkit.codes(channel_dict)[order].astype(np.uint8),
+        channels=channels,
+        at=at[order],
+        store=arrowkit.codes(store_dict)[order].astype(np.int16),
+        stores=stores,
+        quantity=np.asarray(events.column("quantity").to_numpy(), dtype=np.int32)[order],
+    )
+
+
+def _purchases(ev: _EventArrays, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(kept units, last purchase time) per customer x item, purchases net of returns."""
+    rows = np.repeat(np.arange(len(ev.customers)), np.diff(ev.indptr))
+    ok = ev.item_col >= 0
+    bought = ok & (ev.etype == EVENT_CODES["purchase"])
+    returned = ok & (ev.etype == EVENT_CODES["return"])
+    shape = (len(ev.customers), n_items)
+    units = sp.csr_matrix(
+        (ev.quantity[bought].astype(np.float64), (rows[bought], ev.item_col[bought])), shape=shape
+    )
+    units = units - sp.csr_matrix(
+        (ev.quantity[returned].astype(np.float64), (rows[returned], ev.item_col[returned])),
+        shape=shape,
+    )
+    units = sp.csr_matrix(units)
+    units.data = np.maximum(units.data, 0)
+    units.eliminate_zeros()
+    # last purchase time: max over duplicates (events are time-sorted, so the last write wins)
+    key = rows[bought].astype(np.int64) * n_items + ev.item_col[bought]
+    last = {}
+    if len(key):
+        uniq, first_from_end = np.unique(key[::-1], return_index=True)
+        idx = len(key) - 1 - first_from_end
+        last_at = ev.at[bought][idx]
+        last = {"rows": uniq // n_items, "cols": uniq % n_items, "at": last_at}
+    at = sp.csr_matrix(
+        (
+            last.get("at", np.zeros(0)),
+            (last.get("rows", np.zeros(0, int)), last.get("cols", np.zeros(0, int))),
+        ),
+        shape=shape,
+        dtype=np.float64,
+    )
+    return units, at.multiply(units > 0).tocsr()
+
+
+def _top_per_row(
+    matrix: sp.csr_matrix, k: int
+) -> Iterator[tuple[int, npt.NDArray[np.int32], npt.NDArray[np.float32]]]:
+    matrix = sp.csr_matrix(matrix)
+    for r in range(matrix.shape[0]):
+        lo, hi = matrix.indptr[r], matrix.indptr[r + 1]
+        if lo == hi:
+            continue
+        data, cols = matrix.data[lo:hi], matrix.indices[lo:hi]
+        best = np.argsort(-data, kind="stable")[:k]
+        yield r, cols[best].astype(np.int32), data[best].astype(np.float32)
+
+
+def _group_popularity(
+    ev: _EventArrays,
+    group: npt.NDArray[np.integer],
+    n_groups: int,
+    n_items: int,
+    weights: npt.NDArray[np.float64],
+) -> sp.csr_matrix:
+    ok = (ev.item_col >= 0) & (group >= 0)
+    return sp.csr_matrix((weights[ok], (group[ok], ev.item_col[ok])), shape=(n_groups, n_items))
+
+
+def _event_weights(ev: _EventArrays, settings: Settings) -> npt.NDArray[np.float64]:
+    by_code = np.zeros(len(EVENT_CODES))
+    for name, code in EVENT_CODES.items():
+        by_code[code] = settings.interactions.event_weights.get(name, 0.0)
+    return by_code[ev.etype]
+
+
+def publish(
+    store: RedisFeatureStore,
+    model: Recommender,
+    dataset: Dataset,
+    version: int,
+    settings: Settings,
+    *,
+    candidates: int | None = None,
+) -> PublishSummary:
+    """Write a new snapshot for `model` built from `dataset`, then switch to it atomically."""
+    started = time.perf_counter()
+    n_items = model.n_items
+    snapshot = f"v{version}-{time.time_ns() // 1_000_000}"
+    ev = _event_arrays(dataset.events, model)
+    keys = 0
+
+    # -- catalogue of the snapshot (item columns -> ids and display fields)
+    catalogue = _catalogue(model, dataset, ev)
+    store.write_one(snapshot, "catalogue", "", ENCODER.encode(catalogue))
+    categories = np.asarray(catalogue.categories, dtype=object)
+
+    # -- popularity per channel, store and category; overall from the model's history
+    weights = _event_weights(ev, settings)
+    lists: list[tuple[str, bytes]] = []
+    overall = model.item_popularity()
+    top = np.argsort(-overall, kind="stable")[:POPULAR_PER_GROUP]
+    lists.append(("all", ENCODER.encode(ItemList.of(top, overall[top]))))
+    for r, items, scores in _top_per_row(
+        _group_popularity(ev, ev.channel.astype(np.int64), len(ev.channels), n_items, weights),
+        POPULAR_PER_GROUP,
+    ):
+        lists.append((f"channel:{ev.channels[r]}", ENCODER.encode(ItemList.of(items, scores))))
+    purchase_w = np.where(ev.etype == EVENT_CODES["purchase"], weights, 0.0)
+    for r, items, scores in _top_per_row(
+        _group_popularity(ev, ev.store.astype(np.int64), len(ev.stores), n_items, purchase_w),
+        POPULAR_PER_GROUP,
+    ):
+        lists.append((f"store:{ev.stores[r]}", ENCODER.encode(ItemList.of(items, scores))))
+    cat_names, cat_codes = np.unique(categories.astype(str), return_inverse=True)
+    by_category = sp.csr_matrix(
+        (overall, (cat_codes, np.arange(n_items))), shape=(len(cat_names), n_items)
+    )
+    for r, items, scores in _top_per_row(by_category, POPULAR_PER_GROUP):
+        lists.append((f"category:{cat_names[r]}", ENCODER.encode(ItemList.of(items, scores))))
+    keys += store.write_batch(snapshot, "popular", lists)
+
+    # -- bought together: co-purchase by the same customer, cosine-normalised
+    units, last_bought = _purchases(ev, n_items)
+    bought = sp.csr_matrix(units > 0, dtype=np.float32)
+    co = sp.csr_matrix(bought.T @ bought)
+    co.setdiag(0)
+    co.eliminate_zeros()
+    pop = np.asarray(bought.sum(axis=0)).ravel() + 1e-9
+    co = sp.csr_matrix(sp.diags(1 / np.sqrt(pop)) @ co @ sp.diags(1 / np.sqrt(pop)))
+    together = (
+        (catalogue.item_ids[r], ENCODER.encode(ItemList.of(items, scores)))
+        for r, items, scores in _top_per_row(co, TOGETHER_PER_ITEM)
+    )
+    keys += store.write_batch(snapshot, "together", together)
+
+    # -- stock per store as a bitmap over item columns
+    keys += store.write_batch(snapshot, "stock", _stock_bitmaps(dataset, model))
+
+    # -- identities (global, not per snapshot: aliases do not change with a model)
+    keys += _publish_identities(store, dataset)
+
+    # -- customers
+    count = len(ev.customers)
+    entries = _customer_entries(
+        model,
+        ev,
+        last_bought,
+        cat_codes,
+        cat_names,
+        candidates or settings.serving.candidates_per_customer,
+    )
+    keys += store.write_batch(snapshot, "c", entries)
+    meta = SnapshotMeta(snapshot_id=snapshot, model_version=version, model_kind=model.kind, created_at=int(time.time()),
+                        customers=count, items=n_items, data_end=int(ev.at.max(initial=0)))  # fmt: skip
+    store.register_snapshot(meta)
+    previous = store.activate(snapshot)
+    cleaned = store.cleanup(settings.redis.snapshot_grace_seconds)
+    seconds = time.perf_counter() - started
+    return PublishSummary(
+        snapshot,
+        version,
+        count,
+        n_items,
+        keys,
+        seconds,
+        count / max(seconds, 1e-9),
+        previous,
+        cleaned,
+    )
+
+
+def _catalogue(model: Recommender, dataset: Dataset, ev: _EventArrays) -> Catalogue:
+    ids = [str(i) for i in model.item_ids.tolist()]
+    names, cats, prices, active = (
+        list(ids),
+        ["unknown"] * len(ids),
+        [0.0] * len(ids),
+        [True] * len(ids),
+    )
+    if dataset.catalogue is not None:
+        table = dataset.catalogue
+        cols = model.columns_of([str(v) for v in table.column("item_id").to_pylist()])
+        for col, name, cat, price, act in zip(cols, table.column("name").to_pylist(), table.column("category").to_pylist(),
+                                              table.column("price").to_pylist(), table.column("active").to_pylist(), strict=True):  # fmt: skip
+            if col >= 0:
+                names[col] = name or ids[col]
+                cats[col] = cat or "unknown"
+                prices[col] = float(price) if price is not None else 0.0
+                active[col] = bool(act) if act is not None else True
+    return Catalogue(item_ids=ids, names=names, categories=cats, prices=prices, active=active,
+                     channels=ev.channels, stores=ev.stores)  # fmt: skip
+
+
+def _stock_bitmaps(dataset: Dataset, model: Recommender) -> Iterator[tuple[str, bytes]]:
+    if dataset.stock is None:
+        return
+    stock = dataset.stock
+    stores = arrowkit.as_dictionary(stock.column("store_id"))
+    store_codes = arrowkit.codes(stores)
+    cols = model.columns_of([str(v) for v in stock.column("item_id").to_pylist()])
+    qty = np.asarray(stock.column("quantity").to_numpy(zero_copy_only=False))
+    ok = (cols >= 0) & (qty > 0)
+    for code, name in enumerate(stores.dictionary.to_pylist()):
+        mask = np.zeros(model.n_items, dtype=bool)
+        mask[cols[ok & (store_codes == code)]] = True
+        yield str(name), np.packbits(mask).tobytes()
+
+
+def _publish_identities(store: RedisFeatureStore, dataset: Dataset) -> int:
+    table = dataset.identities.table
+    if table.num_rows == 0:
+        return 0
+    aliases = table.column("alias_id").to_pylist()
+    customers = table.column("customer_id").to_pylist()
+    types = table.column("alias_type").to_pylist()
+    by_customer: dict[str, list[list[str]]] = {}
+    for kind, alias, customer in zip(types, aliases, customers, strict=True):
+        by_customer.setdefault(customer, []).append([kind, alias])
+    prefix = store.prefix
+    written = mass_set(
+        store.url,
+        (
+            (f"{prefix}:id:{a}".encode(), c.encode())
+            for a, c in zip(aliases, customers, strict=True)
+        ),
+    )
+    written += mass_set(
+        store.url,
+        ((f"{prefix}:aliases:{c}".encode(), ENCODER.encode(v)) for c, v in by_customer.items()),
+    )
+    return written
+
+
+def _customer_entries(model: Recommender, ev: _EventArrays, last_bought: sp.csr_matrix,
+                      cat_codes: npt.NDArray[np.int64], cat_names: npt.NDArray[np.str_], n_candidates: int) -> Iterator[tuple[str, bytes]]:  # fmt: skip
+    rows = model.rows_of(ev.customers.tolist())
+    history = model.history
+    vectors = model.user_factors if isinstance(model, _FactorModel) else None
+    n_cat = len(cat_names)
+    per_customer = np.repeat(np.arange(len(ev.customers)), np.diff(ev.indptr))
+    valid = ev.item_col >= 0
+    cat_counts = sp.csr_matrix(
+        (np.ones(valid.sum()), (per_customer[valid], cat_codes[ev.item_col[valid]])),
+        shape=(len(ev.customers), max(1, n_cat)),
+    )
+    block = 4096
+    for start in range(0, len(ev.customers), block):
+        stop = min(start + block, len(ev.customers))
+        block_rows = rows[start:stop]
+        known = block_rows >= 0
+        cand_ids = np.full((stop - start, n_candidates), -1, np.int64)
+        cand_scores = np.zeros((stop - start, n_candidates), np.float32)
+        if known.any():
+            ids, scores = model.recommend_rows(
+                block_rows[known], n=n_candidates, exclude_seen=False
+            )
+            cand_ids[known], cand_scores[known] = ids, scores
+        top_cats = np.argsort(-cat_counts[start:stop].toarray(), axis=1)[:, :3]
+        cat_block = cat_counts[start:stop].toarray()
+        for i, c in enumerate(range(start, stop)):
+            lo, hi = ev.indptr[c], ev.indptr[c + 1]
+            recent = slice(max(lo, hi - RECENT_PER_CUSTOMER), hi)
+            row = block_rows[i]
+            h_lo, h_hi = (history.indptr[row], history.indptr[row + 1]) if row >= 0 else (0, 0)
+            ok = cand_ids[i] >= 0
+            b_lo, b_hi = last_bought.indptr[c], last_bought.indptr[c + 1]
+            features = CustomerFeatures(
+                customer_id=str(ev.customers[c]),
+                vector=vectors[row].tobytes() if vectors is not None and row >= 0 else b"",
+                candidates=cand_ids[i][ok].astype(np.int32).tobytes(),
+                candidate_scores=cand_scores[i][ok].tobytes(),
+                history_items=history.indices[h_lo:h_hi].astype(np.int32).tobytes(),
+                history_weights=history.data[h_lo:h_hi].astype(np.float32).tobytes(),
+                purchased_items=last_bought.indices[b_lo:b_hi].astype(np.int32).tobytes(),
+                purchased_at=last_bought.data[b_lo:b_hi].astype(np.int64).tobytes(),
+                categories=[str(cat_names[k]) for k in top_cats[i] if cat_block[i, k] > 0],
+                first_seen=int(ev.at[lo]) if hi > lo else 0,
+                last_seen=int(ev.at[hi - 1]) if hi > lo else 0,
+                recent_items=ev.item_col[recent].tobytes(),
+                recent_types=ev.etype[recent].tobytes(),
+                recent_channels=ev.channel[recent].tobytes(),
+                recent_at=ev.at[recent].tobytes(),
+                recent_stores=ev.store[recent].tobytes(),
+            )
+            yield str(ev.customers[c]), ENCODER.encode(features)

@@ -1,0 +1,171 @@
+"""The Redis feature store: namespaced keys, snapshots switched atomically, pipelined reads/writes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import redis
+
+from features.encoding import META_DECODER, SnapshotMeta
+from features.massinsert import mass_set
+from omnirec.errors import FeatureStoreError, StoreUnavailableError
+from omnirec.redis_runtime import connect
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+
+# Atomic switch: the active pointer moves and the old snapshot is marked retired in one step.
+_ACTIVATE = """
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if old and old ~= ARGV[1] then redis.call('ZADD', KEYS[2], ARGV[2], old) end
+return old
+"""
+
+
+class FeatureStore(Protocol):
+    """What the service and the publisher need from a feature store."""
+
+    def write_batch(
+        self, snapshot: str, kind: str, entries: Iterable[tuple[str, bytes]]
+    ) -> int: ...
+
+    def read_many(self, snapshot: str, kind: str, ids: Sequence[str]) -> list[bytes | None]: ...
+
+
+class RedisFeatureStore:
+    """Keys: `{prefix}:s:{snapshot}:{kind}:{id}`; `{prefix}:active` names the live snapshot."""
+
+    def __init__(self, url: str, prefix: str = "omnirec", timeout: float = 0.5) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.client = connect(url, timeout)
+        self._activate = self.client.register_script(_ACTIVATE)
+
+    # ----------------------------------------------------------- keys
+    def key(self, snapshot: str, kind: str, ident: str = "") -> str:
+        return (
+            f"{self.prefix}:s:{snapshot}:{kind}:{ident}"
+            if ident
+            else f"{self.prefix}:s:{snapshot}:{kind}"
+        )
+
+    @property
+    def active_key(self) -> str:
+        return f"{self.prefix}:active"
+
+    @property
+    def retired_key(self) -> str:
+        return f"{self.prefix}:retired"
+
+    @property
+    def meta_key(self) -> str:
+        return f"{self.prefix}:snapshots"
+
+    # ----------------------------------------------------------- reads
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except REDIS_DOWN as exc:
+            raise StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
+        except redis.RedisError as exc:
+            raise FeatureStoreError(f"Redis error: {exc}") from exc
+
+    def ping(self) -> bool:
+        return bool(self._call(self.client.ping))
+
+    def active_snapshot(self) -> str | None:
+        value = self._call(self.client.get, self.active_key)
+        return None if value is None else value.decode()
+
+    def read_many(self, snapshot: str, kind: str, ids: Sequence[str]) -> list[bytes | None]:
+        """Values for ids in one MGET; a missing id reads as None."""
+        if not ids:
+            return []
+        return list(self._call(self.client.mget, [self.key(snapshot, kind, i) for i in ids]))
+
+    def read_one(self, snapshot: str, kind: str, ident: str = "") -> bytes | None:
+        value = self._call(self.client.get, self.key(snapshot, kind, ident))
+        return None if value is None else bytes(value)
+
+    def read_keys(self, keys: Sequence[str]) -> list[bytes | None]:
+        """MGET of raw keys (mixed kinds in one round trip)."""
+        return list(self._call(self.client.mget, list(keys))) if keys else []
+
+    # ----------------------------------------------------------- writes
+    def write_batch(self, snapshot: str, kind: str, entries: Iterable[tuple[str, bytes]]) -> int:
+        """Bulk SET through raw protocol streaming (mass insertion); returns count written."""
+        encoded = ((self.key(snapshot, kind, ident).encode(), value) for ident, value in entries)
+        return mass_set(self.url, encoded)
+
+    def write_one(self, snapshot: str, kind: str, ident: str, value: bytes) -> None:
+        self._call(self.client.set, self.key(snapshot, kind, ident), value)
+
+    # ----------------------------------------------------------- snapshots
+    def register_snapshot(self, meta: SnapshotMeta) -> None:
+        import msgspec
+
+        self._call(self.client.hset, self.meta_key, meta.snapshot_id, msgspec.json.encode(meta))
+
+    def snapshot_meta(self, snapshot: str) -> SnapshotMeta | None:
+        raw = self._call(self.client.hget, self.meta_key, snapshot)
+        return None if raw is None else META_DECODER.decode(raw)
+
+    def snapshots(self) -> list[tuple[SnapshotMeta, str]]:
+        """Every known snapshot with its state: 'active', 'retired' or 'ready'."""
+        raw = self._call(self.client.hgetall, self.meta_key)
+        active = self.active_snapshot()
+        retired = {m.decode() for m in self._call(self.client.zrange, self.retired_key, 0, -1)}
+        out = []
+        for value in raw.values():
+            meta = META_DECODER.decode(value)
+            state = (
+                "active"
+                if meta.snapshot_id == active
+                else "retired"
+                if meta.snapshot_id in retired
+                else "ready"
+            )
+            out.append((meta, state))
+        return sorted(out, key=lambda pair: pair[0].created_at)
+
+    def activate(self, snapshot: str) -> str | None:
+        """Make `snapshot` live in one atomic step; returns the previous snapshot id."""
+        if self.snapshot_meta(snapshot) is None:
+            raise FeatureStoreError(f"snapshot {snapshot} was never published (or was cleaned up)")
+        old = self._call(
+            self._activate, [self.active_key, self.retired_key], [snapshot, int(time.time())]
+        )
+        return None if old is None else old.decode()
+
+    def cleanup(self, grace_seconds: int, now: float | None = None) -> list[str]:
+        """Delete snapshots retired more than `grace_seconds` ago; returns their ids."""
+        limit = (now or time.time()) - grace_seconds
+        expired = [
+            m.decode() for m in self._call(self.client.zrangebyscore, self.retired_key, 0, limit)
+        ]
+        for snapshot in expired:
+            self.delete_snapshot(snapshot)
+        return expired
+
+    def delete_snapshot(self, snapshot: str) -> int:
+        """UNLINK every key of a snapshot (SCAN in batches); returns how many."""
+        if snapshot == self.active_snapshot():
+            raise FeatureStoreError(f"snapshot {snapshot} is active; activate another first")
+        deleted = 0
+        batch: list[bytes] = []
+        for key in self._call(self.client.scan_iter, f"{self.prefix}:s:{snapshot}:*", 5000):
+            batch.append(key)
+            if len(batch) >= 5000:
+                deleted += int(self._call(self.client.unlink, *batch))
+                batch = []
+        if batch:
+            deleted += int(self._call(self.client.unlink, *batch))
+        self._call(self.client.zrem, self.retired_key, snapshot)
+        self._call(self.client.hdel, self.meta_key, snapshot)
+        return deleted
+
+    def close(self) -> None:
+        self.client.close()
