@@ -72,7 +72,8 @@ class Catalogue(msgspec.Struct, array_like=True):
     prices: list[float]
     active: list[bool]
     channels: list[str] = []
-    stores: list[str] = []
+    stores: list[str] = []  # stores seen in events (popular-at-store lists)
+    stock_stores: list[str] = []  # stores with a stock bitmap
 
 
 class SnapshotMeta(msgspec.Struct, frozen=True):

@@ -49,7 +49,7 @@ class PublishSummary:
     def __str__(self) -> str:
         return (f"published snapshot {self.snapshot} (model v{self.version}): {self.customers:,} customers, "
                 f"{self.items:,} items, {self.keys:,} keys in {self.seconds:.1f}s "
-                f"({self.customers_per_second:,.0f} customers/s); previous {self.previous or '-'}"
+                f"({self.customers_per_second:,.0f} customers/s); active before: {self.previous or '-'}"
                 + (f"; removed {', '.join(self.cleaned)}" if self.cleaned else ""))  # fmt: skip
 
 
@@ -180,8 +180,9 @@ def publish(
     settings: Settings,
     *,
     candidates: int | None = None,
+    activate: bool = True,
 ) -> PublishSummary:
-    """Write a new snapshot for `model` built from `dataset`, then switch to it atomically."""
+    """Write a new snapshot for `model` built from `dataset`; switch to it atomically when `activate`."""
     started = time.perf_counter()
     n_items = model.n_items
     snapshot = f"v{version}-{time.time_ns() // 1_000_000}"
@@ -189,7 +190,9 @@ def publish(
     keys = 0
 
     # -- catalogue of the snapshot (item columns -> ids and display fields)
+    bitmaps = list(_stock_bitmaps(dataset, model))
     catalogue = _catalogue(model, dataset, ev)
+    catalogue.stock_stores = [name for name, _ in bitmaps]
     store.write_one(snapshot, "catalogue", "", ENCODER.encode(catalogue))
     categories = np.asarray(catalogue.categories, dtype=object)
 
@@ -233,7 +236,7 @@ def publish(
     keys += store.write_batch(snapshot, "together", together)
 
     # -- stock per store as a bitmap over item columns
-    keys += store.write_batch(snapshot, "stock", _stock_bitmaps(dataset, model))
+    keys += store.write_batch(snapshot, "stock", bitmaps)
 
     # -- identities (global, not per snapshot: aliases do not change with a model)
     keys += _publish_identities(store, dataset)
@@ -252,7 +255,7 @@ def publish(
     meta = SnapshotMeta(snapshot_id=snapshot, model_version=version, model_kind=model.kind, created_at=int(time.time()),
                         customers=count, items=n_items, data_end=int(ev.at.max(initial=0)))  # fmt: skip
     store.register_snapshot(meta)
-    previous = store.activate(snapshot)
+    previous = store.activate(snapshot) if activate else store.active_snapshot()
     cleaned = store.cleanup(settings.redis.snapshot_grace_seconds)
     seconds = time.perf_counter() - started
     return PublishSummary(

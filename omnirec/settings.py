@@ -66,6 +66,7 @@ class ServingSettings(msgspec.Struct, frozen=True):
     max_body_bytes: int = 2_000_000
     max_batch_customers: int = 1000
     candidates_per_customer: int = 200
+    repurchase_days: dict[str, float] = msgspec.field(default_factory=dict)  # category -> days
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -104,6 +105,7 @@ class Settings(msgspec.Struct, frozen=True):
                 workers=_int(env, "OMNIREC_WORKERS", 1),
                 api_keys=parse_api_keys(env.get("OMNIREC_API_KEYS", "")),
                 reload_interval_seconds=float(env.get("OMNIREC_RELOAD_INTERVAL_SECONDS", "30")),
+                repurchase_days=parse_weights(env.get("OMNIREC_REPURCHASE_DAYS", ""), {}),
             ),
             interactions=InteractionSettings(
                 event_weights=parse_weights(

@@ -25,7 +25,10 @@ def publish_version(settings: Settings, version: int, data: Path | None = None) 
     dataset = load_dataset(folder)
     with redis_url(settings) as url:
         store = RedisFeatureStore(url, settings.redis.prefix, timeout=30)
-        summary = publish(store, model, dataset, version, settings)
+        activate = (
+            registry.champion() == version
+        )  # a version that lost the gate is published, not switched to
+        summary = publish(store, model, dataset, version, settings, activate=activate)
         store.close()
     registry.tag_version(version, "omnirec.snapshot", summary.snapshot)
     return summary

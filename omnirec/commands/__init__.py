@@ -41,13 +41,6 @@ def positive_int(value: str) -> int:
 
 def all_commands() -> list[CommandSpec]:
     """Every subcommand, in the order `--help` lists them."""
-    from omnirec.commands import data
+    from omnirec.commands import data, serve, training
 
-    specs = list(data.COMMANDS)
-    for module_name in ("training", "store", "serve"):
-        try:
-            module = __import__(f"omnirec.commands.{module_name}", fromlist=["COMMANDS"])
-        except ModuleNotFoundError:
-            continue
-        specs.extend(module.COMMANDS)
-    return specs
+    return [*data.COMMANDS, *training.COMMANDS, *serve.COMMANDS]

@@ -1,0 +1,302 @@
+"""Serving subcommands: serve, demo, batch, publish, export-events, snapshots."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import time
+from pathlib import Path
+
+from omnirec.commands import CommandSpec, existing_path, positive_int
+from omnirec.settings import Settings
+
+
+def _configure_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=None, help="bind address (default $OMNIREC_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default $OMNIREC_PORT or 8000)")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="worker processes (default $OMNIREC_WORKERS or 1)",
+    )
+
+
+def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from omnirec.redis_runtime import EmbeddedRedis
+
+    host = args.host or settings.serving.host
+    port = args.port or settings.serving.port
+    workers = args.workers or settings.serving.workers
+    embedded = None
+    if (
+        not settings.redis.url
+    ):  # one embedded Redis shared by all workers, stopped (and saved) on exit
+        embedded = EmbeddedRedis(settings.data_dir / "redis").start()
+        os.environ["REDIS_URL"] = embedded.url
+    try:
+        uvicorn.run("serving.asgi:app", host=host, port=port, workers=workers, log_level="warning",
+                    access_log=False, factory=False)  # fmt: skip
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def _configure_publish(p: argparse.ArgumentParser) -> None:
+    p.add_argument("version", type=positive_int, help="registered model version")
+    p.add_argument(
+        "--data", type=existing_path, default=None, help="data folder (default: the run's)"
+    )
+
+
+def _run_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from training.publishing import publish_version
+
+    print(publish_version(settings, args.version, args.data))
+    return 0
+
+
+def _configure_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="event log folder (default: $OMNIREC_DATA_DIR/synthetic/events)",
+    )
+
+
+def _run_export(args: argparse.Namespace, settings: Settings) -> int:
+    from features.export import export_events
+    from features.realtime import RealtimeEvents
+    from features.store import RedisFeatureStore
+    from omnirec.redis_runtime import redis_url
+
+    out = args.out or settings.data_dir / "synthetic" / "events"
+    crash_after = int(
+        os.environ.get("OMNIREC_EXPORT_CRASH_AFTER_FILES", "0")
+    )  # fault injection for tests
+    written: list[Path] = []
+
+    def after_write(path: Path) -> None:
+        written.append(path)
+        if crash_after and len(written) >= crash_after:
+            os._exit(137)
+
+    with redis_url(settings) as url:
+        store = RedisFeatureStore(url, settings.redis.prefix, timeout=30)
+        result = export_events(RealtimeEvents(store), out, after_write=after_write)
+        store.close()
+    print(f"exported {result.events:,} events into {len(result.files)} file(s) under {out}")
+    return 0
+
+
+def _configure_batch(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--customers",
+        type=existing_path,
+        required=True,
+        help="file with one customer id per line (or a CSV with customer_id)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output .csv or .parquet")
+    p.add_argument("--limit", type=positive_int, default=10, help="items per customer")
+    p.add_argument("--store-id", default=None, help="only items in stock at this store")
+
+
+def _read_customers(path: Path) -> list[str]:
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if lines and lines[0].split(",")[0] == "customer_id":
+        return [line.split(",")[0] for line in lines[1:]]
+    return lines
+
+
+def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
+    import pyarrow as pa
+
+    from features.io import write_table
+    from features.store import RedisFeatureStore
+    from omnirec.redis_runtime import redis_url
+    from serving.engine import Engine
+    from serving.runtime import ModelRuntime
+
+    customers = _read_customers(args.customers)
+    started = time.perf_counter()
+    with redis_url(settings) as url:
+        store = RedisFeatureStore(url, settings.redis.prefix, timeout=30)
+        engine = Engine(settings, store)
+        runtime = ModelRuntime(settings, engine)
+        if not runtime.refresh() and engine.snapshot is None:
+            raise SystemExit(f"no champion model with a published snapshot: {runtime.last_error}")
+        rows: dict[str, list[object]] = {
+            k: []
+            for k in (
+                "customer_id",
+                "rank",
+                "item_id",
+                "score",
+                "source",
+                "model_version",
+                "snapshot",
+            )
+        }
+        for start in range(0, len(customers), 1000):
+            for answer, customer in zip(engine.batch(customers[start:start + 1000], limit=args.limit, channel=None,
+                                                     store_id=args.store_id, request_id="batch"), customers[start:start + 1000], strict=True):  # fmt: skip
+                for rank, item in enumerate(answer.items, 1):
+                    for key, value in (("customer_id", customer), ("rank", rank), ("item_id", item.item_id), ("score", item.score),
+                                       ("source", item.source), ("model_version", answer.model_version), ("snapshot", answer.snapshot)):  # fmt: skip
+                        rows[key].append(value)
+        store.close()
+    write_table(pa.table(rows), args.out)
+    seconds = time.perf_counter() - started
+    print(
+        f"{len(customers):,} customers -> {args.out} in {seconds:.1f}s ({len(customers) / max(seconds, 1e-9):,.0f} customers/s)"
+    )
+    return 0
+
+
+def _configure_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--customers", type=positive_int, default=5_000, help="synthetic customers")
+    p.add_argument("--items", type=positive_int, default=2_000, help="catalogue size")
+    p.add_argument("--port", type=int, default=8000, help="port of the demo service")
+    p.add_argument(
+        "--no-serve", action="store_true", help="stop after publishing (do not start the service)"
+    )
+
+
+def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from features.generator import GeneratorConfig, generate
+    from omnirec.redis_runtime import EmbeddedRedis
+    from training.pipeline import TrainConfig, train
+    from training.publishing import publish_version
+    from training.report import markdown_table
+
+    data = settings.data_dir / "synthetic"
+    print(
+        f"1/4 generating {args.customers:,} customers x {args.items:,} items of omnichannel events into {data}"
+    )
+    generated = generate(
+        GeneratorConfig(customers=args.customers, items=args.items, days=90, seed=settings.seed),
+        data,
+    )
+    print(
+        f"    {generated.events:,} events, {generated.aliases:,} aliases, {generated.stores} stores"
+    )
+    embedded = None
+    if not settings.redis.url:
+        embedded = EmbeddedRedis(settings.data_dir / "redis").start()
+        os.environ["REDIS_URL"] = embedded.url
+        settings = Settings.from_env()
+    keys = {"recommend": "demo-storefront-" + secrets.token_hex(8), "events": "demo-events-" + secrets.token_hex(8),
+            "tablet": "demo-tablet-" + secrets.token_hex(8), "admin": "demo-admin-" + secrets.token_hex(8)}  # fmt: skip
+    os.environ["OMNIREC_API_KEYS"] = ";".join(f"{k}:{scope}" for scope, k in keys.items())
+    os.environ.setdefault("OMNIREC_RELOAD_INTERVAL_SECONDS", "5")
+    settings = Settings.from_env()
+    try:
+        print(
+            "2/4 training ALS, evaluating in time order against popularity, registering in MLflow"
+        )
+        result = train(TrainConfig(data=data, model="als"), settings)
+        print(markdown_table({"als": result.metrics, "popularity": result.baseline}, 10))
+        print(f"    {result.gate}")
+        print("3/4 publishing features to Redis")
+        print("    " + str(publish_version(settings, result.version or 1)))
+        customer = "C00000001"
+        base = f"http://127.0.0.1:{args.port}"
+        print(
+            "4/4 serving on "
+            + base
+            + f" (OpenAPI: {base}/schema/swagger, tablet page: {base}/tablet)"
+        )
+        print(f"""
+Try these (keys are for this demo run only):
+  storefront:  curl -s -H 'X-API-Key: {keys["recommend"]}' '{base}/v1/customers/{customer}/recommendations?limit=5&channel=web&explain=true'
+  similar:     curl -s -H 'X-API-Key: {keys["recommend"]}' '{base}/v1/items/I000010/similar?limit=5'
+  e-mail:      curl -s -H 'X-API-Key: {keys["recommend"]}' -H 'Content-Type: application/json' -d '{{"customer_id":"{customer}","item_ids":["I000010"],"limit":5}}' {base}/v1/orders/complements
+  batch:       curl -s -H 'X-API-Key: {keys["recommend"]}' -H 'Content-Type: application/json' -d '{{"customer_ids":["{customer}","C00000002"],"limit":3}}' {base}/v1/recommendations/batch
+  event:       curl -s -H 'X-API-Key: {keys["events"]}' -H 'Content-Type: application/json' -d '{{"customer_id":"{customer}","item_id":"I000020","event_type":"view","channel":"web"}}' {base}/v1/events
+  tablet:      open {base}/tablet and enter the key {keys["tablet"]}, then look up customer id {customer}
+  readiness:   curl -s {base}/health/ready ;  metrics: curl -s {base}/metrics
+""")
+        if args.no_serve:
+            return 0
+        import uvicorn
+
+        from serving.app import create_app
+
+        uvicorn.run(
+            create_app(settings),
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def _configure_snapshots(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="remove snapshots retired longer than the grace period",
+    )
+
+
+def _run_snapshots(args: argparse.Namespace, settings: Settings) -> int:
+    from features.store import RedisFeatureStore
+    from omnirec.redis_runtime import redis_url
+
+    with redis_url(settings) as url:
+        store = RedisFeatureStore(url, settings.redis.prefix, timeout=30)
+        if args.cleanup:
+            print(
+                "removed:",
+                ", ".join(store.cleanup(settings.redis.snapshot_grace_seconds)) or "nothing",
+            )
+        for meta, state in store.snapshots():
+            print(
+                f"{meta.snapshot_id:<24} model v{meta.model_version:<4} {meta.model_kind:<10} {meta.customers:>10,} customers  {state}"
+            )
+        store.close()
+    return 0
+
+
+COMMANDS = [
+    CommandSpec("serve", "run the HTTP service (uvicorn)", _configure_serve, _run_serve),
+    CommandSpec(
+        "demo",
+        "generate data, train, register, publish and serve, printing example calls",
+        _configure_demo,
+        _run_demo,
+    ),
+    CommandSpec(
+        "publish",
+        "publish a registered version's features to Redis",
+        _configure_publish,
+        _run_publish,
+    ),
+    CommandSpec(
+        "export-events",
+        "drain posted events from Redis into the Parquet event log",
+        _configure_export,
+        _run_export,
+    ),
+    CommandSpec(
+        "batch",
+        "nightly export: recommendations for many customers to CSV or Parquet",
+        _configure_batch,
+        _run_batch,
+    ),
+    CommandSpec(
+        "snapshots",
+        "list feature snapshots in Redis (and clean up retired ones)",
+        _configure_snapshots,
+        _run_snapshots,
+    ),
+]

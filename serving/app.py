@@ -1,0 +1,87 @@
+"""The Litestar application factory: `create_app(settings=None) -> Litestar`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from litestar import Litestar, MediaType, get
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.response import Response
+
+from features.store import RedisFeatureStore
+from omnirec import __version__
+from omnirec.redis_runtime import redis_url
+from omnirec.settings import Settings
+from serving.engine import Engine
+from serving.errors import EXCEPTION_HANDLERS
+from serving.routes.customers import CustomerController
+from serving.routes.events import EventController
+from serving.routes.health import AdminController, HealthController
+from serving.routes.recommendations import RecommendationController
+from serving.runtime import ModelRuntime
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("omnirec.serving")
+
+
+@get("/tablet", media_type=MediaType.HTML, include_in_schema=False, sync_to_thread=False)
+def tablet_page() -> Response[bytes]:
+    """The in-store tablet page (plain HTML + JS; all data comes from the API with the tablet's key)."""
+    return Response((STATIC / "tablet.html").read_bytes(), media_type=MediaType.HTML,
+                    headers={"Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
+                             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})  # fmt: skip
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app; nothing connects until the lifespan starts."""
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        with redis_url(settings) as url:
+            store = RedisFeatureStore(
+                url, settings.redis.prefix, timeout=settings.redis.socket_timeout_seconds
+            )
+            engine = Engine(settings, store)
+            runtime = ModelRuntime(settings, engine)
+            await asyncio.to_thread(runtime.try_refresh)
+            app.state.engine = engine
+            app.state.runtime = runtime
+            poller = asyncio.create_task(runtime.poll_forever())
+            try:
+                yield
+            finally:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+                store.close()
+
+    prometheus = PrometheusConfig(app_name="omnirec", prefix="omnirec", group_path=True)
+    return Litestar(
+        route_handlers=[
+            RecommendationController,
+            EventController,
+            CustomerController,
+            HealthController,
+            AdminController,
+            PrometheusController,
+            tablet_page,
+        ],
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[prometheus.middleware],
+        request_max_body_size=settings.serving.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="omnirec",
+            version=__version__,
+            description="Cross-channel product recommendations. Send the API key in X-API-Key.",
+        ),
+        debug=False,
+    )

@@ -1,0 +1,43 @@
+"""API keys with scopes: 401 without a valid key, 403 without the scope. Keys are never logged."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from omnirec.settings import Settings
+
+HEADER = "X-API-Key"
+
+
+def scopes_for(settings: Settings, presented: str | None) -> frozenset[str] | None:
+    """The scopes of a presented key (constant-time comparison), None when it is not a key."""
+    if not presented:
+        return None
+    found: frozenset[str] | None = None
+    for key, scopes in settings.serving.api_keys.items():
+        if hmac.compare_digest(key.encode(), presented.encode()):
+            found = scopes
+    return found
+
+
+def require(*accepted: str) -> Callable[[ASGIConnection, BaseRouteHandler], None]:  # type: ignore[type-arg]
+    """A guard that admits keys holding any of `accepted` scopes ('admin' admits everything)."""
+
+    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+        settings: Settings = connection.app.state.settings
+        presented = connection.headers.get(HEADER)
+        if presented is None:
+            auth = connection.headers.get("Authorization", "")
+            presented = auth[7:] if auth.startswith("Bearer ") else None
+        scopes = scopes_for(settings, presented)
+        if scopes is None:
+            raise NotAuthorizedException(f"a valid API key is required in the {HEADER} header")
+        if "admin" not in scopes and not scopes.intersection(accepted):
+            raise PermissionDeniedException(f"this key lacks the scope: {' or '.join(accepted)}")
+
+    return guard

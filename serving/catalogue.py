@@ -1,0 +1,107 @@
+"""The item side of one (model version, feature snapshot) pair, held in memory by each worker."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from features.encoding import CATALOGUE_DECODER, ITEMLIST_DECODER, Catalogue, SnapshotMeta
+from features.store import RedisFeatureStore
+from models.base import Recommender
+from omnirec.errors import FeatureStoreError
+
+
+@dataclass
+class LoadedSnapshot:
+    """Model + catalogue + popular lists + stock bitmaps of one snapshot; immutable once built."""
+
+    version: int
+    meta: SnapshotMeta
+    model: Recommender
+    item_ids: npt.NDArray[np.str_]
+    names: list[str]
+    categories: npt.NDArray[np.object_]
+    category_codes: npt.NDArray[np.int32]
+    category_names: list[str]
+    prices: npt.NDArray[np.float64]
+    active: npt.NDArray[np.bool_]
+    channels: list[str]
+    stores: list[str]
+    popular: dict[str, tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]]
+    stock: dict[str, npt.NDArray[np.bool_]]
+    item_index: dict[str, int]
+    loaded_at: float = field(default_factory=time.time)
+    _allowed_cache: dict[tuple[str | None, str | None], npt.NDArray[np.bool_]] = field(
+        default_factory=dict
+    )
+
+    @property
+    def snapshot_id(self) -> str:
+        return self.meta.snapshot_id
+
+    def allowed(self, store_id: str | None, category: str | None) -> npt.NDArray[np.bool_]:
+        """Items that may be shown: active, in stock at `store_id` (when known), in `category`."""
+        key = (store_id, category)
+        cached = self._allowed_cache.get(key)
+        if cached is not None:
+            return cached
+        mask = self.active.copy()
+        if store_id is not None and store_id in self.stock:
+            mask &= self.stock[store_id]
+        if category is not None:
+            mask &= self.categories == category
+        if len(self._allowed_cache) < 4096:
+            self._allowed_cache[key] = mask
+        return mask
+
+    def popular_list(
+        self, channel: str | None, store_id: str | None, category: str | None
+    ) -> tuple[str, npt.NDArray[np.int32]]:
+        """The most specific popular list available: category, store, channel, then overall."""
+        for key in (f"category:{category}" if category else None, f"store:{store_id}" if store_id else None,
+                    f"channel:{channel}" if channel else None, "all"):  # fmt: skip
+            if key and key in self.popular:
+                return key, self.popular[key][0]
+        return "all", np.zeros(0, np.int32)
+
+
+def load_snapshot(
+    store: RedisFeatureStore, snapshot_id: str, model: Recommender, version: int
+) -> LoadedSnapshot:
+    """Read a snapshot's item side from Redis (a few round trips, once per snapshot)."""
+    meta = store.snapshot_meta(snapshot_id)
+    raw = store.read_one(snapshot_id, "catalogue")
+    if meta is None or raw is None:
+        raise FeatureStoreError(f"snapshot {snapshot_id} is not in the feature store")
+    catalogue: Catalogue = CATALOGUE_DECODER.decode(raw)
+    if catalogue.item_ids != [str(i) for i in model.item_ids.tolist()]:
+        raise FeatureStoreError(
+            f"snapshot {snapshot_id} was published for other items than model v{version}"
+        )
+    categories = np.asarray(catalogue.categories, dtype=object)
+    names, codes = np.unique(categories.astype(str), return_inverse=True)
+    list_keys = ["all", *(f"channel:{c}" for c in catalogue.channels), *(f"store:{s}" for s in catalogue.stores),
+                 *(f"category:{c}" for c in names.tolist())]  # fmt: skip
+    lists = store.read_many(snapshot_id, "popular", list_keys)
+    popular = {
+        k: ITEMLIST_DECODER.decode(v).arrays()
+        for k, v in zip(list_keys, lists, strict=True)
+        if v is not None
+    }
+    n = len(catalogue.item_ids)
+    stock: dict[str, npt.NDArray[np.bool_]] = {}
+    if catalogue.stock_stores:
+        bitmaps = store.read_many(snapshot_id, "stock", catalogue.stock_stores)
+        for store_id, bitmap in zip(catalogue.stock_stores, bitmaps, strict=True):
+            if bitmap is not None:
+                stock[store_id] = np.unpackbits(np.frombuffer(bitmap, np.uint8))[:n].astype(bool)
+    return LoadedSnapshot(
+        version=version, meta=meta, model=model, item_ids=model.item_ids, names=catalogue.names,
+        categories=categories, category_codes=codes.astype(np.int32), category_names=names.tolist(),
+        prices=np.asarray(catalogue.prices, dtype=np.float64), active=np.asarray(catalogue.active, dtype=bool),
+        channels=catalogue.channels, stores=catalogue.stores, popular=popular, stock=stock,
+        item_index={str(i): k for k, i in enumerate(model.item_ids.tolist())},
+    )  # fmt: skip

@@ -1,0 +1,42 @@
+"""The tablet's customer lookups: identity resolution and the cross-channel profile."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar import Controller, get
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from serving.auth import require
+from serving.engine import Engine
+from serving.routes.common import PathId, get_engine, request_id
+from serving.schemas import Profile
+
+AliasType = Literal["customer", "loyalty_card", "email", "phone", "device", "account"]
+
+
+class CustomerController(Controller):
+    path = "/v1/customers"
+    tags = ["customers"]
+    dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
+    guards = [require("tablet")]
+
+    @get(
+        "/lookup",
+        operation_id="lookupCustomer",
+        summary="Find a customer by loyalty card, e-mail, phone, ...",
+    )
+    async def lookup(self, engine: Engine, alias_type: AliasType,
+                     value: Annotated[str, Parameter(min_length=1, max_length=254, description="the alias as typed")]) -> Profile:  # fmt: skip
+        """E-mails are matched through their SHA-256 (the identity map never holds plain addresses)."""
+        customer = engine.resolve_alias(alias_type, value)
+        return engine.profile(customer, request_id())
+
+    @get(
+        "/{customer_id:str}/profile",
+        operation_id="customerProfile",
+        summary="Identities and recent activity on every channel",
+    )
+    async def profile(self, engine: Engine, customer_id: PathId) -> Profile:
+        return engine.profile(customer_id, request_id())

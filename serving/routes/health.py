@@ -1,0 +1,65 @@
+"""Liveness, readiness and an admin reload."""
+
+from __future__ import annotations
+
+import time
+
+from litestar import Controller, Response, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from serving.auth import require
+from serving.engine import Engine
+from serving.metrics import FEATURE_AGE, MODEL_VERSION
+from serving.routes.common import get_engine
+from serving.schemas import Health
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ["health"]
+    dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
+
+    @get("/live", operation_id="liveness", summary="The process is up")
+    async def live(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get(
+        "/ready",
+        operation_id="readiness",
+        summary="Ready: Redis reachable and a model loaded (else 503)",
+    )
+    async def ready(self, engine: Engine) -> Response[Health]:
+        snap = engine.snapshot
+        redis_ok = engine.redis_available()
+        age = time.time() - snap.meta.data_end if snap else None
+        if snap:
+            MODEL_VERSION.set(snap.version)
+            FEATURE_AGE.set(age or 0)
+        ok = redis_ok and snap is not None
+        body = Health("ok" if ok else "unavailable", redis_ok, snap.version if snap else None,
+                      snap.snapshot_id if snap else None, age)  # fmt: skip
+        return Response(body, status_code=200 if ok else 503)
+
+
+class AdminController(Controller):
+    path = "/v1/admin"
+    tags = ["admin"]
+    guards = [require("admin")]
+
+    @post(
+        "/reload",
+        operation_id="reloadModel",
+        status_code=200,
+        summary="Check the champion alias now",
+    )
+    async def reload(self, state: State) -> dict[str, object]:
+        import asyncio
+
+        swapped = await asyncio.to_thread(state.runtime.try_refresh)
+        snap = state.engine.snapshot
+        return {
+            "swapped": swapped,
+            "model_version": snap.version if snap else None,
+            "error": state.runtime.last_error,
+        }

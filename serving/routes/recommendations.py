@@ -1,0 +1,77 @@
+"""Recommendations for customers, items and orders, and in batches (storefront, e-mail, tablet)."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get, post
+from litestar.di import Provide
+
+from serving.auth import require
+from serving.engine import Engine
+from serving.metrics import FALLBACKS
+from serving.routes.common import (
+    Category,
+    Channel,
+    ItemId,
+    Limit,
+    PathId,
+    StoreId,
+    check_channel,
+    get_engine,
+    request_id,
+)
+from serving.schemas import BatchRequest, BatchResponse, OrderRequest, Recommendations
+
+
+def _count(route: str, answer: Recommendations) -> Recommendations:
+    if answer.degraded:
+        FALLBACKS.labels(route, "degraded").inc()
+    elif answer.source == "popular":
+        FALLBACKS.labels(route, "popular").inc()
+    return answer
+
+
+class RecommendationController(Controller):
+    path = "/v1"
+    tags = ["recommendations"]
+    dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
+    guards = [require("recommend", "tablet")]
+
+    @get("/customers/{customer_id:str}/recommendations", operation_id="recommendForCustomer",
+         summary="Personalized recommendations for a customer (any alias)")  # fmt: skip
+    async def for_customer(self, engine: Engine, customer_id: PathId, limit: Limit = 10, channel: Channel = None,
+                           store_id: StoreId = None, category: Category = None, exclude_purchased: bool = True,
+                           explain: bool = False) -> Recommendations:  # fmt: skip
+        """Unknown customers get the popular items for the channel, store or category (source 'popular')."""
+        return _count("customer", engine.recommend(
+            customer_id, limit=limit, channel=check_channel(engine, channel), store_id=store_id, category=category,
+            exclude_purchased=exclude_purchased, explain=explain, request_id=request_id()))  # fmt: skip
+
+    @get(
+        "/items/{item_id:str}/similar",
+        operation_id="similarItems",
+        summary="Items similar to an item",
+    )
+    async def similar(
+        self, engine: Engine, item_id: ItemId, limit: Limit = 10, store_id: StoreId = None
+    ) -> Recommendations:
+        """A new item with no interactions gets popular items (source 'popular')."""
+        return _count(
+            "similar",
+            engine.similar(item_id, limit=limit, store_id=store_id, request_id=request_id()),
+        )
+
+    @post("/orders/complements", operation_id="orderComplements", status_code=200,
+          summary="Post-purchase suggestions for an order (bought together, then personal)")  # fmt: skip
+    async def complements(self, engine: Engine, data: OrderRequest) -> Recommendations:
+        """Never the ordered items, never out of stock at `store_id`."""
+        return _count("complements", engine.complements(data.customer_id, list(data.item_ids), limit=data.limit,
+                                                        store_id=data.store_id, request_id=request_id()))  # fmt: skip
+
+    @post("/recommendations/batch", operation_id="batchRecommendations", status_code=200,
+          summary="Recommendations for up to 1,000 customers in one call (the e-mail system)")  # fmt: skip
+    async def batch(self, engine: Engine, data: BatchRequest) -> Response[BatchResponse]:
+        rid = request_id()
+        results = engine.batch(list(data.customer_ids), limit=data.limit, channel=check_channel(engine, data.channel),
+                               store_id=data.store_id, request_id=rid)  # fmt: skip
+        version = engine.snapshot.version if engine.snapshot else None
+        return Response(BatchResponse(results=results, model_version=version, request_id=rid))

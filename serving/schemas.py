@@ -1,0 +1,140 @@
+"""Request and response messages of the HTTP API (msgspec structs; the OpenAPI document is built from them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+Source = Literal["personalized", "popular", "similar", "bought_together", "none"]
+Id = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9+][A-Za-z0-9_.:@+\-]{0,127}$", description="customer, alias or item id"
+    ),
+]
+
+
+class Item(msgspec.Struct, frozen=True):
+    """One recommended item."""
+
+    item_id: str
+    score: float
+    name: str
+    category: str
+    price: float
+    source: Source
+    reasons: list[str] = []
+
+
+class Recommendations(msgspec.Struct, frozen=True):
+    """An answer for one customer (or item, or order)."""
+
+    items: list[Item]
+    source: Source
+    model_version: int | None
+    snapshot: str | None
+    request_id: str
+    degraded: bool = False
+    customer_id: str | None = None
+
+
+class BatchRequest(msgspec.Struct, frozen=True):
+    """Up to the configured maximum of customers at once (the e-mail system)."""
+
+    customer_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=1000)]
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    channel: str | None = None
+    store_id: Id | None = None
+
+
+class BatchResponse(msgspec.Struct, frozen=True):
+    results: list[Recommendations]
+    model_version: int | None
+    request_id: str
+
+
+class OrderRequest(msgspec.Struct, frozen=True):
+    """A just-placed order: what to suggest next in the post-purchase e-mail."""
+
+    customer_id: Id
+    item_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=200)]
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    store_id: Id | None = None
+
+
+class EventIn(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One behavioural event; customer_id may be any alias (loyalty card, device, ...)."""
+
+    customer_id: str
+    item_id: str
+    event_type: str
+    channel: str
+    timestamp: str | float | None = None
+    quantity: int = 1
+    price: float | None = None
+    store_id: str | None = None
+    session_id: str | None = None
+
+
+class EventsIn(msgspec.Struct, frozen=True):
+    events: Annotated[list[EventIn], msgspec.Meta(min_length=1, max_length=10_000)]
+
+
+class EventError(msgspec.Struct, frozen=True):
+    index: int
+    field: str
+    message: str
+
+
+class EventsAccepted(msgspec.Struct, frozen=True):
+    """202: how many were stored (acknowledged only once Redis confirmed) and why others were not."""
+
+    accepted: int
+    rejected: int
+    errors: list[EventError]
+    request_id: str
+
+
+class ActivityOut(msgspec.Struct, frozen=True):
+    item_id: str
+    name: str
+    category: str
+    event_type: str
+    channel: str
+    timestamp: int
+    store_id: str | None
+    description: str
+
+
+class Alias(msgspec.Struct, frozen=True):
+    alias_type: str
+    alias_id: str
+
+
+class Profile(msgspec.Struct, frozen=True):
+    """A customer as the store tablet shows them."""
+
+    customer_id: str
+    aliases: list[Alias]
+    activity: list[ActivityOut]
+    favourite_categories: list[str]
+    first_seen: int | None
+    last_seen: int | None
+    known: bool
+    degraded: bool
+    request_id: str
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: Literal["ok", "unavailable"]
+    redis: bool
+    model_version: int | None
+    snapshot: str | None
+    feature_age_seconds: float | None = None
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    status_code: int
+    detail: str
+    field: str | None = None
