@@ -46,9 +46,13 @@ def read_table(path: Path | str, *, delimiter: str = ",") -> pa.Table:
 
 
 def _read_parquet(path: Path) -> pa.Table:
-    names = set(
-        pq.read_schema(next(iter(sorted(path.glob("*.parquet")))) if path.is_dir() else path).names
-    )
+    if path.is_dir():
+        parts = sorted(path.rglob("*.parquet"))
+        if not parts:
+            raise DataError(str(path), "folder holds no .parquet files")
+        names = set(pq.read_schema(parts[0]).names)
+    else:
+        names = set(pq.read_schema(path).names)
     wanted = [c for c in DICTIONARY_COLUMNS if c in names]
     if path.is_dir():
         dataset = pads.dataset(

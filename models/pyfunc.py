@@ -22,9 +22,8 @@ class OmnirecPyfunc(PythonModel):  # type: ignore[misc]
     def load_context(self, context: Any) -> None:
         self.model = load_model(Path(context.artifacts[ARTIFACT_KEY]))
 
-    def predict(
-        self, context: Any, model_input: Any, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        # no annotations: MLflow reads them as an input schema and warns
         """Input: customer ids (list, Series or a DataFrame with `customer_id`); params: n, exclude_seen.
 
         Returns a DataFrame with customer_id, rank (1-based), item_id and score.

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from litestar import Litestar, MediaType, get
 from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import Response
@@ -20,7 +22,7 @@ from omnirec.redis_runtime import redis_url
 from omnirec.settings import Settings
 from serving.engine import Engine
 from serving.errors import EXCEPTION_HANDLERS
-from serving.routes.customers import CustomerController
+from serving.routes.customers import CustomerController, StoreController
 from serving.routes.events import EventController
 from serving.routes.health import AdminController, HealthController
 from serving.routes.recommendations import RecommendationController
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RecommendationController,
             EventController,
             CustomerController,
+            StoreController,
             HealthController,
             AdminController,
             PrometheusController,
@@ -84,4 +87,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             description="Cross-channel product recommendations. Send the API key in X-API-Key.",
         ),
         debug=False,
+        logging_config=LoggingConfig(
+            log_exceptions="always",
+            disable_stack_trace={404, NotAuthorizedException, PermissionDeniedException},
+        ),
     )

@@ -40,3 +40,19 @@ class CustomerController(Controller):
     )
     async def profile(self, engine: Engine, customer_id: PathId) -> Profile:
         return engine.profile(customer_id, request_id())
+
+
+class StoreController(Controller):
+    path = "/v1/stores"
+    tags = ["stores"]
+    dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
+    guards = [require("tablet", "recommend")]
+
+    @get(
+        "/",
+        operation_id="listStores",
+        summary="Stores with stock information in the served snapshot",
+    )
+    async def stores(self, engine: Engine) -> dict[str, list[str]]:
+        snap = engine.snapshot
+        return {"stores": sorted(snap.stock) if snap else []}

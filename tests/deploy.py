@@ -1,0 +1,101 @@
+"""Test helper: a real deployment (synthetic data -> MLflow -> Redis -> HTTP server) on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from features.generator import GeneratorConfig, generate
+from omnirec.redis_runtime import free_port
+from omnirec.settings import Settings
+from training.pipeline import TrainConfig, TrainResult, train
+from training.publishing import publish_version
+
+KEYS = {
+    "recommend": "test-storefront-key-0001",
+    "events": "test-events-key-000000001",
+    "tablet": "test-tablet-key-000000001",
+    "admin": "test-admin-key-0000000001",
+}
+
+
+@dataclass
+class Deployment:
+    """Everything a service test needs to talk to and to inspect."""
+
+    data: Path
+    env: dict[str, str]
+    settings: Settings
+    trained: list[TrainResult] = field(default_factory=list)
+    base_url: str = ""
+    server: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def headers(self, scope: str) -> dict[str, str]:
+        return {"X-API-Key": KEYS[scope]}
+
+    def client(self, scope: str = "recommend") -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers=self.headers(scope), timeout=30)
+
+    def train_and_publish(self, model: str, params: dict[str, object] | None = None) -> TrainResult:
+        result = train(TrainConfig(data=self.data, model=model, params=params or {}), self.settings)
+        assert result.version is not None
+        publish_version(self.settings, result.version)
+        self.trained.append(result)
+        return result
+
+    def start_server(self) -> None:
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.log_path = self.data.parent / f"server-{port}.log"
+        log = self.log_path.open("wb")
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "omnirec.cli", "serve", "--port", str(port)],
+            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.server.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"server not ready in 90 s: {self.log_path.read_text()[-3000:]}")
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            try:
+                self.server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+
+
+def make_deployment(
+    root: Path, redis_url: str, *, customers: int = 600, items: int = 200
+) -> Deployment:
+    """Generate data, train + register + publish an ALS model; the server is not started yet."""
+    data = root / "data"
+    generate(GeneratorConfig(customers=customers, items=items, days=60, stores=5, seed=11), data)
+    env = {
+        "OMNIREC_DATA_DIR": str(root / "var"),
+        "REDIS_URL": redis_url,
+        "OMNIREC_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "OMNIREC_API_KEYS": ";".join(f"{key}:{scope}" for scope, key in KEYS.items()),
+        "OMNIREC_RELOAD_INTERVAL_SECONDS": "0.5",
+        "OMNIREC_SNAPSHOT_GRACE_SECONDS": "3600",
+    }
+    deployment = Deployment(data=data, env=env, settings=Settings.from_env(env))
+    deployment.train_and_publish("als", {"factors": 16, "iterations": 10})
+    return deployment

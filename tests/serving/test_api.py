@@ -1,0 +1,243 @@
+"""End to end over HTTP: each route, fallbacks, auth and bad input against the real server."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import pyarrow.compute as pc
+import pytest
+
+from features.dataset import load_dataset
+from tests.deploy import KEYS, Deployment
+
+
+def recs(dep: Deployment, customer: str, **params: object) -> dict:  # type: ignore[type-arg]
+    with dep.client() as c:
+        r = c.get(f"/v1/customers/{customer}/recommendations", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def in_stock(dep: Deployment, store: str) -> set[str]:
+    stock = load_dataset(dep.data).stock
+    assert stock is not None
+    rows = stock.filter(
+        pc.and_(pc.equal(stock["store_id"], store), pc.greater(stock["quantity"], 0))
+    )
+    return set(rows["item_id"].to_pylist())
+
+
+def test_personalized_answer_carries_version_source_and_request_id(deployment: Deployment) -> None:
+    body = recs(deployment, "C00000003", limit=5)
+    assert body["source"] == "personalized" and body["model_version"] == 1
+    assert len(body["items"]) == 5 and len(body["request_id"]) == 32
+    assert all(i["name"] and i["category"] and i["price"] > 0 for i in body["items"])
+    other = recs(deployment, "C00000004", limit=5)
+    assert [i["item_id"] for i in other["items"]] != [i["item_id"] for i in body["items"]]
+
+
+def test_any_alias_resolves_to_the_customer(deployment: Deployment) -> None:
+    aliases = load_dataset(deployment.data).identities.aliases_of("C00000003")
+    device = next(a for t, a in aliases if t == "device")
+    by_alias = recs(deployment, device, limit=5)
+    assert by_alias["customer_id"] == "C00000003"
+    assert by_alias["items"] == recs(deployment, "C00000003", limit=5)["items"]
+
+
+def test_unknown_customer_gets_popular_items_not_an_error(deployment: Deployment) -> None:
+    body = recs(deployment, "never-seen-before", limit=4, channel="app")
+    assert body["source"] == "popular" and len(body["items"]) == 4
+    assert all(i["source"] == "popular" for i in body["items"])
+
+
+def test_store_and_category_filters(deployment: Deployment) -> None:
+    stocked = in_stock(deployment, "S002")
+    body = recs(deployment, "C00000005", limit=10, store_id="S002")
+    assert body["items"] and {i["item_id"] for i in body["items"]} <= stocked
+    category = body["items"][0]["category"]
+    only = recs(deployment, "C00000005", limit=5, category=category)
+    assert {i["category"] for i in only["items"]} == {category}
+
+
+def test_purchased_items_are_excluded_by_default(deployment: Deployment) -> None:
+    events = load_dataset(deployment.data).events
+    bought = events.filter(pc.and_(pc.equal(events["customer_id"].cast("string"), "C00000006"),
+                                   pc.equal(events["event_type"].cast("string"), "purchase")))  # fmt: skip
+    purchased = set(bought["item_id"].cast("string").to_pylist())
+    assert purchased
+    shown = {i["item_id"] for i in recs(deployment, "C00000006", limit=30)["items"]}
+    assert not shown & purchased
+    with_bought = {
+        i["item_id"]
+        for i in recs(deployment, "C00000006", limit=100, exclude_purchased="false")["items"]
+    }
+    assert with_bought & purchased
+
+
+def test_explain_gives_reasons_in_plain_words(deployment: Deployment) -> None:
+    body = recs(deployment, "C00000007", limit=5, explain="true", store_id="S001")
+    assert all(item["reasons"] for item in body["items"])
+    words = " ".join(r for item in body["items"] for r in item["reasons"])
+    assert any(w in words for w in ("viewed", "often", "popular", "matches", "bought"))
+
+
+def test_similar_items_and_a_new_item(deployment: Deployment) -> None:
+    with deployment.client() as c:
+        similar = c.get("/v1/items/I000010/similar", params={"limit": 5}).json()
+        new = c.get("/v1/items/BRAND-NEW-ITEM/similar", params={"limit": 3})
+    assert similar["source"] == "similar" and "I000010" not in {
+        i["item_id"] for i in similar["items"]
+    }
+    assert (
+        new.status_code == 200
+        and new.json()["source"] == "popular"
+        and len(new.json()["items"]) == 3
+    )
+
+
+def test_order_complements_never_repeat_the_order_and_respect_stock(deployment: Deployment) -> None:
+    order = ["I000010", "I000011"]
+    with deployment.client() as c:
+        r = c.post(
+            "/v1/orders/complements",
+            json={"customer_id": "C00000008", "item_ids": order, "limit": 8, "store_id": "S001"},
+        )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ids = [i["item_id"] for i in body["items"]]
+    assert len(ids) == 8 and not set(ids) & set(order)
+    assert set(ids) <= in_stock(deployment, "S001")
+    assert body["items"][0]["source"] == "bought_together"
+
+
+def test_batch_for_the_email_system(deployment: Deployment) -> None:
+    customers = [f"C{i:08d}" for i in range(1, 51)] + ["unknown-x"]
+    with deployment.client() as c:
+        r = c.post("/v1/recommendations/batch", json={"customer_ids": customers, "limit": 3})
+        too_many = c.post("/v1/recommendations/batch", json={"customer_ids": ["C1"] * 1001})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model_version"] == 1 and len(body["results"]) == 51
+    assert body["results"][-1]["source"] == "popular"
+    assert too_many.status_code == 400 and "customer_ids" in too_many.text
+
+
+def test_events_are_acknowledged_with_counts_and_change_the_next_answer(
+    deployment: Deployment,
+) -> None:
+    before = recs(deployment, "C00000009", limit=5)
+    target = [f"I{i:06d}" for i in range(150, 156)]  # a block of items the customer never touched
+    events = [
+        {"customer_id": "C00000009", "item_id": t, "event_type": "add_to_cart", "channel": "web"}
+        for t in target
+    ]
+    events.append(
+        {"customer_id": "C00000009", "item_id": "<script>", "event_type": "view", "channel": "web"}
+    )
+    with deployment.client("events") as c:
+        r = c.post("/v1/events/bulk", json={"events": events})
+        single = c.post(
+            "/v1/events",
+            json={
+                "customer_id": "C00000009",
+                "item_id": "I000150",
+                "event_type": "view",
+                "channel": "app",
+            },
+        )
+    assert r.status_code == 202 and single.status_code == 202
+    assert r.json()["accepted"] == 6 and r.json()["errors"] == [
+        {"index": 6, "field": "item_id", "message": "invalid characters or longer than 128"}
+    ]
+    after = recs(deployment, "C00000009", limit=5)
+    assert after["items"] != before["items"]  # folded in without retraining
+
+
+def test_profile_and_lookup_for_the_tablet(deployment: Deployment) -> None:
+    email = hashlib.sha256(b"customer3@example.com").hexdigest()
+    assert email in {a for _, a in load_dataset(deployment.data).identities.aliases_of("C00000003")}
+    with deployment.client("tablet") as c:
+        by_email = c.get(
+            "/v1/customers/lookup", params={"alias_type": "email", "value": "Customer3@Example.com"}
+        ).json()
+        profile = c.get("/v1/customers/C00000003/profile").json()
+        missing = c.get(
+            "/v1/customers/lookup", params={"alias_type": "loyalty_card", "value": "L-nope"}
+        ).json()
+    assert by_email["customer_id"] == "C00000003" and by_email["known"]
+    assert {a["alias_type"] for a in profile["aliases"]} >= {"device", "phone", "email_sha256"}
+    assert profile["activity"] and {a["channel"] for a in profile["activity"]} <= {
+        "web",
+        "app",
+        "store",
+    }
+    assert missing["known"] is False
+
+
+def test_auth_scopes(deployment: Deployment) -> None:
+    url = f"{deployment.base_url}/v1/customers/C00000003/recommendations"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"X-API-Key": "not-a-real-key-at-all"}).status_code == 401
+    assert httpx.get(url, headers={"X-API-Key": KEYS["events"]}).status_code == 403
+    assert httpx.get(url, headers={"X-API-Key": KEYS["admin"]}).status_code == 200
+    ingest = httpx.post(f"{deployment.base_url}/v1/events", headers={"X-API-Key": KEYS["recommend"]},
+                        json={"customer_id": "a", "item_id": "b", "event_type": "view", "channel": "web"})  # fmt: skip
+    assert ingest.status_code == 403
+    profile = httpx.get(
+        f"{deployment.base_url}/v1/customers/C00000003/profile",
+        headers={"X-API-Key": KEYS["recommend"]},
+    )
+    assert profile.status_code == 403
+    assert deployment.log_path is not None
+    log = deployment.log_path.read_text()
+    assert not any(key in log for key in KEYS.values())
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/v1/customers/C1/recommendations", {"limit": 0}, "limit"),
+        ("/v1/customers/C1/recommendations", {"limit": "many"}, "limit"),
+        ("/v1/customers/C1/recommendations", {"channel": "fax"}, "channel"),
+        ("/v1/customers/C1/recommendations", {"store_id": "S 1;DROP"}, "store_id"),
+        ("/v1/customers/bad%20id%3Cx%3E/recommendations", {}, "customer_id"),
+        ("/v1/items/I1/similar", {"limit": 101}, "limit"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(
+    deployment: Deployment, path: str, params: dict[str, object], field: str
+) -> None:
+    with deployment.client() as c:
+        r = c.get(path, params=params)
+    assert r.status_code == 400, r.text
+    assert field in r.text
+
+
+def test_bad_bodies(deployment: Deployment) -> None:
+    with deployment.client("events") as c:
+        wrong_type = c.post(
+            "/v1/events",
+            json={"customer_id": 5, "item_id": "x", "event_type": "view", "channel": "web"},
+        )
+        not_json = c.post(
+            "/v1/events", content=b"{nope", headers={"Content-Type": "application/json"}
+        )
+        huge = c.post("/v1/events/bulk", content=b'{"events": [' + b'{"customer_id":"a"},' * 200_000 + b"{}]}",
+                      headers={"Content-Type": "application/json"})  # fmt: skip
+    assert wrong_type.status_code == 400 and "customer_id" in wrong_type.text
+    assert not_json.status_code == 400
+    assert huge.status_code == 413
+
+
+def test_health_metrics_and_openapi(deployment: Deployment) -> None:
+    assert httpx.get(f"{deployment.base_url}/health/live").json() == {"status": "ok"}
+    ready = httpx.get(f"{deployment.base_url}/health/ready").json()
+    assert ready["status"] == "ok" and ready["redis"] and ready["model_version"] == 1
+    metrics = httpx.get(f"{deployment.base_url}/metrics").text
+    assert "omnirec_fallbacks_total" in metrics and "omnirec_model_version 1.0" in metrics
+    assert "omnirec_requests_total" in metrics
+    spec = httpx.get(f"{deployment.base_url}/schema/openapi.json").json()
+    operations = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
+    assert {"recommendForCustomer", "similarItems", "orderComplements", "batchRecommendations", "postEvent",
+            "postEvents", "lookupCustomer", "customerProfile", "liveness", "readiness"} <= operations  # fmt: skip
