@@ -108,7 +108,7 @@ class _Catalogue:
         ]
         categories = np.array(CATEGORY_NAMES, dtype=object)[self.category_of]
         names = [
-            f"{a.capitalize()} {c.rstrip('s')} {i[1:]}"
+            f"{a.capitalize()} {c} {i[1:]}"
             for a, c, i in zip(adjectives, categories, self.ids, strict=True)
         ]
         return pa.table({

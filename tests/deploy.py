@@ -81,12 +81,31 @@ class Deployment:
                 self.server.kill()
 
 
+MARKUP_ITEM = "I000005"
+MARKUP_NAME = '<img src=x onerror="window.__xss=1">Mug <b>bold</b> & "quoted"'
+
+
+def _add_markup_name(catalogue: Path) -> None:
+    """One product name holds markup: every page must show it as text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(catalogue)
+    names = pc.if_else(pc.equal(table["item_id"], MARKUP_ITEM), MARKUP_NAME, table["name"])
+    pq.write_table(
+        table.set_column(table.column_names.index("name"), "name", names.cast(pa.string())),
+        catalogue,
+    )
+
+
 def make_deployment(
     root: Path, redis_url: str, *, customers: int = 600, items: int = 200
 ) -> Deployment:
     """Generate data, train + register + publish an ALS model; the server is not started yet."""
     data = root / "data"
     generate(GeneratorConfig(customers=customers, items=items, days=60, stores=5, seed=11), data)
+    _add_markup_name(data / "catalogue.parquet")
     env = {
         "OMNIREC_DATA_DIR": str(root / "var"),
         "REDIS_URL": redis_url,

@@ -1,0 +1,153 @@
+"""The store tablet page in a real headless chromium (Debian's), against the running service."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pyarrow.compute as pc
+import pytest
+from playwright.sync_api import expect
+
+from features.dataset import load_dataset
+from tests.deploy import KEYS, MARKUP_ITEM, MARKUP_NAME, Deployment
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = (
+    Path(os.environ.get("OMNIREC_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
+    / "tablet"
+)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(
+            "BROWSER TESTS SKIPPED: Debian's chromium is not installed (./dev test installs it)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        yield chromium
+        chromium.close()
+
+
+def loyalty_card(dep: Deployment, customer: str) -> str:
+    return next(
+        a for t, a in load_dataset(dep.data).identities.aliases_of(customer) if t == "loyalty_card"
+    )
+
+
+def stocked(dep: Deployment, store: str) -> set[str]:
+    stock = load_dataset(dep.data).stock
+    assert stock is not None
+    return set(
+        stock.filter(pc.and_(pc.equal(stock["store_id"], store), pc.greater(stock["quantity"], 0)))[
+            "item_id"
+        ].to_pylist()
+    )
+
+
+def shown_items(page, selector: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [
+        str(x)
+        for x in page.eval_on_selector_all(
+            f"{selector} li[data-item]", "els => els.map(e => e.dataset.item)"
+        )
+    ]
+
+
+def test_tablet_journey(browser, deployment: Deployment) -> None:  # type: ignore[no-untyped-def]
+    customer = next(c for c in (f"C{i:08d}" for i in range(20, 200))
+                    if any(t == "loyalty_card" for t, _ in load_dataset(deployment.data).identities.aliases_of(c)))  # fmt: skip
+    card = loyalty_card(deployment, customer)
+    page = browser.new_page(viewport={"width": 1024, "height": 1366})
+    page.goto(f"{deployment.base_url}/tablet")
+
+    # nothing about a customer without a key
+    page.fill("#alias-value", card)
+    page.click("#go")
+    assert "key" in page.inner_text("#banner")
+    page.fill("#key", KEYS["tablet"])
+    page.click("#save-key")
+    expect(page.locator("#store option")).not_to_have_count(1)
+    page.select_option("#store", "S001")
+    page.select_option("#alias-type", "loyalty_card")
+    page.fill("#alias-value", card)
+    page.click("#go")
+    page.wait_for_selector("#recommendations li")
+    assert page.inner_text("#customer-id") == customer
+    channels = set(
+        page.eval_on_selector_all("#activity .chan", "els => els.map(e => e.textContent)")
+    )
+    assert channels and channels <= {"web", "app", "store"}
+    before = shown_items(page, "#recommendations")
+    assert before and set(before) <= stocked(deployment, "S001")
+    page.screenshot(path=str(SHOTS / "1-customer-found.png"), full_page=True)
+
+    # a web view posted through the API shows up on the tablet a moment later and changes the suggestions
+    viewed = [MARKUP_ITEM, "I000150", "I000151", "I000152"]
+    events = [
+        {"customer_id": card, "item_id": item, "event_type": "view", "channel": "web"}
+        for item in viewed
+    ]
+    posted = httpx.post(
+        f"{deployment.base_url}/v1/events/bulk",
+        json={"events": events},
+        headers={"X-API-Key": KEYS["events"]},
+    )
+    assert posted.status_code == 202 and posted.json()["accepted"] == 4
+    with page.expect_response(lambda r: "/recommendations" in r.url):
+        page.click("#go")
+    expect(page.locator("#activity li[data-item]").first).to_have_attribute("data-item", viewed[-1])
+    page.wait_for_timeout(200)
+    first = page.inner_text("#activity li:first-child")
+    assert "viewed on the web" in first and "today" in first
+    after = shown_items(page, "#recommendations")
+    assert after != before
+    # the name with markup is shown as text, and its script never ran
+    assert MARKUP_NAME in page.inner_text("#activity")
+    assert page.evaluate("window.__xss") is None
+    assert page.eval_on_selector_all("#activity img, #activity b", "els => els.length") == 0
+    page.screenshot(path=str(SHOTS / "2-after-web-view.png"), full_page=True)
+
+    # another store: suggestions are filtered by that store's stock
+    with page.expect_response(lambda r: "recommendations" in r.url and "store_id=S003" in r.url):
+        page.select_option("#store", "S003")
+    expect(page.locator("#who")).to_contain_text("S003")
+    page.wait_for_timeout(300)
+    other = shown_items(page, "#recommendations")
+    assert other and set(other) <= stocked(deployment, "S003")
+    if set(after) - stocked(deployment, "S003"):  # something shown at S001 is not stocked at S003
+        assert other != after
+    page.screenshot(path=str(SHOTS / "3-other-store.png"), full_page=True)
+
+    # not found, clearly
+    page.fill("#alias-value", "L-NOT-A-CARD")
+    page.click("#go")
+    expect(page.locator("#banner")).to_contain_text("not found")
+    page.screenshot(path=str(SHOTS / "4-not-found.png"), full_page=True)
+
+    # a new customer with one web view gets popular-at-this-store suggestions, labelled
+    httpx.post(f"{deployment.base_url}/v1/events", json={"customer_id": "walk-in-42", "item_id": "I000007", "event_type": "view", "channel": "web"},
+               headers={"X-API-Key": KEYS["events"]})  # fmt: skip
+    page.select_option("#alias-type", "customer")
+    page.fill("#alias-value", "walk-in-42")
+    page.click("#go")
+    page.wait_for_selector("#recommendations li")
+    assert "Popular at this store" in page.inner_text("#recs-title") or shown_items(
+        page, "#recommendations"
+    )
+    page.screenshot(path=str(SHOTS / "5-new-customer.png"), full_page=True)
+    page.close()
