@@ -19,6 +19,8 @@ _ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
 
 def as_dictionary(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
     """One dictionary array (string values, int32 indices) for a plain or dictionary column."""
+    if isinstance(column, pa.ChunkedArray) and column.num_chunks == 1:
+        column = column.chunk(0)
     if isinstance(column, pa.ChunkedArray):
         if pa.types.is_dictionary(column.type):
             table = pa.table({"c": column}).unify_dictionaries()
@@ -33,6 +35,8 @@ def as_dictionary(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
             )
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
+        if column.type.index_type == pa.int32() and column.type.value_type == pa.string():
+            return column
         return pa.DictionaryArray.from_arrays(
             column.indices.cast(pa.int32()), column.dictionary.cast(pa.string())
         )
@@ -59,7 +63,10 @@ def compact(array: pa.DictionaryArray) -> pa.DictionaryArray:
 
 def codes(array: pa.DictionaryArray) -> npt.NDArray[np.int32]:
     """Dictionary indices as numpy, nulls as -1."""
-    return np.asarray(array.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int32)
+    indices = array.indices
+    if indices.null_count == 0:
+        return np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int32)
+    return np.asarray(indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int32)
 
 
 def per_row(

@@ -189,6 +189,8 @@ def _normalise_token(column: pa.ChunkedArray, synonyms: dict[str, str]) -> pa.Di
         None if v is None else synonyms.get(v.strip().lower(), v.strip().lower())
         for v in values.dictionary.to_pylist()
     ]  # one entry per distinct value, not per row
+    if lowered == values.dictionary.to_pylist() and len(set(lowered)) == len(lowered):
+        return values  # already canonical: nothing to remap
     encoded = pc.dictionary_encode(pa.array(lowered, pa.string()))
     remap = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int32)
     row_codes = arrowkit.codes(values)

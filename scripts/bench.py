@@ -1,0 +1,285 @@
+"""Speed benchmarks with printed figures, each beside a baseline measured in the same run.
+
+    ./dev bench data     generate 10M events; load + validate + stitch + build the matrix
+    ./dev bench als      ALS fit through the pipeline vs implicit directly, same matrix
+    ./dev bench train    the whole `omnirec train` on the 10M events (wall time, peak memory)
+    ./dev bench store    publish 1M customers into Redis vs redis-benchmark; read_many latency vs raw GET/MGET
+    ./dev bench serve    HTTP: recommendations vs liveness under wrk; p99 at 300 req/s; batch throughput
+    ./dev bench all      everything above
+
+Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = Path(os.environ.get("OMNIREC_BENCH_DIR", ROOT / "var" / "bench"))
+PY = sys.executable
+
+
+def run_stage(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[dict[str, object], float, float]:
+    """Run `python -m scripts.bench _stage ...`; returns (its JSON, wall seconds, peak RSS in MiB)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([PY, "-m", "scripts.bench", "_stage", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})  # fmt: skip
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"stage {args} failed with status {status}")
+    return json.loads(out.decode().strip().splitlines()[-1]), wall, usage.ru_maxrss / 1024
+
+
+def fmt_rate(n: float, seconds: float) -> str:
+    return f"{n / max(seconds, 1e-9):,.0f}/s"
+
+
+# ----------------------------------------------------------------------------- stages (child processes)
+def stage(name: str, args: list[str]) -> dict[str, object]:
+    if name == "generate":
+        from features.generator import GeneratorConfig, generate
+
+        started = time.perf_counter()
+        result = generate(
+            GeneratorConfig(customers=int(args[1]), items=int(args[2]), days=90, seed=42),
+            Path(args[0]),
+        )
+        return {"events": result.events, "seconds": time.perf_counter() - started}
+    if name == "read":
+        from features.io import read_table
+
+        started = time.perf_counter()
+        table = read_table(Path(args[0]) / "events")
+        return {
+            "events": table.num_rows,
+            "seconds": time.perf_counter() - started,
+            "nbytes": table.nbytes,
+        }
+    if name == "load":
+        from features.dataset import load_dataset
+        from features.interactions import build_interactions
+
+        started = time.perf_counter()
+        dataset = load_dataset(Path(args[0]))
+        loaded = time.perf_counter()
+        matrix = build_interactions(dataset.events)
+        return {"events": dataset.report.total, "rejected": dataset.report.rejects.num_rows, "load_seconds": loaded - started,
+                "build_seconds": time.perf_counter() - loaded, "seconds": time.perf_counter() - started,
+                "shape": list(matrix.shape), "nnz": int(matrix.matrix.nnz)}  # fmt: skip
+    if name == "als":
+        return als_stage(Path(args[0]))
+    raise SystemExit(f"unknown stage {name}")
+
+
+def als_stage(folder: Path) -> dict[str, object]:
+    import numpy as np
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    from features.dataset import load_dataset
+    from features.interactions import build_interactions
+    from training.pipeline import fit_model
+
+    matrix = build_interactions(load_dataset(folder).events)
+    params = {"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 15}
+    direct, ours = [], []
+    for _ in range(3):  # interleaved, best of three: the machine is shared and noisy
+        started = time.perf_counter()
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(**params, random_state=42)
+            model.fit(matrix.matrix, show_progress=False)
+        direct.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        fit_model("als", params, matrix, 42)
+        ours.append(time.perf_counter() - started)
+    return {
+        "direct": float(np.min(direct)),
+        "pipeline": float(np.min(ours)),
+        "shape": list(matrix.shape),
+        "nnz": int(matrix.matrix.nnz),
+    }
+
+
+# ----------------------------------------------------------------------------- suites (parent)
+def bench_data(customers: int, items: int) -> Path:
+    folder = WORK / f"synthetic-{customers}x{items}"
+    print(
+        f"\n== data: generate, load + validate + stitch, build the matrix ({customers:,} customers, {items:,} items) =="
+    )
+    result, _wall, rss = run_stage("generate", str(folder), str(customers), str(items))
+    events = float(result["events"])  # type: ignore[arg-type]
+    print(
+        f"generate      {events:,.0f} events in {result['seconds']:.1f}s = {fmt_rate(events, result['seconds'])}  peak RSS {rss:,.0f} MiB"
+    )  # type: ignore[arg-type]
+    read, _, read_rss = run_stage("read", str(folder))
+    nbytes = float(read["nbytes"]) / 2**20  # type: ignore[arg-type]
+    print(f"baseline: pyarrow read of the Parquet parts alone: {read['seconds']:.2f}s = {fmt_rate(events, read['seconds'])}; "  # type: ignore[arg-type]
+          f"in-memory columnar size {nbytes:,.0f} MiB; peak RSS {read_rss:,.0f} MiB")  # fmt: skip
+    load, _, load_rss = run_stage("load", str(folder))
+    print(
+        f"load+validate+stitch {load['load_seconds']:.2f}s, build matrix {load['build_seconds']:.2f}s "
+        f"-> {fmt_rate(events, load['seconds'])} (target 1,000,000/s); matrix {load['shape']} nnz {load['nnz']:,}"
+    )  # type: ignore[arg-type]
+    print(
+        f"peak RSS {load_rss:,.0f} MiB = {load_rss / nbytes:.2f}x the columnar size (target < 4x)"
+    )
+    return folder
+
+
+def bench_als(folder: Path) -> None:
+    print(
+        "\n== ALS fit: through the pipeline vs implicit directly (same matrix, best of 3, 64 factors, 15 iterations) =="
+    )
+    result, _, _ = run_stage("als", str(folder))
+    ratio = float(result["pipeline"]) / float(result["direct"])  # type: ignore[arg-type]
+    print(f"matrix {result['shape']} nnz {result['nnz']:,}: implicit {result['direct']:.2f}s, pipeline {result['pipeline']:.2f}s "
+          f"-> ratio {ratio:.3f} (target <= 1.15)")  # fmt: skip
+
+
+def bench_train(folder: Path) -> None:
+    print(
+        "\n== omnirec train on the generated events: load -> split -> fit -> evaluate -> log -> register =="
+    )
+    env = {
+        "OMNIREC_DATA_DIR": str(WORK / "train-var"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{WORK / 'train-var' / 'mlflow.db'}",
+    }
+    started = time.perf_counter()
+    proc = subprocess.Popen([PY, "-m", "omnirec.cli", "train", "--data", str(folder), "--no-publish"], cwd=ROOT,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    print(out.strip())
+    print(
+        f"wall {wall:.0f}s (target < 600s), peak RSS {usage.ru_maxrss / 1024:,.0f} MiB (target < 8192 MiB), exit {status}"
+    )
+
+
+def bench_store(customers: int = 1_000_000) -> None:
+    import numpy as np
+
+    from features.encoding import ENCODER, CustomerFeatures
+    from features.store import RedisFeatureStore
+    from omnirec.redis_runtime import EmbeddedRedis
+
+    print(
+        f"\n== feature store: publish {customers:,} customers (64-factor vectors + histories), reads =="
+    )
+    rng = np.random.default_rng(0)
+    vectors = rng.random((customers, 64), dtype=np.float32)
+    hist_items = rng.integers(0, 20_000, (customers, 30)).astype(np.int32)
+    hist_weights = rng.random((customers, 30), dtype=np.float32)
+    cands = rng.integers(0, 20_000, (customers, 100)).astype(np.int32)
+    cand_scores = np.sort(rng.random((customers, 100), dtype=np.float32), axis=1)[:, ::-1]
+    ids = [f"C{i:08d}" for i in range(customers)]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedRedis(Path(tmp), persist=False) as redis_server,
+    ):
+        store = RedisFeatureStore(redis_server.url, "bench", timeout=30)
+        before = int(store.client.info("memory")["used_memory"])
+
+        def entries():  # type: ignore[no-untyped-def]
+            for i in range(customers):
+                yield ids[i], ENCODER.encode(CustomerFeatures(
+                    customer_id=ids[i], vector=vectors[i].tobytes(), candidates=cands[i].tobytes(),
+                    candidate_scores=cand_scores[i].tobytes(), history_items=hist_items[i].tobytes(),
+                    history_weights=hist_weights[i].tobytes(), categories=["shoes", "bags"],
+                    first_seen=1_700_000_000, last_seen=1_760_000_000))  # fmt: skip
+
+        value_size = len(next(iter(entries()))[1])
+        started = time.perf_counter()
+        written = store.write_batch("s1", "c", entries())
+        seconds = time.perf_counter() - started
+        used = int(store.client.info("memory")["used_memory"]) - before
+        ours = written / seconds
+        bench = shutil.which("redis-benchmark")
+        ceiling = None
+        if bench:
+            out = subprocess.run([bench, "-p", str(redis_server.port), "-P", "16", "-t", "set", "-d", str(value_size),
+                                  "-n", "1000000", "-r", "1000000", "-q", "--csv"], capture_output=True, text=True, timeout=600).stdout  # fmt: skip
+            ceiling = float(out.strip().splitlines()[-1].split(",")[1].strip('"'))
+        print(
+            f"value size {value_size} B; publish {written:,} customers in {seconds:.1f}s = {ours:,.0f} customers/s (target 100,000/s)"
+        )
+        if ceiling:
+            print(
+                f"ceiling: redis-benchmark -P 16 -t set -d {value_size} on the same Redis = {ceiling:,.0f} SET/s -> ratio {ours / ceiling:.0%} (aim 50%)"
+            )
+        else:
+            print("ceiling: redis-benchmark not installed (apt-get install redis-tools)")
+        print(f"Redis memory per customer: {used / written:,.0f} bytes")
+        sample = [ids[i] for i in rng.integers(0, customers, 10_000)]
+        raw = store.client
+        for label, size in (("1 customer", 1), ("100 customers", 100)):
+            ours_t, raw_t = [], []
+            for n in range(10_000 if size == 1 else 2_000):
+                batch = sample[n % 100 : n % 100 + size]
+                t0 = time.perf_counter()
+                store.read_many("s1", "c", batch)
+                t1 = time.perf_counter()
+                keys = [f"bench:s:s1:c:{c}" for c in batch]
+                raw.get(keys[0]) if size == 1 else raw.mget(keys)
+                t2 = time.perf_counter()
+                ours_t.append(t1 - t0)
+                raw_t.append(t2 - t1)
+            p = lambda xs, q: float(np.percentile(xs, q)) * 1e3  # noqa: E731
+            print(
+                f"read_many {label:<13} p50 {p(ours_t, 50):.3f} ms  p99 {p(ours_t, 99):.3f} ms   |  raw {'GET' if size == 1 else 'MGET'} p50 {p(raw_t, 50):.3f} ms  p99 {p(raw_t, 99):.3f} ms"
+            )
+        store.close()
+
+
+def bench_serve(customers: int = 100_000, items: int = 20_000) -> None:
+    from scripts.bench_serve import run
+
+    run(WORK, customers, items)
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "_stage":
+        print(json.dumps(stage(sys.argv[2], sys.argv[3:])))
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("suite", choices=["data", "als", "train", "store", "serve", "all"])
+    parser.add_argument(
+        "--customers",
+        type=int,
+        default=250_000,
+        help="synthetic customers for data/als/train (250k ~ 10M events)",
+    )
+    parser.add_argument("--items", type=int, default=20_000)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    folder = WORK / f"synthetic-{args.customers}x{args.items}"
+    if args.suite in {"data", "all"} or (args.suite in {"als", "train"} and not folder.exists()):
+        folder = bench_data(args.customers, args.items)
+    if args.suite in {"als", "all"}:
+        bench_als(folder)
+    if args.suite in {"train", "all"}:
+        bench_train(folder)
+    if args.suite in {"store", "all"}:
+        bench_store()
+    if args.suite in {"serve", "all"}:
+        bench_serve()
+
+
+if __name__ == "__main__":
+    main()
