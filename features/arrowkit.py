@@ -22,17 +22,12 @@ def as_dictionary(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
     if isinstance(column, pa.ChunkedArray) and column.num_chunks == 1:
         column = column.chunk(0)
     if isinstance(column, pa.ChunkedArray):
-        if pa.types.is_dictionary(column.type):
-            table = pa.table({"c": column}).unify_dictionaries()
-            chunks = table.column("c").chunks
-            if not chunks:
-                return pa.DictionaryArray.from_arrays(
-                    pa.array([], pa.int32()), pa.array([], pa.string())
-                )
-            indices = pa.concat_arrays([c.indices for c in chunks])
+        if column.num_chunks == 0:
             return pa.DictionaryArray.from_arrays(
-                indices.cast(pa.int32()), chunks[0].dictionary.cast(pa.string())
+                pa.array([], pa.int32()), pa.array([], pa.string())
             )
+        if pa.types.is_dictionary(column.type):
+            return _merge_dictionary_chunks(column.chunks)
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
         if column.type.index_type == pa.int32() and column.type.value_type == pa.string():
@@ -44,6 +39,47 @@ def as_dictionary(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
         column = column.cast(pa.string())
     encoded = pc.dictionary_encode(column.cast(pa.string()))
     return pa.DictionaryArray.from_arrays(encoded.indices.cast(pa.int32()), encoded.dictionary)
+
+
+def _merge_dictionary_chunks(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
+    """Chunks with their own dictionaries as one: encode the distinct dictionaries once, remap codes.
+
+    Record batches read from one Parquet file share that file's dictionary, so consecutive equal
+    dictionaries are encoded once.
+    """
+    first = chunks[0].dictionary
+    if all(
+        c.dictionary.equals(first) for c in chunks[1:]
+    ):  # the same dictionary everywhere: just indices
+        indices = pa.concat_arrays([c.indices.cast(pa.int32()) for c in chunks])
+        return pa.DictionaryArray.from_arrays(indices, first.cast(pa.string()))
+    distinct: list[pa.Array] = []
+    which: list[int] = []
+    for chunk in chunks:
+        if not distinct or not chunk.dictionary.equals(distinct[-1]):
+            distinct.append(chunk.dictionary)
+        which.append(len(distinct) - 1)
+    offsets = np.cumsum([0] + [len(d) for d in distinct])
+    encoded = pc.dictionary_encode(pa.concat_arrays([d.cast(pa.string()) for d in distinct]))
+    global_codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
+    tables = [
+        np.append(global_codes[offsets[k] : offsets[k + 1]], -1) for k in range(len(distinct))
+    ]
+    parts, has_nulls = [], False
+    for chunk, k in zip(chunks, which, strict=True):
+        indices = chunk.indices
+        local = np.asarray(
+            (indices.fill_null(-1) if indices.null_count else indices).to_numpy(
+                zero_copy_only=False
+            )
+        )
+        parts.append(tables[k][local])
+        has_nulls |= indices.null_count > 0
+    merged = np.concatenate(parts).astype(np.int32, copy=False)
+    mask = merged < 0 if has_nulls else None
+    return pa.DictionaryArray.from_arrays(
+        pa.array(merged, pa.int32(), mask=mask), encoded.dictionary
+    )
 
 
 def compact(array: pa.DictionaryArray) -> pa.DictionaryArray:

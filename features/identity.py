@@ -39,15 +39,22 @@ class IdentityMap:
             if pc.any(bad).as_py():
                 row = int(np.flatnonzero(np.asarray(bad))[0]) + 1
                 raise DataError(source, f"row {row}: {name} missing or has invalid characters")
-        table = table.group_by(["alias_id", "customer_id", "alias_type"]).aggregate([])
-        counts = table.group_by("alias_id").aggregate([("customer_id", "count_distinct")])
-        clashes = counts.filter(pc.greater(counts["customer_id_count_distinct"], 1))
-        if clashes.num_rows:
-            example = clashes["alias_id"][0].as_py()
+        table = table.combine_chunks()
+        aliases = arrowkit.as_dictionary(table["alias_id"])
+        alias_codes = arrowkit.codes(aliases).astype(np.int64)
+        customer_codes = arrowkit.codes(arrowkit.as_dictionary(table["customer_id"])).astype(
+            np.int64
+        )
+        width = int(customer_codes.max(initial=0)) + 1
+        pairs, first_row = np.unique(alias_codes * width + customer_codes, return_index=True)
+        per_alias = np.bincount(pairs // width)
+        if (per_alias > 1).any():
+            example = aliases.dictionary[int(np.flatnonzero(per_alias > 1)[0])].as_py()
             raise DataError(
                 source,
-                f"{clashes.num_rows} alias id(s) map to more than one customer, e.g. {example!r}",
+                f"{int((per_alias > 1).sum())} alias id(s) map to more than one customer, e.g. {example!r}",
             )
+        table = table.take(pa.array(np.sort(first_row)))  # one row per (alias, customer)
         return cls(table.combine_chunks())
 
     def resolve(self, ids: pa.DictionaryArray) -> pa.DictionaryArray:
@@ -61,9 +68,10 @@ class IdentityMap:
         encoded = pc.dictionary_encode(resolved)
         remap = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
         row_codes = arrowkit.codes(ids)
-        new_codes = np.where(row_codes >= 0, np.append(remap, -1)[row_codes], -1)
+        new_codes = np.append(remap, -1)[row_codes]
+        mask = new_codes < 0 if ids.null_count else None
         return pa.DictionaryArray.from_arrays(
-            pa.array(new_codes, pa.int32(), mask=new_codes < 0), encoded.dictionary
+            pa.array(new_codes, pa.int32(), mask=mask), encoded.dictionary
         )
 
     def resolve_one(self, alias: str) -> str:

@@ -203,8 +203,14 @@ def _quantity(raw: pa.Table, reasons: _Reasons) -> pa.Array:
     n = raw.num_rows
     if "quantity" not in raw.column_names:
         return pa.array(np.ones(n, dtype=np.int32))
-    values, unparsable = arrowkit.parse_numbers(raw.column("quantity"))
-    floats = np.asarray(values.fill_null(1.0).to_numpy(zero_copy_only=False), dtype=np.float64)
+    column = raw.column("quantity")
+    if pa.types.is_integer(column.type):  # typed Parquet: no text to parse
+        values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        ints = np.asarray(values.fill_null(1).to_numpy(zero_copy_only=False))
+        reasons.add((ints <= 0) | (ints > 1_000_000), "quantity: must be a positive whole number")
+        return pa.array(np.clip(ints, 0, 1_000_000).astype(np.int32))
+    parsed, unparsable = arrowkit.parse_numbers(column)
+    floats = np.asarray(parsed.fill_null(1.0).to_numpy(zero_copy_only=False), dtype=np.float64)
     reasons.add(unparsable, "quantity: not a number")
     reasons.add(~unparsable & ((floats <= 0) | (floats != np.floor(floats)) | (floats > 1e6)),
                 "quantity: must be a positive whole number")  # fmt: skip

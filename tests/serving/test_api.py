@@ -154,6 +154,24 @@ def test_events_are_acknowledged_with_counts_and_change_the_next_answer(
     assert after["items"] != before["items"]  # folded in without retraining
 
 
+def test_one_posted_event_changes_the_next_recommendation(deployment: Deployment) -> None:
+    before = recs(deployment, "C00000012", limit=10)
+    assert before["source"] == "personalized"
+    event = {
+        "customer_id": "C00000012",
+        "item_id": "I000180",
+        "event_type": "add_to_cart",
+        "channel": "app",
+    }
+    with deployment.client("events") as c:
+        assert c.post("/v1/events", json=event).status_code == 202
+    after = recs(deployment, "C00000012", limit=10)
+    assert [(i["item_id"], i["score"]) for i in after["items"]] != [
+        (i["item_id"], i["score"]) for i in before["items"]
+    ]
+    assert after["model_version"] == before["model_version"]  # no retraining: folded in
+
+
 def test_profile_and_lookup_for_the_tablet(deployment: Deployment) -> None:
     email = hashlib.sha256(b"customer3@example.com").hexdigest()
     assert email in {a for _, a in load_dataset(deployment.data).identities.aliases_of("C00000003")}

@@ -82,3 +82,40 @@ def test_train_gate_promote_rollback_and_pyfunc(
     assert {r["customer_id"] for r in rows} == {"C00000001", "C00000002", "nobody"}
     expected, _ = first.model.recommend(["C00000001"], n=5)
     assert [r["item_id"] for r in rows if r["customer_id"] == "C00000001"] == expected[0]
+
+
+def test_tune_searches_on_validation_then_trains_the_best(
+    synthetic_data: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {
+        "OMNIREC_DATA_DIR": str(settings.data_dir),
+        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+    }
+    os.environ.update(env)
+    try:
+        assert (
+            main(
+                [
+                    "tune",
+                    "--data",
+                    str(synthetic_data),
+                    "--model",
+                    "itemknn",
+                    "--trials",
+                    "3",
+                    "--no-publish",
+                ]
+            )
+            == 0
+        )
+    finally:
+        for key in env:
+            os.environ.pop(key, None)
+    out = capsys.readouterr().out
+    assert "best of 3 trials" in out and "registered version 1" in out
+    registry = ModelRegistry(settings.mlflow)
+    runs = registry.client.search_runs(
+        [registry.client.get_experiment_by_name("omnirec").experiment_id]
+    )
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(trials) == 3 and all("validation_ndcg_at_10" in r.data.metrics for r in trials)
