@@ -68,9 +68,14 @@ def _print_result(result: Any, k: int) -> None:
 
 
 def _run_train(args: argparse.Namespace, settings: Settings) -> int:
+
+    return _train_and_publish(args, settings, args.params)
+
+
+def _train_and_publish(args: argparse.Namespace, settings: Settings, params: dict[str, Any]) -> int:
     from training.pipeline import train
 
-    result = train(_train_config(args, settings, args.params), settings)
+    result = train(_train_config(args, settings, params), settings)
     _print_result(result, args.k)
     if not args.no_publish and result.version is not None:
         _publish(settings, result.version)
@@ -101,7 +106,6 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
     from features.dataset import load_dataset
     from features.interactions import build_interactions
     from training.evaluation import build_evaluation_set
-    from training.pipeline import train
     from training.splits import time_split
     from training.tuning import tune
 
@@ -127,11 +131,7 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
         mlflow.log_metric(f"best_validation_ndcg_at_{args.k}", best.score)
     print(f"best of {best.trials} trials (tuning run {parent.info.run_id}): {best.params} "
           f"validation nDCG@{args.k}={best.score:.4f}")  # fmt: skip
-    result = train(_train_config(args, settings, best.params), settings)
-    _print_result(result, args.k)
-    if not args.no_publish and result.version is not None:
-        _publish(settings, result.version)
-    return 0
+    return _train_and_publish(args, settings, best.params)
 
 
 def _configure_models(p: argparse.ArgumentParser) -> None:
