@@ -20,35 +20,45 @@ def resp_command(*parts: bytes) -> bytes:
     return b"".join(out)
 
 
+def open_socket(url: str, timeout: float) -> socket.socket:
+    """A plain TCP connection to the Redis of `url`, authenticated and on the right database."""
+    kwargs = redis.Redis.from_url(url).connection_pool.connection_kwargs
+    if "SSL" in str(kwargs.get("connection_class", "")):
+        raise FeatureStoreError(
+            "raw-protocol connections over TLS are not supported; use redis:// on a private network"
+        )
+    try:
+        sock = socket.create_connection(
+            (kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 6379))), timeout=timeout
+        )
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot reach Redis: {exc}") from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    setup = []
+    if kwargs.get("password"):
+        user = kwargs.get("username")
+        setup.append(
+            resp_command(
+                b"AUTH", *([user.encode()] if user else []), str(kwargs["password"]).encode()
+            )
+        )
+    if int(kwargs.get("db", 0) or 0):
+        setup.append(resp_command(b"SELECT", str(kwargs["db"]).encode()))
+    if setup:
+        sock.sendall(b"".join(setup))
+        reply = sock.recv(1 << 16)
+        if reply.count(b"+OK") < len(setup):
+            sock.close()
+            raise FeatureStoreError(f"Redis refused AUTH/SELECT: {reply[:200]!r}")
+    return sock
+
+
 class _RawConnection:
-    """A plain TCP connection that authenticates and selects the database like redis-py would."""
+    """A raw connection that streams commands and counts simple replies."""
 
     def __init__(self, url: str, timeout: float) -> None:
-        kwargs = redis.Redis.from_url(url).connection_pool.connection_kwargs
-        if kwargs.get("connection_class") is not None and "SSL" in str(
-            kwargs.get("connection_class")
-        ):
-            raise FeatureStoreError(
-                "mass insertion over TLS is not supported; use redis:// on a private network"
-            )
-        try:
-            self.sock = socket.create_connection(
-                (kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 6379))), timeout=timeout
-            )
-        except OSError as exc:
-            raise StoreUnavailableError(f"cannot reach Redis for bulk load: {exc}") from exc
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = open_socket(url, timeout)
         self.buffer = b""
-        setup = []
-        if kwargs.get("password"):
-            user = kwargs.get("username")
-            auth = (b"AUTH", *([user.encode()] if user else []), str(kwargs["password"]).encode())
-            setup.append(resp_command(*auth))
-        if int(kwargs.get("db", 0) or 0):
-            setup.append(resp_command(b"SELECT", str(kwargs["db"]).encode()))
-        if setup:
-            self.sock.sendall(b"".join(setup))
-            self.read_replies(len(setup))
 
     def read_replies(self, count: int) -> None:
         """Consume `count` simple replies (+OK / :n), raising on the first error reply."""

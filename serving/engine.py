@@ -24,6 +24,7 @@ from models.topk import top_k
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
 from omnirec.settings import Settings
 from serving.catalogue import LoadedSnapshot
+from serving.fastredis import PipelinedReader
 from serving.schemas import ActivityOut, Alias, Item, Profile, Recommendations, Source
 
 DAY = 86_400
@@ -96,6 +97,11 @@ class Engine:
             else None
         )
         self.snapshot: LoadedSnapshot | None = None
+        self.reader = (
+            PipelinedReader(store.url, settings.redis.socket_timeout_seconds)
+            if store
+            else PipelinedReader("redis://127.0.0.1:1", 0.1)
+        )
         self.breaker = RedisBreaker()
         self.repurchase_days = settings.serving.repurchase_days
 
@@ -121,35 +127,32 @@ class Engine:
         """Features + real-time activity for many customers, aliases resolved: two pipelined round trips."""
         store = self._guard()
         prefix = store.prefix
-        pipe = store.client.pipeline(transaction=False)
+        features_key = store.key(snap.snapshot_id, "c", "x")[:-1]  # "...:c:" + customer id
+        commands: list[tuple[bytes, ...]] = []
         for ident in ids:
-            pipe.get(f"{prefix}:id:{ident}")
-            pipe.get(store.key(snap.snapshot_id, "c", ident))
-            pipe.lrange(f"{prefix}:rt:{ident}", 0, 49)
+            raw_id = ident.encode()
+            commands += [(b"GET", f"{prefix}:id:".encode() + raw_id), (b"GET", features_key.encode() + raw_id),
+                         (b"LRANGE", f"{prefix}:rt:".encode() + raw_id, b"0", b"49")]  # fmt: skip
         try:
-            replies = pipe.execute()
+            replies = self.reader.execute(commands)
             states: list[CustomerState] = []
             aliased: list[tuple[int, str]] = []
             for i, ident in enumerate(ids):
                 alias_target, raw, recent = replies[3 * i : 3 * i + 3]
-                if alias_target is not None and alias_target.decode() != ident:
+                if isinstance(alias_target, bytes) and alias_target.decode() != ident:
                     aliased.append((i, alias_target.decode()))
-                states.append(CustomerState(ident, CUSTOMER_DECODER.decode(raw) if raw else None,
-                                            [_activity(v) for v in recent]))  # fmt: skip
+                states.append(_state(ident, raw, recent))
             if aliased:
-                pipe = store.client.pipeline(transaction=False)
+                more: list[tuple[bytes, ...]] = []
                 for _, customer in aliased:
-                    pipe.get(store.key(snap.snapshot_id, "c", customer))
-                    pipe.lrange(f"{prefix}:rt:{customer}", 0, 49)
-                more = pipe.execute()
-                for (i, customer), raw, recent in zip(aliased, more[0::2], more[1::2], strict=True):
-                    states[i] = CustomerState(customer, CUSTOMER_DECODER.decode(raw) if raw else None,
-                                              [_activity(v) for v in recent])  # fmt: skip
-        except Exception as exc:
+                    more += [(b"GET", features_key.encode() + customer.encode()),
+                             (b"LRANGE", f"{prefix}:rt:{customer}".encode(), b"0", b"49")]  # fmt: skip
+                replies = self.reader.execute(more)
+                for k, (i, customer) in enumerate(aliased):
+                    states[i] = _state(customer, replies[2 * k], replies[2 * k + 1])
+        except FeatureStoreError:
             self.breaker.trip()
-            if isinstance(exc, FeatureStoreError):
-                raise
-            raise StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
+            raise
         return states
 
     # ------------------------------------------------------------------ recommendations
@@ -510,6 +513,14 @@ class Engine:
                        favourite_categories=list(f.categories) if f else [],
                        first_seen=f.first_seen if f else None, last_seen=max([f.last_seen] if f else [], default=None) if not state.recent else max([*([f.last_seen] if f else []), state.recent[0].timestamp]),
                        known=f is not None or bool(state.recent), degraded=False, request_id=request_id)  # fmt: skip
+
+
+def _state(customer: str, raw: object, recent: object) -> CustomerState:
+    features = CUSTOMER_DECODER.decode(raw) if isinstance(raw, bytes) else None
+    activity = (
+        [_activity(v) for v in recent if isinstance(v, bytes)] if isinstance(recent, list) else []
+    )
+    return CustomerState(customer, features, activity)
 
 
 def _activity(raw: bytes) -> Activity:
