@@ -10,9 +10,11 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from implicit.als import AlternatingLeastSquares
 from implicit.bpr import BayesianPersonalizedRanking
+from implicit.recommender_base import ModelFitError
 from threadpoolctl import threadpool_limits
 
 from models.base import Recommender, check_finite
+from omnirec.errors import ModelError
 
 
 class _FactorModel(Recommender):
@@ -131,7 +133,12 @@ class BPRRecommender(_FactorModel):
             factors=p["factors"], learning_rate=p["learning_rate"], regularization=p["regularization"],
             iterations=p["iterations"], random_state=p["seed"], use_gpu=False,
         )  # fmt: skip
-        with threadpool_limits(1, "blas"):
-            model.fit(matrix, show_progress=False)
+        try:
+            with threadpool_limits(1, "blas"):
+                model.fit(matrix, show_progress=False)
+        except ModelFitError as exc:
+            raise ModelError(
+                f"bpr diverged ({exc}); lower learning_rate or raise regularization"
+            ) from exc
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)

@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 from litestar.response import Response
 
 from features.store import RedisFeatureStore
@@ -22,6 +22,7 @@ from omnirec.redis_runtime import redis_url
 from omnirec.settings import Settings
 from serving.engine import Engine
 from serving.errors import EXCEPTION_HANDLERS
+from serving.metrics import metrics_middleware
 from serving.routes.customers import CustomerController, StoreController
 from serving.routes.events import EventController
 from serving.routes.health import AdminController, HealthController
@@ -64,7 +65,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     await poller
                 store.close()
 
-    prometheus = PrometheusConfig(app_name="omnirec", prefix="omnirec", group_path=True)
     return Litestar(
         route_handlers=[
             RecommendationController,
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         state=State({"settings": settings}),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[prometheus.middleware],
+        middleware=[metrics_middleware],
         request_max_body_size=settings.serving.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="omnirec",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 from collections.abc import Callable
 
 from litestar.connection import ASGIConnection
@@ -14,15 +14,26 @@ from omnirec.settings import Settings
 HEADER = "X-API-Key"
 
 
+_DIGESTS: dict[int, dict[bytes, frozenset[str]]] = {}
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
 def scopes_for(settings: Settings, presented: str | None) -> frozenset[str] | None:
-    """The scopes of a presented key (constant-time comparison), None when it is not a key."""
+    """The scopes of a presented key, None when it is not a key.
+
+    Keys are compared by their SHA-256 digests (a dict lookup on a digest reveals nothing useful
+    about the key through timing), built once per settings object.
+    """
     if not presented:
         return None
-    found: frozenset[str] | None = None
-    for key, scopes in settings.serving.api_keys.items():
-        if hmac.compare_digest(key.encode(), presented.encode()):
-            found = scopes
-    return found
+    table = _DIGESTS.get(id(settings.serving.api_keys))
+    if table is None:
+        table = {_digest(k): scopes for k, scopes in settings.serving.api_keys.items()}
+        _DIGESTS[id(settings.serving.api_keys)] = table
+    return table.get(_digest(presented))
 
 
 def require(*accepted: str) -> Callable[[ASGIConnection, BaseRouteHandler], None]:  # type: ignore[type-arg]

@@ -1,8 +1,13 @@
-"""Prometheus metrics beyond the per-route ones Litestar's middleware records."""
+"""Prometheus metrics: a lean per-route request middleware and the service's own gauges/counters."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+import time
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import Counter, Gauge, Histogram
 
 FALLBACKS = Counter(
     "omnirec_fallbacks_total", "answers served from a fallback", ["route", "reason"]
@@ -12,3 +17,35 @@ FEATURE_AGE = Gauge(
     "omnirec_feature_age_seconds", "age of the newest event in the served feature snapshot"
 )
 EVENTS = Counter("omnirec_events_total", "events posted", ["outcome"])
+REQUESTS = Counter("omnirec_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "omnirec_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)  # fmt: skip
+
+
+def metrics_middleware(app: ASGIApp) -> ASGIApp:
+    """Counts and times every HTTP request by route template (never by raw path: ids stay out)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, capture)
+        finally:
+            handler: Any = scope.get("route_handler")
+            route = next(iter(handler.paths), "unknown") if handler is not None else "unmatched"
+            method = scope.get("method", "GET")
+            REQUESTS.labels(method, route, str(status[0])).inc()
+            LATENCY.labels(method, route).observe(time.perf_counter() - started)
+
+    return middleware

@@ -9,6 +9,7 @@ from typing import Any
 import mlflow
 import optuna
 
+from omnirec.errors import ModelError
 from training.evaluation import ALL, EvaluationSet, evaluate
 
 SEARCH_SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
@@ -20,7 +21,7 @@ SEARCH_SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
     },
     "bpr": lambda t: {
         "factors": t.suggest_categorical("factors", [16, 32, 64, 128]),
-        "learning_rate": t.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "learning_rate": t.suggest_float("learning_rate", 0.005, 0.1, log=True),
         "regularization": t.suggest_float("regularization", 1e-4, 0.1, log=True),
         "iterations": t.suggest_int("iterations", 100, 600),
     },
@@ -64,7 +65,13 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         params = space(trial)
-        score = validation_score(kind, params, evaluation, k, seed)
+        try:
+            score = validation_score(kind, params, evaluation, k, seed)
+        except (
+            ModelError
+        ) as exc:  # e.g. BPR diverging at a high learning rate: a bad trial, not a failed search
+            trial.set_user_attr("error", str(exc))
+            score = 0.0
         if log_to_mlflow:
             with mlflow.start_run(nested=True, run_name=f"{kind}-trial-{trial.number}"):
                 mlflow.log_params(params)
