@@ -34,6 +34,16 @@ class LoadedSnapshot:
     stock: dict[str, npt.NDArray[np.bool_]]
     item_index: dict[str, int]
     loaded_at: float = field(default_factory=time.time)
+    # plain Python lists for building answers without numpy scalar conversions
+    id_list: list[str] = field(default_factory=list)
+    category_list: list[str] = field(default_factory=list)
+    price_list: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.id_list = [str(i) for i in self.item_ids.tolist()]
+        self.category_list = [str(c) for c in self.categories.tolist()]
+        self.price_list = [float(p) for p in self.prices.tolist()]
+
     _allowed_cache: dict[tuple[str | None, str | None], npt.NDArray[np.bool_]] = field(
         default_factory=dict
     )

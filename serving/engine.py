@@ -203,8 +203,8 @@ class Engine:
         else:
             picked, scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
         items = [
-            self._item(snap, int(c), float(s), "personalized")
-            for c, s in zip(picked, scores, strict=True)
+            self._item(snap, c, s, "personalized")
+            for c, s in zip(picked.tolist(), scores.tolist(), strict=True)
         ]
         if len(items) < limit:
             mask[picked] = False
@@ -315,8 +315,8 @@ class Engine:
         source: Source,
         reasons: list[str] | None = None,
     ) -> Item:
-        return Item(item_id=str(snap.item_ids[col]), score=round(score, 6), name=snap.names[col],
-                    category=str(snap.categories[col]), price=float(snap.prices[col]), source=source,
+        return Item(item_id=snap.id_list[col], score=round(score, 6), name=snap.names[col],
+                    category=snap.category_list[col], price=snap.price_list[col], source=source,
                     reasons=reasons or [])  # fmt: skip
 
     def _explain(self, snap: LoadedSnapshot, items: list[Item], features: CustomerFeatures | None,
