@@ -100,12 +100,6 @@ class EmbeddedRedis:
             self._process.kill()
             self._process.wait()
 
-    def kill(self) -> None:
-        """Stop abruptly (tests of Redis going away)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-
     def __enter__(self) -> EmbeddedRedis:
         return self.start()
 

@@ -12,7 +12,6 @@ import scipy.sparse as sp
 
 from features.encoding import (
     CUSTOMER_DECODER,
-    ENCODER,
     EVENT_NAMES,
     ITEMLIST_DECODER,
     Activity,
@@ -586,4 +585,4 @@ def _empty(request_id: str, customer: str | None) -> Recommendations:
                            degraded=True, customer_id=customer)  # fmt: skip
 
 
-__all__ = ["ENCODER", "CustomerState", "Engine", "describe", "when_words"]
+__all__ = ["CustomerState", "Engine", "describe", "when_words"]
