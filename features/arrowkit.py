@@ -113,16 +113,6 @@ def per_row(
     return padded[row_codes]  # -1 picks the appended False
 
 
-def to_numpy_float(
-    column: pa.ChunkedArray | pa.Array, fill: float = np.nan
-) -> npt.NDArray[np.float64]:
-    """A numeric column as float64 numpy with nulls filled."""
-    filled = pc.fill_null(column.cast(pa.float64()), fill)
-    if isinstance(filled, pa.ChunkedArray):
-        filled = filled.combine_chunks()
-    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
 def parse_numbers(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, npt.NDArray[np.bool_]]:
     """Text or numbers to float64; returns (values with nulls where unparsable, unparsable mask)."""
     if isinstance(column, pa.ChunkedArray):

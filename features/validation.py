@@ -244,10 +244,3 @@ def _rejects_table(raw: pa.Table, rows: npt.NDArray[np.int64], reasons: _Reasons
         for name in raw.column_names:
             columns[name] = pa.array([], pa.string())
     return pa.table(columns)
-
-
-def empty_events() -> pa.Table:
-    """A zero-row table in the canonical event schema."""
-    return validate_events(
-        pa.table({c: pa.array([], pa.string()) for c in EVENT_REQUIRED}), "<empty>"
-    ).accepted

@@ -67,16 +67,6 @@ class LoadedSnapshot:
             self._allowed_cache[key] = mask
         return mask
 
-    def popular_list(
-        self, channel: str | None, store_id: str | None, category: str | None
-    ) -> tuple[str, npt.NDArray[np.int32]]:
-        """The most specific popular list available: category, store, channel, then overall."""
-        for key in (f"category:{category}" if category else None, f"store:{store_id}" if store_id else None,
-                    f"channel:{channel}" if channel else None, "all"):  # fmt: skip
-            if key and key in self.popular:
-                return key, self.popular[key][0]
-        return "all", np.zeros(0, np.int32)
-
 
 def load_snapshot(
     store: RedisFeatureStore, snapshot_id: str, model: Recommender, version: int

@@ -510,7 +510,7 @@ class Engine:
         f = state.features
         return Profile(customer_id=state.customer_id, aliases=aliases, activity=activity,
                        favourite_categories=list(f.categories) if f else [],
-                       first_seen=f.first_seen if f else None, last_seen=max([f.last_seen] if f else [], default=None) if not state.recent else max([*([f.last_seen] if f else []), state.recent[0].timestamp]),
+                       first_seen=f.first_seen if f else None, last_seen=max([*([f.last_seen] if f else []), *(a.timestamp for a in state.recent[:1])], default=None),
                        known=f is not None or bool(state.recent), degraded=False, request_id=request_id)  # fmt: skip
 
 

@@ -113,6 +113,23 @@ def code_version() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def use_mlflow(settings: Settings) -> None:
+    """Point MLflow at the configured stores and experiment.
+
+    With a local (SQLite or file) tracking store, the experiment keeps its artifacts under the
+    data folder rather than in a `./mlruns` of whatever directory the command ran from.
+    """
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    if settings.mlflow.registry_uri:
+        mlflow.set_registry_uri(settings.mlflow.registry_uri)
+    local = settings.mlflow.tracking_uri.startswith(("sqlite:", "file:", "/"))
+    if local and mlflow.get_experiment_by_name(settings.mlflow.experiment) is None:
+        artifacts = settings.data_dir / "mlflow-artifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        mlflow.create_experiment(settings.mlflow.experiment, artifact_location=artifacts.as_uri())
+    mlflow.set_experiment(settings.mlflow.experiment)
+
+
 def fit_model(
     kind: str, params: dict[str, Any], interactions: Interactions, seed: int
 ) -> Recommender:
@@ -154,10 +171,7 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         model = fit_model(config.model, config.params, full_inter, settings.seed)
     lap("fit_full")
 
-    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
-    if settings.mlflow.registry_uri:
-        mlflow.set_registry_uri(settings.mlflow.registry_uri)
-    mlflow.set_experiment(settings.mlflow.experiment)
+    use_mlflow(settings)
     registry = ModelRegistry(settings.mlflow)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run() as run:
         mlflow.log_params({

@@ -106,6 +106,7 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
     from features.dataset import load_dataset
     from features.interactions import build_interactions
     from training.evaluation import build_evaluation_set
+    from training.pipeline import use_mlflow
     from training.splits import time_split
     from training.tuning import tune
 
@@ -116,8 +117,7 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
     inner_train = build_interactions(inner.train, settings.interactions)
     evaluation = build_evaluation_set(inner, inner_train, relevant_types=config.relevant,
                                       exclude_seen=config.exclude_seen, seed=settings.seed)  # fmt: skip
-    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
-    mlflow.set_experiment(settings.mlflow.experiment)
+    use_mlflow(settings)
     with mlflow.start_run(run_name=f"tune-{args.model}") as parent:
         best = tune(
             args.model,
