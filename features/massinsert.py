@@ -20,20 +20,13 @@ def resp_command(*parts: bytes) -> bytes:
     return b"".join(out)
 
 
-def open_socket(url: str, timeout: float) -> socket.socket:
-    """A plain TCP connection to the Redis of `url`, authenticated and on the right database."""
+def connection_target(url: str) -> tuple[str, int, list[bytes]]:
+    """Host, port and the AUTH / SELECT commands a raw connection to `url` sends first."""
     kwargs = redis.Redis.from_url(url).connection_pool.connection_kwargs
     if "SSL" in str(kwargs.get("connection_class", "")):
         raise FeatureStoreError(
             "raw-protocol connections over TLS are not supported; use redis:// on a private network"
         )
-    try:
-        sock = socket.create_connection(
-            (kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 6379))), timeout=timeout
-        )
-    except OSError as exc:
-        raise StoreUnavailableError(f"cannot reach Redis: {exc}") from exc
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     setup = []
     if kwargs.get("password"):
         user = kwargs.get("username")
@@ -44,6 +37,17 @@ def open_socket(url: str, timeout: float) -> socket.socket:
         )
     if int(kwargs.get("db", 0) or 0):
         setup.append(resp_command(b"SELECT", str(kwargs["db"]).encode()))
+    return str(kwargs.get("host", "127.0.0.1")), int(kwargs.get("port", 6379)), setup
+
+
+def open_socket(url: str, timeout: float) -> socket.socket:
+    """A plain TCP connection to the Redis of `url`, authenticated and on the right database."""
+    host, port, setup = connection_target(url)
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot reach Redis: {exc}") from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if setup:
         sock.sendall(b"".join(setup))
         reply = sock.recv(1 << 16)

@@ -67,6 +67,7 @@ class ServingSettings(msgspec.Struct, frozen=True):
     max_batch_customers: int = 1000
     candidates_per_customer: int = 200
     repurchase_days: dict[str, float] = msgspec.field(default_factory=dict)  # category -> days
+    fast_paths: bool = True  # serving.fastpath: plain-ASGI answers for well-formed hot requests
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -106,6 +107,7 @@ class Settings(msgspec.Struct, frozen=True):
                 api_keys=parse_api_keys(env.get("OMNIREC_API_KEYS", "")),
                 reload_interval_seconds=float(env.get("OMNIREC_RELOAD_INTERVAL_SECONDS", "30")),
                 repurchase_days=parse_weights(env.get("OMNIREC_REPURCHASE_DAYS", ""), {}),
+                fast_paths=env.get("OMNIREC_FAST_PATHS", "1") not in {"0", "false", "no", "off"},
             ),
             interactions=InteractionSettings(
                 event_weights=parse_weights(

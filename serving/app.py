@@ -12,6 +12,7 @@ from litestar import Litestar, MediaType, get
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.logging.config import LoggingConfig
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
 from litestar.response import Response
@@ -20,8 +21,10 @@ from features.store import RedisFeatureStore
 from omnirec import __version__
 from omnirec.redis_runtime import redis_url
 from omnirec.settings import Settings
+from serving.auth import auth_middleware
 from serving.engine import Engine
 from serving.errors import EXCEPTION_HANDLERS
+from serving.fastpath import fast_path_middleware
 from serving.metrics import metrics_middleware
 from serving.routes.customers import CustomerController, StoreController
 from serving.routes.events import EventController
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+                engine.close()
                 store.close()
 
     return Litestar(
@@ -79,7 +83,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         state=State({"settings": settings}),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[metrics_middleware],
+        middleware=[
+            metrics_middleware,
+            DefineMiddleware(auth_middleware, settings=settings),
+            DefineMiddleware(fast_path_middleware, enabled=settings.serving.fast_paths),
+        ],
         request_max_body_size=settings.serving.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="omnirec",

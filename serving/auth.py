@@ -1,57 +1,81 @@
-"""API keys with scopes: 401 without a valid key, 403 without the scope. Keys are never logged."""
+"""API keys with scopes: 401 without a valid key, 403 without the scope. Keys are never logged.
+
+A route declares the scopes it admits in its `opt` (`opt=needs("recommend", "tablet")`, on a
+controller or a handler); `auth_middleware` checks the presented key before the handler runs.
+It is a middleware rather than a Litestar guard because Litestar copies the route handler for
+every guard call, which cost more than the whole check on the recommendation route.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 
-from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from omnirec.settings import Settings
 
 HEADER = "X-API-Key"
+SCOPES_OPT = "scopes"
+_HEADER_RAW = HEADER.lower().encode()
 
 
-_DIGESTS: dict[int, dict[bytes, frozenset[str]]] = {}
+def needs(*accepted: str) -> dict[str, object]:
+    """The `opt` of a route that admits keys holding any of `accepted` ('admin' admits all)."""
+    return {SCOPES_OPT: frozenset(accepted)}
+
+
+class KeyTable:
+    """Scopes by SHA-256 digest of the key: a dict lookup on a digest tells a timing attack nothing
+    useful about the key, and the keys themselves are not kept."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._scopes = {_digest(k): s for k, s in settings.serving.api_keys.items()}
+
+    def scopes(self, presented: str | bytes | None) -> frozenset[str] | None:
+        """The scopes of a presented key, None when it is not a key."""
+        if not presented:
+            return None
+        raw = presented.encode() if isinstance(presented, str) else presented
+        return self._scopes.get(hashlib.sha256(raw).digest())
 
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def scopes_for(settings: Settings, presented: str | None) -> frozenset[str] | None:
-    """The scopes of a presented key, None when it is not a key.
-
-    Keys are compared by their SHA-256 digests (a dict lookup on a digest reveals nothing useful
-    about the key through timing), built once per settings object.
-    """
-    if not presented:
-        return None
-    table = _DIGESTS.get(id(settings.serving.api_keys))
-    if table is None:
-        table = {_digest(k): scopes for k, scopes in settings.serving.api_keys.items()}
-        _DIGESTS[id(settings.serving.api_keys)] = table
-    return table.get(_digest(presented))
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """X-API-Key, else an `Authorization: Bearer` token, from raw ASGI headers."""
+    bearer = None
+    for name, value in headers:
+        if name == _HEADER_RAW:
+            return value
+        if name == b"authorization" and value.startswith(b"Bearer "):
+            bearer = value[7:]
+    return bearer
 
 
-def require(*accepted: str) -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:  # type: ignore[type-arg]
-    """A guard that admits keys holding any of `accepted` scopes ('admin' admits everything).
+def check(keys: KeyTable, headers: Iterable[tuple[bytes, bytes]], accepted: frozenset[str]) -> None:
+    scopes = keys.scopes(presented_key(headers))
+    if scopes is None:
+        raise NotAuthorizedException(f"a valid API key is required in the {HEADER} header")
+    if "admin" not in scopes and not scopes & accepted:
+        raise PermissionDeniedException(
+            f"this key lacks the scope: {' or '.join(sorted(accepted))}"
+        )
 
-    Async on purpose: Litestar runs a sync guard in a thread pool, which costs more than the check.
-    """
 
-    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
-        settings: Settings = connection.app.state.settings
-        presented = connection.headers.get(HEADER)
-        if presented is None:
-            auth = connection.headers.get("Authorization", "")
-            presented = auth[7:] if auth.startswith("Bearer ") else None
-        scopes = scopes_for(settings, presented)
-        if scopes is None:
-            raise NotAuthorizedException(f"a valid API key is required in the {HEADER} header")
-        if "admin" not in scopes and not scopes.intersection(accepted):
-            raise PermissionDeniedException(f"this key lacks the scope: {' or '.join(accepted)}")
+def auth_middleware(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """Runs after routing (Litestar wraps each route in the app's middleware), so the handler's
+    declared scopes are known; routes that declare none are public (health, docs, the page)."""
+    keys = KeyTable(settings)
 
-    return guard
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        handler = scope.get("route_handler")
+        accepted = handler.opt.get(SCOPES_OPT) if handler is not None else None
+        if accepted:
+            check(keys, scope["headers"], accepted)
+        await app(scope, receive, send)
+
+    return middleware

@@ -48,6 +48,16 @@ class LoadedSnapshot:
         default_factory=dict
     )
 
+    _repurchase: tuple[dict[str, float], npt.NDArray[np.float64]] | None = None
+
+    def repurchase_seconds(self, days_by_category: dict[str, float]) -> npt.NDArray[np.float64]:
+        """Per item: seconds after a purchase during which it is not recommended again
+        (infinite for categories without a window)."""
+        if self._repurchase is None or self._repurchase[0] is not days_by_category:
+            days = np.array([days_by_category.get(c, np.inf) for c in self.category_names])
+            self._repurchase = (days_by_category, days[self.category_codes] * 86_400)
+        return self._repurchase[1]
+
     @property
     def snapshot_id(self) -> str:
         return self.meta.snapshot_id

@@ -16,6 +16,9 @@ MODEL_VERSION = Gauge("omnirec_model_version", "registered model version being s
 FEATURE_AGE = Gauge(
     "omnirec_feature_age_seconds", "age of the newest event in the served feature snapshot"
 )
+FAST_PATHS = Counter(
+    "omnirec_fast_path_total", "requests a fast path served or declined", ["handler", "outcome"]
+)
 EVENTS = Counter("omnirec_events_total", "events posted", ["outcome"])
 REQUESTS = Counter("omnirec_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -26,6 +29,8 @@ LATENCY = Histogram(
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
     """Counts and times every HTTP request by route template (never by raw path: ids stay out)."""
+    counters: dict[tuple[str, str, int], Any] = {}  # labelled children, looked up once each
+    timers: dict[tuple[str, str], Any] = {}
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -45,7 +50,14 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
             handler: Any = scope.get("route_handler")
             route = next(iter(handler.paths), "unknown") if handler is not None else "unmatched"
             method = scope.get("method", "GET")
-            REQUESTS.labels(method, route, str(status[0])).inc()
-            LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            key = (method, route, status[0])
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = REQUESTS.labels(method, route, str(status[0]))
+            counter.inc()
+            timer = timers.get(key[:2])
+            if timer is None:
+                timer = timers[key[:2]] = LATENCY.labels(method, route)
+            timer.observe(time.perf_counter() - started)
 
     return middleware

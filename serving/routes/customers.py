@@ -8,7 +8,7 @@ from litestar import Controller, get
 from litestar.di import Provide
 from litestar.params import Parameter
 
-from serving.auth import require
+from serving.auth import needs
 from serving.engine import Engine
 from serving.routes.common import PathId, get_engine, request_id
 from serving.schemas import Profile
@@ -20,7 +20,7 @@ class CustomerController(Controller):
     path = "/v1/customers"
     tags = ["customers"]
     dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
-    guards = [require("tablet")]
+    opt = needs("tablet")
 
     @get(
         "/lookup",
@@ -46,7 +46,7 @@ class StoreController(Controller):
     path = "/v1/stores"
     tags = ["stores"]
     dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
-    guards = [require("tablet", "recommend")]
+    opt = needs("tablet", "recommend")
 
     @get(
         "/",

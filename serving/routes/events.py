@@ -6,7 +6,7 @@ from litestar import Controller, Response, post
 from litestar.di import Provide
 
 from omnirec.errors import StoreUnavailableError
-from serving.auth import require
+from serving.auth import needs
 from serving.engine import Engine
 from serving.metrics import EVENTS
 from serving.routes.common import get_engine, request_id
@@ -37,7 +37,7 @@ class EventController(Controller):
     path = "/v1/events"
     tags = ["events"]
     dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
-    guards = [require("events")]
+    opt = needs("events")
 
     @post(
         "/", operation_id="postEvent", summary="Store one event (views, carts, purchases, returns)"

@@ -8,7 +8,7 @@ from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from serving.auth import require
+from serving.auth import needs
 from serving.engine import Engine
 from serving.metrics import FEATURE_AGE, MODEL_VERSION
 from serving.routes.common import get_engine
@@ -45,7 +45,7 @@ class HealthController(Controller):
 class AdminController(Controller):
     path = "/v1/admin"
     tags = ["admin"]
-    guards = [require("admin")]
+    opt = needs("admin")
 
     @post(
         "/reload",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import Provide
+from litestar.types import Scope, Send
 
-from serving.auth import require
+from serving.auth import needs
 from serving.engine import Engine
+from serving.fastpath import FAST_PATH, bool_value, id_value, int_value, query_params, send_json
 from serving.metrics import FALLBACKS
 from serving.routes.common import (
     Category,
@@ -15,11 +18,37 @@ from serving.routes.common import (
     Limit,
     PathId,
     StoreId,
+    channel_known,
     check_channel,
     get_engine,
     request_id,
 )
 from serving.schemas import BatchRequest, BatchResponse, OrderRequest, Recommendations
+
+
+async def for_customer_fast(scope: Scope, send: Send) -> bool:
+    """`for_customer` for well-formed requests, as plain ASGI (see serving.fastpath)."""
+    customer = id_value(scope["path_params"].get("customer_id"))
+    query = query_params(scope["query_string"])
+    if customer is None or query is None or "" in query.values():
+        return False
+    limit = int_value(query.get("limit", "10"), 1, 100)
+    exclude_purchased = bool_value(query.get("exclude_purchased", "true"))
+    explain = bool_value(query.get("explain", "false"))
+    channel, store_id, category = query.get("channel"), query.get("store_id"), query.get("category")
+    engine: Engine = scope["app"].state.engine
+    if (limit is None or exclude_purchased is None or explain is None
+            or (store_id is not None and id_value(store_id) is None)
+            or (category is not None and len(category) > 128)
+            or (channel is not None and not channel_known(engine, channel))):  # fmt: skip
+        return False
+    answer = await engine.recommend(customer, limit=limit, channel=channel, store_id=store_id, category=category,
+                                    exclude_purchased=exclude_purchased, explain=explain, request_id=request_id())  # fmt: skip
+    await send_json(send, ENCODER.encode(_count("customer", answer)))
+    return True
+
+
+ENCODER = msgspec.json.Encoder()
 
 
 def _count(route: str, answer: Recommendations) -> Recommendations:
@@ -34,15 +63,15 @@ class RecommendationController(Controller):
     path = "/v1"
     tags = ["recommendations"]
     dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
-    guards = [require("recommend", "tablet")]
+    opt = needs("recommend", "tablet")
 
     @get("/customers/{customer_id:str}/recommendations", operation_id="recommendForCustomer",
-         summary="Personalized recommendations for a customer (any alias)")  # fmt: skip
+         summary="Personalized recommendations for a customer (any alias)", opt={FAST_PATH: for_customer_fast})  # fmt: skip
     async def for_customer(self, engine: Engine, customer_id: PathId, limit: Limit = 10, channel: Channel = None,
                            store_id: StoreId = None, category: Category = None, exclude_purchased: bool = True,
                            explain: bool = False) -> Recommendations:  # fmt: skip
         """Unknown customers get the popular items for the channel, store or category (source 'popular')."""
-        return _count("customer", engine.recommend(
+        return _count("customer", await engine.recommend(
             customer_id, limit=limit, channel=check_channel(engine, channel), store_id=store_id, category=category,
             exclude_purchased=exclude_purchased, explain=explain, request_id=request_id()))  # fmt: skip
 
@@ -64,14 +93,14 @@ class RecommendationController(Controller):
           summary="Post-purchase suggestions for an order (bought together, then personal)")  # fmt: skip
     async def complements(self, engine: Engine, data: OrderRequest) -> Recommendations:
         """Never the ordered items, never out of stock at `store_id`."""
-        return _count("complements", engine.complements(data.customer_id, list(data.item_ids), limit=data.limit,
+        return _count("complements", await engine.complements(data.customer_id, list(data.item_ids), limit=data.limit,
                                                         store_id=data.store_id, request_id=request_id()))  # fmt: skip
 
     @post("/recommendations/batch", operation_id="batchRecommendations", status_code=200,
           summary="Recommendations for up to 1,000 customers in one call (the e-mail system)")  # fmt: skip
     async def batch(self, engine: Engine, data: BatchRequest) -> Response[BatchResponse]:
         rid = request_id()
-        results = engine.batch(list(data.customer_ids), limit=data.limit, channel=check_channel(engine, data.channel),
+        results = await engine.batch_async(list(data.customer_ids), limit=data.limit, channel=check_channel(engine, data.channel),
                                store_id=data.store_id, request_id=rid)  # fmt: skip
         version = engine.snapshot.version if engine.snapshot else None
         return Response(BatchResponse(results=results, model_version=version, request_id=rid))
