@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import shutil
 from pathlib import Path
@@ -15,6 +16,20 @@ from serving.engine import Engine
 from training.registry import ModelRegistry
 
 log = logging.getLogger("omnirec.serving")
+
+
+def settle_heap() -> None:
+    """Take what is loaded (libraries, model, snapshot: some 300k objects) out of the cyclic
+    garbage collector's walks.
+
+    Every full collection walks every tracked object; with a snapshot loaded that was half of the
+    batch route's time (20k customers: 1.9 s, 0.9 s frozen). Frozen objects are still freed by
+    reference counting; the previous freeze is undone and collected first, so the cycles of a
+    retired snapshot do not pile up. Runs once per model swap (a full collection, ~0.1 s).
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ModelRuntime:
@@ -59,6 +74,7 @@ class ModelRuntime:
         loaded = load_snapshot(self.engine.store, snapshot_id, model, version)
         self.engine.snapshot = loaded  # requests already running keep the object they hold
         self.last_error = None
+        settle_heap()
         log.info("serving model v%s with snapshot %s", version, snapshot_id)
         return True
 

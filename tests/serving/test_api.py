@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 
 from features.dataset import load_dataset
@@ -121,6 +127,34 @@ def test_batch_for_the_email_system(deployment: Deployment) -> None:
     assert body["model_version"] == 1 and len(body["results"]) == 51
     assert body["results"][-1]["source"] == "popular"
     assert too_many.status_code == 400 and "customer_ids" in too_many.text
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_omnirec_batch_exports_a_campaign_with_the_version_on_every_row(
+    deployment: Deployment, tmp_path: Path, suffix: str
+) -> None:
+    customers = [f"C{i:08d}" for i in range(1, 31)] + ["unknown-x"]
+    listing = tmp_path / "customers.txt"
+    listing.write_text("customer_id\n" + "\n".join(customers) + "\n")
+    out = tmp_path / f"campaign.{suffix}"
+    run = subprocess.run([sys.executable, "-m", "omnirec.cli", "batch", "--customers", str(listing), "--out", str(out),
+                          "--limit", "4"], env={**os.environ, **deployment.env}, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "31 customers" in run.stdout
+    table = pq.read_table(out) if suffix == "parquet" else pacsv.read_csv(out)
+    assert table.num_rows == 31 * 4
+    assert set(table["model_version"].to_pylist()) == {1}
+    assert len(set(table["snapshot"].to_pylist())) == 1
+    rows = table.to_pylist()
+    with deployment.client() as c:
+        answers = c.post(
+            "/v1/recommendations/batch", json={"customer_ids": customers, "limit": 4}
+        ).json()
+    for customer, answer in zip(customers, answers["results"], strict=True):
+        mine = [r for r in rows if r["customer_id"] == customer]
+        assert [r["rank"] for r in mine] == [1, 2, 3, 4]
+        assert [r["item_id"] for r in mine] == [i["item_id"] for i in answer["items"]]
+        assert [r["source"] for r in mine] == [i["source"] for i in answer["items"]]
 
 
 def test_events_are_acknowledged_with_counts_and_change_the_next_answer(
