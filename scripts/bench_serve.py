@@ -36,7 +36,7 @@ end
 """
 
 
-ROUNDS = 3
+ROUNDS = 5
 ROUND_SECONDS = 10
 
 
