@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-import os
+import random
 import re
 from typing import Annotated
 
@@ -38,14 +37,11 @@ def get_engine(state: State) -> Engine:
     return engine
 
 
-_PROCESS = os.urandom(8).hex()
-_SEQUENCE = itertools.count(1)
-
-
 def request_id() -> str:
-    """32 hex digits: a random prefix per process and a sequence number (unique, and cheaper
-    than uuid4, which asks the kernel for randomness on every call)."""
-    return f"{_PROCESS}{next(_SEQUENCE):016x}"
+    """32 random hex digits, like uuid4().hex at a fifth of the cost: an id must be unique, not
+    secret, and asking the kernel for randomness on every request showed in the profile. Not a
+    sequence number either, which would tell callers the service's traffic."""
+    return f"{random.getrandbits(128):032x}"  # the module's generator is reseeded after fork
 
 
 def known_channels(engine: Engine) -> frozenset[str]:
