@@ -103,13 +103,15 @@ def test_a_silent_redis_times_out_and_the_next_call_reconnects() -> None:
         async with fake_redis(None) as url:
             reader = AsyncPipelinedReader(url, timeout=0.3)
             started = time.monotonic()
-            results = await asyncio.gather(
+            calls = asyncio.gather(
                 *(reader.execute([(b"GET", b"k")]) for _ in range(5)), return_exceptions=True
             )
-            waited = time.monotonic() - started
+            results = await asyncio.wait_for(
+                calls, 60
+            )  # a guard against hanging, not a speed check
             assert all(isinstance(r, StoreUnavailableError) for r in results), results
             assert "within 0.3s" in str(results[0])
-            assert 0.25 < waited < 3.0
+            assert time.monotonic() - started >= 0.3  # they waited out the timeout
         async with fake_redis(b"$2\r\nok\r\n") as url:
             reader.url = url  # the same client, now pointed at a Redis that answers
             assert await reader.execute([(b"GET", b"k")]) == [b"ok"]
