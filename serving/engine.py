@@ -23,7 +23,14 @@ from models.topk import top_k
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
 from omnirec.settings import Settings
 from serving.catalogue import LoadedSnapshot
-from serving.fastredis import AsyncPipelinedReader, Packed, PipelinedReader, Reply
+from serving.fastredis import (
+    AsyncPipelinedReader,
+    Packed,
+    PipelinedReader,
+    Reply,
+    packed_get,
+    packed_recent,
+)
 from serving.schemas import ActivityOut, Alias, Item, Profile, Recommendations, Source
 
 DAY = 86_400
@@ -66,14 +73,6 @@ class CustomerState:
     recent: list[Activity]  # real-time, newest first
 
 
-def _get(key: bytes) -> bytes:
-    return b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key)
-
-
-def _recent(key: bytes) -> bytes:  # LRANGE key 0 49
-    return b"*4\r\n$6\r\nLRANGE\r\n$%d\r\n%s\r\n$1\r\n0\r\n$2\r\n49\r\n" % (len(key), key)
-
-
 class CustomerReads:
     """The Redis commands that read customers (alias, features, real-time activity), packed in the
     Redis protocol, and their replies read back: one round trip, a second only for aliases."""
@@ -87,11 +86,13 @@ class CustomerReads:
         self.aliased: list[tuple[int, str]] = []
 
     def _customer(self, raw_id: bytes) -> bytes:
-        return _get(self.features_prefix + raw_id) + _recent(self.activity_prefix + raw_id)
+        return packed_get(self.features_prefix + raw_id) + packed_recent(
+            self.activity_prefix + raw_id
+        )
 
     def first(self) -> Packed:
         payload = b"".join(
-            _get(self.alias_prefix + raw_id) + self._customer(raw_id)
+            packed_get(self.alias_prefix + raw_id) + self._customer(raw_id)
             for raw_id in (ident.encode() for ident in self.ids)
         )
         return Packed(payload, 3 * len(self.ids))

@@ -34,6 +34,17 @@ def pack(commands: list[Command]) -> Packed:
     return Packed(b"".join(resp_command(*c) for c in commands), len(commands))
 
 
+# The two commands of every recommendation request, packed with one format each (resp_command's
+# general loop costs three times as much).
+def packed_get(key: bytes) -> bytes:
+    return b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key)
+
+
+def packed_recent(key: bytes) -> bytes:
+    """LRANGE key 0 49: the newest 50 real-time events."""
+    return b"*4\r\n$6\r\nLRANGE\r\n$%d\r\n%s\r\n$1\r\n0\r\n$2\r\n49\r\n" % (len(key), key)
+
+
 def _checked(replies: list[Reply]) -> list[Reply]:
     for reply in replies:
         if isinstance(reply, hiredis.ReplyError):

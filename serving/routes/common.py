@@ -13,22 +13,27 @@ from features.schema import ID_PATTERN, KNOWN_CHANNELS
 from omnirec.errors import InvalidRequestError
 from serving.engine import Engine
 
-Limit = Annotated[int, Parameter(ge=1, le=100, description="how many items (1-100)")]
+MAX_LIMIT = 100  # items per answer
+MAX_TEXT = 128  # ids and category names
+Limit = Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description=f"how many items (1-{MAX_LIMIT})")]
 StoreId = Annotated[
     str | None,
-    Parameter(pattern=ID_PATTERN, max_length=128, description="only items in stock at this store"),
+    Parameter(
+        pattern=ID_PATTERN, max_length=MAX_TEXT, description="only items in stock at this store"
+    ),
 ]
 Channel = Annotated[
     str | None,
     Parameter(max_length=32, description="web, app, store or another channel the data knows"),
 ]
 Category = Annotated[
-    str | None, Parameter(max_length=128, description="only items of this category")
+    str | None, Parameter(max_length=MAX_TEXT, description="only items of this category")
 ]
 PathId = Annotated[
-    str, Parameter(pattern=ID_PATTERN, max_length=128, description="customer id or any alias id")
+    str,
+    Parameter(pattern=ID_PATTERN, max_length=MAX_TEXT, description="customer id or any alias id"),
 ]
-ItemId = Annotated[str, Parameter(pattern=ID_PATTERN, max_length=128, description="item id")]
+ItemId = Annotated[str, Parameter(pattern=ID_PATTERN, max_length=MAX_TEXT, description="item id")]
 _ID = re.compile(ID_PATTERN)
 
 

@@ -12,6 +12,8 @@ from serving.engine import Engine
 from serving.fastpath import FAST_PATH, bool_value, id_value, int_value, query_params, send_json
 from serving.metrics import FALLBACKS
 from serving.routes.common import (
+    MAX_LIMIT,
+    MAX_TEXT,
     Category,
     Channel,
     ItemId,
@@ -25,6 +27,8 @@ from serving.routes.common import (
 )
 from serving.schemas import BatchRequest, BatchResponse, OrderRequest, Recommendations
 
+ENCODER = msgspec.json.Encoder()
+
 
 async def for_customer_fast(scope: Scope, send: Send) -> bool:
     """`for_customer` for well-formed requests, as plain ASGI (see serving.fastpath)."""
@@ -32,23 +36,20 @@ async def for_customer_fast(scope: Scope, send: Send) -> bool:
     query = query_params(scope["query_string"])
     if customer is None or query is None or "" in query.values():
         return False
-    limit = int_value(query.get("limit", "10"), 1, 100)
+    limit = int_value(query.get("limit", "10"), 1, MAX_LIMIT)
     exclude_purchased = bool_value(query.get("exclude_purchased", "true"))
     explain = bool_value(query.get("explain", "false"))
     channel, store_id, category = query.get("channel"), query.get("store_id"), query.get("category")
     engine: Engine = scope["app"].state.engine
     if (limit is None or exclude_purchased is None or explain is None
             or (store_id is not None and id_value(store_id) is None)
-            or (category is not None and len(category) > 128)
+            or (category is not None and len(category) > MAX_TEXT)
             or (channel is not None and not channel_known(engine, channel))):  # fmt: skip
         return False
     answer = await engine.recommend(customer, limit=limit, channel=channel, store_id=store_id, category=category,
                                     exclude_purchased=exclude_purchased, explain=explain, request_id=request_id())  # fmt: skip
     await send_json(send, ENCODER.encode(_count("customer", answer)))
     return True
-
-
-ENCODER = msgspec.json.Encoder()
 
 
 def _count(route: str, answer: Recommendations) -> Recommendations:

@@ -11,8 +11,15 @@ from contextlib import asynccontextmanager
 import pytest
 import redis
 
+from features.massinsert import resp_command
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
-from serving.fastredis import AsyncPipelinedReader, PipelinedReader, pack
+from serving.fastredis import (
+    AsyncPipelinedReader,
+    PipelinedReader,
+    pack,
+    packed_get,
+    packed_recent,
+)
 
 
 @asynccontextmanager
@@ -144,3 +151,8 @@ def test_garbage_from_the_server_is_a_protocol_error_not_a_hang() -> None:
             reader.close()
 
     asyncio.run(run())
+
+
+def test_hand_packed_commands_are_the_protocol_the_general_packer_writes() -> None:
+    assert packed_get(b"omnirec:id:C1") == resp_command(b"GET", b"omnirec:id:C1")
+    assert packed_recent(b"omnirec:rt:C1") == resp_command(b"LRANGE", b"omnirec:rt:C1", b"0", b"49")
