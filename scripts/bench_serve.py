@@ -15,25 +15,16 @@ import httpx
 from omnirec.redis_runtime import EmbeddedRedis, free_port
 
 KEY = "bench-key-0123456789abcdef"
-PACED = """
-local ids = {}
-for line in io.lines("%s") do ids[#ids + 1] = line end
-math.randomseed(11)
-request = function()
-  local id = ids[math.random(#ids)]
-  return wrk.format("GET", "/v1/customers/" .. id .. "/recommendations?limit=10", {["X-API-Key"] = "%s"})
-end
-delay = function() return %d end
-"""
 LUA = """
 local ids = {}
 for line in io.lines("%s") do ids[#ids + 1] = line end
-math.randomseed(7)
+math.randomseed(%d)
 request = function()
   local id = ids[math.random(#ids)]
   return wrk.format("GET", "/v1/customers/" .. id .. "/recommendations?limit=10", {["X-API-Key"] = "%s"})
 end
 """
+PAUSE = "delay = function() return %d end\n"  # appended for paced load: ms between a connection's requests
 
 
 ROUNDS = 5
@@ -121,7 +112,7 @@ def run(work: Path, customers: int, items: int) -> None:
             ids_file = var / "ids.txt"
             ids_file.write_text("\n".join(ids) + "\n")
             script = var / "recs.lua"
-            script.write_text(LUA % (ids_file, KEY))
+            script.write_text(LUA % (ids_file, 7, KEY))
             wrk(f"{base}/health/live", 3)  # warm-up
             wrk(base + "/", 3, script)
             wrk(typed_base + "/", 3, script)
@@ -145,7 +136,7 @@ def run(work: Path, customers: int, items: int) -> None:
             paced = var / "paced.lua"
             # each of 4 connections waits 10 ms between requests: about 300 req/s in all
             connections, pause_ms = 4, 10
-            paced.write_text(PACED % (ids_file, KEY, pause_ms))
+            paced.write_text(LUA % (ids_file, 11, KEY) + PAUSE % pause_ms)
             paced_rate, paced_lat = wrk(base + "/", 20, paced, connections=connections)
             print(
                 f"paced load ({connections} connections, {pause_ms} ms pause each) {paced_rate:,.0f} req/s   {paced_lat}  (target p99 < 10 ms at 300 req/s)"
