@@ -6,9 +6,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+import pyarrow as pa
 import redis
 
-from features.encoding import META_DECODER, SnapshotMeta
+from features.encoding import ENCODER, META_DECODER, SnapshotMeta
 from features.massinsert import mass_set
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
 from omnirec.redis_runtime import connect
@@ -102,6 +103,34 @@ class RedisFeatureStore:
 
     def write_one(self, snapshot: str, kind: str, ident: str, value: bytes) -> None:
         self._call(self.client.set, self.key(snapshot, kind, ident), value)
+
+    def write_identities(self, identities: pa.Table) -> int:
+        """Alias -> customer keys and each customer's alias list (global, not per snapshot:
+        aliases do not change with a model); `identities` has alias_type, alias_id, customer_id.
+        Returns the count of keys written."""
+        if identities.num_rows == 0:
+            return 0
+        aliases = identities.column("alias_id").to_pylist()
+        customers = identities.column("customer_id").to_pylist()
+        types = identities.column("alias_type").to_pylist()
+        by_customer: dict[str, list[list[str]]] = {}
+        for kind, alias, customer in zip(types, aliases, customers, strict=True):
+            by_customer.setdefault(customer, []).append([kind, alias])
+        written = mass_set(
+            self.url,
+            (
+                (f"{self.prefix}:id:{a}".encode(), c.encode())
+                for a, c in zip(aliases, customers, strict=True)
+            ),
+        )
+        written += mass_set(
+            self.url,
+            (
+                (f"{self.prefix}:aliases:{c}".encode(), ENCODER.encode(v))
+                for c, v in by_customer.items()
+            ),
+        )
+        return written
 
     # ----------------------------------------------------------- snapshots
     def register_snapshot(self, meta: SnapshotMeta) -> None:

@@ -6,18 +6,33 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from features.interactions import Interactions
 from models.topk import mask_rows, top_k
 from omnirec.errors import ModelError, ModelFormatError
 
 FORMAT_VERSION = 1
 BLOCK_ROWS = 2048  # customers scored at once: bounds memory at BLOCK_ROWS x items floats
+
+
+class InteractionData(Protocol):
+    """What a model is fitted on: a customers x items matrix and the ids of its rows and columns.
+
+    `features.interactions.Interactions` is one; models never import the data layer.
+    """
+
+    @property
+    def matrix(self) -> sp.csr_matrix: ...
+
+    @property
+    def customer_ids(self) -> npt.NDArray[np.str_]: ...
+
+    @property
+    def item_ids(self) -> npt.NDArray[np.str_]: ...
 
 
 class Recommender(ABC):
@@ -41,7 +56,7 @@ class Recommender(ABC):
         self._popularity: npt.NDArray[np.float32] | None = None
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, interactions: Interactions) -> Self:
+    def fit(self, interactions: InteractionData) -> Self:
         """Fit on a customers x items matrix; returns self."""
         matrix = sp.csr_matrix(interactions.matrix, dtype=np.float32)
         if matrix.nnz == 0:
@@ -95,6 +110,11 @@ class Recommender(ABC):
                 dense[:, ~allowed] = -np.inf
             ids[block], scores[block] = top_k(dense, n)
         return ids, scores
+
+    def customer_vectors(self) -> npt.NDArray[np.float32] | None:
+        """(n_customers, factors) latent vectors of the training customers, or None for models
+        that have none (neighbourhood and popularity models)."""
+        return None
 
     def item_popularity(self) -> npt.NDArray[np.float32]:
         """Total interaction strength per item in the training history (cold-start scores)."""

@@ -35,6 +35,9 @@ class _FactorModel(Recommender):
         vectors[rows < 0] = 0
         return vectors
 
+    def customer_vectors(self) -> npt.NDArray[np.float32]:
+        return self.user_factors
+
     def item_similarity(self, columns: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         norms = np.linalg.norm(self.item_factors, axis=1) + 1e-9
         unit = self.item_factors / norms[:, None]

@@ -69,7 +69,7 @@ def run(work: Path, customers: int, items: int) -> None:
     from features.generator import GeneratorConfig, generate
     from omnirec.settings import Settings
     from training.pipeline import TrainConfig, train
-    from training.publishing import publish_version
+    from training.publish import publish_version
 
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")

@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 
 from models import load_model
+from models.registry import ModelRegistry
 from omnirec.errors import OmnirecError
 from omnirec.settings import Settings
 from serving.catalogue import load_snapshot
 from serving.engine import Engine
-from training.registry import ModelRegistry
 
 log = logging.getLogger("omnirec.serving")
 

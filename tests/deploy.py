@@ -16,7 +16,7 @@ from features.generator import GeneratorConfig, generate
 from omnirec.redis_runtime import free_port
 from omnirec.settings import Settings
 from training.pipeline import TrainConfig, TrainResult, train
-from training.publishing import publish_version
+from training.publish import publish_version
 
 KEYS = {
     "recommend": "test-storefront-key-0001",

@@ -18,6 +18,7 @@ from features.dataset import Dataset, load_dataset
 from features.interactions import Interactions, build_interactions
 from models import create_model
 from models.base import Recommender
+from models.registry import ModelRegistry
 from omnirec.settings import Settings
 from training.evaluation import (
     EvaluationSet,
@@ -26,7 +27,6 @@ from training.evaluation import (
     flat_metrics,
     popularity_baseline,
 )
-from training.registry import ModelRegistry
 from training.report import write_report
 from training.splits import time_split
 

@@ -41,6 +41,6 @@ def positive_int(value: str) -> int:
 
 def all_commands() -> list[CommandSpec]:
     """Every subcommand, in the order `--help` lists them."""
-    from omnirec.commands import data, serve, training
+    from omnirec.commands import data, demo, serve, training
 
-    return [*data.COMMANDS, *training.COMMANDS, *serve.COMMANDS]
+    return [*data.COMMANDS, *training.COMMANDS, *serve.COMMANDS, *demo.COMMANDS]

@@ -83,7 +83,7 @@ def _train_and_publish(args: argparse.Namespace, settings: Settings, params: dic
 
 
 def _publish(settings: Settings, version: int) -> None:
-    from training.publishing import publish_version
+    from training.publish import publish_version
 
     summary = publish_version(settings, version)
     print(summary)
@@ -139,7 +139,7 @@ def _configure_models(p: argparse.ArgumentParser) -> None:
 
 
 def _run_models(args: argparse.Namespace, settings: Settings) -> int:
-    from training.registry import ModelRegistry
+    from models.registry import ModelRegistry
 
     metric = args.metric or settings.mlflow.gate_metric
     versions = ModelRegistry(settings.mlflow).versions()
@@ -160,7 +160,7 @@ def _configure_promote(p: argparse.ArgumentParser) -> None:
 
 
 def _run_promote(args: argparse.Namespace, settings: Settings) -> int:
-    from training.registry import ModelRegistry
+    from models.registry import ModelRegistry
 
     ModelRegistry(settings.mlflow).set_champion(args.version)
     print(f"champion -> v{args.version}")
@@ -169,7 +169,7 @@ def _run_promote(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_rollback(args: argparse.Namespace, settings: Settings) -> int:
-    from training.registry import ModelRegistry
+    from models.registry import ModelRegistry
 
     version = ModelRegistry(settings.mlflow).rollback()
     print(f"champion rolled back to v{version}")
@@ -178,7 +178,7 @@ def _run_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _activate_snapshot(settings: Settings, version: int) -> None:
-    from training.publishing import activate_version_snapshot
+    from training.publish import activate_version_snapshot
 
     print(activate_version_snapshot(settings, version))
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from models.registry import ModelRegistry
 from omnirec.redis_runtime import EmbeddedRedis
 from tests.deploy import KEYS, Deployment, make_deployment
-from training.publishing import activate_version_snapshot
-from training.registry import ModelRegistry
+from training.publish import activate_version_snapshot
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import pytest
 
 from features.generator import GeneratorConfig, generate
 from models import load_model
+from models.registry import ModelRegistry
 from omnirec.redis_runtime import free_port
 from omnirec.settings import Settings
 from training.pipeline import TrainConfig, train
-from training.registry import ModelRegistry
 
 PG_DSN = os.environ.get("OMNIREC_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from features.generator import GeneratorConfig, generate
+from models.registry import ModelRegistry
 from omnirec.cli import main
 from omnirec.settings import Settings
 from training.pipeline import TrainConfig, train
-from training.registry import ModelRegistry
 
 
 @pytest.fixture(scope="module")

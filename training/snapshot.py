@@ -1,8 +1,9 @@
-"""Publishing: compute a model version's serving features and switch Redis to them atomically."""
+"""What a feature snapshot holds, computed from a model and the events it was trained on:
+the catalogue in the model's item order, popular lists, bought-together lists, stock bitmaps and
+one feature record per customer (candidates scored by the model, history, recent activity)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,18 +14,8 @@ import scipy.sparse as sp
 
 from features import arrowkit
 from features.dataset import Dataset
-from features.encoding import (
-    ENCODER,
-    EVENT_CODES,
-    Catalogue,
-    CustomerFeatures,
-    ItemList,
-    SnapshotMeta,
-)
-from features.massinsert import mass_set
-from features.store import RedisFeatureStore
+from features.encoding import ENCODER, EVENT_CODES, Catalogue, CustomerFeatures, ItemList
 from models.base import Recommender
-from models.factor import _FactorModel
 from omnirec.settings import Settings
 
 RECENT_PER_CUSTOMER = 20
@@ -33,28 +24,7 @@ TOGETHER_PER_ITEM = 20
 
 
 @dataclass(frozen=True)
-class PublishSummary:
-    """What one publish wrote."""
-
-    snapshot: str
-    version: int
-    customers: int
-    items: int
-    keys: int
-    seconds: float
-    customers_per_second: float
-    previous: str | None
-    cleaned: list[str]
-
-    def __str__(self) -> str:
-        return (f"published snapshot {self.snapshot} (model v{self.version}): {self.customers:,} customers, "
-                f"{self.items:,} items, {self.keys:,} keys in {self.seconds:.1f}s "
-                f"({self.customers_per_second:,.0f} customers/s); active before: {self.previous or '-'}"
-                + (f"; removed {', '.join(self.cleaned)}" if self.cleaned else ""))  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _EventArrays:
+class EventArrays:
     """Events as sorted numpy columns (by customer, then time)."""
 
     customers: npt.NDArray[np.str_]  # distinct customer ids
@@ -69,7 +39,7 @@ class _EventArrays:
     quantity: npt.NDArray[np.int32]
 
 
-def _event_arrays(events: pa.Table, model: Recommender) -> _EventArrays:
+def event_arrays(events: pa.Table, model: Recommender) -> EventArrays:
     customer = arrowkit.compact(arrowkit.as_dictionary(events.column("customer_id")))
     cust_codes = arrowkit.codes(customer)
     item = arrowkit.as_dictionary(events.column("item_id"))
@@ -91,7 +61,7 @@ def _event_arrays(events: pa.Table, model: Recommender) -> _EventArrays:
     )
     order = np.lexsort((at, cust_codes))
     counts = np.bincount(cust_codes, minlength=len(customer.dictionary))
-    return _EventArrays(
+    return EventArrays(
         customers=np.asarray(customer.dictionary.to_pylist(), dtype=str),
         indptr=np.r_[0, np.cumsum(counts)].astype(np.int64),
         item_col=item_col[order],
@@ -105,7 +75,7 @@ def _event_arrays(events: pa.Table, model: Recommender) -> _EventArrays:
     )
 
 
-def _purchases(ev: _EventArrays, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def purchases(ev: EventArrays, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(kept units, last purchase time) per customer x item, purchases net of returns."""
     rows = np.repeat(np.arange(len(ev.customers)), np.diff(ev.indptr))
     ok = ev.item_col >= 0
@@ -155,7 +125,7 @@ def _top_per_row(
 
 
 def _group_popularity(
-    ev: _EventArrays,
+    ev: EventArrays,
     group: npt.NDArray[np.integer],
     n_groups: int,
     n_items: int,
@@ -165,38 +135,32 @@ def _group_popularity(
     return sp.csr_matrix((weights[ok], (group[ok], ev.item_col[ok])), shape=(n_groups, n_items))
 
 
-def _event_weights(ev: _EventArrays, settings: Settings) -> npt.NDArray[np.float64]:
+def _event_weights(ev: EventArrays, settings: Settings) -> npt.NDArray[np.float64]:
     by_code = np.zeros(len(EVENT_CODES))
     for name, code in EVENT_CODES.items():
         by_code[code] = settings.interactions.event_weights.get(name, 0.0)
     return by_code[ev.etype]
 
 
-def publish(
-    store: RedisFeatureStore,
-    model: Recommender,
-    dataset: Dataset,
-    version: int,
-    settings: Settings,
-    *,
-    candidates: int | None = None,
-    activate: bool = True,
-) -> PublishSummary:
-    """Write a new snapshot for `model` built from `dataset`; switch to it atomically when `activate`."""
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class CategoryCodes:
+    """Each item column's category as a code into `names` (sorted category names)."""
+
+    names: npt.NDArray[np.str_]
+    codes: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, catalogue: Catalogue) -> CategoryCodes:
+        names, codes = np.unique(np.asarray(catalogue.categories, dtype=str), return_inverse=True)
+        return cls(names, codes.astype(np.int64))
+
+
+def popular_lists(
+    model: Recommender, ev: EventArrays, categories: CategoryCodes, settings: Settings
+) -> list[tuple[str, bytes]]:
+    """Encoded popular lists: overall (the model's history), per channel (weighted events),
+    per store (weighted purchases) and per category (overall within it)."""
     n_items = model.n_items
-    snapshot = f"v{version}-{time.time_ns() // 1_000_000}"
-    ev = _event_arrays(dataset.events, model)
-    keys = 0
-
-    # -- catalogue of the snapshot (item columns -> ids and display fields)
-    bitmaps = list(_stock_bitmaps(dataset, model))
-    catalogue = _catalogue(model, dataset, ev)
-    catalogue.stock_stores = [name for name, _ in bitmaps]
-    store.write_one(snapshot, "catalogue", "", ENCODER.encode(catalogue))
-    categories = np.asarray(catalogue.categories, dtype=object)
-
-    # -- popularity per channel, store and category; overall from the model's history
     weights = _event_weights(ev, settings)
     lists: list[tuple[str, bytes]] = []
     overall = model.item_popularity()
@@ -213,65 +177,32 @@ def publish(
         POPULAR_PER_GROUP,
     ):
         lists.append((f"store:{ev.stores[r]}", ENCODER.encode(ItemList.of(items, scores))))
-    cat_names, cat_codes = np.unique(categories.astype(str), return_inverse=True)
     by_category = sp.csr_matrix(
-        (overall, (cat_codes, np.arange(n_items))), shape=(len(cat_names), n_items)
+        (overall, (categories.codes, np.arange(n_items))), shape=(len(categories.names), n_items)
     )
     for r, items, scores in _top_per_row(by_category, POPULAR_PER_GROUP):
-        lists.append((f"category:{cat_names[r]}", ENCODER.encode(ItemList.of(items, scores))))
-    keys += store.write_batch(snapshot, "popular", lists)
+        lists.append(
+            (f"category:{categories.names[r]}", ENCODER.encode(ItemList.of(items, scores)))
+        )
+    return lists
 
-    # -- bought together: co-purchase by the same customer, cosine-normalised
-    units, last_bought = _purchases(ev, n_items)
+
+def bought_together(units: sp.csr_matrix, item_ids: list[str]) -> Iterator[tuple[str, bytes]]:
+    """Per item, the items bought by the same customers (co-purchase, cosine-normalised)."""
     bought = sp.csr_matrix(units > 0, dtype=np.float32)
     co = sp.csr_matrix(bought.T @ bought)
     co.setdiag(0)
     co.eliminate_zeros()
     pop = np.asarray(bought.sum(axis=0)).ravel() + 1e-9
     co = sp.csr_matrix(sp.diags(1 / np.sqrt(pop)) @ co @ sp.diags(1 / np.sqrt(pop)))
-    together = (
-        (catalogue.item_ids[r], ENCODER.encode(ItemList.of(items, scores)))
+    return (
+        (item_ids[r], ENCODER.encode(ItemList.of(items, scores)))
         for r, items, scores in _top_per_row(co, TOGETHER_PER_ITEM)
     )
-    keys += store.write_batch(snapshot, "together", together)
-
-    # -- stock per store as a bitmap over item columns
-    keys += store.write_batch(snapshot, "stock", bitmaps)
-
-    # -- identities (global, not per snapshot: aliases do not change with a model)
-    keys += _publish_identities(store, dataset)
-
-    # -- customers
-    count = len(ev.customers)
-    entries = _customer_entries(
-        model,
-        ev,
-        last_bought,
-        cat_codes,
-        cat_names,
-        candidates or settings.serving.candidates_per_customer,
-    )
-    keys += store.write_batch(snapshot, "c", entries)
-    meta = SnapshotMeta(snapshot_id=snapshot, model_version=version, model_kind=model.kind, created_at=int(time.time()),
-                        customers=count, items=n_items, data_end=int(ev.at.max(initial=0)))  # fmt: skip
-    store.register_snapshot(meta)
-    previous = store.activate(snapshot) if activate else store.active_snapshot()
-    cleaned = store.cleanup(settings.redis.snapshot_grace_seconds)
-    seconds = time.perf_counter() - started
-    return PublishSummary(
-        snapshot,
-        version,
-        count,
-        n_items,
-        keys,
-        seconds,
-        count / max(seconds, 1e-9),
-        previous,
-        cleaned,
-    )
 
 
-def _catalogue(model: Recommender, dataset: Dataset, ev: _EventArrays) -> Catalogue:
+def catalogue_of(model: Recommender, dataset: Dataset, ev: EventArrays) -> Catalogue:
+    """Names, categories, prices and active flags in the model's item order."""
     ids = [str(i) for i in model.item_ids.tolist()]
     names, cats, prices, active = (
         list(ids),
@@ -293,7 +224,8 @@ def _catalogue(model: Recommender, dataset: Dataset, ev: _EventArrays) -> Catalo
                      channels=ev.channels, stores=ev.stores)  # fmt: skip
 
 
-def _stock_bitmaps(dataset: Dataset, model: Recommender) -> Iterator[tuple[str, bytes]]:
+def stock_bitmaps(dataset: Dataset, model: Recommender) -> Iterator[tuple[str, bytes]]:
+    """(store id, bitmap over the model's item columns of what that store has in stock)."""
     if dataset.stock is None:
         return
     stock = dataset.stock
@@ -308,36 +240,14 @@ def _stock_bitmaps(dataset: Dataset, model: Recommender) -> Iterator[tuple[str, 
         yield str(name), np.packbits(mask).tobytes()
 
 
-def _publish_identities(store: RedisFeatureStore, dataset: Dataset) -> int:
-    table = dataset.identities.table
-    if table.num_rows == 0:
-        return 0
-    aliases = table.column("alias_id").to_pylist()
-    customers = table.column("customer_id").to_pylist()
-    types = table.column("alias_type").to_pylist()
-    by_customer: dict[str, list[list[str]]] = {}
-    for kind, alias, customer in zip(types, aliases, customers, strict=True):
-        by_customer.setdefault(customer, []).append([kind, alias])
-    prefix = store.prefix
-    written = mass_set(
-        store.url,
-        (
-            (f"{prefix}:id:{a}".encode(), c.encode())
-            for a, c in zip(aliases, customers, strict=True)
-        ),
-    )
-    written += mass_set(
-        store.url,
-        ((f"{prefix}:aliases:{c}".encode(), ENCODER.encode(v)) for c, v in by_customer.items()),
-    )
-    return written
-
-
-def _customer_entries(model: Recommender, ev: _EventArrays, last_bought: sp.csr_matrix,
-                      cat_codes: npt.NDArray[np.int64], cat_names: npt.NDArray[np.str_], n_candidates: int) -> Iterator[tuple[str, bytes]]:  # fmt: skip
+def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_matrix,
+                      categories: CategoryCodes, n_candidates: int) -> Iterator[tuple[str, bytes]]:  # fmt: skip
+    """(customer id, encoded CustomerFeatures) per customer with events: the model's best
+    `n_candidates` items, the training history, purchases, top categories and recent activity."""
+    cat_codes, cat_names = categories.codes, categories.names
     rows = model.rows_of(ev.customers.tolist())
     history = model.history
-    vectors = model.user_factors if isinstance(model, _FactorModel) else None
+    vectors = model.customer_vectors()
     n_cat = len(cat_names)
     per_customer = np.repeat(np.arange(len(ev.customers)), np.diff(ev.indptr))
     valid = ev.item_col >= 0

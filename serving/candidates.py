@@ -1,0 +1,139 @@
+"""Candidates and filters: what may be shown (purchases masked, stock, category), the customer's
+best items (the published shortlist, or the whole catalogue rescored), and popular fill-ins."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from features.encoding import Activity, CustomerFeatures
+from models.topk import top_k
+from omnirec.settings import InteractionSettings
+from serving.catalogue import LoadedSnapshot
+from serving.reasons import popular_reason
+from serving.schemas import Item, Source
+
+NO_ITEMS = np.zeros(0, np.int32)
+
+
+def excluded(snap: LoadedSnapshot, features: CustomerFeatures | None, recent: list[Activity],
+             exclude_purchased: bool, now: float, repurchase_days: dict[str, float]) -> npt.NDArray[np.int32]:  # fmt: skip
+    """Items not to show again: bought (within the category's repurchase window, where one is
+    configured) in the snapshot or since. Duplicates are harmless to the masks that use this."""
+    if not exclude_purchased:
+        return NO_ITEMS
+    parts: list[npt.NDArray[np.int32]] = []
+    if features is not None and features.purchased_items:
+        items = np.frombuffer(features.purchased_items, np.int32)
+        if repurchase_days:
+            at = np.frombuffer(features.purchased_at, np.int64)
+            items = items[(now - at) < snap.repurchase_seconds(repurchase_days)[items]]
+        parts.append(items)
+    index = snap.item_index
+    bought_now = [
+        index[a.item_id] for a in recent if a.event_type == "purchase" and a.item_id in index
+    ]
+    if bought_now:
+        parts.append(np.array(bought_now, np.int32))
+    if not parts:
+        return NO_ITEMS
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def best_items(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
+               mask: npt.NDArray[np.bool_], limit: int, weights: InteractionSettings) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:  # fmt: skip
+    """The customer's best allowed items (`mask`): the published shortlist, or the whole catalogue
+    rescored when events arrived after the snapshot (`fresh`) or the filters emptied the shortlist."""
+    if fresh and snap.model.uses_history:
+        return rescore(snap, features, fresh, mask, limit, weights)
+    if features is not None and features.candidates:
+        cands = np.frombuffer(features.candidates, np.int32)
+        cand_scores = np.frombuffer(features.candidate_scores, np.float32)
+        keep = mask[cands]
+        picked, scores = cands[keep][:limit].astype(np.int64), cand_scores[keep][:limit]
+        if len(picked) < limit and features.vector:  # filters emptied the shortlist
+            return rescore(snap, features, [], mask, limit, weights)
+        return picked, scores
+    return np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+
+def rescore(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
+            mask: npt.NDArray[np.bool_], limit: int, weights: InteractionSettings) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:  # fmt: skip
+    """Score every item from the snapshot history plus fresh events (ALS folds them in)."""
+    cols = [] if features is None else np.frombuffer(features.history_items, np.int32).tolist()
+    data = [] if features is None else np.frombuffer(features.history_weights, np.float32).tolist()
+    for a in fresh:
+        col = snap.item_index.get(a.item_id)
+        if col is not None:
+            cols.append(col)
+            data.append(
+                weights.event_weights.get(a.event_type, 0.0)
+                * weights.channel_weights.get(a.channel, 1.0)
+            )
+    history = sp.csr_matrix((np.asarray(data, np.float32), (np.zeros(len(cols), np.int64), np.asarray(cols, np.int64))),
+                            shape=(1, snap.model.n_items))  # fmt: skip
+    history.data = np.maximum(history.data, 0)
+    row = np.array(
+        [
+            -1
+            if fresh or features is None or not features.vector
+            else snap.model.rows_of([features.customer_id])[0]
+        ]
+    )
+    scores = np.array(snap.model.score(row, history), dtype=np.float32, copy=True)
+    if history.nnz == 0:
+        scores[0] = snap.model.item_popularity()
+    scores[0, ~mask] = -np.inf
+    ids, best = top_k(scores, limit)
+    keep = ids[0] >= 0
+    return ids[0][keep], best[0][keep]
+
+
+def make_item(snap: LoadedSnapshot, col: int, score: float, source: Source,
+              reasons: list[str] | None = None) -> Item:  # fmt: skip
+    """The answer's item for column `col` (score rounded to six decimals)."""
+    return Item(item_id=snap.id_list[col], score=round(score * 1e6) / 1e6, name=snap.names[col],
+                category=snap.category_list[col], price=snap.price_list[col], source=source,
+                reasons=reasons or [])  # fmt: skip
+
+
+def popular_keys(channel: str | None, store_id: str | None, category: str | None) -> list[str]:
+    """The popular lists to draw from, most specific first."""
+    keys = []
+    if category:
+        keys.append(f"category:{category}")
+    if store_id:
+        keys.append(f"store:{store_id}")
+    if channel:
+        keys.append(f"channel:{channel}")
+    keys.append("all")
+    return keys
+
+
+def fill_popular(snap: LoadedSnapshot, count: int, channel: str | None, store_id: str | None,
+                 category: str | None, mask: npt.NDArray[np.bool_]) -> list[Item]:  # fmt: skip
+    """Up to `count` popular items allowed by `mask` (which it updates), most specific list first."""
+    out: list[Item] = []
+    for key in popular_keys(channel, store_id, category):
+        lst = snap.popular.get(key)
+        if lst is None:
+            continue
+        items, scores = lst
+        keep = mask[items]
+        for col, score in zip(
+            items[keep][: count - len(out)], scores[keep][: count - len(out)], strict=True
+        ):
+            out.append(make_item(snap, int(col), float(score), "popular", [popular_reason(key)]))
+            mask[col] = False
+        if len(out) >= count:
+            break
+    if len(out) < count:  # any allowed item, most popular first (catalogue-wide)
+        popularity = snap.model.item_popularity()
+        order = np.argsort(-np.where(mask, popularity, -np.inf), kind="stable")[: count - len(out)]
+        out += [
+            make_item(snap, int(c), float(popularity[c]), "popular", ["popular right now"])
+            for c in order
+            if mask[c]
+        ]
+    return out

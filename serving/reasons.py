@@ -1,0 +1,82 @@
+"""Reasons in plain words: when and where a customer did something, why an item is suggested."""
+
+from __future__ import annotations
+
+from features.encoding import Activity, CustomerFeatures
+from serving.schemas import Item
+
+DAY = 86_400
+VERBS = {
+    "view": "viewed",
+    "favorite": "saved",
+    "add_to_cart": "added to cart",
+    "purchase": "bought",
+    "return": "returned",
+}
+PLACES = {"web": "on the web", "app": "in the app", "store": "in store"}
+
+
+def when_words(timestamp: int, now: float) -> str:
+    """'today', 'yesterday', '3 days ago', ... for a reason a person reads."""
+    days = int((now - timestamp) // DAY)
+    if days <= 0:
+        return "today"
+    if days == 1:
+        return "yesterday"
+    if days < 14:
+        return f"{days} days ago"
+    return f"{days // 7} weeks ago"
+
+
+def describe(activity: Activity, now: float) -> str:
+    """'viewed in the app yesterday', 'bought in store S001 3 days ago', ..."""
+    verb = VERBS.get(activity.event_type, activity.event_type)
+    place = PLACES.get(activity.channel, f"via {activity.channel}")
+    if activity.channel == "store" and activity.store_id:
+        place = f"in store {activity.store_id}"
+    return f"{verb} {place} {when_words(activity.timestamp, now)}"
+
+
+def popular_reason(key: str) -> str:
+    """The reason for an item from the popular list `key` ('all', 'store:S001', 'channel:web', ...)."""
+    kind, _, value = key.partition(":")
+    if kind == "store":
+        return "popular at this store"
+    if kind == "channel":
+        return f"popular {PLACES.get(value, 'on ' + value)}"
+    if kind == "category":
+        return f"popular in {value}"
+    return "popular right now"
+
+
+def explain(
+    items: list[Item],
+    activity: list[Activity],
+    features: CustomerFeatures | None,
+    bought_with: dict[str, str],
+    now: float,
+) -> list[Item]:
+    """`items` with reasons: what the customer did with the item (`activity`, newest first), what
+    it is often bought with (`bought_with`: item id -> name of a purchase), a favourite category."""
+    seen: dict[str, str] = {}
+    for a in activity:
+        if a.event_type in {"view", "add_to_cart", "favorite"} and a.item_id not in seen:
+            seen[a.item_id] = describe(a, now)
+    favourites = set(features.categories) if features else set()
+    out = []
+    for item in items:
+        reasons = list(item.reasons)
+        if item.item_id in seen:
+            reasons.insert(0, seen[item.item_id])
+        if item.item_id in bought_with:
+            reasons.append(f"often bought with {bought_with[item.item_id]}")
+        if item.source == "personalized" and item.category in favourites:
+            reasons.append(f"you often shop {item.category}")
+        if not reasons:
+            reasons.append("matches your recent activity")
+        out.append(
+            Item(
+                item.item_id, item.score, item.name, item.category, item.price, item.source, reasons
+            )
+        )
+    return out
