@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from features.identity import IdentityMap, stitch
 from features.io import read_table
+from features.schema import MAX_FUTURE_SECONDS
 from features.validation import ValidationReport, load_events
 from omnirec.errors import DataError
 
@@ -35,8 +36,9 @@ def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
     return next((folder / n for n in names if (folder / n).exists()), None)
 
 
-def load_dataset(folder: Path | str) -> Dataset:
-    """Load a folder holding events (file or Parquet parts) and optional catalogue/stock/identity."""
+def load_dataset(folder: Path | str, max_future_seconds: float = MAX_FUTURE_SECONDS) -> Dataset:
+    """Load a folder holding events (file or Parquet parts) and optional catalogue/stock/identity;
+    events more than `max_future_seconds` ahead of now are rejected."""
     folder = Path(folder)
     events_path = folder if folder.is_file() else _first(folder, EVENTS_NAMES)
     if events_path is None:
@@ -48,7 +50,7 @@ def load_dataset(folder: Path | str) -> Dataset:
         if identity_path
         else IdentityMap.empty()
     )
-    report = load_events(events_path)
+    report = load_events(events_path, max_future_seconds)
     report.accepted = stitch(report.accepted, identities)
     catalogue_path = _first(base, ("catalogue.parquet", "catalogue.csv"))
     stock_path = _first(base, ("stock.parquet", "stock.csv"))

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import arrowkit
-from features.schema import ID_PATTERN
+from features.schema import ID_PATTERN_RE2
 from omnirec.errors import DataError
 
 
@@ -35,7 +35,9 @@ class IdentityMap:
             {name: _plain(raw.column(name)) for name in ("alias_type", "alias_id", "customer_id")}
         )
         for name in ("alias_id", "customer_id"):
-            bad = pc.invert(pc.fill_null(pc.match_substring_regex(table[name], ID_PATTERN), False))
+            bad = pc.invert(
+                pc.fill_null(pc.match_substring_regex(table[name], ID_PATTERN_RE2), False)
+            )
             if pc.any(bad).as_py():
                 row = int(np.flatnonzero(np.asarray(bad))[0]) + 1
                 raise DataError(source, f"row {row}: {name} missing or has invalid characters")

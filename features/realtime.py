@@ -1,21 +1,49 @@
-"""Real-time events: stored in a Redis stream and the customer's recent activity in one round trip."""
+"""Real-time events: stored in a Redis stream and the customer's recent activity in one round trip.
+
+An event may carry the caller's `event_id`: a retried event (after a timeout or a 503) is then
+stored once, and so exported once; the retry is answered with the stream id of the first.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import redis
+import redis.asyncio
 
 from features.encoding import ACTIVITY_DECODER, ENCODER, Activity
-from features.schema import EVENT_TYPES, ID_PATTERN
+from features.schema import EVENT_TYPES, ID_PATTERN, MAX_FUTURE_SECONDS
 from features.store import REDIS_DOWN, RedisFeatureStore
 from features.validation import EVENT_TYPE_SYNONYMS
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
 
 RECENT_KEEP = 50
+EVENT_ID_TTL_SECONDS = 7 * 86_400  # how long a stored event id refuses its duplicates
+CHECK_CHUNK = 500  # events validated between two yields to the event loop
+# One event with an id, atomically: stored (stream + recent activity) unless its id was seen.
+# KEYS: stream, recent list, id key; ARGV: stream maxlen, event, activity, keep, ttl, id ttl.
+_STORE_ONCE = """
+local first = redis.call('GET', KEYS[3])
+if first then return {0, first} end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
+redis.call('LPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('SET', KEYS[3], id, 'EX', ARGV[6])
+return {1, id}
+"""
+_STORE_ONCE_SHA = hashlib.sha1(
+    _STORE_ONCE.encode(), usedforsecurity=False
+).hexdigest()  # Redis names scripts so
 _ID = re.compile(ID_PATTERN)
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_\-]{0,31}$")
 
@@ -33,6 +61,7 @@ class StreamEvent(msgspec.Struct, array_like=True, frozen=True):
     store_id: str | None = None
     session_id: str | None = None
     alias_id: str | None = None  # what the caller sent, when it was an alias
+    event_id: str | None = None  # the caller's id for the event: stored once per id
 
 
 STREAM_DECODER = msgspec.msgpack.Decoder(StreamEvent)
@@ -49,12 +78,18 @@ class Rejected:
 
 @dataclass(frozen=True)
 class IngestResult:
-    accepted: int
+    accepted: int  # stored now or before (a retried event_id counts, once)
     stream_ids: list[str]
     rejected: list[Rejected]
+    duplicates: int = 0  # accepted events whose event_id had been stored already
 
 
-def check_event(raw: dict[str, object], index: int) -> StreamEvent | Rejected:
+def check_event(
+    raw: dict[str, object],
+    index: int,
+    max_future_seconds: float = MAX_FUTURE_SECONDS,
+    now: float | None = None,
+) -> StreamEvent | Rejected:
     """Validate one event as the bulk validator would; returns the event or why it is refused."""
 
     def text(name: str) -> str | None:
@@ -85,6 +120,14 @@ def check_event(raw: dict[str, object], index: int) -> StreamEvent | Rejected:
             when = when if when.tzinfo else when.replace(tzinfo=UTC)
     except (ValueError, OverflowError, OSError):
         return Rejected(index, "timestamp", "unparsable")
+    at = when.timestamp()
+    if at > (time.time() if now is None else now) + max_future_seconds:
+        return Rejected(index, "timestamp", f"more than {max_future_seconds:,.0f} s in the future")
+    if at < 0:
+        return Rejected(index, "timestamp", "before 1970")
+    event_id = text("event_id")
+    if event_id is not None and not _ID.match(event_id):
+        return Rejected(index, "event_id", "invalid characters or longer than 128")
     quantity = raw.get("quantity", 1)
     if (
         not isinstance(quantity, int)
@@ -106,23 +149,29 @@ def check_event(raw: dict[str, object], index: int) -> StreamEvent | Rejected:
         return Rejected(index, "session_id", "longer than 128")
     return StreamEvent(
         customer_id=str(text("customer_id")), item_id=str(text("item_id")), event_type=event_type,
-        channel=channel, timestamp=int(when.timestamp() * 1_000_000), quantity=quantity,
+        channel=channel, timestamp=int(at * 1_000_000), quantity=quantity,
         price=None if price is None else float(price), store_id=store, session_id=session,
+        event_id=event_id,
     )  # fmt: skip
 
 
 class RealtimeEvents:
-    """Ingestion into the stream + recent-activity lists; reads of recent activity."""
+    """Ingestion into the stream + recent-activity lists; reads of recent activity.
+
+    `ingest` blocks (commands, tests); `ingest_async` is the service's, on a redis-py asyncio
+    client, yielding to the event loop while it validates a large batch."""
 
     def __init__(
         self,
         store: RedisFeatureStore,
         activity_ttl_seconds: int = 90 * 86400,
         stream_maxlen: int = 10_000_000,
+        max_future_seconds: float = MAX_FUTURE_SECONDS,
     ) -> None:
         self.store = store
         self.ttl = activity_ttl_seconds
         self.maxlen = stream_maxlen
+        self.max_future_seconds = max_future_seconds
 
     @property
     def stream_key(self) -> str:
@@ -131,6 +180,12 @@ class RealtimeEvents:
     def recent_key(self, customer_id: str) -> str:
         return f"{self.store.prefix}:rt:{customer_id}"
 
+    def event_id_key(self, event_id: str) -> str:
+        return f"{self.store.prefix}:evid:{event_id}"
+
+    def _alias_keys(self, events: list[StreamEvent]) -> list[str]:
+        return [f"{self.store.prefix}:id:{e.customer_id}" for e in events]
+
     def resolve(self, ids: list[str]) -> list[str]:
         """Customer ids for any alias ids (one MGET); ids that are no alias stay as they are."""
         if not ids:
@@ -138,42 +193,92 @@ class RealtimeEvents:
         found = self.store.read_keys([f"{self.store.prefix}:id:{i}" for i in ids])
         return [i if v is None else v.decode() for i, v in zip(ids, found, strict=True)]
 
+    def _check(
+        self, raw_events: list[dict[str, object]], start: int
+    ) -> list[StreamEvent | Rejected]:
+        now = time.time()
+        return [check_event(raw, start + i, self.max_future_seconds, now)
+                for i, raw in enumerate(raw_events)]  # fmt: skip
+
+    def _queue(self, pipe: Any, events: list[StreamEvent], found: list[bytes | None]) -> None:
+        """Queue the writes of `events` (aliases resolved through `found`) on a MULTI pipeline,
+        sync or asyncio: 4 commands per event, 1 per event with an id (plus one SCRIPT LOAD)."""
+        if any(e.event_id for e in events):
+            pipe.script_load(_STORE_ONCE)
+        for event, target in zip(events, found, strict=True):
+            if target is not None and target.decode() != event.customer_id:
+                event = msgspec.structs.replace(
+                    event, customer_id=target.decode(), alias_id=event.customer_id
+                )
+            activity = Activity(event.item_id, event.event_type, event.channel, event.timestamp // 1_000_000,
+                                event.store_id or "", event.quantity)  # fmt: skip
+            key = self.recent_key(event.customer_id)
+            encoded = ENCODER.encode(event)
+            if event.event_id:
+                pipe.evalsha(_STORE_ONCE_SHA, 3, self.stream_key, key, self.event_id_key(event.event_id),
+                             self.maxlen, encoded, ENCODER.encode(activity), RECENT_KEEP, self.ttl,
+                             EVENT_ID_TTL_SECONDS)  # fmt: skip
+                continue
+            pipe.xadd(self.stream_key, {b"e": encoded}, maxlen=self.maxlen, approximate=True)
+            pipe.lpush(key, ENCODER.encode(activity))
+            pipe.ltrim(key, 0, RECENT_KEEP - 1)
+            pipe.expire(key, self.ttl)
+
+    @staticmethod
+    def _result(
+        events: list[StreamEvent], replies: list[Any], rejected: list[Rejected]
+    ) -> IngestResult:
+        stream_ids, duplicates = [], 0
+        at = 1 if any(e.event_id for e in events) else 0  # past the SCRIPT LOAD reply
+        for event in events:
+            if event.event_id:
+                stored, stream_id = replies[at]
+                duplicates += int(stored) == 0
+                at += 1
+            else:
+                stream_id = replies[at]
+                at += 4
+            stream_ids.append(
+                stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+            )
+        return IngestResult(len(events), stream_ids, rejected, duplicates)
+
     def ingest(self, raw_events: list[dict[str, object]]) -> IngestResult:
         """Validate, resolve aliases, then store each accepted event in one MULTI/EXEC round trip.
 
         Returns only after Redis confirmed the write; raises StoreUnavailableError otherwise.
         """
-        checked = [check_event(raw, i) for i, raw in enumerate(raw_events)]
-        events = [c for c in checked if isinstance(c, StreamEvent)]
-        rejected = [c for c in checked if isinstance(c, Rejected)]
+        events, rejected = _split(self._check(raw_events, 0))
         if not events:
             return IngestResult(0, [], rejected)
-        customers = self.resolve([e.customer_id for e in events])
-        events = [
-            msgspec.structs.replace(
-                e, customer_id=c, alias_id=e.customer_id if c != e.customer_id else None
-            )
-            for e, c in zip(events, customers, strict=True)
-        ]
-        pipe = self.store.client.pipeline(transaction=True)
-        for event in events:
-            pipe.xadd(
-                self.stream_key, {b"e": ENCODER.encode(event)}, maxlen=self.maxlen, approximate=True
-            )
-            activity = Activity(event.item_id, event.event_type, event.channel, event.timestamp // 1_000_000,
-                                event.store_id or "", event.quantity)  # fmt: skip
-            key = self.recent_key(event.customer_id)
-            pipe.lpush(key, ENCODER.encode(activity))
-            pipe.ltrim(key, 0, RECENT_KEEP - 1)
-            pipe.expire(key, self.ttl)
-        try:
+        with _translated("refused the events"):
+            found = self.store.client.mget(self._alias_keys(events))
+            pipe = self.store.client.pipeline(transaction=True)
+            self._queue(pipe, events, found)
             replies = pipe.execute()
-        except REDIS_DOWN as exc:
-            raise StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
-        except redis.RedisError as exc:
-            raise FeatureStoreError(f"Redis refused the events: {exc}") from exc
-        stream_ids = [r.decode() for r in replies[0::4]]
-        return IngestResult(len(events), stream_ids, rejected)
+        return self._result(events, replies, rejected)
+
+    async def ingest_async(
+        self,
+        client: redis.asyncio.Redis,  # type: ignore[type-arg]
+        raw_events: list[dict[str, object]],
+    ) -> IngestResult:
+        """`ingest` on an asyncio client: validation in chunks that yield to the event loop, then
+        one MGET (aliases) and one MULTI/EXEC round trip."""
+        checked: list[StreamEvent | Rejected] = []
+        for start in range(0, len(raw_events), CHECK_CHUNK):
+            checked += self._check(raw_events[start : start + CHECK_CHUNK], start)
+            if start + CHECK_CHUNK < len(raw_events):
+                await asyncio.sleep(0)
+        events, rejected = _split(checked)
+        if not events:
+            return IngestResult(0, [], rejected)
+        with _translated("refused the events"):
+            found = await client.mget(self._alias_keys(events))
+            pipe = client.pipeline(transaction=True)
+            self._queue(pipe, events, found)
+            replies = await pipe.execute()
+        return self._result(events, replies, rejected)
 
     def recent(
         self, customer_ids: list[str], limit: int = RECENT_KEEP
@@ -192,3 +297,22 @@ class RealtimeEvents:
             c: [ACTIVITY_DECODER.decode(v) for v in values]
             for c, values in zip(customer_ids, replies, strict=True)
         }
+
+
+def _split(checked: list[StreamEvent | Rejected]) -> tuple[list[StreamEvent], list[Rejected]]:
+    return (
+        [c for c in checked if isinstance(c, StreamEvent)],
+        [c for c in checked if isinstance(c, Rejected)],
+    )
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """redis-py's errors as the store's: StoreUnavailableError when Redis cannot be reached (or
+    answered too late: the write may or may not have happened), FeatureStoreError otherwise."""
+    try:
+        yield
+    except REDIS_DOWN as exc:
+        raise StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
+    except redis.RedisError as exc:
+        raise FeatureStoreError(f"Redis {what}: {exc}") from exc

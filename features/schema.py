@@ -14,8 +14,14 @@ ALIAS_TYPES: tuple[str, ...] = (
     "phone",
     "device",
 )
-ID_PATTERN = r"^[A-Za-z0-9+][A-Za-z0-9_.:@+\-]{0,127}$"
+# Python's re (the API, real-time events): `\Z` is the end of the text (`$` also matches before a
+# trailing newline); pyarrow's RE2 (file validation) has no `\Z`, and its `$` is the end of the text
+ID_PATTERN = r"^[A-Za-z0-9+][A-Za-z0-9_.:@+\-]{0,127}\Z"
+ID_PATTERN_RE2 = ID_PATTERN.removesuffix(r"\Z") + "$"
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+# an event stamped later than this after "now" is refused (ingestion, validation, import): a day
+# covers clock skew and local times sent without their offset, and keeps 2100-01-01 out
+MAX_FUTURE_SECONDS = 86_400.0
 
 EVENTS = pa.schema(
     [

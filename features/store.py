@@ -11,6 +11,7 @@ import redis
 
 from features.encoding import ENCODER, META_DECODER, SnapshotMeta
 from features.massinsert import mass_set
+from features.snapshot_file import SnapshotRecorder
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
 from omnirec.redis_runtime import connect
 
@@ -44,6 +45,11 @@ class RedisFeatureStore:
         self.prefix = prefix
         self.client = connect(url, timeout)
         self._activate = self.client.register_script(_ACTIVATE)
+        # publishing attaches one: every write is then also recorded into the snapshot file
+        self.recorder: SnapshotRecorder | None = None
+
+    def _recorded(self, entries: Iterable[tuple[bytes, bytes]]) -> Iterable[tuple[bytes, bytes]]:
+        return entries if self.recorder is None else self.recorder.tee(entries)
 
     # ----------------------------------------------------------- keys
     def key(self, snapshot: str, kind: str, ident: str = "") -> str:
@@ -99,10 +105,13 @@ class RedisFeatureStore:
     def write_batch(self, snapshot: str, kind: str, entries: Iterable[tuple[str, bytes]]) -> int:
         """Bulk SET through raw protocol streaming (mass insertion); returns count written."""
         encoded = ((self.key(snapshot, kind, ident).encode(), value) for ident, value in entries)
-        return mass_set(self.url, encoded)
+        return mass_set(self.url, self._recorded(encoded))
 
     def write_one(self, snapshot: str, kind: str, ident: str, value: bytes) -> None:
-        self._call(self.client.set, self.key(snapshot, kind, ident), value)
+        key = self.key(snapshot, kind, ident)
+        self._call(self.client.set, key, value)
+        if self.recorder is not None:
+            list(self.recorder.tee([(key.encode(), value)]))
 
     def write_identities(self, identities: pa.Table) -> int:
         """Alias -> customer keys and each customer's alias list (global, not per snapshot:
@@ -118,14 +127,14 @@ class RedisFeatureStore:
             by_customer.setdefault(customer, []).append([kind, alias])
         written = mass_set(
             self.url,
-            (
+            self._recorded(
                 (f"{self.prefix}:id:{a}".encode(), c.encode())
                 for a, c in zip(aliases, customers, strict=True)
             ),
         )
         written += mass_set(
             self.url,
-            (
+            self._recorded(
                 (f"{self.prefix}:aliases:{c}".encode(), ENCODER.encode(v))
                 for c, v in by_customer.items()
             ),

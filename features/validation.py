@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import pyarrow.compute as pc
 
 from features import arrowkit
 from features.io import read_table, write_table
-from features.schema import EVENT_REQUIRED, EVENT_TYPES, ID_PATTERN
+from features.schema import EVENT_REQUIRED, EVENT_TYPES, ID_PATTERN_RE2, MAX_FUTURE_SECONDS
 from omnirec.errors import DataError
 
 EVENT_TYPE_SYNONYMS: dict[str, str] = {
@@ -82,13 +83,19 @@ class _Reasons:
         return np.asarray(self.code == 0, dtype=bool)
 
 
-def load_events(path: Path | str) -> ValidationReport:
+def load_events(
+    path: Path | str, max_future_seconds: float = MAX_FUTURE_SECONDS
+) -> ValidationReport:
     """Read and validate an events file; raises DataError when the file is unusable as a whole."""
-    return validate_events(read_table(path), source=str(path))
+    return validate_events(read_table(path), str(path), max_future_seconds)
 
 
-def validate_events(raw: pa.Table, source: str = "<events>") -> ValidationReport:
-    """Validate raw events against the contract; returns accepted (canonical) rows and rejects."""
+def validate_events(
+    raw: pa.Table, source: str = "<events>", max_future_seconds: float = MAX_FUTURE_SECONDS
+) -> ValidationReport:
+    """Validate raw events against the contract; returns accepted (canonical) rows and rejects.
+
+    Timestamps before 1970 or more than `max_future_seconds` after now are refused."""
     missing = [c for c in EVENT_REQUIRED if c not in raw.column_names]
     if missing:
         raise DataError(
@@ -119,9 +126,13 @@ def validate_events(raw: pa.Table, source: str = "<events>") -> ValidationReport
     )
 
     timestamp = arrowkit.parse_timestamps(raw.column("timestamp"))
-    reasons.add(
-        np.asarray(timestamp.is_null().to_numpy(zero_copy_only=False)), "timestamp: unparsable"
-    )
+    stamp_null = np.asarray(timestamp.is_null().to_numpy(zero_copy_only=False))
+    reasons.add(stamp_null, "timestamp: unparsable")
+    micros = np.asarray(timestamp.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
+    latest = int((time.time() + max_future_seconds) * 1_000_000)
+    reasons.add(~stamp_null & (micros > latest),
+                f"timestamp: more than {max_future_seconds:,.0f} s in the future")  # fmt: skip
+    reasons.add(~stamp_null & (micros < 0), "timestamp: before 1970")
 
     quantity = _quantity(raw, reasons)
     price = _price(raw, reasons)
@@ -133,7 +144,7 @@ def validate_events(raw: pa.Table, source: str = "<events>") -> ValidationReport
     )
     store_codes = arrowkit.codes(store)
     store_valid = np.asarray(
-        pc.fill_null(pc.match_substring_regex(store.dictionary, ID_PATTERN), False), dtype=bool
+        pc.fill_null(pc.match_substring_regex(store.dictionary, ID_PATTERN_RE2), False), dtype=bool
     )
     reasons.add((store_codes >= 0) & ~arrowkit.per_row(store_valid, store_codes),
                 "store_id: invalid characters or too long")  # fmt: skip
@@ -175,7 +186,7 @@ def _check_id(column: pa.ChunkedArray, name: str, reasons: _Reasons) -> pa.Dicti
     row_codes = arrowkit.codes(values)
     empty = np.asarray(pc.equal(dictionary, "").fill_null(True), dtype=bool)
     valid = np.asarray(
-        pc.match_substring_regex(dictionary, ID_PATTERN).fill_null(False), dtype=bool
+        pc.match_substring_regex(dictionary, ID_PATTERN_RE2).fill_null(False), dtype=bool
     )
     reasons.add((row_codes < 0) | arrowkit.per_row(empty, row_codes), f"{name}: missing")
     reasons.add(~arrowkit.per_row(valid, row_codes) & (row_codes >= 0),

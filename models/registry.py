@@ -14,6 +14,8 @@ from omnirec.settings import MlflowSettings
 
 CHAMPION = "champion"
 HISTORY_TAG = "omnirec.champion_history"
+SNAPSHOT_FILE = "snapshot.parquet"
+SNAPSHOT_ARTIFACTS = "feature-snapshot"  # run artifact folder of a version's recorded snapshot
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,10 @@ class ModelRegistry:
     def __init__(self, settings: MlflowSettings) -> None:
         self.settings = settings
         self.name = settings.model_name
+        # both explicit: a None registry URI would follow whatever this process set globally
         self.client = MlflowClient(
-            tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri
+            tracking_uri=settings.tracking_uri,
+            registry_uri=settings.registry_uri or settings.tracking_uri,
         )
 
     def ensure_model(self) -> None:
@@ -105,14 +109,42 @@ class ModelRegistry:
         """Fetch the saved omnirec model (arrays + JSON) of `version` into `folder`; returns its path."""
         import mlflow.artifacts
 
+        # the version's own artifact location: a `models:/` URI would resolve through the
+        # process-wide registry URI, which commands like rollback never set (MLflow then asked a
+        # ./mlflow.db of whatever folder the command ran in)
+        source = self.client.get_model_version_download_uri(self.name, str(version))
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{self.name}/{version}", dst_path=str(folder),
-            tracking_uri=self.settings.tracking_uri,
-        )  # fmt: skip
+            artifact_uri=source, dst_path=str(folder), tracking_uri=self.settings.tracking_uri
+        )
         model_dir = Path(local) / "artifacts" / "omnirec_model"
         if not model_dir.exists():
             raise RegistryError(f"{self.name} v{version}: no omnirec model in its artifacts")
         return model_dir
+
+    def store_snapshot_file(self, version: int, path: Path) -> None:
+        """Keep the recorded feature snapshot of `version` with the run that produced it."""
+        run_id = self._version(version).run_id
+        if not run_id:
+            raise RegistryError(
+                f"{self.name} v{version}: no run to store its feature snapshot with"
+            )
+        self.client.log_artifact(run_id, str(path), SNAPSHOT_ARTIFACTS)
+
+    def download_snapshot_file(self, version: int, folder: Path) -> Path:
+        """The recorded feature snapshot of `version`, downloaded into `folder`."""
+        import mlflow.artifacts
+
+        run_id = self._version(version).run_id
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{SNAPSHOT_ARTIFACTS}/{SNAPSHOT_FILE}",
+                dst_path=str(folder), tracking_uri=self.settings.tracking_uri,
+            )  # fmt: skip
+        except (MlflowException, OSError) as exc:
+            raise RegistryError(
+                f"{self.name} v{version}: no recorded feature snapshot ({exc})"
+            ) from exc
+        return Path(local)
 
     def _version(self, version: int):  # type: ignore[no-untyped-def]
         try:

@@ -28,9 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `omnirec` console script; returns the exit status."""
+    from omnirec.redis_runtime import stop_cleanly_on_sigterm
+
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args, Settings.from_env()))
+        with stop_cleanly_on_sigterm():
+            return int(args.handler(args, Settings.from_env()))
     except OmnirecError as exc:
         print(f"omnirec {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,16 +1,23 @@
-"""The Redis to use: REDIS_URL when set, otherwise an embedded redis-server owned by this process."""
+"""The Redis to use: REDIS_URL when set, otherwise the data folder's embedded redis-server, shared
+by every omnirec process working on that folder."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+import redis.asyncio
 
 from omnirec.errors import ConfigError, StoreUnavailableError
 from omnirec.settings import Settings
@@ -40,34 +47,61 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    """A real redis-server child process on a loopback port, persisted under `data_dir`."""
+    """A real redis-server child process on a loopback port, under `data_dir`.
 
-    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = True) -> None:
+    With `persist`, every write goes to an append-only file (`appendonly.aof`) before Redis answers
+    it: with `appendfsync="always"` the file is fsynced first too, so what was acknowledged
+    survives `kill -9` of the server and a power cut; with `"everysec"` it survives a crash of the
+    server process, and a power cut may lose up to the last second. The server runs in a session
+    of its own, so a Ctrl-C in the terminal reaches omnirec, which stops it cleanly.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        persist: bool = True,
+        appendfsync: str = "always",
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.persist = persist
+        self.appendfsync = appendfsync
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # a folder from before the append-only file: load its RDB dump, then switch AOF on
+        migrate = (
+            self.persist
+            and (self.data_dir / "dump.rdb").exists()
+            and not (self.data_dir / AOF_FILE).exists()
+        )
         args = [
             redis_server_binary(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir),
             "--save", "",
-            "--appendonly", "no",
+            "--dbfilename", "dump.rdb",
+            "--appendonly", "yes" if self.persist and not migrate else "no",
+            "--appendfilename", AOF_FILE,
+            "--appendfsync", self.appendfsync,
             "--protected-mode", "yes",
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
-        if self.persist:
-            args += ["--dbfilename", "dump.rdb"]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_timeout=0.5)
         try:
@@ -75,9 +109,12 @@ class EmbeddedRedis:
                 if self._process.poll() is not None:
                     raise StoreUnavailableError(
                         f"embedded redis-server exited with code {self._process.returncode}"
+                        f" (see {self.data_dir / 'redis.log'})"
                     )
                 try:
                     client.ping()
+                    if migrate:
+                        client.config_set("appendonly", "yes")
                     return self
                 except redis.ConnectionError:
                     time.sleep(0.05)
@@ -87,13 +124,10 @@ class EmbeddedRedis:
         raise StoreUnavailableError("embedded redis-server did not answer within timeout")
 
     def stop(self) -> None:
-        """Save (when persisting) and stop the server."""
+        """Stop the server (its append-only file is fsynced on the way out)."""
         if self._process is None or self._process.poll() is not None:
             return
-        client = redis.Redis.from_url(self.url, socket_timeout=5)
-        with contextlib.suppress(redis.RedisError):
-            client.shutdown(save=self.persist, nosave=not self.persist)
-        client.close()
+        _shutdown(self.url)
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -107,14 +141,177 @@ class EmbeddedRedis:
         self.stop()
 
 
+AOF_FILE = "appendonly.aof"
+LEASE_NAME = "omnirec-lease"
+
+
+def _shutdown(url: str) -> None:
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    with contextlib.suppress(redis.RedisError):
+        client.shutdown(nosave=True)  # nosave: no RDB dump; the AOF is flushed and fsynced
+    client.close()
+
+
+def _process_alive(pid: int) -> bool:
+    """True while `pid` runs (an exited child of ours is reaped here; a zombie counts as gone)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
+def _wait_exit(pid: int, timeout: float = 10.0) -> None:
+    """Wait for `pid` to exit; kill it after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while _process_alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.05)
+
+
+class SharedEmbeddedRedis:
+    """The data folder's embedded redis-server, shared by every omnirec process on that folder.
+
+    The first process starts it and records its pid and port in `embedded.json`; the others find it
+    there and use it. Each process holds a lease (one connection named `omnirec-lease`) while it
+    uses the server, and the last one to leave shuts it down. A lease is a connection, so a process
+    killed with `kill -9` gives its lease back at once; when the last user is killed that way the
+    server stays up (with everything on disk) and the next omnirec process uses it. A state file
+    whose process is gone, or whose server does not answer for this folder, is stale and replaced.
+    Starting, joining and leaving happen under an exclusive lock on `embedded.lock`.
+    """
+
+    def __init__(self, data_dir: Path, appendfsync: str = "always") -> None:
+        self.data_dir = data_dir
+        self.appendfsync = appendfsync
+        self.state_file = data_dir / "embedded.json"
+        self._server: EmbeddedRedis | None = None
+        self._lease: redis.Redis | None = None  # type: ignore[type-arg]
+        self.url = ""
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / "embedded.lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _running(self) -> tuple[int, str] | None:
+        """(pid, url) of this folder's live server, or None."""
+        try:
+            state = json.loads(self.state_file.read_text())
+            pid, port = int(state["pid"]), int(state["port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not _process_alive(pid):
+            return None
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            folder = client.config_get("dir").get("dir")
+            ours = folder is not None and Path(str(folder)).resolve() == self.data_dir.resolve()
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+        return (pid, url) if ours else None
+
+    def acquire(self) -> str:
+        """Join the running server or start one; returns its URL (hold the lease until release)."""
+        with self._locked():
+            running = self._running()
+            if running is None:
+                self._server = EmbeddedRedis(self.data_dir, appendfsync=self.appendfsync).start()
+                self.url = self._server.url
+                self.state_file.write_text(
+                    json.dumps({"pid": self._server.pid, "port": self._server.port})
+                )
+            else:
+                self.url = running[1]
+            self._lease = redis.Redis.from_url(self.url, socket_timeout=5)
+            self._lease.client_setname(LEASE_NAME)
+        return self.url
+
+    def release(self) -> None:
+        """Give the lease back; the last user shuts the server down and removes the state file."""
+        if self._lease is None:
+            return
+        with self._locked():
+            try:
+                clients = self._lease.client_list()
+                others = sum(1 for c in clients if c.get("name") == LEASE_NAME) - 1
+            except redis.RedisError:
+                others = 0  # the server is gone already
+            self._lease.close()
+            self._lease = None
+            if others > 0:
+                return
+            if self._server is not None:
+                self._server.stop()
+            else:
+                running = self._running()
+                _shutdown(self.url)
+                if running:
+                    _wait_exit(running[0])
+            self.state_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> str:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 @contextlib.contextmanager
 def redis_url(settings: Settings) -> Iterator[str]:
-    """Yield the URL of the Redis to use; an embedded server lives for the block's duration."""
+    """Yield the URL of the Redis to use: REDIS_URL, or the data folder's shared embedded server."""
     if settings.redis.url:
         yield settings.redis.url
         return
-    with EmbeddedRedis(settings.data_dir / "redis") as server:
-        yield server.url
+    with SharedEmbeddedRedis(settings.data_dir / "redis", settings.redis.appendfsync) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def stop_cleanly_on_sigterm() -> Iterator[None]:
+    """While the block runs, SIGTERM raises SystemExit(143) in the main thread, so `finally`
+    blocks and context managers (the embedded Redis lease among them) run as they do on Ctrl-C."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def connect_async(url: str, timeout: float = 0.5) -> redis.asyncio.Redis:  # type: ignore[type-arg]
+    """A redis-py asyncio client with the same short timeouts (it connects on first use, on the
+    event loop that uses it)."""
+    return redis.asyncio.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
+    )
 
 
 def connect(url: str, timeout: float = 0.5) -> redis.Redis:  # type: ignore[type-arg]

@@ -19,6 +19,7 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 }
 DEFAULT_CHANNEL_WEIGHTS: dict[str, float] = {"web": 1.0, "app": 1.0, "store": 1.25}
 SCOPES = frozenset({"recommend", "events", "admin", "tablet"})
+APPENDFSYNC = ("always", "everysec")
 
 
 class InteractionSettings(msgspec.Struct, frozen=True):
@@ -43,6 +44,7 @@ class RedisSettings(msgspec.Struct, frozen=True):
     activity_ttl_seconds: int = 90 * 86400
     stream_maxlen: int = 10_000_000
     socket_timeout_seconds: float = 0.5
+    appendfsync: str = "always"  # embedded Redis: fsync the append-only file before each reply
 
 
 class MlflowSettings(msgspec.Struct, frozen=True):
@@ -68,6 +70,7 @@ class ServingSettings(msgspec.Struct, frozen=True):
     candidates_per_customer: int = 200
     repurchase_days: dict[str, float] = msgspec.field(default_factory=dict)  # category -> days
     fast_paths: bool = True  # serving.fastpath: plain-ASGI answers for well-formed hot requests
+    log_format: str = "text"  # or "json": one JSON object per line
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -79,6 +82,7 @@ class Settings(msgspec.Struct, frozen=True):
     serving: ServingSettings
     interactions: InteractionSettings
     seed: int = 42
+    max_future_seconds: float = 86_400.0  # events stamped further ahead of now are refused
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +96,7 @@ class Settings(msgspec.Struct, frozen=True):
                 url=env.get("REDIS_URL") or None,
                 prefix=env.get("OMNIREC_REDIS_PREFIX", "omnirec"),
                 snapshot_grace_seconds=_int(env, "OMNIREC_SNAPSHOT_GRACE_SECONDS", 3600),
+                appendfsync=_choice(env, "OMNIREC_REDIS_APPENDFSYNC", APPENDFSYNC, "always"),
             ),
             mlflow=MlflowSettings(
                 tracking_uri=tracking,
@@ -108,6 +113,7 @@ class Settings(msgspec.Struct, frozen=True):
                 reload_interval_seconds=float(env.get("OMNIREC_RELOAD_INTERVAL_SECONDS", "30")),
                 repurchase_days=parse_weights(env.get("OMNIREC_REPURCHASE_DAYS", ""), {}),
                 fast_paths=env.get("OMNIREC_FAST_PATHS", "1") not in {"0", "false", "no", "off"},
+                log_format=_choice(env, "OMNIREC_LOG_FORMAT", ("text", "json"), "text"),
             ),
             interactions=InteractionSettings(
                 event_weights=parse_weights(
@@ -119,6 +125,7 @@ class Settings(msgspec.Struct, frozen=True):
                 decay_half_life_days=float(env.get("OMNIREC_DECAY_HALF_LIFE_DAYS", "0")),
             ),
             seed=_int(env, "OMNIREC_SEED", 42),
+            max_future_seconds=float(env.get("OMNIREC_MAX_FUTURE_SECONDS") or 86_400),
         )
 
 
@@ -130,6 +137,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
 
 
 def parse_weights(raw: str, defaults: Mapping[str, float]) -> dict[str, float]:

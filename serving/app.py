@@ -10,7 +10,6 @@ from pathlib import Path
 
 from litestar import Litestar, MediaType, get
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.logging.config import LoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -19,6 +18,7 @@ from litestar.response import Response
 
 from features.store import RedisFeatureStore
 from omnirec import __version__
+from omnirec.logs import formatter_config
 from omnirec.redis_runtime import redis_url
 from omnirec.settings import Settings
 from serving.auth import auth_middleware
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
-                engine.close()
+                await engine.aclose()
                 store.close()
 
     return Litestar(
@@ -95,8 +95,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             description="Cross-channel product recommendations. Send the API key in X-API-Key.",
         ),
         debug=False,
+        # serving.errors logs every exception (4xx at INFO, no values); Litestar logs none itself
         logging_config=LoggingConfig(
-            log_exceptions="always",
-            disable_stack_trace={404, NotAuthorizedException, PermissionDeniedException},
+            log_exceptions="never", formatters=formatter_config(settings.serving.log_format)
         ),
     )

@@ -16,6 +16,7 @@ from features.realtime import RealtimeEvents
 from features.store import RedisFeatureStore
 from models.topk import top_k
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
+from omnirec.redis_runtime import connect_async
 from omnirec.settings import Settings
 from serving.candidates import best_items, excluded, fill_popular, make_item
 from serving.catalogue import LoadedSnapshot
@@ -35,7 +36,12 @@ class Engine:
         self.settings = settings
         self.store = store
         self.realtime = (
-            RealtimeEvents(store, settings.redis.activity_ttl_seconds, settings.redis.stream_maxlen)
+            RealtimeEvents(
+                store,
+                settings.redis.activity_ttl_seconds,
+                settings.redis.stream_maxlen,
+                settings.max_future_seconds,
+            )
             if store
             else None
         )
@@ -47,21 +53,28 @@ class Engine:
         )
         self.reader = PipelinedReader(url, timeout)
         self.async_reader = AsyncPipelinedReader(url, timeout)
+        self.async_client = connect_async(url, timeout)  # writes on the event loop (ingestion)
         self.breaker = RedisBreaker()
         self.repurchase_days = settings.serving.repurchase_days
+        # the served snapshot's features are gone from Redis (restoring): answers are degraded
+        self.features_missing = False
 
     def close(self) -> None:
         self.reader.close()
         self.async_reader.close()
 
+    async def aclose(self) -> None:
+        """`close`, and the asyncio client's connections (on the loop that used them)."""
+        self.close()
+        await self.async_client.aclose()  # type: ignore[attr-defined]  # (types-redis predates it)
+
     # ------------------------------------------------------------------ redis access
-    def redis_available(self) -> bool:
-        if self.store is None:
-            return False
-        if self.breaker.open:
+    async def redis_available(self) -> bool:
+        """PING on the event loop's connection (never blocks the loop; False while the breaker is open)."""
+        if self.store is None or self.breaker.open:
             return False
         try:
-            self.store.ping()
+            await self.async_reader.execute([(b"PING",)])
         except FeatureStoreError:
             self.breaker.trip()
             return False
@@ -110,7 +123,7 @@ class Engine:
             self.breaker.trip()
             raise
 
-    def _bought_with(
+    async def _bought_with(
         self, snap: LoadedSnapshot, features: CustomerFeatures | None
     ) -> dict[str, str]:
         """item id -> name of one of the customer's last purchases it is often bought with."""
@@ -124,12 +137,13 @@ class Engine:
         bought = np.frombuffer(features.purchased_items, np.int32)[-BOUGHT_WITH_PURCHASES:]
         names = [str(snap.item_ids[c]) for c in bought]
         try:
-            lists = self.store.read_many(snap.snapshot_id, "together", names)
+            keys = [self.store.key(snap.snapshot_id, "together", name) for name in names]
+            lists = await self._get_many(keys)
         except FeatureStoreError:
             return {}
         together: dict[str, str] = {}
         for name, raw in zip(names, lists, strict=False):
-            if raw:
+            if isinstance(raw, bytes):
                 for col in ITEMLIST_DECODER.decode(raw).arrays()[0]:
                     together.setdefault(str(snap.item_ids[col]), snap.names[snap.item_index[name]])
         return together
@@ -147,15 +161,21 @@ class Engine:
             return _popular(
                 snap, limit, channel, store_id, category, request_id, customer, degraded=True
             )
+        bought_with = await self._bought_with(snap, state.features) if explain else None
         return self.recommend_state(snap, state, limit=limit, channel=channel, store_id=store_id, category=category,
-                                    exclude_purchased=exclude_purchased, explain=explain, request_id=request_id)  # fmt: skip
+                                    exclude_purchased=exclude_purchased, explain=explain, request_id=request_id,
+                                    bought_with=bought_with)  # fmt: skip
 
     def recommend_state(self, snap: LoadedSnapshot, state: CustomerState, *, limit: int, channel: str | None,
                         store_id: str | None, category: str | None, exclude_purchased: bool, explain: bool,
-                        request_id: str, extra_exclude: npt.NDArray[np.int64] | None = None) -> Recommendations:  # fmt: skip
+                        request_id: str, extra_exclude: npt.NDArray[np.int64] | None = None,
+                        bought_with: dict[str, str] | None = None) -> Recommendations:  # fmt: skip
+        """The answer for one customer whose state was read; with `explain`, reasons (`bought_with`:
+        what the customer's purchases are often bought with, read beforehand)."""
         features = state.features
         if features is None and not state.recent:
-            return _popular(snap, limit, channel, store_id, category, request_id, state.customer_id)
+            return _popular(snap, limit, channel, store_id, category, request_id, state.customer_id,
+                            degraded=self.features_missing)  # fmt: skip
         now = time.time()
         masked = excluded(
             snap, features, state.recent, exclude_purchased, now, self.repurchase_days
@@ -180,10 +200,10 @@ class Engine:
             items += fill_popular(snap, limit - len(items), channel, store_id, category, mask)
         if explain:
             activity = all_activity(snap, features, state.recent)
-            items = explain_items(items, activity, features, self._bought_with(snap, features), now)
+            items = explain_items(items, activity, features, bought_with or {}, now)
         source: Source = "personalized" if picked.size else "popular"
         return Recommendations(items=items, source=source, model_version=snap.version, snapshot=snap.snapshot_id,
-                               request_id=request_id, customer_id=state.customer_id)  # fmt: skip
+                               request_id=request_id, customer_id=state.customer_id, degraded=self.features_missing)  # fmt: skip
 
     # ------------------------------------------------------------------ items and orders
     def similar(
@@ -258,7 +278,7 @@ class Engine:
             items += fill_popular(snap, limit - len(items), None, store_id, None, mask)
         source: Source = items[0].source if items else "none"
         return Recommendations(items=items[:limit], source=source, model_version=snap.version, snapshot=snap.snapshot_id,
-                               request_id=request_id, degraded=degraded, customer_id=customer)  # fmt: skip
+                               request_id=request_id, degraded=degraded or self.features_missing, customer_id=customer)  # fmt: skip
 
     def batch(self, customers: list[str], *, limit: int, channel: str | None, store_id: str | None,
               request_id: str) -> list[Recommendations]:  # fmt: skip
@@ -291,21 +311,26 @@ class Engine:
                                      exclude_purchased=True, explain=False, request_id=request_id) for s in states]  # fmt: skip
 
     # ------------------------------------------------------------------ profile
-    def resolve_alias(self, alias_type: str, value: str) -> str:
+    async def resolve_alias(self, alias_type: str, value: str) -> str:
         """Customer id for an alias typed at the tablet (e-mails are matched by their SHA-256)."""
         key = alias_key(alias_type, value)
         store = self._guard()
-        found = store.read_keys([f"{store.prefix}:id:{key}"])[0]
-        return found.decode() if found else key
+        found = (await self._get_many([f"{store.prefix}:id:{key}"]))[0]
+        return found.decode() if isinstance(found, bytes) else key
 
-    def profile(self, customer: str, request_id: str) -> Profile:
+    async def profile(self, customer: str, request_id: str) -> Profile:
+        """Identities, activity on every channel and favourite categories (raises
+        StoreUnavailableError when Redis cannot answer: a profile has no degraded form)."""
         snap = self.snapshot
         store = self._guard()
         state = (
-            self.fetch_customers(snap, [customer])[0] if snap else CustomerState(customer, None, [])
+            (await self.fetch_customers_async(snap, [customer]))[0]
+            if snap
+            else CustomerState(customer, None, [])
         )
-        raw_aliases = store.read_keys([f"{store.prefix}:aliases:{state.customer_id}"])[0]
-        return build_profile(snap, state, decode_aliases(raw_aliases), request_id)
+        raw_aliases = (await self._get_many([f"{store.prefix}:aliases:{state.customer_id}"]))[0]
+        aliases = decode_aliases(raw_aliases if isinstance(raw_aliases, bytes) else None)
+        return build_profile(snap, state, aliases, request_id)
 
 
 def _popular(snap: LoadedSnapshot, limit: int, channel: str | None, store_id: str | None, category: str | None,

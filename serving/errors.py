@@ -1,25 +1,67 @@
-"""The one place where domain exceptions become HTTP answers (with the field at fault when known)."""
+"""The one place where exceptions become HTTP answers (with the field at fault when known), and
+where they are logged: 4xx at INFO without a traceback, 5xx at ERROR with one; a log line names
+the route template (`/v1/customers/{customer_id}/profile`), never the path or query, so that no
+customer id or e-mail reaches the log."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException
+from litestar.exceptions.responses import create_exception_response
 
 from omnirec.errors import InvalidRequestError, NotFoundError, OmnirecError, StoreUnavailableError
 from serving.schemas import ErrorBody
+
+log = logging.getLogger("omnirec.serving")
+AnyRequest = Request[Any, Any, Any]
 
 
 def _body(status: int, detail: str, field: str | None = None) -> Response[ErrorBody]:
     return Response(ErrorBody(status, detail, field), status_code=status, media_type=MediaType.JSON)
 
 
-def domain_error(request: Request, exc: OmnirecError) -> Response[ErrorBody]:  # type: ignore[type-arg]
+def _route(request: AnyRequest) -> str:
+    return f"{request.scope.get('method', '?')} {request.scope.get('path_template') or 'unmatched'}"
+
+
+def domain_error(request: AnyRequest, exc: OmnirecError) -> Response[ErrorBody]:
     if isinstance(exc, InvalidRequestError):
+        log.info("400 %s: %s", _route(request), exc.field)
         return _body(400, exc.message, exc.field)
     if isinstance(exc, NotFoundError):
+        log.info("404 %s", _route(request))
         return _body(404, str(exc))
     if isinstance(exc, StoreUnavailableError):
-        return _body(503, "the feature store is unavailable; nothing was stored")
+        log.warning("503 %s: the feature store is unavailable", _route(request))
+        # a write that timed out may still have happened: say so, and how to retry safely
+        return _body(503, "the feature store is unavailable; the request may not have been stored: "
+                          "retry it (events with an event_id are stored once)")  # fmt: skip
+    log.error("500 %s: %s", _route(request), type(exc).__name__, exc_info=exc)
     return _body(500, "internal error")
 
 
-EXCEPTION_HANDLERS = {OmnirecError: domain_error}
+def http_error(request: AnyRequest, exc: HTTPException) -> Response[Any]:
+    """Litestar's own answers (validation 400s, 401, 403, 404, 405, 413), logged without values."""
+    if exc.status_code >= 500:
+        log.error("%d %s: %s", exc.status_code, _route(request), type(exc).__name__, exc_info=exc)
+    else:
+        log.info("%d %s: %s", exc.status_code, _route(request), type(exc).__name__)
+    return create_exception_response(request, exc)
+
+
+def unexpected_error(request: AnyRequest, exc: Exception) -> Response[ErrorBody]:
+    if isinstance(exc, RecursionError):  # JSON nested deeper than the decoder goes
+        log.info("400 %s: body nested too deeply", _route(request))
+        return _body(400, "the request body is nested too deeply", "body")
+    log.error("500 %s: %s", _route(request), type(exc).__name__, exc_info=exc)
+    return _body(500, "internal error")
+
+
+EXCEPTION_HANDLERS = {
+    OmnirecError: domain_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

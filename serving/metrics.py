@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -18,6 +19,16 @@ FEATURE_AGE = Gauge(
 )
 FAST_PATHS = Counter(
     "omnirec_fast_path_total", "requests a fast path served or declined", ["handler", "outcome"]
+)
+SNAPSHOT_MISSING = Counter(
+    "omnirec_snapshot_missing_total",
+    "checks that found the served feature snapshot gone from Redis",
+)
+SNAPSHOT_RESTORES = Counter(
+    "omnirec_snapshot_restores_total", "feature snapshots restored into Redis from MLflow"
+)
+REDIS_DURABLE = Gauge(
+    "omnirec_redis_durable", "1 when Redis keeps acknowledged writes (append-only file or replica)"
 )
 EVENTS = Counter("omnirec_events_total", "events posted", ["outcome"])
 REQUESTS = Counter("omnirec_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -46,9 +57,11 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
 
         try:
             await app(scope, receive, capture)
+        except HTTPException as exc:  # 401, 403, 400s raised before any answer was started
+            status[0] = exc.status_code
+            raise
         finally:
-            handler: Any = scope.get("route_handler")
-            route = next(iter(handler.paths), "unknown") if handler is not None else "unmatched"
+            route = scope.get("path_template") or "unmatched"
             method = scope.get("method", "GET")
             key = (method, route, status[0])
             counter = counters.get(key)

@@ -6,16 +6,21 @@ import asyncio
 import gc
 import logging
 import shutil
+import tempfile
+import time
 from pathlib import Path
 
+from features.snapshot_file import restore_snapshot
 from models import load_model
 from models.registry import ModelRegistry
-from omnirec.errors import OmnirecError
+from omnirec.errors import OmnirecError, RegistryError
 from omnirec.settings import Settings
 from serving.catalogue import load_snapshot
 from serving.engine import Engine
+from serving.metrics import REDIS_DURABLE, SNAPSHOT_MISSING, SNAPSHOT_RESTORES
 
 log = logging.getLogger("omnirec.serving")
+RESTORE_LOCK_SECONDS = 600  # one restore at a time across workers and replicas
 
 
 def settle_heap() -> None:
@@ -33,7 +38,13 @@ def settle_heap() -> None:
 
 
 class ModelRuntime:
-    """Loads (model version, snapshot) pairs into an Engine; each swap is one reference assignment."""
+    """Loads (model version, snapshot) pairs into an Engine; each swap is one reference assignment.
+
+    Each check (at start, every reload interval, on /v1/admin/reload) also makes sure the
+    champion's feature snapshot is in Redis: when it is not (Redis restarted empty, flushed), the
+    answers are marked degraded and the snapshot is restored from the file recorded with the
+    version in MLflow, by one worker at a time. It also reads whether Redis keeps what it
+    acknowledged (append-only file or a replica) and says so when it does not."""
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
@@ -41,6 +52,10 @@ class ModelRuntime:
         self.registry = ModelRegistry(settings.mlflow)
         self.cache = settings.data_dir / "serving-models"
         self.last_error: str | None = None
+        self.snapshot_state = "none"  # ok | missing | restoring | none (no champion yet)
+        self.restores = 0
+        self.durability: str | None = None  # why acknowledged events may be lost, or None
+        self.durability_checked = False
 
     def _model_folder(self, version: int) -> Path:
         folder = self.cache / f"v{version}"
@@ -56,14 +71,20 @@ class ModelRuntime:
 
     def refresh(self) -> bool:
         """Load the champion if it is not the one being served; returns True when it swapped."""
+        store = self.engine.store
+        if store is None:
+            return False
+        self.check_durability()
         version = self.registry.champion()
         current = self.engine.snapshot
-        if version is None or self.engine.store is None:
+        if version is None:
             return False
         snapshot_id = self.registry.version_tag(version, "omnirec.snapshot")
         if snapshot_id is None:
             self.last_error = f"champion v{version} has no published snapshot yet"
             return False
+        if store.snapshot_meta(snapshot_id) is None:
+            self._missing(version, snapshot_id)
         if (
             current is not None
             and current.version == version
@@ -71,16 +92,74 @@ class ModelRuntime:
         ):
             return False
         model = load_model(self._model_folder(version))
-        loaded = load_snapshot(self.engine.store, snapshot_id, model, version)
+        loaded = load_snapshot(store, snapshot_id, model, version)
         self.engine.snapshot = loaded  # requests already running keep the object they hold
         self.last_error = None
         settle_heap()
         log.info("serving model v%s with snapshot %s", version, snapshot_id)
         return True
 
+    def _missing(self, version: int, snapshot_id: str) -> None:
+        """The champion's snapshot is not in Redis: answer degraded, restore it from MLflow."""
+        store = self.engine.store
+        assert store is not None
+        self.snapshot_state = "missing"
+        self.engine.features_missing = True
+        SNAPSHOT_MISSING.inc()
+        log.warning(
+            "feature snapshot %s of v%s is not in Redis: restoring it", snapshot_id, version
+        )
+        lock = f"{store.prefix}:restoring:{snapshot_id}"
+        if not store.client.set(lock, b"1", nx=True, ex=RESTORE_LOCK_SECONDS):
+            return  # another worker restores it; the next check sees it back
+        try:
+            self.snapshot_state = "restoring"
+            started = time.perf_counter()
+            with tempfile.TemporaryDirectory() as tmp:
+                path = self.registry.download_snapshot_file(version, Path(tmp))
+                meta, keys = restore_snapshot(store.url, store.prefix, path)
+            if meta.snapshot_id != snapshot_id:
+                raise RegistryError(
+                    f"v{version}: recorded snapshot is {meta.snapshot_id}, not {snapshot_id}"
+                )
+            store.register_snapshot(meta)
+            store.activate(snapshot_id)
+            self.restores += 1
+            SNAPSHOT_RESTORES.inc()
+            log.warning("restored feature snapshot %s (%d keys) in %.1f s", snapshot_id, keys,
+                        time.perf_counter() - started)  # fmt: skip
+        finally:
+            store.client.delete(lock)
+
+    def check_durability(self) -> None:
+        """Whether Redis keeps acknowledged writes across a restart (append-only file or a replica)."""
+        store = self.engine.store
+        if store is None:
+            return
+        try:
+            persistence = store.client.info("persistence")
+            replication = store.client.info("replication")
+        except Exception as exc:  # managed Redis may refuse INFO: say so rather than guess
+            reason: str | None = f"Redis did not say how it persists ({type(exc).__name__})"
+        else:
+            aof = int(persistence.get("aof_enabled", 0)) == 1
+            replicas = int(replication.get("connected_slaves", 0))
+            reason = None if aof or replicas else (
+                "Redis has no append-only file and no replica: acknowledged events are lost if it "
+                "restarts (set appendonly yes, appendfsync always or everysec)"
+            )  # fmt: skip
+        if reason != self.durability:
+            if reason:
+                log.warning("events are not durable: %s", reason)
+            else:
+                log.info("Redis persists acknowledged writes (append-only file or replica)")
+        self.durability = reason
+        self.durability_checked = True
+        REDIS_DURABLE.set(0 if reason else 1)
+
     def try_refresh(self) -> bool:
         try:
-            return self.refresh()
+            swapped = self.refresh()
         except (OmnirecError, OSError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("model refresh failed: %s", self.last_error)
@@ -89,6 +168,21 @@ class ModelRuntime:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("model refresh failed: %s", self.last_error)
             return False
+        store = self.engine.store
+        snap = self.engine.snapshot
+        if snap is not None and store is not None and self.snapshot_state != "ok":
+            try:
+                present = store.snapshot_meta(snap.snapshot_id) is not None
+            except OmnirecError:
+                present = False
+            if present:
+                if self.snapshot_state in {"missing", "restoring"}:
+                    log.warning(
+                        "feature snapshot %s is back: answers personalized again", snap.snapshot_id
+                    )
+                self.snapshot_state = "ok"
+                self.engine.features_missing = False
+        return swapped
 
     async def poll_forever(self) -> None:
         interval = max(0.2, self.settings.serving.reload_interval_seconds)

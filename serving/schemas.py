@@ -6,12 +6,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from features.schema import ID_PATTERN
+
 Source = Literal["personalized", "popular", "similar", "bought_together", "none"]
 Id = Annotated[
     str,
-    msgspec.Meta(
-        pattern=r"^[A-Za-z0-9+][A-Za-z0-9_.:@+\-]{0,127}$", description="customer, alias or item id"
-    ),
+    msgspec.Meta(pattern=ID_PATTERN, description="customer, alias or item id"),
 ]
 
 
@@ -75,6 +75,7 @@ class EventIn(msgspec.Struct, frozen=True, omit_defaults=True):
     price: float | None = None
     store_id: str | None = None
     session_id: str | None = None
+    event_id: str | None = None  # your id for the event: a retry with the same id is stored once
 
 
 class EventsIn(msgspec.Struct, frozen=True):
@@ -94,6 +95,7 @@ class EventsAccepted(msgspec.Struct, frozen=True):
     rejected: int
     errors: list[EventError]
     request_id: str
+    duplicates: int = 0  # accepted events whose event_id was stored before (stored once)
 
 
 class ActivityOut(msgspec.Struct, frozen=True):
@@ -127,11 +129,18 @@ class Profile(msgspec.Struct, frozen=True):
 
 
 class Health(msgspec.Struct, frozen=True):
+    """Readiness. `features`: the served snapshot is in Redis ("ok"), gone ("missing": answers
+    are degraded) or being restored from MLflow ("restoring"); `durable`: Redis keeps what it
+    acknowledged (append-only file or replica), None when unknown; `warnings` say what is wrong."""
+
     status: Literal["ok", "unavailable"]
     redis: bool
     model_version: int | None
     snapshot: str | None
     feature_age_seconds: float | None = None
+    features: Literal["ok", "missing", "restoring", "none"] = "none"
+    durable: bool | None = None
+    warnings: list[str] = msgspec.field(default_factory=list)
 
 
 class ErrorBody(msgspec.Struct, frozen=True):

@@ -100,21 +100,24 @@ def _add_markup_name(catalogue: Path) -> None:
 
 
 def make_deployment(
-    root: Path, redis_url: str, *, customers: int = 600, items: int = 200
+    root: Path, redis_url: str | None, *, customers: int = 600, items: int = 200
 ) -> Deployment:
-    """Generate data, train + register + publish an ALS model; the server is not started yet."""
+    """Generate data, train + register + publish an ALS model; the server is not started yet.
+
+    `redis_url` None: no REDIS_URL, so every process uses the data folder's embedded Redis."""
     data = root / "data"
     generate(GeneratorConfig(customers=customers, items=items, days=60, stores=5, seed=11), data)
     _add_markup_name(data / "catalogue.parquet")
     env = {
         "OMNIREC_DATA_DIR": str(root / "var"),
-        "REDIS_URL": redis_url,
         "OMNIREC_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}",
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         "OMNIREC_API_KEYS": ";".join(f"{key}:{scope}" for scope, key in KEYS.items()),
         "OMNIREC_RELOAD_INTERVAL_SECONDS": "0.5",
         "OMNIREC_SNAPSHOT_GRACE_SECONDS": "3600",
     }
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
     deployment = Deployment(data=data, env=env, settings=Settings.from_env(env))
     deployment.train_and_publish("als", {"factors": 16, "iterations": 10})
     return deployment

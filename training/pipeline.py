@@ -150,7 +150,7 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         timings[name] = now - clock
         clock = now
 
-    dataset = load_dataset(config.data)
+    dataset = load_dataset(config.data, settings.max_future_seconds)
     lap("load_validate")
     split = time_split(dataset.events, config.test_days)
     train_inter = build_interactions(split.train, settings.interactions)

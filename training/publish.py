@@ -10,10 +10,11 @@ from pathlib import Path
 
 from features.dataset import Dataset, load_dataset
 from features.encoding import ENCODER, SnapshotMeta
+from features.snapshot_file import SnapshotRecorder
 from features.store import RedisFeatureStore
 from models import load_model
 from models.base import Recommender
-from models.registry import ModelRegistry
+from models.registry import SNAPSHOT_FILE, ModelRegistry
 from omnirec.redis_runtime import redis_url
 from omnirec.settings import Settings
 from training.snapshot import (
@@ -58,8 +59,26 @@ def publish(
     *,
     candidates: int | None = None,
     activate: bool = True,
+    record: Path | None = None,
 ) -> PublishSummary:
-    """Write a new snapshot for `model` built from `dataset`; switch to it atomically when `activate`."""
+    """Write a new snapshot for `model` built from `dataset`; switch to it atomically when `activate`.
+
+    With `record`, every key written is also recorded into that Parquet file (see
+    features.snapshot_file), from which the snapshot can be restored into an empty Redis."""
+    if record is None:
+        return _publish(store, model, dataset, version, settings, candidates, activate)[0]
+    with SnapshotRecorder(record, store.prefix) as recorder:
+        store.recorder = recorder
+        try:
+            summary, meta = _publish(store, model, dataset, version, settings, candidates, activate)
+        finally:
+            store.recorder = None
+        recorder.close(meta)
+    return summary
+
+
+def _publish(store: RedisFeatureStore, model: Recommender, dataset: Dataset, version: int, settings: Settings,
+             candidates: int | None, activate: bool) -> tuple[PublishSummary, SnapshotMeta]:  # fmt: skip
     started = time.perf_counter()
     snapshot = f"v{version}-{time.time_ns() // 1_000_000}"
     ev = event_arrays(dataset.events, model)
@@ -87,7 +106,7 @@ def publish(
     cleaned = store.cleanup(settings.redis.snapshot_grace_seconds)
     seconds = time.perf_counter() - started
     return PublishSummary(snapshot, version, count, model.n_items, keys, seconds,
-                          count / max(seconds, 1e-9), previous, cleaned)  # fmt: skip
+                          count / max(seconds, 1e-9), previous, cleaned), meta  # fmt: skip
 
 
 def publish_version(settings: Settings, version: int, data: Path | None = None) -> PublishSummary:
@@ -98,13 +117,17 @@ def publish_version(settings: Settings, version: int, data: Path | None = None) 
     run_id = registry.client.get_model_version(registry.name, str(version)).run_id
     run = registry.client.get_run(str(run_id))
     folder = data or Path(run.data.params["data"])
-    dataset = load_dataset(folder)
-    with redis_url(settings) as url:
+    dataset = load_dataset(folder, settings.max_future_seconds)
+    with redis_url(settings) as url, tempfile.TemporaryDirectory() as tmp:
         store = RedisFeatureStore(url, settings.redis.prefix, timeout=30)
         # a version that lost the gate is published, not switched to
         activate = registry.champion() == version
-        summary = publish(store, model, dataset, version, settings, activate=activate)
+        record = Path(tmp) / SNAPSHOT_FILE
+        summary = publish(
+            store, model, dataset, version, settings, activate=activate, record=record
+        )
         store.close()
+        registry.store_snapshot_file(version, record)  # Redis can be rebuilt from it
     registry.tag_version(version, "omnirec.snapshot", summary.snapshot)
     return summary
 

@@ -55,7 +55,7 @@ def _configure_import(p: argparse.ArgumentParser) -> None:
 
 def _run_import(args: argparse.Namespace, settings: Settings) -> int:
     imported = import_dataset(args.format, args.source)
-    report = validate_events(imported.events, source=str(args.source))
+    report = validate_events(imported.events, str(args.source), settings.max_future_seconds)
     write_table(report.accepted, args.out / "events.parquet")
     if imported.catalogue is not None:
         write_table(imported.catalogue, args.out / "catalogue.parquet")
@@ -78,7 +78,7 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
 def _run_validate(args: argparse.Namespace, settings: Settings) -> int:
     from features.validation import load_events
 
-    report = load_events(args.file)
+    report = load_events(args.file, settings.max_future_seconds)
     print(report.summary())
     target = args.rejects or args.file.with_name(args.file.name + ".rejects.csv")
     written = report.write_rejects(target)
@@ -94,7 +94,7 @@ def _configure_interactions(p: argparse.ArgumentParser) -> None:
 
 
 def _run_interactions(args: argparse.Namespace, settings: Settings) -> int:
-    dataset = load_dataset(args.folder)
+    dataset = load_dataset(args.folder, settings.max_future_seconds)
     print(dataset.report.summary())
     matrix = build_interactions(dataset.events, settings.interactions)
     n_c, n_i = matrix.shape

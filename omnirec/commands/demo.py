@@ -21,7 +21,7 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
 
 def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from features.generator import GeneratorConfig, generate
-    from omnirec.redis_runtime import EmbeddedRedis
+    from omnirec.redis_runtime import redis_url
     from training.pipeline import TrainConfig, train
     from training.publish import publish_version
     from training.report import markdown_table
@@ -37,17 +37,14 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"    {generated.events:,} events, {generated.aliases:,} aliases, {generated.stores} stores"
     )
-    embedded = None
-    if not settings.redis.url:
-        embedded = EmbeddedRedis(settings.data_dir / "redis").start()
-        os.environ["REDIS_URL"] = embedded.url
-        settings = Settings.from_env()
     keys = {"recommend": "demo-storefront-" + secrets.token_hex(8), "events": "demo-events-" + secrets.token_hex(8),
             "tablet": "demo-tablet-" + secrets.token_hex(8), "admin": "demo-admin-" + secrets.token_hex(8)}  # fmt: skip
     os.environ["OMNIREC_API_KEYS"] = ";".join(f"{k}:{scope}" for scope, k in keys.items())
     os.environ.setdefault("OMNIREC_RELOAD_INTERVAL_SECONDS", "5")
     settings = Settings.from_env()
-    try:
+    # the demo holds the data folder's Redis (REDIS_URL, or the shared embedded server) throughout:
+    # train, publish and the service below, and any omnirec command run beside it, use the same one
+    with redis_url(settings):
         print(
             "2/4 training ALS, evaluating in time order against popularity, registering in MLflow"
         )
@@ -86,9 +83,6 @@ Try these (keys are for this demo run only):
             log_level="warning",
             access_log=False,
         )
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return 0
 
 

@@ -25,23 +25,16 @@ def _configure_serve(p: argparse.ArgumentParser) -> None:
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from omnirec.redis_runtime import EmbeddedRedis
+    from omnirec.redis_runtime import redis_url
 
     host = args.host or settings.serving.host
     port = args.port or settings.serving.port
     workers = args.workers or settings.serving.workers
-    embedded = None
-    if (
-        not settings.redis.url
-    ):  # one embedded Redis shared by all workers, stopped (and saved) on exit
-        embedded = EmbeddedRedis(settings.data_dir / "redis").start()
-        os.environ["REDIS_URL"] = embedded.url
-    try:
+    # every worker uses the same Redis: REDIS_URL, or the data folder's shared embedded server
+    with redis_url(settings) as url:
+        os.environ["REDIS_URL"] = url
         uvicorn.run("serving.asgi:app", host=host, port=port, workers=workers, log_level="warning",
                     access_log=False, factory=False)  # fmt: skip
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return 0
 
 

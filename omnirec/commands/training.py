@@ -111,7 +111,7 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
     from training.tuning import tune
 
     config = _train_config(args, settings, {})
-    dataset = load_dataset(config.data)
+    dataset = load_dataset(config.data, settings.max_future_seconds)
     outer = time_split(dataset.events, config.test_days)
     inner = time_split(outer.train, args.validation_days)  # the test part is never seen here
     inner_train = build_interactions(inner.train, settings.interactions)

@@ -68,6 +68,19 @@ def check_channel(engine: Engine, channel: str | None) -> str | None:
     raise InvalidRequestError("channel", f"unknown channel {channel!r}; known: {known}")
 
 
+def store_known(engine: Engine, store_id: str) -> bool:
+    """A store with stock data or events in the served snapshot (any store before a model loads)."""
+    snap = engine.snapshot
+    return snap is None or store_id in snap.stock or store_id in snap.stores
+
+
+def check_store(engine: Engine, store_id: str | None) -> str | None:
+    """A store the data knows; anything else is a 400 naming `store_id` (never an unfiltered list)."""
+    if store_id is None or store_known(engine, store_id):
+        return store_id
+    raise InvalidRequestError("store_id", f"unknown store {store_id!r}; GET /v1/stores lists them")
+
+
 def check_ids(field: str, values: list[str]) -> None:
     for i, value in enumerate(values):
         if not _ID.match(value):

@@ -30,8 +30,8 @@ class CustomerController(Controller):
     async def lookup(self, engine: Engine, alias_type: AliasType,
                      value: Annotated[str, Parameter(min_length=1, max_length=254, description="the alias as typed")]) -> Profile:  # fmt: skip
         """E-mails are matched through their SHA-256 (the identity map never holds plain addresses)."""
-        customer = engine.resolve_alias(alias_type, value)
-        return engine.profile(customer, request_id())
+        customer = await engine.resolve_alias(alias_type, value)
+        return await engine.profile(customer, request_id())
 
     @get(
         "/{customer_id:str}/profile",
@@ -39,7 +39,7 @@ class CustomerController(Controller):
         summary="Identities and recent activity on every channel",
     )
     async def profile(self, engine: Engine, customer_id: PathId) -> Profile:
-        return engine.profile(customer_id, request_id())
+        return await engine.profile(customer_id, request_id())
 
 
 class StoreController(Controller):

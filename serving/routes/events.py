@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Controller, Response, post
 from litestar.di import Provide
 
@@ -13,24 +14,24 @@ from serving.routes.common import get_engine, request_id
 from serving.schemas import EventError, EventIn, EventsAccepted, EventsIn
 
 
-def _ingest(engine: Engine, events: list[EventIn]) -> Response[EventsAccepted]:
-    if engine.realtime is None:
-        raise StoreUnavailableError("no feature store configured")
-    import msgspec
-
+async def _ingest(engine: Engine, events: list[EventIn]) -> Response[EventsAccepted]:
+    """Store on the event loop's asyncio client; 503 at once while the breaker is open."""
+    if engine.realtime is None or engine.breaker.open:
+        EVENTS.labels("unavailable").inc(len(events))
+        raise StoreUnavailableError("Redis is unavailable")
     raw = [msgspec.structs.asdict(e) for e in events]
     try:
-        result = engine.realtime.ingest(raw)
+        result = await engine.realtime.ingest_async(engine.async_client, raw)
     except StoreUnavailableError:
         engine.breaker.trip()
         EVENTS.labels("unavailable").inc(len(events))
         raise
-    EVENTS.labels("accepted").inc(result.accepted)
+    EVENTS.labels("accepted").inc(result.accepted - result.duplicates)
+    EVENTS.labels("duplicate").inc(result.duplicates)
     EVENTS.labels("rejected").inc(len(result.rejected))
     errors = [EventError(r.index, r.field, r.message) for r in result.rejected]
-    return Response(
-        EventsAccepted(result.accepted, len(errors), errors, request_id()), status_code=202
-    )
+    body = EventsAccepted(result.accepted, len(errors), errors, request_id(), result.duplicates)
+    return Response(body, status_code=202)
 
 
 class EventController(Controller):
@@ -40,12 +41,20 @@ class EventController(Controller):
     opt = needs("events")
 
     @post(
-        "/", operation_id="postEvent", summary="Store one event (views, carts, purchases, returns)"
+        "/",
+        operation_id="postEvent",
+        status_code=202,
+        summary="Store one event (views, carts, purchases, returns)",
     )
     async def single(self, engine: Engine, data: EventIn) -> Response[EventsAccepted]:
         """202 with counts; a rejected event is reported with the field at fault."""
-        return _ingest(engine, [data])
+        return await _ingest(engine, [data])
 
-    @post("/bulk", operation_id="postEvents", summary="Store up to 10,000 events at once")
+    @post(
+        "/bulk",
+        operation_id="postEvents",
+        status_code=202,
+        summary="Store up to 10,000 events at once",
+    )
     async def bulk(self, engine: Engine, data: EventsIn) -> Response[EventsAccepted]:
-        return _ingest(engine, list(data.events))
+        return await _ingest(engine, list(data.events))

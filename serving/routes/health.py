@@ -29,16 +29,25 @@ class HealthController(Controller):
         operation_id="readiness",
         summary="Ready: Redis reachable and a model loaded (else 503)",
     )
-    async def ready(self, engine: Engine) -> Response[Health]:
+    async def ready(self, engine: Engine, state: State) -> Response[Health]:
+        """503 without Redis or a loaded model; 200 otherwise, with what is degraded and why
+        (features being restored, a Redis that would lose acknowledged events)."""
         snap = engine.snapshot
-        redis_ok = engine.redis_available()
+        runtime = state.runtime
+        redis_ok = await engine.redis_available()
         age = time.time() - snap.meta.data_end if snap else None
         if snap:
             MODEL_VERSION.set(snap.version)
             FEATURE_AGE.set(age or 0)
         ok = redis_ok and snap is not None
+        warnings = [w for w in (runtime.durability, runtime.last_error) if w]
+        if runtime.snapshot_state in {"missing", "restoring"}:
+            warnings.append(
+                "the feature snapshot is not in Redis: answers are degraded until it is restored"
+            )
         body = Health("ok" if ok else "unavailable", redis_ok, snap.version if snap else None,
-                      snap.snapshot_id if snap else None, age)  # fmt: skip
+                      snap.snapshot_id if snap else None, age, runtime.snapshot_state,
+                      None if runtime.durability_checked is False else runtime.durability is None, warnings)  # fmt: skip
         return Response(body, status_code=200 if ok else 503)
 
 
@@ -61,5 +70,6 @@ class AdminController(Controller):
         return {
             "swapped": swapped,
             "model_version": snap.version if snap else None,
+            "features": state.runtime.snapshot_state,
             "error": state.runtime.last_error,
         }

@@ -22,8 +22,10 @@ from serving.routes.common import (
     StoreId,
     channel_known,
     check_channel,
+    check_store,
     get_engine,
     request_id,
+    store_known,
 )
 from serving.schemas import BatchRequest, BatchResponse, OrderRequest, Recommendations
 
@@ -42,7 +44,7 @@ async def for_customer_fast(scope: Scope, send: Send) -> bool:
     channel, store_id, category = query.get("channel"), query.get("store_id"), query.get("category")
     engine: Engine = scope["app"].state.engine
     if (limit is None or exclude_purchased is None or explain is None
-            or (store_id is not None and id_value(store_id) is None)
+            or (store_id is not None and (id_value(store_id) is None or not store_known(engine, store_id)))
             or (category is not None and len(category) > MAX_TEXT)
             or (channel is not None and not channel_known(engine, channel))):  # fmt: skip
         return False
@@ -73,7 +75,7 @@ class RecommendationController(Controller):
                            explain: bool = False) -> Recommendations:  # fmt: skip
         """Unknown customers get the popular items for the channel, store or category (source 'popular')."""
         return _count("customer", await engine.recommend(
-            customer_id, limit=limit, channel=check_channel(engine, channel), store_id=store_id, category=category,
+            customer_id, limit=limit, channel=check_channel(engine, channel), store_id=check_store(engine, store_id), category=category,
             exclude_purchased=exclude_purchased, explain=explain, request_id=request_id()))  # fmt: skip
 
     @get(
@@ -87,21 +89,26 @@ class RecommendationController(Controller):
         """A new item with no interactions gets popular items (source 'popular')."""
         return _count(
             "similar",
-            engine.similar(item_id, limit=limit, store_id=store_id, request_id=request_id()),
+            engine.similar(
+                item_id,
+                limit=limit,
+                store_id=check_store(engine, store_id),
+                request_id=request_id(),
+            ),
         )
 
-    @post("/orders/complements", operation_id="orderComplements", status_code=200,
+    @post("/orders/complements", operation_id="orderComplements", status_code=200, opt=needs("recommend"),
           summary="Post-purchase suggestions for an order (bought together, then personal)")  # fmt: skip
     async def complements(self, engine: Engine, data: OrderRequest) -> Recommendations:
         """Never the ordered items, never out of stock at `store_id`."""
         return _count("complements", await engine.complements(data.customer_id, list(data.item_ids), limit=data.limit,
-                                                        store_id=data.store_id, request_id=request_id()))  # fmt: skip
+                                                        store_id=check_store(engine, data.store_id), request_id=request_id()))  # fmt: skip
 
-    @post("/recommendations/batch", operation_id="batchRecommendations", status_code=200,
+    @post("/recommendations/batch", operation_id="batchRecommendations", status_code=200, opt=needs("recommend"),
           summary="Recommendations for up to 1,000 customers in one call (the e-mail system)")  # fmt: skip
     async def batch(self, engine: Engine, data: BatchRequest) -> Response[BatchResponse]:
         rid = request_id()
         results = await engine.batch_async(list(data.customer_ids), limit=data.limit, channel=check_channel(engine, data.channel),
-                               store_id=data.store_id, request_id=rid)  # fmt: skip
+                               store_id=check_store(engine, data.store_id), request_id=rid)  # fmt: skip
         version = engine.snapshot.version if engine.snapshot else None
         return Response(BatchResponse(results=results, model_version=version, request_id=rid))

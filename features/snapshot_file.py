@@ -1,0 +1,93 @@
+"""A feature snapshot as a file: every key a publish wrote and its value, in Parquet.
+
+Publishing records what it writes (`SnapshotRecorder`) and the file is stored with the model
+version in MLflow; `restore_snapshot` streams it back into an empty or flushed Redis, so Redis is a
+cache that can be rebuilt from MLflow at any time. Keys are stored without the deployment's prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.encoding import META_DECODER, SnapshotMeta
+from features.massinsert import mass_set
+from omnirec.errors import FeatureStoreError
+
+SCHEMA = pa.schema([("key", pa.binary()), ("value", pa.binary())])
+META_KEY = b"omnirec.snapshot_meta"
+ROWS_PER_GROUP = 20_000
+
+
+class SnapshotRecorder:
+    """Appends (key without prefix, value) rows to a Parquet file as they stream to Redis."""
+
+    def __init__(self, path: Path, prefix: str) -> None:
+        self.path = path
+        self.strip = len(prefix) + 1  # "{prefix}:"
+        self._writer = pq.ParquetWriter(path, SCHEMA, compression="zstd")
+        self._keys: list[bytes] = []
+        self._values: list[bytes] = []
+        self.rows = 0
+
+    def tee(self, entries: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+        """`entries` (full keys) unchanged, each also recorded."""
+        for key, value in entries:
+            self._keys.append(key[self.strip :])
+            self._values.append(value)
+            if len(self._keys) >= ROWS_PER_GROUP:
+                self._flush()
+            yield key, value
+
+    def _flush(self) -> None:
+        if self._keys:
+            self._writer.write_table(pa.table([self._keys, self._values], schema=SCHEMA))
+            self.rows += len(self._keys)
+            self._keys, self._values = [], []
+
+    def close(self, meta: SnapshotMeta | None) -> Path:
+        """Finish the file; `meta` (the snapshot's registration) goes into its metadata."""
+        self._flush()
+        if meta is not None:
+            self._writer.add_key_value_metadata({META_KEY: msgspec.json.encode(meta)})
+        self._writer.close()
+        return self.path
+
+    def __enter__(self) -> SnapshotRecorder:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is not None:
+            self._writer.close()
+
+
+def snapshot_meta_of(path: Path) -> SnapshotMeta:
+    """The registration of the snapshot recorded in `path`."""
+    metadata = pq.read_schema(path).metadata or {}
+    if META_KEY not in metadata:
+        raise FeatureStoreError(f"{path}: not a recorded feature snapshot (no snapshot metadata)")
+    return META_DECODER.decode(metadata[META_KEY])
+
+
+def restore_entries(path: Path, prefix: str) -> Iterator[tuple[bytes, bytes]]:
+    """Every recorded (full key, value), row group by row group."""
+    head = prefix.encode() + b":"
+    parquet = pq.ParquetFile(path)
+    for group in range(parquet.num_row_groups):
+        table = parquet.read_row_group(group)
+        keys, values = table.column("key").to_pylist(), table.column("value").to_pylist()
+        yield from ((head + k, v) for k, v in zip(keys, values, strict=True))
+
+
+def restore_snapshot(url: str, prefix: str, path: Path) -> tuple[SnapshotMeta, int]:
+    """Write every recorded key of `path` back into Redis; returns (its meta, keys written).
+    The caller registers and activates the snapshot once this returned."""
+    meta = snapshot_meta_of(path)
+    return meta, mass_set(url, restore_entries(path, prefix))
