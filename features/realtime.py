@@ -263,22 +263,30 @@ class RealtimeEvents:
         client: redis.asyncio.Redis,  # type: ignore[type-arg]
         raw_events: list[dict[str, object]],
     ) -> IngestResult:
-        """`ingest` on an asyncio client: validation in chunks that yield to the event loop, then
-        one MGET (aliases) and one MULTI/EXEC round trip."""
+        """`ingest` on an asyncio client, in chunks of CHECK_CHUNK events (validate, one MGET for
+        aliases, one MULTI/EXEC), yielding to the event loop between chunks so that a 10,000-event
+        post never holds it for long. Returns once every chunk was confirmed; when one fails, the
+        chunks before it are stored (a retry with the same event_ids stores them once)."""
         checked: list[StreamEvent | Rejected] = []
         for start in range(0, len(raw_events), CHECK_CHUNK):
             checked += self._check(raw_events[start : start + CHECK_CHUNK], start)
-            if start + CHECK_CHUNK < len(raw_events):
-                await asyncio.sleep(0)
+            await asyncio.sleep(0)
         events, rejected = _split(checked)
-        if not events:
-            return IngestResult(0, [], rejected)
-        with _translated("refused the events"):
-            found = await client.mget(self._alias_keys(events))
-            pipe = client.pipeline(transaction=True)
-            self._queue(pipe, events, found)
-            replies = await pipe.execute()
-        return self._result(events, replies, rejected)
+        results: list[IngestResult] = []
+        for start in range(0, len(events), CHECK_CHUNK):
+            chunk = events[start : start + CHECK_CHUNK]
+            with _translated("refused the events"):
+                found = await client.mget(self._alias_keys(chunk))
+                pipe = client.pipeline(transaction=True)
+                self._queue(pipe, chunk, found)
+                replies = await pipe.execute()
+            results.append(self._result(chunk, replies, []))
+        return IngestResult(
+            sum(r.accepted for r in results),
+            [i for r in results for i in r.stream_ids],
+            rejected,
+            sum(r.duplicates for r in results),
+        )
 
     def recent(
         self, customer_ids: list[str], limit: int = RECENT_KEEP

@@ -70,7 +70,7 @@ class SnapshotRecorder:
 
 def snapshot_meta_of(path: Path) -> SnapshotMeta:
     """The registration of the snapshot recorded in `path`."""
-    metadata = pq.read_schema(path).metadata or {}
+    metadata = pq.read_metadata(path).metadata or {}  # the file's key-value metadata
     if META_KEY not in metadata:
         raise FeatureStoreError(f"{path}: not a recorded feature snapshot (no snapshot metadata)")
     return META_DECODER.decode(metadata[META_KEY])

@@ -142,6 +142,7 @@ class EmbeddedRedis:
 
 
 AOF_FILE = "appendonly.aof"
+WATCH_SECONDS = 0.5  # how often the process that started the embedded Redis checks it is alive
 LEASE_NAME = "omnirec-lease"
 
 
@@ -191,7 +192,9 @@ class SharedEmbeddedRedis:
     killed with `kill -9` gives its lease back at once; when the last user is killed that way the
     server stays up (with everything on disk) and the next omnirec process uses it. A state file
     whose process is gone, or whose server does not answer for this folder, is stale and replaced.
-    Starting, joining and leaving happen under an exclusive lock on `embedded.lock`.
+    Starting, joining and leaving happen under an exclusive lock on `embedded.lock`. The process
+    that started the server watches it and starts it again, on the same port from its append-only
+    file, when it dies (`kill -9`, out of memory).
     """
 
     def __init__(self, data_dir: Path, appendfsync: str = "always") -> None:
@@ -201,6 +204,8 @@ class SharedEmbeddedRedis:
         self._server: EmbeddedRedis | None = None
         self._lease: redis.Redis | None = None  # type: ignore[type-arg]
         self.url = ""
+        self._leaving = threading.Event()
+        self.restarts = 0
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -239,19 +244,42 @@ class SharedEmbeddedRedis:
             if running is None:
                 self._server = EmbeddedRedis(self.data_dir, appendfsync=self.appendfsync).start()
                 self.url = self._server.url
-                self.state_file.write_text(
-                    json.dumps({"pid": self._server.pid, "port": self._server.port})
-                )
+                self._write_state()
+                threading.Thread(
+                    target=self._watch, name="embedded-redis-watch", daemon=True
+                ).start()
             else:
                 self.url = running[1]
             self._lease = redis.Redis.from_url(self.url, socket_timeout=5)
             self._lease.client_setname(LEASE_NAME)
         return self.url
 
+    def _write_state(self) -> None:
+        assert self._server is not None
+        self.state_file.write_text(json.dumps({"pid": self._server.pid, "port": self._server.port}))
+
+    def _watch(self) -> None:
+        """Start the server again (same port, same files) whenever it dies while in use."""
+        server = self._server
+        assert server is not None
+        while not self._leaving.wait(WATCH_SECONDS):
+            if server._process is None or server._process.poll() is None:
+                continue
+            with self._locked():
+                if self._leaving.is_set():
+                    return
+                try:
+                    server.start()
+                except StoreUnavailableError:
+                    continue  # the port may still be held for a moment: try again
+                self._write_state()
+                self.restarts += 1
+
     def release(self) -> None:
         """Give the lease back; the last user shuts the server down and removes the state file."""
         if self._lease is None:
             return
+        self._leaving.set()
         with self._locked():
             try:
                 clients = self._lease.client_list()

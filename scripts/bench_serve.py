@@ -31,6 +31,51 @@ ROUNDS = 5
 ROUND_SECONDS = 10
 
 
+class Hammer:
+    """Heavy callers on two threads: batch calls of 1,000 customers x limit 100, and bulk posts of
+    10,000 events, each in a loop as fast as the server answers (bodies encoded once)."""
+
+    def __init__(self, base: str, customers: int) -> None:
+        import json
+        import threading
+
+        ids = [f"C{i:08d}" for i in range(min(customers, 1000))]
+        self.batch = json.dumps({"customer_ids": ids, "limit": 100}).encode()
+        self.bulk = json.dumps({"events": [
+            {"customer_id": f"C{i % customers:08d}", "item_id": f"I{i % 1000:06d}", "event_type": "view", "channel": "web"}
+            for i in range(10_000)]}).encode()  # fmt: skip
+        self.base, self.done = base, {"batch": 0, "bulk": 0, "errors": 0}
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._loop, args=(kind,)) for kind in ("batch", "bulk")
+        ]
+
+    def _loop(self, kind: str) -> None:
+        path, body = (
+            ("/v1/recommendations/batch", self.batch)
+            if kind == "batch"
+            else ("/v1/events/bulk", self.bulk)
+        )
+        headers = {"X-API-Key": KEY, "Content-Type": "application/json"}
+        with httpx.Client(base_url=self.base, headers=headers, timeout=60) as client:
+            while not self.stop.is_set():
+                ok = client.post(path, content=body).status_code in {200, 202}
+                self.done[kind if ok else "errors"] += 1
+
+    def summary(self) -> str:
+        return f"{self.done['batch']} batch calls, {self.done['bulk']} bulk posts, {self.done['errors']} errors"
+
+    def __enter__(self) -> Hammer:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+
+
 def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     """`omnirec serve` on a free port, once it is ready."""
     port = free_port()
@@ -140,6 +185,12 @@ def run(work: Path, customers: int, items: int) -> None:
             paced_rate, paced_lat = wrk(base + "/", 20, paced, connections=connections)
             print(
                 f"paced load ({connections} connections, {pause_ms} ms pause each) {paced_rate:,.0f} req/s   {paced_lat}  (target p99 < 10 ms at 300 req/s)"
+            )
+            with Hammer(base, customers) as hammer:
+                flood_rate, flood_lat = wrk(base + "/", 20, paced, connections=connections)
+            print(
+                f"paced load while another client loops batch calls (1,000 customers x limit 100) and 10,000-event bulk posts: "
+                f"{flood_rate:,.0f} req/s   {flood_lat}  ({hammer.summary()}; target p99 < 10 ms)"
             )
             with httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=60) as client:
                 batch_ids = [f"C{i:08d}" for i in range(20_000)]

@@ -59,13 +59,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.to_thread(runtime.try_refresh)
             app.state.engine = engine
             app.state.runtime = runtime
-            poller = asyncio.create_task(runtime.poll_forever())
+            tasks = [asyncio.create_task(runtime.poll_forever()),
+                     asyncio.create_task(runtime.watch_features())]  # fmt: skip
             try:
                 yield
             finally:
-                poller.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poller
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await engine.aclose()
                 store.close()
 

@@ -6,6 +6,7 @@ plain words (`reasons`), the tablet profile (`profile`)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -26,7 +27,9 @@ from serving.reads import CustomerReads, CustomerState, RedisBreaker, all_activi
 from serving.reasons import explain as explain_items
 from serving.schemas import Item, Profile, Recommendations, Source
 
-BOUGHT_WITH_PURCHASES = 3  # explain=true: "often bought with" looks at the last three purchases
+BOUGHT_WITH_PURCHASES = 3
+BATCH_CHUNK = 50  # batch-route customers answered between two yields to the event loop
+HEAVY_AT_ONCE = 2  # batch-route calls computing at once per worker; the rest wait  # explain=true: "often bought with" looks at the last three purchases
 
 
 class Engine:
@@ -58,6 +61,7 @@ class Engine:
         self.repurchase_days = settings.serving.repurchase_days
         # the served snapshot's features are gone from Redis (restoring): answers are degraded
         self.features_missing = False
+        self._heavy = asyncio.Semaphore(HEAVY_AT_ONCE)
 
     def close(self) -> None:
         self.reader.close()
@@ -79,6 +83,15 @@ class Engine:
             self.breaker.trip()
             return False
         return True
+
+    async def snapshot_present(self, snapshot_id: str) -> bool:
+        """Whether Redis still holds the snapshot (its registration is written last by a publish
+        and first by a restore); raises StoreUnavailableError when Redis cannot say."""
+        store = self._guard()
+        reply = await self.async_reader.execute(
+            [(b"HEXISTS", store.meta_key.encode(), snapshot_id.encode())]
+        )
+        return reply[0] == 1
 
     def _guard(self) -> RedisFeatureStore:
         if self.store is None or self.breaker.open:
@@ -292,13 +305,27 @@ class Engine:
 
     async def batch_async(self, customers: list[str], *, limit: int, channel: str | None, store_id: str | None,
                           request_id: str) -> list[Recommendations]:  # fmt: skip
-        """`batch` on the event loop (the batch route)."""
-        snap = self.snapshot
-        try:
-            states = await self.fetch_customers_async(snap, customers) if snap else None
-        except StoreUnavailableError:
-            states = None
-        return self._batch_answers(snap, customers, states, limit, channel, store_id, request_id)
+        """`batch` on the event loop (the batch route): at most HEAVY_AT_ONCE batches per worker
+        at a time (others wait their turn, off the loop), answers computed BATCH_CHUNK customers
+        at a time with a yield to the loop between chunks, so storefront requests keep flowing."""
+        async with self._heavy:
+            snap = self.snapshot
+            try:
+                states = await self.fetch_customers_async(snap, customers) if snap else None
+            except StoreUnavailableError:
+                states = None
+            if snap is None or states is None:
+                return self._batch_answers(
+                    snap, customers, states, limit, channel, store_id, request_id
+                )
+            answers: list[Recommendations] = []
+            for start in range(0, len(states), BATCH_CHUNK):
+                chunk = states[start : start + BATCH_CHUNK]
+                answers += self._batch_answers(
+                    snap, customers, chunk, limit, channel, store_id, request_id
+                )
+                await asyncio.sleep(0)
+            return answers
 
     def _batch_answers(self, snap: LoadedSnapshot | None, customers: list[str], states: list[CustomerState] | None,
                        limit: int, channel: str | None, store_id: str | None, request_id: str) -> list[Recommendations]:  # fmt: skip

@@ -7,6 +7,7 @@ import gc
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from serving.metrics import REDIS_DURABLE, SNAPSHOT_MISSING, SNAPSHOT_RESTORES
 
 log = logging.getLogger("omnirec.serving")
 RESTORE_LOCK_SECONDS = 600  # one restore at a time across workers and replicas
+RESTORE_RETRY_SECONDS = 10.0  # after a failed restore
+SNAPSHOT_CHECK_SECONDS = 1.0  # how often the service checks that its snapshot is still in Redis
 
 
 def settle_heap() -> None:
@@ -56,6 +59,8 @@ class ModelRuntime:
         self.restores = 0
         self.durability: str | None = None  # why acknowledged events may be lost, or None
         self.durability_checked = False
+        self._refreshing = threading.Lock()
+        self._retry_restore_at = 0.0
 
     def _model_folder(self, version: int) -> Path:
         folder = self.cache / f"v{version}"
@@ -109,6 +114,8 @@ class ModelRuntime:
         log.warning(
             "feature snapshot %s of v%s is not in Redis: restoring it", snapshot_id, version
         )
+        if time.monotonic() < self._retry_restore_at:
+            return  # the last try failed a moment ago
         lock = f"{store.prefix}:restoring:{snapshot_id}"
         if not store.client.set(lock, b"1", nx=True, ex=RESTORE_LOCK_SECONDS):
             return  # another worker restores it; the next check sees it back
@@ -128,6 +135,9 @@ class ModelRuntime:
             SNAPSHOT_RESTORES.inc()
             log.warning("restored feature snapshot %s (%d keys) in %.1f s", snapshot_id, keys,
                         time.perf_counter() - started)  # fmt: skip
+        except Exception:
+            self._retry_restore_at = time.monotonic() + RESTORE_RETRY_SECONDS
+            raise
         finally:
             store.client.delete(lock)
 
@@ -158,34 +168,59 @@ class ModelRuntime:
         REDIS_DURABLE.set(0 if reason else 1)
 
     def try_refresh(self) -> bool:
-        try:
-            swapped = self.refresh()
-        except (OmnirecError, OSError) as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("model refresh failed: %s", self.last_error)
-            return False
-        except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("model refresh failed: %s", self.last_error)
-            return False
-        store = self.engine.store
-        snap = self.engine.snapshot
-        if snap is not None and store is not None and self.snapshot_state != "ok":
+        """`refresh`, one at a time, errors logged and kept in `last_error`."""
+        with self._refreshing:
             try:
-                present = store.snapshot_meta(snap.snapshot_id) is not None
-            except OmnirecError:
-                present = False
-            if present:
-                if self.snapshot_state in {"missing", "restoring"}:
-                    log.warning(
-                        "feature snapshot %s is back: answers personalized again", snap.snapshot_id
-                    )
-                self.snapshot_state = "ok"
-                self.engine.features_missing = False
-        return swapped
+                swapped = self.refresh()
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("model refresh failed: %s", self.last_error)
+                return False
+            self._features_back()
+            return swapped
+
+    def _features_back(self) -> None:
+        """Clear the degraded mark once the served snapshot is in Redis again."""
+        store, snap = self.engine.store, self.engine.snapshot
+        if snap is None or store is None or self.snapshot_state == "ok":
+            return
+        try:
+            present = store.snapshot_meta(snap.snapshot_id) is not None
+        except OmnirecError:
+            return
+        if present:
+            if self.snapshot_state in {"missing", "restoring"}:
+                log.warning(
+                    "feature snapshot %s is back: answers personalized again", snap.snapshot_id
+                )
+            self.snapshot_state = "ok"
+            self.engine.features_missing = False
 
     async def poll_forever(self) -> None:
         interval = max(0.2, self.settings.serving.reload_interval_seconds)
         while True:
             await asyncio.sleep(interval)
             await asyncio.to_thread(self.try_refresh)
+
+    async def watch_features(self) -> None:
+        """Every SNAPSHOT_CHECK_SECONDS, one HEXISTS on the event loop's connection: when the served
+        snapshot is gone, answers are marked degraded at once and a restore starts (in a thread)."""
+        restore: asyncio.Future[bool] | None = None
+        while True:
+            await asyncio.sleep(SNAPSHOT_CHECK_SECONDS)
+            snap = self.engine.snapshot
+            if snap is None or self.engine.breaker.open:
+                continue
+            try:
+                present = await self.engine.snapshot_present(snap.snapshot_id)
+            except OmnirecError:
+                continue  # Redis down: the breaker and readiness speak for that
+            if present:
+                if self.engine.features_missing and (restore is None or restore.done()):
+                    await asyncio.to_thread(self._features_back)
+                continue
+            if not self.engine.features_missing:
+                self.engine.features_missing = True
+                self.snapshot_state = "missing"
+            if restore is None or restore.done():
+                restore = asyncio.ensure_future(asyncio.to_thread(self.try_refresh))

@@ -103,3 +103,22 @@ def test_a_folder_from_before_the_append_only_file_keeps_its_data(tmp_path: Path
             time.sleep(0.05)
     with EmbeddedRedis(tmp_path) as again:  # now loaded from the append-only file
         assert redis.Redis.from_url(again.url).get("old") == b"kept"
+
+
+def test_the_process_that_started_it_restarts_it_when_it_dies(tmp_path: Path) -> None:
+    shared = SharedEmbeddedRedis(tmp_path)
+    url = shared.acquire()
+    try:
+        redis.Redis.from_url(url).set("kept", "yes")
+        first_pid = json.loads((tmp_path / "embedded.json").read_text())["pid"]
+        os.kill(first_pid, signal.SIGKILL)
+        assert wait_gone(first_pid)
+        deadline = time.monotonic() + 15
+        while shared.restarts == 0:
+            assert time.monotonic() < deadline, "the embedded Redis did not come back"
+            time.sleep(0.1)
+        assert redis.Redis.from_url(url).get("kept") == b"yes"  # same port, same data
+        assert json.loads((tmp_path / "embedded.json").read_text())["pid"] != first_pid
+    finally:
+        shared.release()
+    assert not (tmp_path / "embedded.json").exists()

@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -293,3 +294,142 @@ def test_health_metrics_and_openapi(deployment: Deployment) -> None:
     operations = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
     assert {"recommendForCustomer", "similarItems", "orderComplements", "batchRecommendations", "postEvent",
             "postEvents", "lookupCustomer", "customerProfile", "liveness", "readiness"} <= operations  # fmt: skip
+
+
+def test_a_retried_event_is_stored_once(deployment: Deployment) -> None:
+    event = {"customer_id": "C00000021", "item_id": "I000031", "event_type": "add_to_cart",
+             "channel": "app", "event_id": "app-7f3a-0001"}  # fmt: skip
+    before = _stream_length(deployment)
+    with deployment.client("events") as c:
+        first = c.post("/v1/events", json=event).json()
+        retry = c.post("/v1/events", json=event).json()
+        bulk = c.post(
+            "/v1/events/bulk", json={"events": [event, {**event, "event_id": "app-7f3a-0002"}]}
+        ).json()
+    assert (first["accepted"], first["duplicates"]) == (1, 0)
+    assert (retry["accepted"], retry["duplicates"]) == (1, 1)
+    assert (bulk["accepted"], bulk["duplicates"]) == (2, 1)
+    assert _stream_length(deployment) == before + 2  # 0001 once, 0002 once
+
+
+def _stream_length(deployment: Deployment) -> int:
+    import redis
+
+    client = redis.Redis.from_url(deployment.env["REDIS_URL"])
+    try:
+        return int(client.xlen(f"{deployment.env['OMNIREC_REDIS_PREFIX']}:events"))
+    finally:
+        client.close()
+
+
+def test_timestamps_far_in_the_future_are_refused(deployment: Deployment) -> None:
+    base = {
+        "customer_id": "C00000022",
+        "item_id": "I000031",
+        "event_type": "view",
+        "channel": "web",
+    }
+    with deployment.client("events") as c:
+        body = c.post("/v1/events/bulk", json={"events": [
+            {**base, "timestamp": "2100-01-01T00:00:00Z"},
+            {**base, "timestamp": "9999-12-31T23:59:59-14:00"},
+            {**base, "timestamp": "1969-07-20T20:17:00Z"},
+            {**base, "timestamp": time.time() + 3600},  # an hour of clock skew is fine
+        ]}).json()  # fmt: skip
+    assert body["accepted"] == 1
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [
+        (0, "timestamp"),
+        (1, "timestamp"),
+        (2, "timestamp"),
+    ]
+    assert "future" in body["errors"][0]["message"]
+
+
+def test_scopes_per_route_as_documented(deployment: Deployment) -> None:
+    tablet = deployment.headers("tablet")
+    with httpx.Client(base_url=deployment.base_url, headers=tablet) as c:
+        assert c.get("/v1/customers/C00000003/recommendations").status_code == 200
+        assert (
+            c.post("/v1/recommendations/batch", json={"customer_ids": ["C00000003"]}).status_code
+            == 403
+        )
+        order = {"customer_id": "C00000003", "item_ids": ["I000010"]}
+        assert c.post("/v1/orders/complements", json=order).status_code == 403
+    with deployment.client() as c:
+        assert (
+            c.post("/v1/recommendations/batch", json={"customer_ids": ["C00000003"]}).status_code
+            == 200
+        )
+
+
+def test_an_unknown_store_or_a_trailing_newline_is_a_400(deployment: Deployment) -> None:
+    with deployment.client() as c:
+        store = c.get("/v1/customers/C00000003/recommendations", params={"store_id": "S999"})
+        similar = c.get("/v1/items/I000010/similar", params={"store_id": "S999"})
+        batch = c.post(
+            "/v1/recommendations/batch", json={"customer_ids": ["C00000003"], "store_id": "S999"}
+        )
+        newline = c.get("/v1/customers/C00000003%0A/recommendations")
+        known = c.get("/v1/customers/C00000003/recommendations", params={"store_id": "S001"})
+    for answer in (store, similar, batch):
+        assert answer.status_code == 400 and answer.json()["field"] == "store_id", answer.text
+    assert newline.status_code == 400 and "customer_id" in newline.text
+    assert known.status_code == 200
+
+
+def test_deeply_nested_json_is_a_400(deployment: Deployment) -> None:
+    nested = b"[" * 1000 + b"]" * 1000
+    with deployment.client("events") as c:
+        top = c.post("/v1/events", content=nested, headers={"Content-Type": "application/json"})
+        inner = c.post("/v1/events/bulk", content=b'{"events": [{"customer_id": ' + nested + b"}]}",
+                       headers={"Content-Type": "application/json"})  # fmt: skip
+    assert top.status_code == 400, top.text
+    assert inner.status_code == 400, inner.text
+
+
+def test_logs_hold_no_personal_data_and_4xx_no_traceback(deployment: Deployment) -> None:
+    secret_mail = "jane.doe.logcheck@example.com"
+    with deployment.client("tablet") as c:
+        c.get("/v1/customers/lookup", params={"alias_type": "email", "value": secret_mail})
+        c.get("/v1/customers/C00000777/profile")
+        c.get("/v1/customers/C00000778/recommendations", params={"limit": 0})
+        c.get("/v1/customers/C00000779/recommendations", params={"store_id": "S999"})
+    with httpx.Client(base_url=deployment.base_url) as anonymous:
+        anonymous.get("/v1/customers/C00000780/recommendations")
+    time.sleep(0.5)
+    assert deployment.log_path is not None
+    log = deployment.log_path.read_text()
+    for personal in (secret_mail, "C00000777", "C00000778", "C00000779", "C00000780"):
+        assert personal not in log
+    assert "Traceback" not in log
+    assert "400 GET /v1/customers/{customer_id}/recommendations" in log
+
+
+def test_metrics_count_refusals_with_their_status_and_full_routes(deployment: Deployment) -> None:
+    httpx.get(f"{deployment.base_url}/v1/customers/C00000003/recommendations")  # 401
+    httpx.get(f"{deployment.base_url}/v1/customers/C00000003/recommendations",
+              headers=deployment.headers("events"))  # 403  # fmt: skip
+    metrics = httpx.get(f"{deployment.base_url}/metrics").text
+    lines = [line for line in metrics.splitlines() if line.startswith("omnirec_requests_total{")]
+    assert any(
+        'status="401"' in line and "/v1/customers/{customer_id}/recommendations" in line
+        for line in lines
+    )
+    assert any('status="403"' in line for line in lines)
+    assert not any('status="500"' in line for line in lines), lines
+    assert any('route="/v1/events"' in line for line in lines)
+
+
+def test_openapi_says_202_for_events(deployment: Deployment) -> None:
+    spec = httpx.get(f"{deployment.base_url}/schema/openapi.json").json()
+    for path in ("/v1/events", "/v1/events/bulk"):
+        assert set(spec["paths"][path]["post"]["responses"]) >= {"202"}
+        assert "201" not in spec["paths"][path]["post"]["responses"]
+
+
+def test_readiness_says_when_redis_would_lose_events(deployment: Deployment) -> None:
+    ready = httpx.get(f"{deployment.base_url}/health/ready").json()
+    # the test Redis runs without an append-only file or a replica
+    assert ready["durable"] is False and ready["features"] == "ok"
+    assert any("append-only" in w for w in ready["warnings"])
+    assert "omnirec_redis_durable 0.0" in httpx.get(f"{deployment.base_url}/metrics").text

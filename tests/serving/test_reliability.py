@@ -139,6 +139,33 @@ def test_champion_moved_during_load(isolated: Deployment) -> None:
     wait_for(lambda: httpx.get(f"{isolated.base_url}/health/ready").json()["model_version"] == 1)
 
 
+def test_redis_flushed_under_load_heals_itself(
+    isolated: Deployment, own_redis: EmbeddedRedis
+) -> None:
+    import redis
+
+    url = f"{isolated.base_url}/v1/customers/C00000004/recommendations?limit=5"
+    headers = {"X-API-Key": KEYS["recommend"]}
+    assert httpx.get(url, headers=headers).json()["source"] == "personalized"
+    with Load(isolated, "/v1/customers/C00000004/recommendations?limit=5") as load:
+        time.sleep(0.5)
+        redis.Redis.from_url(own_redis.url).flushall()  # Redis loses every key, nobody republishes
+        flushed = time.monotonic()
+        wait_for(lambda: load.degraded > 0)
+        detected = time.monotonic() - flushed
+        wait_for(lambda: (b := httpx.get(url, headers=headers).json())["source"] == "personalized"
+                 and not b["degraded"], timeout=60)  # fmt: skip
+        healed = time.monotonic() - flushed
+        time.sleep(0.5)
+    assert set(load.statuses) == {200}, load.statuses  # never a 5xx
+    ready = httpx.get(f"{isolated.base_url}/health/ready").json()
+    assert ready["status"] == "ok" and ready["features"] == "ok"
+    metrics = httpx.get(f"{isolated.base_url}/metrics").text
+    assert "omnirec_snapshot_restores_total 1.0" in metrics
+    print(f"\nFLUSHALL under load: statuses {dict(load.statuses)}, degraded answers {load.degraded}, "
+          f"detected after {detected:.1f} s, personalized again after {healed:.1f} s")  # fmt: skip
+
+
 def test_tablet_page_is_served_with_security_headers(isolated: Deployment) -> None:
     page = httpx.get(f"{isolated.base_url}/tablet")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
