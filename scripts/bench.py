@@ -4,6 +4,7 @@
     ./dev bench als      ALS fit through the pipeline vs implicit directly, same matrix
     ./dev bench train    the whole `omnirec train` on the 10M events (wall time, peak memory)
     ./dev bench store    publish 1M customers into Redis vs redis-benchmark; read_many latency vs raw GET/MGET
+    ./dev bench ingest   event ingestion with the embedded Redis's persistence: none, everysec, always
     ./dev bench serve    HTTP: recommendations vs liveness under wrk; p99 at 300 req/s; batch throughput
     ./dev bench all      everything above
 
@@ -245,6 +246,37 @@ def bench_store(customers: int = 1_000_000) -> None:
         store.close()
 
 
+def bench_ingest(bulk_calls: int = 100, bulk_size: int = 1_000, singles: int = 5_000) -> None:
+    """Event ingestion (validate + MULTI/EXEC) into an embedded Redis with each persistence policy."""
+    from features.realtime import RealtimeEvents
+    from features.store import RedisFeatureStore
+    from omnirec.redis_runtime import EmbeddedRedis
+
+    print(
+        f"\n== ingestion: {bulk_calls} bulk posts of {bulk_size:,} events, {singles:,} single events =="
+    )
+    events = [{"customer_id": f"C{i % 50_000:08d}", "item_id": f"I{i % 20_000:06d}", "event_type": "view",
+               "channel": "web"} for i in range(bulk_size)]  # fmt: skip
+    for label, persist, policy in (("no persistence (baseline)", False, "everysec"),
+                                   ("appendfsync everysec", True, "everysec"),
+                                   ("appendfsync always", True, "always")):  # fmt: skip
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            EmbeddedRedis(Path(tmp), persist=persist, appendfsync=policy) as server,
+        ):
+            realtime = RealtimeEvents(RedisFeatureStore(server.url, "bench", timeout=30))
+            started = time.perf_counter()
+            for _ in range(bulk_calls):
+                realtime.ingest(events)
+            bulk = bulk_calls * bulk_size / (time.perf_counter() - started)
+            started = time.perf_counter()
+            for i in range(singles):
+                realtime.ingest(events[i % bulk_size : i % bulk_size + 1])
+            single = singles / (time.perf_counter() - started)
+            realtime.store.close()
+        print(f"{label:<26} bulk {bulk:>9,.0f} events/s   one at a time {single:>7,.0f} events/s")
+
+
 def bench_serve(customers: int = 100_000, items: int = 20_000) -> None:
     from scripts.bench_serve import run
 
@@ -258,7 +290,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("suite", choices=["data", "als", "train", "store", "serve", "all"])
+    parser.add_argument(
+        "suite", choices=["data", "als", "train", "store", "ingest", "serve", "all"]
+    )
     parser.add_argument(
         "--customers",
         type=int,
@@ -277,6 +311,8 @@ def main() -> None:
         bench_train(folder)
     if args.suite in {"store", "all"}:
         bench_store()
+    if args.suite in {"ingest", "all"}:
+        bench_ingest()
     if args.suite in {"serve", "all"}:
         bench_serve()
 
