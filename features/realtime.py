@@ -28,7 +28,7 @@ from omnirec.errors import FeatureStoreError, StoreUnavailableError
 
 RECENT_KEEP = 50
 EVENT_ID_TTL_SECONDS = 7 * 86_400  # how long a stored event id refuses its duplicates
-CHECK_CHUNK = 500  # events validated between two yields to the event loop
+CHECK_CHUNK = 200  # events validated, then written, between two yields to the event loop
 # One event with an id, atomically: stored (stream + recent activity) unless its id was seen.
 # KEYS: stream, recent list, id key; ARGV: stream maxlen, event, activity, keep, ttl, id ttl.
 _STORE_ONCE = """

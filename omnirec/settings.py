@@ -71,6 +71,7 @@ class ServingSettings(msgspec.Struct, frozen=True):
     repurchase_days: dict[str, float] = msgspec.field(default_factory=dict)  # category -> days
     fast_paths: bool = True  # serving.fastpath: plain-ASGI answers for well-formed hot requests
     log_format: str = "text"  # or "json": one JSON object per line
+    request_read_seconds: float = 10.0  # a request not fully received by then: connection closed
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -114,6 +115,7 @@ class Settings(msgspec.Struct, frozen=True):
                 repurchase_days=parse_weights(env.get("OMNIREC_REPURCHASE_DAYS", ""), {}),
                 fast_paths=env.get("OMNIREC_FAST_PATHS", "1") not in {"0", "false", "no", "off"},
                 log_format=_choice(env, "OMNIREC_LOG_FORMAT", ("text", "json"), "text"),
+                request_read_seconds=float(env.get("OMNIREC_REQUEST_READ_SECONDS") or 10),
             ),
             interactions=InteractionSettings(
                 event_weights=parse_weights(

@@ -7,8 +7,11 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -31,41 +34,14 @@ ROUNDS = 5
 ROUND_SECONDS = 10
 
 
-class Hammer:
-    """Heavy callers on two threads: batch calls of 1,000 customers x limit 100, and bulk posts of
-    10,000 events, each in a loop as fast as the server answers (bodies encoded once)."""
+class Background:
+    """Loops on threads while the `with` block runs: each target runs until `self.stop` is set."""
 
-    def __init__(self, base: str, customers: int) -> None:
-        import json
-        import threading
-
-        ids = [f"C{i:08d}" for i in range(min(customers, 1000))]
-        self.batch = json.dumps({"customer_ids": ids, "limit": 100}).encode()
-        self.bulk = json.dumps({"events": [
-            {"customer_id": f"C{i % customers:08d}", "item_id": f"I{i % 1000:06d}", "event_type": "view", "channel": "web"}
-            for i in range(10_000)]}).encode()  # fmt: skip
-        self.base, self.done = base, {"batch": 0, "bulk": 0, "errors": 0}
+    def __init__(self, *targets: Callable[[], None]) -> None:
         self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._loop, args=(kind,)) for kind in ("batch", "bulk")
-        ]
+        self.threads = [threading.Thread(target=target) for target in targets]
 
-    def _loop(self, kind: str) -> None:
-        path, body = (
-            ("/v1/recommendations/batch", self.batch)
-            if kind == "batch"
-            else ("/v1/events/bulk", self.bulk)
-        )
-        headers = {"X-API-Key": KEY, "Content-Type": "application/json"}
-        with httpx.Client(base_url=self.base, headers=headers, timeout=60) as client:
-            while not self.stop.is_set():
-                ok = client.post(path, content=body).status_code in {200, 202}
-                self.done[kind if ok else "errors"] += 1
-
-    def summary(self) -> str:
-        return f"{self.done['batch']} batch calls, {self.done['bulk']} bulk posts, {self.done['errors']} errors"
-
-    def __enter__(self) -> Hammer:
+    def __enter__(self) -> Self:
         for thread in self.threads:
             thread.start()
         return self
@@ -74,6 +50,37 @@ class Hammer:
         self.stop.set()
         for thread in self.threads:
             thread.join(timeout=120)
+
+
+class Hammer(Background):
+    """Heavy callers on two threads: batch calls of 1,000 customers x limit 100, and bulk posts of
+    10,000 events, each in a loop as fast as the server answers (bodies encoded once)."""
+
+    def __init__(self, base: str, customers: int, key: str = KEY) -> None:
+        import json
+
+        super().__init__(lambda: self._loop("batch"), lambda: self._loop("bulk"))
+        ids = [f"C{i:08d}" for i in range(min(customers, 1000))]
+        self.batch = json.dumps({"customer_ids": ids, "limit": 100}).encode()
+        self.bulk = json.dumps({"events": [
+            {"customer_id": f"C{i % customers:08d}", "item_id": f"I{i % 1000:06d}", "event_type": "view", "channel": "web"}
+            for i in range(10_000)]}).encode()  # fmt: skip
+        self.base, self.key, self.done = base, key, {"batch": 0, "bulk": 0, "errors": 0}
+
+    def _loop(self, kind: str) -> None:
+        path, body = (
+            ("/v1/recommendations/batch", self.batch)
+            if kind == "batch"
+            else ("/v1/events/bulk", self.bulk)
+        )
+        headers = {"X-API-Key": self.key, "Content-Type": "application/json"}
+        with httpx.Client(base_url=self.base, headers=headers, timeout=60) as client:
+            while not self.stop.is_set():
+                ok = client.post(path, content=body).status_code in {200, 202}
+                self.done[kind if ok else "errors"] += 1
+
+    def summary(self) -> str:
+        return f"{self.done['batch']} batch calls, {self.done['bulk']} bulk posts, {self.done['errors']} errors"
 
 
 def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:

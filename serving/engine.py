@@ -28,7 +28,6 @@ from serving.reasons import explain as explain_items
 from serving.schemas import Item, Profile, Recommendations, Source
 
 BOUGHT_WITH_PURCHASES = 3
-BATCH_CHUNK = 50  # batch-route customers answered between two yields to the event loop
 HEAVY_AT_ONCE = 2  # batch-route calls computing at once per worker; the rest wait  # explain=true: "often bought with" looks at the last three purchases
 
 
@@ -305,27 +304,19 @@ class Engine:
 
     async def batch_async(self, customers: list[str], *, limit: int, channel: str | None, store_id: str | None,
                           request_id: str) -> list[Recommendations]:  # fmt: skip
-        """`batch` on the event loop (the batch route): at most HEAVY_AT_ONCE batches per worker
-        at a time (others wait their turn, off the loop), answers computed BATCH_CHUNK customers
-        at a time with a yield to the loop between chunks, so storefront requests keep flowing."""
+        """`batch` for the batch route: the reads on the event loop, the answers computed in a worker
+        thread (a batch of customers with fresh events rescoring the whole catalogue is seconds of
+        CPU; in a thread the loop keeps its turn every few milliseconds), at most HEAVY_AT_ONCE
+        batches at a time per worker (the others wait, off the loop)."""
         async with self._heavy:
             snap = self.snapshot
             try:
                 states = await self.fetch_customers_async(snap, customers) if snap else None
             except StoreUnavailableError:
                 states = None
-            if snap is None or states is None:
-                return self._batch_answers(
-                    snap, customers, states, limit, channel, store_id, request_id
-                )
-            answers: list[Recommendations] = []
-            for start in range(0, len(states), BATCH_CHUNK):
-                chunk = states[start : start + BATCH_CHUNK]
-                answers += self._batch_answers(
-                    snap, customers, chunk, limit, channel, store_id, request_id
-                )
-                await asyncio.sleep(0)
-            return answers
+            return await asyncio.to_thread(
+                self._batch_answers, snap, customers, states, limit, channel, store_id, request_id
+            )
 
     def _batch_answers(self, snap: LoadedSnapshot | None, customers: list[str], states: list[CustomerState] | None,
                        limit: int, channel: str | None, store_id: str | None, request_id: str) -> list[Recommendations]:  # fmt: skip

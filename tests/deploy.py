@@ -115,6 +115,7 @@ def make_deployment(
         "OMNIREC_API_KEYS": ";".join(f"{key}:{scope}" for scope, key in KEYS.items()),
         "OMNIREC_RELOAD_INTERVAL_SECONDS": "0.5",
         "OMNIREC_SNAPSHOT_GRACE_SECONDS": "3600",
+        "OMNIREC_REQUEST_READ_SECONDS": "2",
     }
     if redis_url is not None:
         env["REDIS_URL"] = redis_url

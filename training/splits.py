@@ -31,8 +31,13 @@ def time_split(
     if events.num_rows == 0:
         raise DataError("<events>", "no events to split")
     stamps = events.column("timestamp")
-    last = pc.max(stamps).as_py()
-    cut = cutoff or last - timedelta(days=test_days)
+    try:
+        last = pc.max(stamps).as_py()
+        cut = cutoff or last - timedelta(days=test_days)
+    except (OverflowError, ValueError) as exc:  # a stamp past year 9999: validation refuses those
+        raise DataError(
+            "<events>", f"timestamps out of range ({exc}); validate the events first"
+        ) from exc
     scalar = pa.scalar(cut, type=stamps.type)
     before = pc.less(stamps, scalar)
     train, test = events.filter(before), events.filter(pc.invert(before))

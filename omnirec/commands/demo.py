@@ -75,14 +75,10 @@ Try these (keys are for this demo run only):
         import uvicorn
 
         from serving.app import create_app
+        from serving.http_protocol import DeadlineHttpToolsProtocol
 
-        uvicorn.run(
-            create_app(settings),
-            host="127.0.0.1",
-            port=args.port,
-            log_level="warning",
-            access_log=False,
-        )
+        uvicorn.run(create_app(settings), host="127.0.0.1", port=args.port, log_level="warning",
+                    access_log=False, http=DeadlineHttpToolsProtocol)  # fmt: skip
     return 0
 
 

@@ -30,11 +30,14 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.serving.host
     port = args.port or settings.serving.port
     workers = args.workers or settings.serving.workers
+    from serving.http_protocol import DeadlineHttpToolsProtocol, raise_open_file_limit
+
+    raise_open_file_limit()
     # every worker uses the same Redis: REDIS_URL, or the data folder's shared embedded server
     with redis_url(settings) as url:
         os.environ["REDIS_URL"] = url
         uvicorn.run("serving.asgi:app", host=host, port=port, workers=workers, log_level="warning",
-                    access_log=False, factory=False)  # fmt: skip
+                    access_log=False, factory=False, http=DeadlineHttpToolsProtocol)  # fmt: skip
     return 0
 
 

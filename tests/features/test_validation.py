@@ -95,3 +95,25 @@ def test_parquet_with_typed_columns(tmp_path: Path) -> None:
     report = load_events(tmp_path / "e.parquet")
     assert report.accepted.num_rows == 1
     assert report.rejects.to_pylist()[0]["reason"] == "quantity: must be a positive whole number"
+
+
+def test_timestamps_far_in_the_future_or_before_1970_are_rejected() -> None:
+    import time
+
+    import pyarrow as pa
+
+    from features.validation import validate_events
+
+    now = time.time()
+    raw = pa.table({
+        "customer_id": ["c1", "c2", "c3", "c4"], "item_id": ["i1"] * 4, "event_type": ["view"] * 4,
+        "channel": ["web"] * 4,
+        "timestamp": ["2100-01-01T00:00:00Z", "1960-01-01T00:00:00Z", str(int(now)), str(int(now + 7200))],
+    })  # fmt: skip
+    report = validate_events(raw, "events.csv", max_future_seconds=3600)
+    assert report.accepted.num_rows == 1
+    assert report.reasons == {
+        "timestamp: more than 3,600 s in the future": 2,
+        "timestamp: before 1970": 1,
+    }
+    assert report.rejects.column("row").to_pylist() == [1, 2, 4]

@@ -433,3 +433,24 @@ def test_readiness_says_when_redis_would_lose_events(deployment: Deployment) -> 
     assert ready["durable"] is False and ready["features"] == "ok"
     assert any("append-only" in w for w in ready["warnings"])
     assert "omnirec_redis_durable 0.0" in httpx.get(f"{deployment.base_url}/metrics").text
+
+
+def test_half_sent_requests_are_closed_and_real_ones_keep_flowing(deployment: Deployment) -> None:
+    import socket
+
+    port = int(deployment.base_url.rsplit(":", 1)[1])
+    slow = []
+    for _ in range(200):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        slow.append(sock)
+    silent = socket.create_connection(("127.0.0.1", port), timeout=10)  # sends nothing at all
+    with deployment.client() as c:  # real requests are answered meanwhile
+        assert all(
+            c.get("/v1/customers/C00000003/recommendations").status_code == 200 for _ in range(20)
+        )
+    started = time.monotonic()
+    for sock in [*slow, silent]:
+        assert sock.recv(1) == b""  # the server closed it (OMNIREC_REQUEST_READ_SECONDS=2 here)
+        sock.close()
+    assert time.monotonic() - started < 10
