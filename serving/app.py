@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from serving.routes.recommendations import RecommendationController
 from serving.runtime import ModelRuntime
 
 STATIC = Path(__file__).parent / "static"
-GIL_SWITCH_SECONDS = 0.0005
+
 log = logging.getLogger("omnirec.serving")
 
 
@@ -52,9 +51,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        # heavy work (batch answers, model loading) runs in threads; the event loop waits for the
-        # GIL at most this long when such a thread holds it (CPython's default is 5 ms)
-        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         with redis_url(settings) as url:
             store = RedisFeatureStore(
                 url, settings.redis.prefix, timeout=settings.redis.socket_timeout_seconds
