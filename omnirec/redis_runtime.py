@@ -112,7 +112,10 @@ class EmbeddedRedis:
                         f" (see {self.data_dir / 'redis.log'})"
                     )
                 try:
-                    client.ping()
+                    # our process answers, not another server already on this port
+                    if int(client.info("server")["process_id"]) != self._process.pid:
+                        time.sleep(0.05)
+                        continue
                     if migrate:
                         client.config_set("appendonly", "yes")
                     return self
@@ -142,7 +145,7 @@ class EmbeddedRedis:
 
 
 AOF_FILE = "appendonly.aof"
-WATCH_SECONDS = 0.5  # how often the process that started the embedded Redis checks it is alive
+WATCH_SECONDS = 0.5  # how often each user of the embedded Redis checks that it is alive
 LEASE_NAME = "omnirec-lease"
 
 
@@ -237,42 +240,61 @@ class SharedEmbeddedRedis:
             client.close()
         return (pid, url) if ours else None
 
+    def _stale_port(self) -> int | None:
+        """The port of the state file's server, to start its successor on (its users' URL)."""
+        try:
+            return int(json.loads(self.state_file.read_text())["port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _start(self, port: int | None) -> None:
+        """Start a server (on `port` when it is free) and record it; call under the lock."""
+        try:
+            self._server = EmbeddedRedis(
+                self.data_dir, port=port, appendfsync=self.appendfsync
+            ).start()
+        except StoreUnavailableError:
+            if port is None:
+                raise
+            self._server = EmbeddedRedis(self.data_dir, appendfsync=self.appendfsync).start()
+        self.url = self._server.url
+        self.state_file.write_text(json.dumps({"pid": self._server.pid, "port": self._server.port}))
+
     def acquire(self) -> str:
         """Join the running server or start one; returns its URL (hold the lease until release)."""
         with self._locked():
             running = self._running()
             if running is None:
-                self._server = EmbeddedRedis(self.data_dir, appendfsync=self.appendfsync).start()
-                self.url = self._server.url
-                self._write_state()
-                threading.Thread(
-                    target=self._watch, name="embedded-redis-watch", daemon=True
-                ).start()
+                self._start(self._stale_port())
             else:
                 self.url = running[1]
-            self._lease = redis.Redis.from_url(self.url, socket_timeout=5)
-            self._lease.client_setname(LEASE_NAME)
+            # the name is sent again on every reconnection, so the lease survives a restart
+            self._lease = redis.Redis.from_url(self.url, socket_timeout=5, client_name=LEASE_NAME)
+            self._lease.ping()
+        threading.Thread(target=self._watch, name="embedded-redis-watch", daemon=True).start()
         return self.url
 
-    def _write_state(self) -> None:
-        assert self._server is not None
-        self.state_file.write_text(json.dumps({"pid": self._server.pid, "port": self._server.port}))
-
     def _watch(self) -> None:
-        """Start the server again (same port, same files) whenever it dies while in use."""
-        server = self._server
-        assert server is not None
+        """While this process uses the server: when it has died (`kill -9`, out of memory), start
+        it again on the same port from its append-only file; whichever user notices first does."""
         while not self._leaving.wait(WATCH_SECONDS):
-            if server._process is None or server._process.poll() is None:
+            lease = self._lease
+            try:
+                if lease is not None:
+                    lease.ping()
                 continue
+            except redis.RedisError:
+                pass
             with self._locked():
                 if self._leaving.is_set():
                     return
+                if self._running() is not None:
+                    continue  # alive (or just restarted by another user): the next ping reconnects
+                port = int(self.url.rsplit(":", 1)[1].split("/")[0])
                 try:
-                    server.start()
+                    self._start(port)
                 except StoreUnavailableError:
                     continue  # the port may still be held for a moment: try again
-                self._write_state()
                 self.restarts += 1
 
     def release(self) -> None:
@@ -290,13 +312,12 @@ class SharedEmbeddedRedis:
             self._lease = None
             if others > 0:
                 return
-            if self._server is not None:
-                self._server.stop()
-            else:
-                running = self._running()
+            running = self._running()
+            if self._server is not None and running and running[0] == self._server.pid:
+                self._server.stop()  # ours: stop it and reap it
+            elif running:
                 _shutdown(self.url)
-                if running:
-                    _wait_exit(running[0])
+                _wait_exit(running[0])
             self.state_file.unlink(missing_ok=True)
 
     def __enter__(self) -> str:

@@ -122,3 +122,23 @@ def test_the_process_that_started_it_restarts_it_when_it_dies(tmp_path: Path) ->
     finally:
         shared.release()
     assert not (tmp_path / "embedded.json").exists()
+
+
+def test_a_process_that_only_joined_restarts_it_too(tmp_path: Path) -> None:
+    starter, joiner = SharedEmbeddedRedis(tmp_path), SharedEmbeddedRedis(tmp_path)
+    url = starter.acquire()
+    assert joiner.acquire() == url
+    redis.Redis.from_url(url).set("kept", "yes")
+    starter.release()  # as when `omnirec serve` was killed and started again
+    try:
+        pid = json.loads((tmp_path / "embedded.json").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        assert wait_gone(pid)
+        deadline = time.monotonic() + 15
+        while joiner.restarts == 0:
+            assert time.monotonic() < deadline, "nobody started the embedded Redis again"
+            time.sleep(0.1)
+        assert redis.Redis.from_url(url).get("kept") == b"yes"
+    finally:
+        joiner.release()
+    assert not (tmp_path / "embedded.json").exists()
