@@ -30,6 +30,7 @@ STORAGE_SCHEMA = pa.schema([
     ("event_type", pa.dictionary(pa.int32(), pa.string())), ("channel", pa.dictionary(pa.int32(), pa.string())),
     ("timestamp", TIMESTAMP), ("quantity", pa.int32()), ("price", pa.float64()),
     ("store_id", pa.dictionary(pa.int32(), pa.string())), ("session_id", pa.string()),
+    ("event_id", pa.string()),
 ])  # fmt: skip
 
 
