@@ -116,6 +116,7 @@ class EmbeddedRedis:
                     if int(client.info("server")["process_id"]) != self._process.pid:
                         time.sleep(0.05)
                         continue
+                    client.ping()  # LOADING (a ConnectionError) until the append-only file is in
                     if migrate:
                         client.config_set("appendonly", "yes")
                     return self
@@ -195,9 +196,10 @@ class SharedEmbeddedRedis:
     killed with `kill -9` gives its lease back at once; when the last user is killed that way the
     server stays up (with everything on disk) and the next omnirec process uses it. A state file
     whose process is gone, or whose server does not answer for this folder, is stale and replaced.
-    Starting, joining and leaving happen under an exclusive lock on `embedded.lock`. The process
-    that started the server watches it and starts it again, on the same port from its append-only
-    file, when it dies (`kill -9`, out of memory).
+    Starting, joining and leaving happen under an exclusive lock on `embedded.lock`. Every user
+    watches the server and, when its process is gone (`kill -9`, out of memory), the first to
+    notice starts it again on the same port from its append-only file; a server that is alive but
+    slow to answer (paused, busy) is left alone.
     """
 
     def __init__(self, data_dir: Path, appendfsync: str = "always") -> None:
@@ -240,6 +242,12 @@ class SharedEmbeddedRedis:
             client.close()
         return (pid, url) if ours else None
 
+    def _recorded_pid(self) -> int | None:
+        try:
+            return int(json.loads(self.state_file.read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def _stale_port(self) -> int | None:
         """The port of the state file's server, to start its successor on (its users' URL)."""
         try:
@@ -247,14 +255,15 @@ class SharedEmbeddedRedis:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def _start(self, port: int | None) -> None:
-        """Start a server (on `port` when it is free) and record it; call under the lock."""
+    def _start(self, port: int | None, *, other_port_ok: bool = True) -> None:
+        """Start a server (on `port` when it is free, else on any when `other_port_ok`) and
+        record it; call under the lock."""
         try:
             self._server = EmbeddedRedis(
                 self.data_dir, port=port, appendfsync=self.appendfsync
             ).start()
         except StoreUnavailableError:
-            if port is None:
+            if port is None or not other_port_ok:
                 raise
             self._server = EmbeddedRedis(self.data_dir, appendfsync=self.appendfsync).start()
         self.url = self._server.url
@@ -288,11 +297,12 @@ class SharedEmbeddedRedis:
             with self._locked():
                 if self._leaving.is_set():
                     return
-                if self._running() is not None:
-                    continue  # alive (or just restarted by another user): the next ping reconnects
+                recorded = self._recorded_pid()
+                if recorded is not None and _process_alive(recorded):
+                    continue  # alive (paused, busy, or just restarted by another user)
                 port = int(self.url.rsplit(":", 1)[1].split("/")[0])
                 try:
-                    self._start(port)
+                    self._start(port, other_port_ok=False)  # its users know this port
                 except StoreUnavailableError:
                     continue  # the port may still be held for a moment: try again
                 self.restarts += 1
