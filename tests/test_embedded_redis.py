@@ -105,19 +105,25 @@ def test_a_folder_from_before_the_append_only_file_keeps_its_data(tmp_path: Path
         assert redis.Redis.from_url(again.url).get("old") == b"kept"
 
 
+def kill_and_wait_for_restart(folder: Path, user: SharedEmbeddedRedis, url: str) -> int:
+    """kill -9 the folder's redis-server; returns its pid once `user` started it again."""
+    pid = int(json.loads((folder / "embedded.json").read_text())["pid"])
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pid)
+    deadline = time.monotonic() + 15
+    while user.restarts == 0:
+        assert time.monotonic() < deadline, "nobody started the embedded Redis again"
+        time.sleep(0.1)
+    assert redis.Redis.from_url(url).get("kept") == b"yes"  # same port, same data
+    return pid
+
+
 def test_the_process_that_started_it_restarts_it_when_it_dies(tmp_path: Path) -> None:
     shared = SharedEmbeddedRedis(tmp_path)
     url = shared.acquire()
     try:
         redis.Redis.from_url(url).set("kept", "yes")
-        first_pid = json.loads((tmp_path / "embedded.json").read_text())["pid"]
-        os.kill(first_pid, signal.SIGKILL)
-        assert wait_gone(first_pid)
-        deadline = time.monotonic() + 15
-        while shared.restarts == 0:
-            assert time.monotonic() < deadline, "the embedded Redis did not come back"
-            time.sleep(0.1)
-        assert redis.Redis.from_url(url).get("kept") == b"yes"  # same port, same data
+        first_pid = kill_and_wait_for_restart(tmp_path, shared, url)
         assert json.loads((tmp_path / "embedded.json").read_text())["pid"] != first_pid
     finally:
         shared.release()
@@ -131,14 +137,7 @@ def test_a_process_that_only_joined_restarts_it_too(tmp_path: Path) -> None:
     redis.Redis.from_url(url).set("kept", "yes")
     starter.release()  # as when `omnirec serve` was killed and started again
     try:
-        pid = json.loads((tmp_path / "embedded.json").read_text())["pid"]
-        os.kill(pid, signal.SIGKILL)
-        assert wait_gone(pid)
-        deadline = time.monotonic() + 15
-        while joiner.restarts == 0:
-            assert time.monotonic() < deadline, "nobody started the embedded Redis again"
-            time.sleep(0.1)
-        assert redis.Redis.from_url(url).get("kept") == b"yes"
+        kill_and_wait_for_restart(tmp_path, joiner, url)
     finally:
         joiner.release()
     assert not (tmp_path / "embedded.json").exists()
