@@ -186,13 +186,6 @@ class RealtimeEvents:
     def _alias_keys(self, events: list[StreamEvent]) -> list[str]:
         return [f"{self.store.prefix}:id:{e.customer_id}" for e in events]
 
-    def resolve(self, ids: list[str]) -> list[str]:
-        """Customer ids for any alias ids (one MGET); ids that are no alias stay as they are."""
-        if not ids:
-            return []
-        found = self.store.read_keys([f"{self.store.prefix}:id:{i}" for i in ids])
-        return [i if v is None else v.decode() for i, v in zip(ids, found, strict=True)]
-
     def _check(
         self, raw_events: list[dict[str, object]], start: int
     ) -> list[StreamEvent | Rejected]:

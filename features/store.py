@@ -80,9 +80,6 @@ class RedisFeatureStore:
         except redis.RedisError as exc:
             raise FeatureStoreError(f"Redis error: {exc}") from exc
 
-    def ping(self) -> bool:
-        return bool(self._call(self.client.ping))
-
     def active_snapshot(self) -> str | None:
         value = self._call(self.client.get, self.active_key)
         return None if value is None else value.decode()
@@ -96,10 +93,6 @@ class RedisFeatureStore:
     def read_one(self, snapshot: str, kind: str, ident: str = "") -> bytes | None:
         value = self._call(self.client.get, self.key(snapshot, kind, ident))
         return None if value is None else bytes(value)
-
-    def read_keys(self, keys: Sequence[str]) -> list[bytes | None]:
-        """MGET of raw keys (mixed kinds in one round trip)."""
-        return list(self._call(self.client.mget, list(keys))) if keys else []
 
     # ----------------------------------------------------------- writes
     def write_batch(self, snapshot: str, kind: str, entries: Iterable[tuple[str, bytes]]) -> int:
