@@ -108,12 +108,13 @@ class ModelRuntime:
         """The champion's snapshot is not in Redis: answer degraded, restore it from MLflow."""
         store = self.engine.store
         assert store is not None
+        if self.snapshot_state not in {"missing", "restoring"}:  # counted and logged once
+            SNAPSHOT_MISSING.inc()
+            log.warning(
+                "feature snapshot %s of v%s is not in Redis: restoring it", snapshot_id, version
+            )
         self.snapshot_state = "missing"
         self.engine.features_missing = True
-        SNAPSHOT_MISSING.inc()
-        log.warning(
-            "feature snapshot %s of v%s is not in Redis: restoring it", snapshot_id, version
-        )
         if time.monotonic() < self._retry_restore_at:
             return  # the last try failed a moment ago
         lock = f"{store.prefix}:restoring:{snapshot_id}"
@@ -220,7 +221,8 @@ class ModelRuntime:
                     await asyncio.to_thread(self._features_back)
                 continue
             if not self.engine.features_missing:
-                self.engine.features_missing = True
-                self.snapshot_state = "missing"
+                self.engine.features_missing = (
+                    True  # degraded at once; the restore counts and logs it
+                )
             if restore is None or restore.done():
                 restore = asyncio.ensure_future(asyncio.to_thread(self.try_refresh))
