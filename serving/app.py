@@ -30,7 +30,7 @@ from serving.routes.customers import CustomerController, StoreController
 from serving.routes.events import EventController
 from serving.routes.health import AdminController, HealthController
 from serving.routes.recommendations import RecommendationController
-from serving.runtime import ModelRuntime
+from serving.runtime import ModelRuntime, tune_gc
 
 STATIC = Path(__file__).parent / "static"
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        tune_gc()
         with redis_url(settings) as url:
             store = RedisFeatureStore(
                 url, settings.redis.prefix, timeout=settings.redis.socket_timeout_seconds
