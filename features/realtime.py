@@ -7,11 +7,9 @@ stored once, and so exported once; the retry is answered with the stream id of t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,9 +20,9 @@ import redis.asyncio
 
 from features.encoding import ACTIVITY_DECODER, ENCODER, Activity
 from features.schema import EVENT_TYPES, ID_PATTERN, MAX_FUTURE_SECONDS
-from features.store import REDIS_DOWN, RedisFeatureStore
+from features.store import REDIS_DOWN, RedisFeatureStore, redis_errors
 from features.validation import EVENT_TYPE_SYNONYMS
-from omnirec.errors import FeatureStoreError, StoreUnavailableError
+from omnirec.errors import StoreUnavailableError
 
 RECENT_KEEP = 50
 EVENT_ID_TTL_SECONDS = 7 * 86_400  # how long a stored event id refuses its duplicates
@@ -244,7 +242,7 @@ class RealtimeEvents:
         events, rejected = _split(self._check(raw_events, 0))
         if not events:
             return IngestResult(0, [], rejected)
-        with _translated("refused the events"):
+        with redis_errors("refused the events"):
             found = self.store.client.mget(self._alias_keys(events))
             pipe = self.store.client.pipeline(transaction=True)
             self._queue(pipe, events, found)
@@ -268,7 +266,7 @@ class RealtimeEvents:
         results: list[IngestResult] = []
         for start in range(0, len(events), CHECK_CHUNK):
             chunk = events[start : start + CHECK_CHUNK]
-            with _translated("refused the events"):
+            with redis_errors("refused the events"):
                 found = await client.mget(self._alias_keys(chunk))
                 pipe = client.pipeline(transaction=True)
                 self._queue(pipe, chunk, found)
@@ -305,15 +303,3 @@ def _split(checked: list[StreamEvent | Rejected]) -> tuple[list[StreamEvent], li
         [c for c in checked if isinstance(c, StreamEvent)],
         [c for c in checked if isinstance(c, Rejected)],
     )
-
-
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    """redis-py's errors as the store's: StoreUnavailableError when Redis cannot be reached (or
-    answered too late: the write may or may not have happened), FeatureStoreError otherwise."""
-    try:
-        yield
-    except REDIS_DOWN as exc:
-        raise StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
-    except redis.RedisError as exc:
-        raise FeatureStoreError(f"Redis {what}: {exc}") from exc

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -25,6 +26,18 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 if old and old ~= ARGV[1] then redis.call('ZADD', KEYS[2], ARGV[2], old) end
 return old
 """
+
+
+@contextlib.contextmanager
+def redis_errors(what: str) -> Iterator[None]:
+    """redis-py's errors as the store's: StoreUnavailableError when Redis cannot be reached (or
+    answered too late: a write may or may not have happened), FeatureStoreError otherwise."""
+    try:
+        yield
+    except REDIS_DOWN as exc:
+        raise StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
+    except redis.RedisError as exc:
+        raise FeatureStoreError(f"Redis {what}: {exc}") from exc
 
 
 class FeatureStore(Protocol):
@@ -73,12 +86,8 @@ class RedisFeatureStore:
 
     # ----------------------------------------------------------- reads
     def _call(self, fn: Any, *args: Any) -> Any:
-        try:
+        with redis_errors("error"):
             return fn(*args)
-        except REDIS_DOWN as exc:
-            raise StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
-        except redis.RedisError as exc:
-            raise FeatureStoreError(f"Redis error: {exc}") from exc
 
     def active_snapshot(self) -> str | None:
         value = self._call(self.client.get, self.active_key)
