@@ -35,13 +35,17 @@ class SnapshotRecorder:
         self._values: list[bytes] = []
         self.rows = 0
 
+    def record(self, key: bytes, value: bytes) -> None:
+        """Record one written (full key, value)."""
+        self._keys.append(key[self.strip :])
+        self._values.append(value)
+        if len(self._keys) >= ROWS_PER_GROUP:
+            self._flush()
+
     def tee(self, entries: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
         """`entries` (full keys) unchanged, each also recorded."""
         for key, value in entries:
-            self._keys.append(key[self.strip :])
-            self._values.append(value)
-            if len(self._keys) >= ROWS_PER_GROUP:
-                self._flush()
+            self.record(key, value)
             yield key, value
 
     def _flush(self) -> None:

@@ -113,7 +113,7 @@ class RedisFeatureStore:
         key = self.key(snapshot, kind, ident)
         self._call(self.client.set, key, value)
         if self.recorder is not None:
-            list(self.recorder.tee([(key.encode(), value)]))
+            self.recorder.record(key.encode(), value)
 
     def write_identities(self, identities: pa.Table) -> int:
         """Alias -> customer keys and each customer's alias list (global, not per snapshot:

@@ -67,9 +67,8 @@ class ModelRuntime:
         self.cache = settings.data_dir / "serving-models"
         self.last_error: str | None = None
         self.snapshot_state = "none"  # ok | missing | restoring | none (no champion yet)
-        self.restores = 0
+        self.durable: bool | None = None  # Redis keeps acknowledged writes; None until checked
         self.durability: str | None = None  # why acknowledged events may be lost, or None
-        self.durability_checked = False
         self._refreshing = threading.Lock()
         self._retry_restore_at = 0.0
 
@@ -143,7 +142,6 @@ class ModelRuntime:
                 )
             store.register_snapshot(meta)
             store.activate(snapshot_id)
-            self.restores += 1
             SNAPSHOT_RESTORES.inc()
             log.warning("restored feature snapshot %s (%d keys) in %.1f s", snapshot_id, keys,
                         time.perf_counter() - started)  # fmt: skip
@@ -176,7 +174,7 @@ class ModelRuntime:
             else:
                 log.info("Redis persists acknowledged writes (append-only file or replica)")
         self.durability = reason
-        self.durability_checked = True
+        self.durable = reason is None
         REDIS_DURABLE.set(0 if reason else 1)
 
     def try_refresh(self) -> bool:
@@ -231,9 +229,6 @@ class ModelRuntime:
                 if self.engine.features_missing and (restore is None or restore.done()):
                     await asyncio.to_thread(self._features_back)
                 continue
-            if not self.engine.features_missing:
-                self.engine.features_missing = (
-                    True  # degraded at once; the restore counts and logs it
-                )
+            self.engine.features_missing = True  # degraded at once; the restore counts and logs it
             if restore is None or restore.done():
                 restore = asyncio.ensure_future(asyncio.to_thread(self.try_refresh))

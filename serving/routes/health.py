@@ -47,7 +47,7 @@ class HealthController(Controller):
             )
         body = Health("ok" if ok else "unavailable", redis_ok, snap.version if snap else None,
                       snap.snapshot_id if snap else None, age, runtime.snapshot_state,
-                      None if runtime.durability_checked is False else runtime.durability is None, warnings)  # fmt: skip
+                      runtime.durable, warnings)  # fmt: skip
         return Response(body, status_code=200 if ok else 503)
 
 
