@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,8 +21,7 @@ import redis
 
 from features.realtime import STREAM_DECODER, RealtimeEvents, StreamEvent
 from features.schema import TIMESTAMP
-from features.store import REDIS_DOWN
-from omnirec.errors import StoreUnavailableError
+from omnirec.redis_access import SyncClient, redis_errors
 
 GROUP = "omnirec-export"
 CONSUMER = "exporter"
@@ -53,20 +53,30 @@ def _table(events: Sequence[StreamEvent]) -> pa.Table:
 
 def export_events(realtime: RealtimeEvents, folder: Path, *, batch: int = 10_000,
                   after_write: Callable[[Path], None] | None = None) -> ExportResult:  # fmt: skip
-    """Drain everything in the stream into `folder/date=YYYY-MM-DD/stream-<first>-<last>.parquet`."""
-    client = realtime.store.client
-    stream = realtime.stream_key
+    """Drain every event stream into
+    `folder/date=YYYY-MM-DD/stream-<n>-<first>-<last>.parquet`."""
+    total, files = 0, []
+    for number, stream in enumerate(realtime.stream_keys):
+        with redis_errors("refused the export"):
+            events, written = _drain(
+                realtime.store.client, stream, number, folder, batch, after_write
+            )
+        total += events
+        files += written
+    return ExportResult(total, files)
+
+
+def _drain(client: SyncClient, stream: str, number: int, folder: Path, batch: int,
+           after_write: Callable[[Path], None] | None) -> tuple[int, list[Path]]:  # fmt: skip
     try:
         client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
-    except REDIS_DOWN as exc:
-        raise StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
     total, files = 0, []
     start_id = "0"  # first the entries delivered before but never acknowledged (a crashed run)
     while True:
-        reply = client.xreadgroup(GROUP, CONSUMER, {stream: start_id}, count=batch)
+        reply: Any = client.xreadgroup(GROUP, CONSUMER, {stream: start_id}, count=batch)
         entries = reply[0][1] if reply else []
         if not entries:
             if start_id == "0":
@@ -77,11 +87,12 @@ def export_events(realtime: RealtimeEvents, folder: Path, *, batch: int = 10_000
         events = [STREAM_DECODER.decode(fields[b"e"]) for _, fields in entries]
         table = _table(events)
         days = np.asarray(table.column("timestamp").cast(pa.int64()).to_numpy()) // 86_400_000_000
+        name = f"stream-{number}-{ids[0].replace('-', '_')}-{ids[-1].replace('-', '_')}.parquet"
         for day in np.unique(days):
             date = np.datetime64(int(day), "D").astype(str)
             part = folder / f"date={date}"
             part.mkdir(parents=True, exist_ok=True)
-            target = part / f"stream-{ids[0].replace('-', '_')}-{ids[-1].replace('-', '_')}.parquet"
+            target = part / name
             tmp = target.with_suffix(".tmp")
             pq.write_table(table.filter(pa.array(days == day)), tmp)
             os.replace(tmp, target)
@@ -91,4 +102,4 @@ def export_events(realtime: RealtimeEvents, folder: Path, *, batch: int = 10_000
         client.xack(stream, GROUP, *ids)  # type: ignore[no-untyped-call]
         client.xdel(stream, *ids)
         total += len(ids)
-    return ExportResult(total, files)
+    return total, files

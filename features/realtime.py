@@ -1,4 +1,11 @@
-"""Real-time events: stored in a Redis stream and the customer's recent activity in one round trip.
+"""Real-time events: each stored in one of the event streams, then pushed onto the customer's
+recent-activity list.
+
+Keys on a Redis Cluster: a customer's events go to stream `{prefix:events:N}` (N from a hash of the
+customer, so one customer's events stay in order), and an event's id key lives beside its stream
+(`{prefix:events:N}:id:<event_id>`, same hash tag, same slot), so storing an event once per id is
+one script on one slot. The recent-activity list (`prefix:rt:<customer>`) is a cache of the
+streams, written right after them: the streams are the record the export reads.
 
 An event may carry the caller's `event_id`: a retried event (after a timeout or a 503) is then
 stored once, and so exported once; the retry is answered with the stream id of the first.
@@ -7,41 +14,38 @@ stored once, and so exported once; the retry is answered with the stream id of t
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import logging
 import re
 import time
+import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import redis
-import redis.asyncio
 
 from features.encoding import ACTIVITY_DECODER, ENCODER, Activity
 from features.schema import EVENT_TYPES, ID_PATTERN, MAX_FUTURE_SECONDS
-from features.store import REDIS_DOWN, RedisFeatureStore, redis_errors
+from features.store import RedisFeatureStore
 from features.validation import EVENT_TYPE_SYNONYMS
 from omnirec.errors import StoreUnavailableError
+from omnirec.redis_access import Command, Reply, run_pipelined
+
+log = logging.getLogger(__name__)
 
 RECENT_KEEP = 50
 EVENT_ID_TTL_SECONDS = 7 * 86_400  # how long a stored event id refuses its duplicates
 CHECK_CHUNK = 200  # events validated, then written, between two yields to the event loop
-# One event with an id, atomically: stored (stream + recent activity) unless its id was seen.
-# KEYS: stream, recent list, id key; ARGV: stream maxlen, event, activity, keep, ttl, id ttl.
+# One event with an id, on one slot: added to the stream unless its id was seen.
+# KEYS: stream, id key; ARGV: stream maxlen, event, id ttl.
 _STORE_ONCE = """
-local first = redis.call('GET', KEYS[3])
+local first = redis.call('GET', KEYS[2])
 if first then return {0, first} end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
-redis.call('LPUSH', KEYS[2], ARGV[3])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('SET', KEYS[3], id, 'EX', ARGV[6])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
 return {1, id}
 """
-_STORE_ONCE_SHA = hashlib.sha1(
-    _STORE_ONCE.encode(), usedforsecurity=False
-).hexdigest()  # Redis names scripts so
 _ID = re.compile(ID_PATTERN)
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_\-]{0,31}$")
 
@@ -154,10 +158,10 @@ def check_event(
 
 
 class RealtimeEvents:
-    """Ingestion into the stream + recent-activity lists; reads of recent activity.
+    """Ingestion into the event streams + recent-activity lists; reads of recent activity.
 
-    `ingest` blocks (commands, tests); `ingest_async` is the service's, on a redis-py asyncio
-    client, yielding to the event loop while it validates a large batch."""
+    `ingest` blocks (commands, tests); `ingest_async` is the service's, on its auto-pipeline,
+    yielding to the event loop while it validates a large batch."""
 
     def __init__(
         self,
@@ -165,24 +169,29 @@ class RealtimeEvents:
         activity_ttl_seconds: int = 90 * 86400,
         stream_maxlen: int = 10_000_000,
         max_future_seconds: float = MAX_FUTURE_SECONDS,
+        streams: int = 8,
     ) -> None:
         self.store = store
         self.ttl = activity_ttl_seconds
         self.maxlen = stream_maxlen
         self.max_future_seconds = max_future_seconds
+        self.streams = streams
+
+    def stream_key(self, stream: int) -> str:
+        return f"{{{self.store.prefix}:events:{stream}}}"
 
     @property
-    def stream_key(self) -> str:
-        return f"{self.store.prefix}:events"
+    def stream_keys(self) -> list[str]:
+        return [self.stream_key(n) for n in range(self.streams)]
+
+    def stream_of(self, customer_id: str) -> int:
+        return zlib.crc32(customer_id.encode()) % self.streams
 
     def recent_key(self, customer_id: str) -> str:
         return f"{self.store.prefix}:rt:{customer_id}"
 
-    def event_id_key(self, event_id: str) -> str:
-        return f"{self.store.prefix}:evid:{event_id}"
-
-    def _alias_keys(self, events: list[StreamEvent]) -> list[str]:
-        return [f"{self.store.prefix}:id:{e.customer_id}" for e in events]
+    def event_id_key(self, stream: int, event_id: str) -> str:
+        return f"{self.stream_key(stream)}:id:{event_id}"
 
     def _check(
         self, raw_events: list[dict[str, object]], start: int
@@ -191,87 +200,115 @@ class RealtimeEvents:
         return [check_event(raw, start + i, self.max_future_seconds, now)
                 for i, raw in enumerate(raw_events)]  # fmt: skip
 
-    def _queue(self, pipe: Any, events: list[StreamEvent], found: list[bytes | None]) -> None:
-        """Queue the writes of `events` (aliases resolved through `found`) on a MULTI pipeline,
-        sync or asyncio: 4 commands per event, 1 per event with an id (plus one SCRIPT LOAD)."""
-        if any(e.event_id for e in events):
-            pipe.script_load(_STORE_ONCE)
-        for event, target in zip(events, found, strict=True):
-            if target is not None and target.decode() != event.customer_id:
-                event = msgspec.structs.replace(
-                    event, customer_id=target.decode(), alias_id=event.customer_id
-                )
-            activity = Activity(event.item_id, event.event_type, event.channel, event.timestamp // 1_000_000,
-                                event.store_id or "", event.quantity)  # fmt: skip
-            key = self.recent_key(event.customer_id)
-            encoded = ENCODER.encode(event)
-            if event.event_id:
-                pipe.evalsha(_STORE_ONCE_SHA, 3, self.stream_key, key, self.event_id_key(event.event_id),
-                             self.maxlen, encoded, ENCODER.encode(activity), RECENT_KEEP, self.ttl,
-                             EVENT_ID_TTL_SECONDS)  # fmt: skip
-                continue
-            pipe.xadd(self.stream_key, {b"e": encoded}, maxlen=self.maxlen, approximate=True)
-            pipe.lpush(key, ENCODER.encode(activity))
-            pipe.ltrim(key, 0, RECENT_KEEP - 1)
-            pipe.expire(key, self.ttl)
+    def _alias_reads(self, events: list[StreamEvent]) -> list[Command]:
+        return [("GET", f"{self.store.prefix}:id:{e.customer_id}") for e in events]
 
     @staticmethod
-    def _result(
-        events: list[StreamEvent], replies: list[Any], rejected: list[Rejected]
-    ) -> IngestResult:
-        stream_ids, duplicates = [], 0
-        at = 1 if any(e.event_id for e in events) else 0  # past the SCRIPT LOAD reply
+    def _resolved(events: list[StreamEvent], found: list[Reply]) -> list[StreamEvent]:
+        """Events whose customer_id was an alias, rewritten to the customer (alias kept)."""
+        return [
+            msgspec.structs.replace(e, customer_id=t.decode(), alias_id=e.customer_id)
+            if isinstance(t, bytes) and t.decode() != e.customer_id
+            else e
+            for e, t in zip(events, found, strict=True)
+        ]
+
+    def _stream_writes(self, events: list[StreamEvent]) -> list[Command]:
+        """One command per event: XADD, or the store-once script for an event with an id."""
+        commands: list[Command] = []
         for event in events:
+            stream = self.stream_of(event.customer_id)
+            encoded = ENCODER.encode(event)
             if event.event_id:
-                stored, stream_id = replies[at]
-                duplicates += int(stored) == 0
-                at += 1
+                commands.append(("EVAL", _STORE_ONCE, 2, self.stream_key(stream),
+                                 self.event_id_key(stream, event.event_id), self.maxlen, encoded,
+                                 EVENT_ID_TTL_SECONDS))  # fmt: skip
             else:
-                stream_id = replies[at]
-                at += 4
+                commands.append(("XADD", self.stream_key(stream), "MAXLEN", "~", self.maxlen,
+                                 "*", "e", encoded))  # fmt: skip
+        return commands
+
+    def _activity_writes(self, stored: list[StreamEvent]) -> list[Command]:
+        """Push newly stored events onto their customers' recent lists (3 commands per customer)."""
+        by_customer: dict[str, list[bytes]] = {}
+        for event in stored:
+            activity = Activity(event.item_id, event.event_type, event.channel, event.timestamp // 1_000_000,
+                                event.store_id or "", event.quantity)  # fmt: skip
+            by_customer.setdefault(event.customer_id, []).append(ENCODER.encode(activity))
+        commands: list[Command] = []
+        for customer, activities in by_customer.items():
+            key = self.recent_key(customer)
+            commands += [("LPUSH", key, *activities), ("LTRIM", key, 0, RECENT_KEEP - 1),
+                         ("EXPIRE", key, self.ttl)]  # fmt: skip
+        return commands
+
+    @staticmethod
+    def _stored(
+        events: list[StreamEvent], replies: list[Reply]
+    ) -> tuple[list[str], list[StreamEvent]]:
+        """Stream ids of `events` and those stored now (not duplicates of an earlier id)."""
+        stream_ids, fresh = [], []
+        for event, reply in zip(events, replies, strict=True):
+            if event.event_id:
+                stored, stream_id = reply
+                if int(stored):
+                    fresh.append(event)
+            else:
+                stream_id = reply
+                fresh.append(event)
             stream_ids.append(
                 stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
             )
-        return IngestResult(len(events), stream_ids, rejected, duplicates)
+        return stream_ids, fresh
+
+    async def _store(
+        self, events: list[StreamEvent], send: Callable[[list[Command]], Awaitable[list[Reply]]]
+    ) -> IngestResult:
+        """Resolve aliases, write the streams, then the recent lists: three round trips. The
+        answer is the streams': once they confirmed, the events are stored (a failed list write
+        is logged, and the customer's real-time activity misses them until the next event)."""
+        events = self._resolved(events, await send(self._alias_reads(events)))
+        stream_ids, fresh = self._stored(events, await send(self._stream_writes(events)))
+        if fresh:
+            try:
+                await send(self._activity_writes(fresh))
+            except StoreUnavailableError as exc:
+                log.warning(
+                    "%d stored events missed the recent-activity lists: %s", len(fresh), exc
+                )
+        return IngestResult(len(events), stream_ids, [], len(events) - len(fresh))
 
     def ingest(self, raw_events: list[dict[str, object]]) -> IngestResult:
-        """Validate, resolve aliases, then store each accepted event in one MULTI/EXEC round trip.
-
-        Returns only after Redis confirmed the write; raises StoreUnavailableError otherwise.
-        """
+        """Validate, resolve aliases, store (blocking). Returns only after Redis confirmed the
+        streams' writes; raises StoreUnavailableError otherwise."""
         events, rejected = _split(self._check(raw_events, 0))
         if not events:
             return IngestResult(0, [], rejected)
-        with redis_errors("refused the events"):
-            found = self.store.client.mget(self._alias_keys(events))
-            pipe = self.store.client.pipeline(transaction=True)
-            self._queue(pipe, events, found)
-            replies = pipe.execute()
-        return self._result(events, replies, rejected)
+
+        async def send(commands: list[Command]) -> list[Reply]:
+            return run_pipelined(self.store.client, commands)
+
+        stored = _run_now(self._store(events, send))
+        return IngestResult(stored.accepted, stored.stream_ids, rejected, stored.duplicates)
 
     async def ingest_async(
         self,
-        client: redis.asyncio.Redis,  # type: ignore[type-arg]
+        send: Callable[[list[Command]], Awaitable[list[Reply]]],
         raw_events: list[dict[str, object]],
     ) -> IngestResult:
-        """`ingest` on an asyncio client, in chunks of CHECK_CHUNK events (validate, one MGET for
-        aliases, one MULTI/EXEC), yielding to the event loop between chunks so that a 10,000-event
-        post never holds it for long. Returns once every chunk was confirmed; when one fails, the
-        chunks before it are stored (a retry with the same event_ids stores them once)."""
+        """`ingest` through `send` (the service's auto-pipeline), CHECK_CHUNK events at a time,
+        yielding to the event loop between chunks so that a 10,000-event post never holds it for
+        long. Returns once every chunk was confirmed; when one fails, the chunks before it are
+        stored (a retry with the same event_ids stores them once)."""
         checked: list[StreamEvent | Rejected] = []
         for start in range(0, len(raw_events), CHECK_CHUNK):
             checked += self._check(raw_events[start : start + CHECK_CHUNK], start)
             await asyncio.sleep(0)
         events, rejected = _split(checked)
-        results: list[IngestResult] = []
-        for start in range(0, len(events), CHECK_CHUNK):
-            chunk = events[start : start + CHECK_CHUNK]
-            with redis_errors("refused the events"):
-                found = await client.mget(self._alias_keys(chunk))
-                pipe = client.pipeline(transaction=True)
-                self._queue(pipe, chunk, found)
-                replies = await pipe.execute()
-            results.append(self._result(chunk, replies, []))
+        results = [
+            await self._store(events[start : start + CHECK_CHUNK], send)
+            for start in range(0, len(events), CHECK_CHUNK)
+        ]
         return IngestResult(
             sum(r.accepted for r in results),
             [i for r in results for i in r.stream_ids],
@@ -285,17 +322,24 @@ class RealtimeEvents:
         """Newest-first real-time activity per customer (one pipelined round trip)."""
         if not customer_ids:
             return {}
-        pipe = self.store.client.pipeline(transaction=False)
-        for customer in customer_ids:
-            pipe.lrange(self.recent_key(customer), 0, limit - 1)
-        try:
-            replies = pipe.execute()
-        except REDIS_DOWN as exc:
-            raise StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
+        replies = run_pipelined(
+            self.store.client,
+            [("LRANGE", self.recent_key(c), 0, limit - 1) for c in customer_ids],
+        )
         return {
             c: [ACTIVITY_DECODER.decode(v) for v in values]
             for c, values in zip(customer_ids, replies, strict=True)
         }
+
+
+def _run_now(coroutine: Any) -> IngestResult:
+    """Drive a coroutine that never suspends (its `send` blocks) to its result, without a loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("blocking ingestion suspended")
 
 
 def _split(checked: list[StreamEvent | Rejected]) -> tuple[list[StreamEvent], list[Rejected]]:

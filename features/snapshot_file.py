@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.encoding import META_DECODER, SnapshotMeta
-from features.massinsert import mass_set
 from omnirec.errors import FeatureStoreError
+from omnirec.redis_access import SyncClient, bulk_set
 
 SCHEMA = pa.schema([("key", pa.binary()), ("value", pa.binary())])
 META_KEY = b"omnirec.snapshot_meta"
@@ -90,8 +90,8 @@ def restore_entries(path: Path, prefix: str) -> Iterator[tuple[bytes, bytes]]:
         yield from ((head + k, v) for k, v in zip(keys, values, strict=True))
 
 
-def restore_snapshot(url: str, prefix: str, path: Path) -> tuple[SnapshotMeta, int]:
+def restore_snapshot(client: SyncClient, prefix: str, path: Path) -> tuple[SnapshotMeta, int]:
     """Write every recorded key of `path` back into Redis; returns (its meta, keys written).
     The caller registers and activates the snapshot once this returned."""
     meta = snapshot_meta_of(path)
-    return meta, mass_set(url, restore_entries(path, prefix))
+    return meta, bulk_set(client, restore_entries(path, prefix))

@@ -1,22 +1,25 @@
-"""The Redis feature store: namespaced keys, snapshots switched atomically, pipelined reads/writes."""
+"""The Redis feature store: namespaced keys, snapshots switched atomically, pipelined reads/writes.
+
+Keys on a Redis Cluster: the three keys that name snapshots (`{prefix}:active`, `:retired`,
+`:snapshots`) share the hash tag `{prefix}` (one slot: the switch script touches two of them);
+feature keys carry no tag, so a snapshot spreads over every master.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import pyarrow as pa
-import redis
+import redis.cluster
 
 from features.encoding import ENCODER, META_DECODER, SnapshotMeta
-from features.massinsert import mass_set
 from features.snapshot_file import SnapshotRecorder
-from omnirec.errors import FeatureStoreError, StoreUnavailableError
-from omnirec.redis_runtime import connect
+from omnirec.errors import FeatureStoreError
+from omnirec.redis_access import REDIS_DOWN, RedisTarget, bulk_set, redis_errors
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+__all__ = ["REDIS_DOWN", "FeatureStore", "RedisFeatureStore", "redis_errors"]
 
 # Atomic switch: the active pointer moves and the old snapshot is marked retired in one step.
 _ACTIVATE = """
@@ -26,18 +29,6 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 if old and old ~= ARGV[1] then redis.call('ZADD', KEYS[2], ARGV[2], old) end
 return old
 """
-
-
-@contextlib.contextmanager
-def redis_errors(what: str) -> Iterator[None]:
-    """redis-py's errors as the store's: StoreUnavailableError when Redis cannot be reached (or
-    answered too late: a write may or may not have happened), FeatureStoreError otherwise."""
-    try:
-        yield
-    except REDIS_DOWN as exc:
-        raise StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
-    except redis.RedisError as exc:
-        raise FeatureStoreError(f"Redis {what}: {exc}") from exc
 
 
 class FeatureStore(Protocol):
@@ -53,10 +44,12 @@ class FeatureStore(Protocol):
 class RedisFeatureStore:
     """Keys: `{prefix}:s:{snapshot}:{kind}:{id}`; `{prefix}:active` names the live snapshot."""
 
-    def __init__(self, url: str, prefix: str = "omnirec", timeout: float = 0.5) -> None:
-        self.url = url
+    def __init__(
+        self, target: RedisTarget | str, prefix: str = "omnirec", timeout: float = 0.5
+    ) -> None:
+        self.target = RedisTarget(target) if isinstance(target, str) else target
         self.prefix = prefix
-        self.client = connect(url, timeout)
+        self.client = self.target.client(timeout)
         self._activate = self.client.register_script(_ACTIVATE)
         # publishing attaches one: every write is then also recorded into the snapshot file
         self.recorder: SnapshotRecorder | None = None
@@ -74,15 +67,19 @@ class RedisFeatureStore:
 
     @property
     def active_key(self) -> str:
-        return f"{self.prefix}:active"
+        return f"{{{self.prefix}}}:active"
 
     @property
     def retired_key(self) -> str:
-        return f"{self.prefix}:retired"
+        return f"{{{self.prefix}}}:retired"
 
     @property
     def meta_key(self) -> str:
-        return f"{self.prefix}:snapshots"
+        return f"{{{self.prefix}}}:snapshots"
+
+    @property
+    def cluster(self) -> bool:
+        return isinstance(self.client, redis.cluster.RedisCluster)
 
     # ----------------------------------------------------------- reads
     def _call(self, fn: Any, *args: Any) -> Any:
@@ -94,10 +91,13 @@ class RedisFeatureStore:
         return None if value is None else value.decode()
 
     def read_many(self, snapshot: str, kind: str, ids: Sequence[str]) -> list[bytes | None]:
-        """Values for ids in one MGET; a missing id reads as None."""
+        """Values for ids in one MGET (one per slot on a cluster); a missing id reads as None."""
         if not ids:
             return []
-        return list(self._call(self.client.mget, [self.key(snapshot, kind, i) for i in ids]))
+        keys = [self.key(snapshot, kind, i) for i in ids]
+        if isinstance(self.client, redis.cluster.RedisCluster):
+            return list(self._call(self.client.mget_nonatomic, keys))
+        return list(self._call(self.client.mget, keys))
 
     def read_one(self, snapshot: str, kind: str, ident: str = "") -> bytes | None:
         value = self._call(self.client.get, self.key(snapshot, kind, ident))
@@ -105,9 +105,9 @@ class RedisFeatureStore:
 
     # ----------------------------------------------------------- writes
     def write_batch(self, snapshot: str, kind: str, entries: Iterable[tuple[str, bytes]]) -> int:
-        """Bulk SET through raw protocol streaming (mass insertion); returns count written."""
+        """Bulk SET (pipelined MSETs, per node on a cluster); returns count written."""
         encoded = ((self.key(snapshot, kind, ident).encode(), value) for ident, value in entries)
-        return mass_set(self.url, self._recorded(encoded))
+        return bulk_set(self.client, self._recorded(encoded))
 
     def write_one(self, snapshot: str, kind: str, ident: str, value: bytes) -> None:
         key = self.key(snapshot, kind, ident)
@@ -127,15 +127,15 @@ class RedisFeatureStore:
         by_customer: dict[str, list[list[str]]] = {}
         for kind, alias, customer in zip(types, aliases, customers, strict=True):
             by_customer.setdefault(customer, []).append([kind, alias])
-        written = mass_set(
-            self.url,
+        written = bulk_set(
+            self.client,
             self._recorded(
                 (f"{self.prefix}:id:{a}".encode(), c.encode())
                 for a, c in zip(aliases, customers, strict=True)
             ),
         )
-        written += mass_set(
-            self.url,
+        written += bulk_set(
+            self.client,
             self._recorded(
                 (f"{self.prefix}:aliases:{c}".encode(), ENCODER.encode(v))
                 for c, v in by_customer.items()

@@ -9,6 +9,7 @@ OmnirecError
 ├── RegistryError           MLflow registry: no such version, no champion, ...
 ├── FeatureStoreError       the feature store refused an operation
 │   └── StoreUnavailableError  Redis cannot be reached (callers fall back)
+│       └── RedisConfigError   Redis refuses the settings: password, certificate (names REDIS_URL)
 ├── NotFoundError           an unknown customer, item or store where one is required
 └── InvalidRequestError     a request parameter is out of range or malformed (names it)
 """
@@ -55,6 +56,11 @@ class FeatureStoreError(OmnirecError):
 
 class StoreUnavailableError(FeatureStoreError):
     """The feature store (Redis) cannot be reached."""
+
+
+class RedisConfigError(StoreUnavailableError):
+    """Redis refuses the settings (the password, the user, a certificate): a retry cannot help.
+    Serving treats it as Redis unavailable (degraded answers); commands stop and name REDIS_URL."""
 
 
 class NotFoundError(OmnirecError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import signal
@@ -17,10 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
-import redis.asyncio
 
 from omnirec.errors import ConfigError, StoreUnavailableError
+from omnirec.redis_access import RedisTarget
 from omnirec.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def redis_server_binary() -> str:
@@ -338,13 +341,28 @@ class SharedEmbeddedRedis:
 
 
 @contextlib.contextmanager
-def redis_url(settings: Settings) -> Iterator[str]:
-    """Yield the URL of the Redis to use: REDIS_URL, or the data folder's shared embedded server."""
-    if settings.redis.url:
-        yield settings.redis.url
+def redis_target(settings: Settings) -> Iterator[RedisTarget]:
+    """Yield the Redis to use: REDIS_URL (checked once: a refused password or certificate stops
+    here with RedisConfigError naming REDIS_URL), or the data folder's shared embedded server."""
+    redis_settings = settings.redis
+    if redis_settings.url:
+        target = RedisTarget(
+            redis_settings.url,
+            cluster=redis_settings.cluster,
+            ca_file=redis_settings.ca_file,
+            cert_file=redis_settings.cert_file,
+            key_file=redis_settings.key_file,
+        )
+        if not target.verify(timeout=max(2.0, redis_settings.socket_timeout_seconds)):
+            log.warning("Redis at REDIS_URL %s cannot be reached yet", target.safe_url)
+        yield target
         return
-    with SharedEmbeddedRedis(settings.data_dir / "redis", settings.redis.appendfsync) as url:
-        yield url
+    if redis_settings.cluster:
+        raise ConfigError(
+            "OMNIREC_REDIS_CLUSTER=true needs REDIS_URL (the embedded Redis is one server)"
+        )
+    with SharedEmbeddedRedis(settings.data_dir / "redis", redis_settings.appendfsync) as url:
+        yield RedisTarget(url)
 
 
 @contextlib.contextmanager
@@ -363,18 +381,3 @@ def stop_cleanly_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def connect_async(url: str, timeout: float = 0.5) -> redis.asyncio.Redis:  # type: ignore[type-arg]
-    """A redis-py asyncio client with the same short timeouts (it connects on first use, on the
-    event loop that uses it)."""
-    return redis.asyncio.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
-    )
-
-
-def connect(url: str, timeout: float = 0.5) -> redis.Redis:  # type: ignore[type-arg]
-    """A redis-py client with short timeouts (the service must fail fast, then fall back)."""
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
-    )

@@ -45,6 +45,11 @@ class RedisSettings(msgspec.Struct, frozen=True):
     stream_maxlen: int = 10_000_000
     socket_timeout_seconds: float = 0.5
     appendfsync: str = "always"  # embedded Redis: fsync the append-only file before each reply
+    cluster: bool = False  # REDIS_URL names a node of a Redis Cluster
+    ca_file: str | None = None  # rediss://: the CA that signed the server's certificate
+    cert_file: str | None = None  # rediss://: a client certificate, when the server asks for one
+    key_file: str | None = None
+    event_streams: int = 8  # events are spread over this many streams (slots, on a cluster)
 
 
 class MlflowSettings(msgspec.Struct, frozen=True):
@@ -98,6 +103,13 @@ class Settings(msgspec.Struct, frozen=True):
                 prefix=env.get("OMNIREC_REDIS_PREFIX", "omnirec"),
                 snapshot_grace_seconds=_int(env, "OMNIREC_SNAPSHOT_GRACE_SECONDS", 3600),
                 appendfsync=_choice(env, "OMNIREC_REDIS_APPENDFSYNC", APPENDFSYNC, "always"),
+                cluster=_flag(env, "OMNIREC_REDIS_CLUSTER"),
+                ca_file=_file(env, "OMNIREC_REDIS_CA_FILE"),
+                cert_file=_file(env, "OMNIREC_REDIS_CERT_FILE"),
+                key_file=_file(env, "OMNIREC_REDIS_KEY_FILE"),
+                event_streams=_bounded(
+                    _int(env, "OMNIREC_EVENT_STREAMS", 8), "OMNIREC_EVENT_STREAMS", 1, 1024
+                ),
             ),
             mlflow=MlflowSettings(
                 tracking_uri=tracking,
@@ -139,6 +151,26 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _bounded(value: int, name: str, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "false").strip().lower()
+    if raw not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return raw in {"1", "true", "yes", "on"}
+
+
+def _file(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and not Path(raw).is_file():
+        raise ConfigError(f"{name}: no such file {raw!r}")
+    return raw
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:

@@ -6,6 +6,7 @@
     ./dev bench store    publish 1M customers into Redis vs redis-benchmark; read_many latency vs raw GET/MGET
     ./dev bench ingest   event ingestion with the embedded Redis's persistence: none, everysec, always
     ./dev bench serve    HTTP: recommendations vs liveness under wrk; p99 at 300 req/s; batch throughput
+    ./dev bench redis    the route through redis-py, coredis, valkey-glide; over TLS; on a 3-master cluster
     ./dev bench all      everything above
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
@@ -283,6 +284,12 @@ def bench_serve(customers: int = 100_000, items: int = 20_000) -> None:
     run(WORK, customers, items)
 
 
+def bench_redis(customers: int = 100_000, items: int = 20_000) -> None:
+    from scripts.bench_redis import run
+
+    run(WORK, customers, items)
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_stage":
         print(json.dumps(stage(sys.argv[2], sys.argv[3:])))
@@ -291,7 +298,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "suite", choices=["data", "als", "train", "store", "ingest", "serve", "all"]
+        "suite", choices=["data", "als", "train", "store", "ingest", "serve", "redis", "all"]
     )
     parser.add_argument(
         "--customers",
@@ -315,6 +322,8 @@ def main() -> None:
         bench_ingest()
     if args.suite in {"serve", "all"}:
         bench_serve()
+    if args.suite in {"redis", "all"}:
+        bench_redis()
 
 
 if __name__ == "__main__":

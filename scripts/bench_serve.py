@@ -83,12 +83,18 @@ class Hammer(Background):
         return f"{self.done['batch']} batch calls, {self.done['bulk']} bulk posts, {self.done['errors']} errors"
 
 
-def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    """`omnirec serve` on a free port, once it is ready."""
+def start_server(
+    env: dict[str, str], command: list[str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`omnirec serve` (or `command` + the port) on a free port, once it is ready."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "omnirec.cli", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    args = (
+        [*command, str(port)]
+        if command
+        else [sys.executable, "-m", "omnirec.cli", "serve", "--port", str(port)]
+    )
+    server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):
         try:
             if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:

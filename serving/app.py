@@ -19,7 +19,7 @@ from litestar.response import Response
 from features.store import RedisFeatureStore
 from omnirec import __version__
 from omnirec.logs import formatter_config
-from omnirec.redis_runtime import redis_url
+from omnirec.redis_runtime import redis_target
 from omnirec.settings import Settings
 from serving.auth import auth_middleware
 from serving.engine import Engine
@@ -52,9 +52,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         tune_gc()
-        with redis_url(settings) as url:
+        with redis_target(settings) as target:
             store = RedisFeatureStore(
-                url, settings.redis.prefix, timeout=settings.redis.socket_timeout_seconds
+                target, settings.redis.prefix, timeout=settings.redis.socket_timeout_seconds
             )
             engine = Engine(settings, store)
             runtime = ModelRuntime(settings, engine)

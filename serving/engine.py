@@ -17,22 +17,20 @@ from features.realtime import RealtimeEvents
 from features.store import RedisFeatureStore
 from models.topk import top_k
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
-from omnirec.redis_runtime import connect_async
+from omnirec.redis_access import AutoPipeline, Command, RedisTarget, Reply, run_pipelined
 from omnirec.settings import Settings
 from serving.candidates import best_items, excluded, fill_popular, make_item
 from serving.catalogue import LoadedSnapshot
-from serving.fastredis import AsyncPipelinedReader, PipelinedReader, Reply
 from serving.profile import alias_key, build_profile, decode_aliases
 from serving.reads import CustomerReads, CustomerState, RedisBreaker, all_activity
 from serving.reasons import explain as explain_items
 from serving.schemas import Item, Profile, Recommendations, Source
 
-BOUGHT_WITH_PURCHASES = 3
+BOUGHT_WITH_PURCHASES = 3  # explain=true: "often bought with" looks at the last three purchases
 FETCH_CHUNK = 200  # batch-route customers read from Redis per round trip
 BATCH_TURN_SECONDS = 0.002  # the batch route answers customers this long, then yields to the loop
 HEAVY_AT_ONCE = 1  # batch-route calls computing at once per worker; the rest wait their turn
 HEAVY_SHARE = 0.5  # at most this share of a worker's time goes to batch-route calls
-HEAVY_NICE = 10  # OS priority of the threads that compute them (the loop's thread stays at 0)  # explain=true: "often bought with" looks at the last three purchases
 
 
 class Engine:
@@ -47,19 +45,20 @@ class Engine:
                 settings.redis.activity_ttl_seconds,
                 settings.redis.stream_maxlen,
                 settings.max_future_seconds,
+                settings.redis.event_streams,
             )
             if store
             else None
         )
         self.snapshot: LoadedSnapshot | None = None
-        url, timeout = (
-            (store.url, settings.redis.socket_timeout_seconds)
+        target, timeout = (
+            (store.target, settings.redis.socket_timeout_seconds)
             if store
-            else ("redis://127.0.0.1:1", 0.1)
+            else (RedisTarget("redis://127.0.0.1:1"), 0.1)
         )
-        self.reader = PipelinedReader(url, timeout)
-        self.async_reader = AsyncPipelinedReader(url, timeout)
-        self.async_client = connect_async(url, timeout)  # writes on the event loop (ingestion)
+        # reads and writes on the event loop: one asyncio client, its commands auto-pipelined
+        self.async_client = target.async_client(timeout)
+        self.pipeline = AutoPipeline(self.async_client, timeout)
         self.breaker = RedisBreaker()
         self.repurchase_days = settings.serving.repurchase_days
         # the served snapshot's features are gone from Redis (restoring): answers are degraded
@@ -67,14 +66,10 @@ class Engine:
         self._heavy = asyncio.Semaphore(HEAVY_AT_ONCE)
         self._heavy_rest_until = 0.0
 
-    def close(self) -> None:
-        self.reader.close()
-        self.async_reader.close()
-
     async def aclose(self) -> None:
-        """`close`, and the asyncio client's connections (on the loop that used them)."""
-        self.close()
-        await self.async_client.aclose()  # type: ignore[attr-defined]  # (types-redis predates it)
+        """Close the asyncio client's connections (on the loop that used them)."""
+        await self.pipeline.aclose()
+        await self.async_client.aclose()
 
     # ------------------------------------------------------------------ redis access
     async def redis_available(self) -> bool:
@@ -82,7 +77,7 @@ class Engine:
         if self.store is None or self.breaker.open:
             return False
         try:
-            await self.async_reader.execute([(b"PING",)])
+            await self.pipeline.checked([("PING",)])
         except FeatureStoreError:
             self.breaker.trip()
             return False
@@ -92,10 +87,8 @@ class Engine:
         """Whether Redis still holds the snapshot (its registration is written last by a publish
         and first by a restore); raises StoreUnavailableError when Redis cannot say."""
         store = self._guard()
-        reply = await self.async_reader.execute(
-            [(b"HEXISTS", store.meta_key.encode(), snapshot_id.encode())]
-        )
-        return reply[0] == 1
+        reply = await self.pipeline.checked([("HEXISTS", store.meta_key, snapshot_id)])
+        return bool(reply[0] == 1)
 
     def _guard(self) -> RedisFeatureStore:
         if self.store is None or self.breaker.open:
@@ -110,8 +103,9 @@ class Engine:
         """Features + real-time activity for many customers, aliases resolved (blocking)."""
         reads = self._reads(snap, ids)
         try:
-            if more := reads.take(self.reader.execute_packed(reads.first())):
-                reads.take_aliased(self.reader.execute_packed(more))
+            client = self._guard().client
+            if more := reads.take(run_pipelined(client, reads.first())):
+                reads.take_aliased(run_pipelined(client, more))
         except FeatureStoreError:
             self.breaker.trip()
             raise
@@ -123,8 +117,8 @@ class Engine:
         """`fetch_customers` on the event loop, sharing round trips with concurrent requests."""
         reads = self._reads(snap, ids)
         try:
-            if more := reads.take(await self.async_reader.execute_packed(reads.first())):
-                reads.take_aliased(await self.async_reader.execute_packed(more))
+            if more := reads.take(await self.pipeline.checked(reads.first())):
+                reads.take_aliased(await self.pipeline.checked(more))
         except FeatureStoreError:
             self.breaker.trip()
             raise
@@ -135,7 +129,8 @@ class Engine:
         if not keys:
             return []
         try:
-            return await self.async_reader.execute([(b"GET", key.encode()) for key in keys])
+            commands: list[Command] = [("GET", key) for key in keys]
+            return await self.pipeline.checked(commands)
         except FeatureStoreError:
             self.breaker.trip()
             raise

@@ -1,6 +1,6 @@
-"""Reading customers from Redis: the packed commands of one lookup (alias, features, real-time
-activity), their replies decoded into a CustomerState, and the breaker that stops calling a Redis
-that just failed."""
+"""Reading customers from Redis: the commands of one lookup (alias, features, real-time activity),
+their replies decoded into a CustomerState, and the breaker that stops calling a Redis that just
+failed."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from features.encoding import (
     Activity,
     CustomerFeatures,
 )
+from omnirec.redis_access import Command, Reply
 from serving.catalogue import LoadedSnapshot
-from serving.fastredis import Packed, Reply, packed_get, packed_recent
+
+RECENT_READ = 50  # real-time events read per customer (the newest)
 
 
 @dataclass
@@ -30,30 +32,29 @@ class CustomerState:
 
 
 class CustomerReads:
-    """The Redis commands that read customers (alias, features, real-time activity), packed in the
-    Redis protocol, and their replies read back: one round trip, a second only for aliases."""
+    """The Redis commands that read customers (alias, features, real-time activity) and their
+    replies read back: one round trip, a second only for aliases."""
 
     def __init__(self, prefix: str, features_prefix: str, ids: list[str]) -> None:
-        self.alias_prefix = f"{prefix}:id:".encode()
-        self.activity_prefix = f"{prefix}:rt:".encode()
-        self.features_prefix = features_prefix.encode()
+        self.alias_prefix = f"{prefix}:id:"
+        self.activity_prefix = f"{prefix}:rt:"
+        self.features_prefix = features_prefix
         self.ids = ids
         self.states: list[CustomerState] = []
         self.aliased: list[tuple[int, str]] = []
 
-    def _customer(self, raw_id: bytes) -> bytes:
-        return packed_get(self.features_prefix + raw_id) + packed_recent(
-            self.activity_prefix + raw_id
-        )
+    def _customer(self, ident: str) -> list[Command]:
+        return [("GET", self.features_prefix + ident),
+                ("LRANGE", self.activity_prefix + ident, 0, RECENT_READ - 1)]  # fmt: skip
 
-    def first(self) -> Packed:
-        payload = b"".join(
-            packed_get(self.alias_prefix + raw_id) + self._customer(raw_id)
-            for raw_id in (ident.encode() for ident in self.ids)
-        )
-        return Packed(payload, 3 * len(self.ids))
+    def first(self) -> list[Command]:
+        commands: list[Command] = []
+        for ident in self.ids:
+            commands.append(("GET", self.alias_prefix + ident))
+            commands += self._customer(ident)
+        return commands
 
-    def take(self, replies: list[Reply]) -> Packed | None:
+    def take(self, replies: list[Reply]) -> list[Command] | None:
         """Read the first replies; returns the commands for the ids that turned out to be aliases."""
         for i, ident in enumerate(self.ids):
             alias_target, raw, recent = replies[3 * i : 3 * i + 3]
@@ -62,8 +63,7 @@ class CustomerReads:
             self.states.append(_state(ident, raw, recent))
         if not self.aliased:
             return None
-        payload = b"".join(self._customer(customer.encode()) for _, customer in self.aliased)
-        return Packed(payload, 2 * len(self.aliased))
+        return [command for _, customer in self.aliased for command in self._customer(customer)]
 
     def take_aliased(self, replies: list[Reply]) -> None:
         for k, (i, customer) in enumerate(self.aliased):

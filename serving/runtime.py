@@ -15,6 +15,7 @@ from features.snapshot_file import restore_snapshot
 from models import load_model
 from models.registry import ModelRegistry
 from omnirec.errors import OmnirecError, RegistryError
+from omnirec.redis_access import primaries_info
 from omnirec.settings import Settings
 from serving.catalogue import load_snapshot
 from serving.engine import Engine
@@ -135,7 +136,7 @@ class ModelRuntime:
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
                 path = self.registry.download_snapshot_file(version, Path(tmp))
-                meta, keys = restore_snapshot(store.url, store.prefix, path)
+                meta, keys = restore_snapshot(store.client, store.prefix, path)
             if meta.snapshot_id != snapshot_id:
                 raise RegistryError(
                     f"v{version}: recorded snapshot is {meta.snapshot_id}, not {snapshot_id}"
@@ -157,16 +158,17 @@ class ModelRuntime:
         if store is None:
             return
         try:
-            persistence = store.client.info("persistence")
-            replication = store.client.info("replication")
+            persistence = primaries_info(store.client, "persistence")
+            replication = primaries_info(store.client, "replication")
         except Exception as exc:  # managed Redis may refuse INFO: say so rather than guess
             reason: str | None = f"Redis did not say how it persists ({type(exc).__name__})"
         else:
-            aof = int(persistence.get("aof_enabled", 0)) == 1
-            replicas = int(replication.get("connected_slaves", 0))
-            reason = None if aof or replicas else (
-                "Redis has no append-only file and no replica: acknowledged events are lost if it "
-                "restarts (set appendonly yes, appendfsync always or everysec)"
+            kept = [int(p.get("aof_enabled", 0)) == 1 or int(r.get("connected_slaves", 0)) > 0
+                    for p, r in zip(persistence, replication, strict=True)]  # fmt: skip
+            reason = None if all(kept) else (
+                f"{kept.count(False)} of {len(kept)} Redis primaries have no append-only file and "
+                "no replica: acknowledged events are lost if one restarts (set appendonly yes, "
+                "appendfsync always or everysec)"
             )  # fmt: skip
         if reason != self.durability:
             if reason:

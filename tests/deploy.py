@@ -100,11 +100,17 @@ def _add_markup_name(catalogue: Path) -> None:
 
 
 def make_deployment(
-    root: Path, redis_url: str | None, *, customers: int = 600, items: int = 200
+    root: Path,
+    redis_url: str | None,
+    *,
+    customers: int = 600,
+    items: int = 200,
+    redis_env: dict[str, str] | None = None,
 ) -> Deployment:
     """Generate data, train + register + publish an ALS model; the server is not started yet.
 
-    `redis_url` None: no REDIS_URL, so every process uses the data folder's embedded Redis."""
+    `redis_url` None: no REDIS_URL, so every process uses the data folder's embedded Redis;
+    `redis_env`: more Redis settings (cluster, TLS files)."""
     data = root / "data"
     generate(GeneratorConfig(customers=customers, items=items, days=60, stores=5, seed=11), data)
     _add_markup_name(data / "catalogue.parquet")
@@ -119,6 +125,7 @@ def make_deployment(
     }
     if redis_url is not None:
         env["REDIS_URL"] = redis_url
+    env.update(redis_env or {})
     deployment = Deployment(data=data, env=env, settings=Settings.from_env(env))
     deployment.train_and_publish("als", {"factors": 16, "iterations": 10})
     return deployment

@@ -15,7 +15,7 @@ from features.store import RedisFeatureStore
 from models import load_model
 from models.base import Recommender
 from models.registry import SNAPSHOT_FILE, ModelRegistry
-from omnirec.redis_runtime import redis_url
+from omnirec.redis_runtime import redis_target
 from omnirec.settings import Settings
 from training.snapshot import (
     CategoryCodes,
@@ -118,8 +118,8 @@ def publish_version(settings: Settings, version: int, data: Path | None = None) 
     run = registry.client.get_run(str(run_id))
     folder = data or Path(run.data.params["data"])
     dataset = load_dataset(folder, settings.max_future_seconds)
-    with redis_url(settings) as url, tempfile.TemporaryDirectory() as tmp:
-        store = RedisFeatureStore(url, settings.redis.prefix, timeout=30)
+    with redis_target(settings) as target, tempfile.TemporaryDirectory() as tmp:
+        store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
         # a version that lost the gate is published, not switched to
         activate = registry.champion() == version
         record = Path(tmp) / SNAPSHOT_FILE
@@ -136,8 +136,8 @@ def activate_version_snapshot(settings: Settings, version: int) -> str:
     """Switch Redis to the snapshot `version` was published with (republish when it was cleaned up)."""
     registry = ModelRegistry(settings.mlflow)
     snapshot = registry.version_tag(version, "omnirec.snapshot")
-    with redis_url(settings) as url:
-        store = RedisFeatureStore(url, settings.redis.prefix, timeout=30)
+    with redis_target(settings) as target:
+        store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
         try:
             if snapshot and store.snapshot_meta(snapshot) is not None:
                 previous = store.activate(snapshot)

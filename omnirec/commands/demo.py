@@ -21,7 +21,7 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
 
 def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from features.generator import GeneratorConfig, generate
-    from omnirec.redis_runtime import redis_url
+    from omnirec.redis_runtime import redis_target
     from training.pipeline import TrainConfig, train
     from training.publish import publish_version
     from training.report import markdown_table
@@ -44,7 +44,7 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     settings = Settings.from_env()
     # the demo holds the data folder's Redis (REDIS_URL, or the shared embedded server) throughout:
     # train, publish and the service below, and any omnirec command run beside it, use the same one
-    with redis_url(settings):
+    with redis_target(settings):
         print(
             "2/4 training ALS, evaluating in time order against popularity, registering in MLflow"
         )

@@ -25,7 +25,7 @@ def _configure_serve(p: argparse.ArgumentParser) -> None:
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from omnirec.redis_runtime import redis_url
+    from omnirec.redis_runtime import redis_target
 
     host = args.host or settings.serving.host
     port = args.port or settings.serving.port
@@ -34,8 +34,8 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     raise_open_file_limit()
     # every worker uses the same Redis: REDIS_URL, or the data folder's shared embedded server
-    with redis_url(settings) as url:
-        os.environ["REDIS_URL"] = url
+    with redis_target(settings) as target:
+        os.environ["REDIS_URL"] = target.url
         uvicorn.run("serving.asgi:app", host=host, port=port, workers=workers, log_level="warning",
                     access_log=False, factory=False, http=DeadlineHttpToolsProtocol)  # fmt: skip
     return 0
@@ -68,7 +68,7 @@ def _run_export(args: argparse.Namespace, settings: Settings) -> int:
     from features.export import export_events
     from features.realtime import RealtimeEvents
     from features.store import RedisFeatureStore
-    from omnirec.redis_runtime import redis_url
+    from omnirec.redis_runtime import redis_target
 
     out = args.out or settings.data_dir / "synthetic" / "events"
     crash_after = int(
@@ -81,9 +81,13 @@ def _run_export(args: argparse.Namespace, settings: Settings) -> int:
         if crash_after and len(written) >= crash_after:
             os._exit(137)
 
-    with redis_url(settings) as url:
-        store = RedisFeatureStore(url, settings.redis.prefix, timeout=30)
-        result = export_events(RealtimeEvents(store), out, after_write=after_write)
+    with redis_target(settings) as target:
+        store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
+        result = export_events(
+            RealtimeEvents(store, streams=settings.redis.event_streams),
+            out,
+            after_write=after_write,
+        )
         store.close()
     print(f"exported {result.events:,} events into {len(result.files)} file(s) under {out}")
     return 0
@@ -113,14 +117,14 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
 
     from features.io import write_table
     from features.store import RedisFeatureStore
-    from omnirec.redis_runtime import redis_url
+    from omnirec.redis_runtime import redis_target
     from serving.engine import Engine
     from serving.runtime import ModelRuntime
 
     customers = _read_customers(args.customers)
     started = time.perf_counter()
-    with redis_url(settings) as url:
-        store = RedisFeatureStore(url, settings.redis.prefix, timeout=30)
+    with redis_target(settings) as target:
+        store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
         engine = Engine(settings, store)
         runtime = ModelRuntime(settings, engine)
         if not runtime.refresh() and engine.snapshot is None:
@@ -161,10 +165,10 @@ def _configure_snapshots(p: argparse.ArgumentParser) -> None:
 
 def _run_snapshots(args: argparse.Namespace, settings: Settings) -> int:
     from features.store import RedisFeatureStore
-    from omnirec.redis_runtime import redis_url
+    from omnirec.redis_runtime import redis_target
 
-    with redis_url(settings) as url:
-        store = RedisFeatureStore(url, settings.redis.prefix, timeout=30)
+    with redis_target(settings) as target:
+        store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
         if args.cleanup:
             print(
                 "removed:",

@@ -21,7 +21,7 @@ async def _ingest(engine: Engine, events: list[EventIn]) -> Response[EventsAccep
         raise StoreUnavailableError("Redis is unavailable")
     raw = [msgspec.structs.asdict(e) for e in events]
     try:
-        result = await engine.realtime.ingest_async(engine.async_client, raw)
+        result = await engine.realtime.ingest_async(engine.pipeline.checked, raw)
     except StoreUnavailableError:
         engine.breaker.trip()
         EVENTS.labels("unavailable").inc(len(events))

@@ -317,7 +317,8 @@ def _stream_length(deployment: Deployment) -> int:
 
     client = redis.Redis.from_url(deployment.env["REDIS_URL"])
     try:
-        return int(client.xlen(f"{deployment.env['OMNIREC_REDIS_PREFIX']}:events"))
+        prefix = deployment.env["OMNIREC_REDIS_PREFIX"]
+        return sum(int(client.xlen(f"{{{prefix}:events:{n}}}")) for n in range(8))
     finally:
         client.close()
 
