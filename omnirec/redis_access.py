@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
+import hiredis
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
@@ -230,8 +231,8 @@ class AutoPipeline:
     """Send a request's commands and await their replies; the commands of every request queued in
     the same event-loop iteration share one round trip. Use it from one event loop.
 
-    On a single server the batch goes out on one of the client's pooled connections (packed by
-    redis-py, parsed by hiredis); on a cluster through its pipeline. At most MAX_IN_FLIGHT batches
+    On a single server the batch goes out on one of the client's pooled connections (packed and
+    parsed by hiredis); on a cluster through its pipeline. At most MAX_IN_FLIGHT batches
     wait for replies at once; when one fails for want of Redis, the requests queued behind it fail
     at once too (nothing waits on a Redis that just failed)."""
 
@@ -298,9 +299,9 @@ class AutoPipeline:
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             async with asyncio.timeout(self.timeout):
-                await connection.send_packed_command(
-                    connection.pack_commands(commands), check_health=False
-                )
+                # packed in C by hiredis (redis-py's asyncio packer is Python: half the cost)
+                payload = b"".join([hiredis.pack_command(tuple(c)) for c in commands])  # type: ignore[arg-type]  # (its stub says a 1-tuple)
+                await connection.send_packed_command(payload, check_health=False)
                 replies: list[Reply] = []
                 for _ in commands:
                     try:
