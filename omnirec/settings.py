@@ -77,6 +77,7 @@ class ServingSettings(msgspec.Struct, frozen=True):
     fast_paths: bool = True  # serving.fastpath: plain-ASGI answers for well-formed hot requests
     log_format: str = "text"  # or "json": one JSON object per line
     request_read_seconds: float = 10.0  # a request not fully received by then: connection closed
+    heavy_process: bool = True  # batch route and bulk events computed in a child process
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -128,6 +129,7 @@ class Settings(msgspec.Struct, frozen=True):
                 fast_paths=env.get("OMNIREC_FAST_PATHS", "1") not in {"0", "false", "no", "off"},
                 log_format=_choice(env, "OMNIREC_LOG_FORMAT", ("text", "json"), "text"),
                 request_read_seconds=float(env.get("OMNIREC_REQUEST_READ_SECONDS") or 10),
+                heavy_process=_flag(env, "OMNIREC_HEAVY_PROCESS", True),
             ),
             interactions=InteractionSettings(
                 event_weights=parse_weights(
@@ -159,8 +161,8 @@ def _bounded(value: int, name: str, low: int, high: int) -> int:
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = (env.get(name) or "false").strip().lower()
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = (env.get(name) or str(default)).strip().lower()
     if raw not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
         raise ConfigError(f"{name} must be true or false, got {raw!r}")
     return raw in {"1", "true", "yes", "on"}

@@ -25,6 +25,7 @@ from serving.auth import auth_middleware
 from serving.engine import Engine
 from serving.errors import EXCEPTION_HANDLERS
 from serving.fastpath import fast_path_middleware
+from serving.heavy import HeavyWork
 from serving.metrics import metrics_middleware
 from serving.routes.customers import CustomerController, StoreController
 from serving.routes.events import EventController
@@ -61,6 +62,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.to_thread(runtime.try_refresh)
             app.state.engine = engine
             app.state.runtime = runtime
+            # the batch route and bulk events: computed in a child process, started on first use
+            app.state.heavy = (
+                HeavyWork(settings, target) if settings.serving.heavy_process else None
+            )
             tasks = [asyncio.create_task(runtime.poll_forever()),
                      asyncio.create_task(runtime.watch_features())]  # fmt: skip
             try:
@@ -70,6 +75,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                if app.state.heavy is not None:
+                    app.state.heavy.close()
                 await engine.aclose()
                 store.close()
 
@@ -90,7 +97,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             metrics_middleware,
             DefineMiddleware(auth_middleware, settings=settings),
-            DefineMiddleware(fast_path_middleware, enabled=settings.serving.fast_paths),
+            DefineMiddleware(
+                fast_path_middleware,
+                enabled=settings.serving.fast_paths,
+                max_body=settings.serving.max_body_bytes,
+            ),
         ],
         request_max_body_size=settings.serving.max_body_bytes,
         openapi_config=OpenAPIConfig(

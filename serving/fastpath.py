@@ -9,6 +9,8 @@ then answers, with Litestar's validation and its 400s. So a fast path can only e
 than its handler, never looser; the tests check that both give the same answers.
 
 A handler opts in with `opt={FAST_PATH: function}`; `OMNIREC_FAST_PATHS=0` turns them all off.
+A fast path of a POST route gets the request body, read here (up to the app's body limit); when
+it declines, the handler reads the same body again.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from features.schema import ID_PATTERN
 from serving.metrics import FAST_PATHS
 
 FAST_PATH = "fast_path"
-FastPath = Callable[[Scope, Send], Awaitable[bool]]
+FastPath = Callable[[Scope, bytes, Send], Awaitable[bool]]
 _ID = re.compile(ID_PATTERN)
 _TRUE = {"true": True, "1": True, "false": False, "0": False}
 
 
-def fast_path_middleware(app: ASGIApp, enabled: bool = True) -> ASGIApp:
+def fast_path_middleware(app: ASGIApp, enabled: bool = True, max_body: int = 1 << 20) -> ASGIApp:
     """Innermost middleware: hands the request to the handler's fast path, if it has one."""
     if not enabled:
         return app
@@ -46,10 +48,19 @@ def fast_path_middleware(app: ASGIApp, enabled: bool = True) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         handler = scope.get("route_handler")
         fast: FastPath | None = handler.opt.get(FAST_PATH) if handler is not None else None
-        if fast is None or scope.get("method") != "GET":
+        method = scope.get("method")
+        if fast is None or method not in {"GET", "POST"}:
             await app(scope, receive, send)
             return
-        served = await fast(scope, send)
+        body = b""
+        if method == "POST":
+            messages, complete = await _read_body(receive, max_body)
+            receive = _replay(messages, receive)
+            if not complete:  # too large, or the client went away: the handler answers
+                await app(scope, receive, send)
+                return
+            body = b"".join(m.get("body", b"") for m in messages)
+        served = await fast(scope, body, send)
         key = (id(handler), served)
         counter = counters.get(key)
         if counter is None:
@@ -60,6 +71,32 @@ def fast_path_middleware(app: ASGIApp, enabled: bool = True) -> ASGIApp:
             await app(scope, receive, send)
 
     return middleware
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[list[Any], bool]:
+    """The request's body messages, and whether they hold the whole body within `limit` bytes."""
+    messages: list[Any] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, False
+        size += len(message.get("body", b""))
+        if size > limit:
+            return messages, False
+        if not message.get("more_body", False):
+            return messages, True
+
+
+def _replay(messages: list[Any], receive: Receive) -> Receive:
+    """A receive that gives `messages` again, then what the client sends next."""
+    pending = list(messages)
+
+    async def replayed() -> Any:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
 
 
 def query_params(raw: bytes) -> dict[str, str] | None:

@@ -30,6 +30,11 @@ SNAPSHOT_RESTORES = Counter(
 REDIS_DURABLE = Gauge(
     "omnirec_redis_durable", "1 when Redis keeps acknowledged writes (append-only file or replica)"
 )
+HEAVY = Counter(
+    "omnirec_heavy_requests_total",
+    "batch calls and bulk event posts, by where they were computed (process or worker)",
+    ["route", "where"],
+)
 EVENTS = Counter("omnirec_events_total", "events posted", ["outcome"])
 REQUESTS = Counter("omnirec_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(

@@ -5,17 +5,23 @@ from __future__ import annotations
 import msgspec
 from litestar import Controller, Response, post
 from litestar.di import Provide
+from litestar.types import Scope, Send
 
+from features.realtime import IngestResult
 from omnirec.errors import StoreUnavailableError
 from serving.auth import needs
 from serving.engine import Engine
-from serving.metrics import EVENTS
+from serving.fastpath import FAST_PATH, send_json
+from serving.heavy import HeavyWork
+from serving.metrics import EVENTS, HEAVY
 from serving.routes.common import get_engine, request_id
 from serving.schemas import EventError, EventIn, EventsAccepted, EventsIn
 
+ENCODER = msgspec.json.Encoder()
+
 
 async def _ingest(engine: Engine, events: list[EventIn]) -> Response[EventsAccepted]:
-    """Store on the event loop's asyncio client; 503 at once while the breaker is open."""
+    """Store on the event loop's auto-pipeline; 503 at once while the breaker is open."""
     if engine.realtime is None or engine.breaker.open:
         EVENTS.labels("unavailable").inc(len(events))
         raise StoreUnavailableError("Redis is unavailable")
@@ -26,12 +32,37 @@ async def _ingest(engine: Engine, events: list[EventIn]) -> Response[EventsAccep
         engine.breaker.trip()
         EVENTS.labels("unavailable").inc(len(events))
         raise
+    return Response(_accepted(result), status_code=202)
+
+
+def _accepted(result: IngestResult) -> EventsAccepted:
     EVENTS.labels("accepted").inc(result.accepted - result.duplicates)
     EVENTS.labels("duplicate").inc(result.duplicates)
     EVENTS.labels("rejected").inc(len(result.rejected))
     errors = [EventError(r.index, r.field, r.message) for r in result.rejected]
-    body = EventsAccepted(result.accepted, len(errors), errors, request_id(), result.duplicates)
-    return Response(body, status_code=202)
+    return EventsAccepted(result.accepted, len(errors), errors, request_id(), result.duplicates)
+
+
+async def bulk_in_process(scope: Scope, body: bytes, send: Send) -> bool:
+    """Fast path of the bulk route: the body is decoded, validated and stored in the worker's
+    heavy-request process (serving.heavy), so a 10,000-event post never holds the event loop.
+    Declines (the typed handler answers, here) while that process is not up, when the body is
+    not valid (Litestar's 400) and when Redis is unavailable (the handler's 503)."""
+    state = scope["app"].state
+    engine: Engine = state.engine
+    heavy: HeavyWork | None = state.heavy
+    if heavy is None or engine.realtime is None or engine.breaker.open:
+        return False
+    try:
+        result = await heavy.ingest(body)
+    except StoreUnavailableError:
+        engine.breaker.trip()
+        return False
+    if not isinstance(result, IngestResult):
+        return False
+    HEAVY.labels("events", "process").inc()
+    await send_json(send, ENCODER.encode(_accepted(result)), status=202)
+    return True
 
 
 class EventController(Controller):
@@ -55,6 +86,9 @@ class EventController(Controller):
         operation_id="postEvents",
         status_code=202,
         summary="Store up to 10,000 events at once",
+        opt={FAST_PATH: bulk_in_process},
     )
     async def bulk(self, engine: Engine, data: EventsIn) -> Response[EventsAccepted]:
+        """Stored in the heavy-request process when it is up (`bulk_in_process`), else here."""
+        HEAVY.labels("events", "worker").inc()
         return await _ingest(engine, list(data.events))

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
-from litestar import Controller, MediaType, get, post
+from litestar import Controller, MediaType, Response, get, post
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
@@ -15,7 +16,8 @@ from litestar.types import Scope, Send
 from serving.auth import needs
 from serving.engine import Engine
 from serving.fastpath import FAST_PATH, bool_value, id_value, int_value, query_params, send_json
-from serving.metrics import FALLBACKS
+from serving.heavy import HeavyWork
+from serving.metrics import FALLBACKS, HEAVY
 from serving.routes.common import (
     MAX_LIMIT,
     MAX_TEXT,
@@ -37,7 +39,7 @@ from serving.schemas import BatchRequest, BatchResponse, OrderRequest, Recommend
 ENCODER = msgspec.json.Encoder()
 
 
-async def for_customer_fast(scope: Scope, send: Send) -> bool:
+async def for_customer_fast(scope: Scope, body: bytes, send: Send) -> bool:
     """`for_customer` for well-formed requests, as plain ASGI (see serving.fastpath)."""
     customer = id_value(scope["path_params"].get("customer_id"))
     query = query_params(scope["query_string"])
@@ -130,11 +132,23 @@ class RecommendationController(Controller):
     @post("/recommendations/batch", operation_id="batchRecommendations", status_code=200, opt=needs("recommend"),
           summary="Recommendations for up to 1,000 customers in one call (the e-mail system)",
           responses={200: ResponseSpec(BatchResponse, description="one answer per customer, in order")})  # fmt: skip
-    async def batch(self, engine: Engine, data: BatchRequest) -> Stream:
-        """Computed and streamed a few answers at a time (up to 100,000 items in all), yielding to
-        the event loop in between, so storefront requests keep flowing meanwhile."""
+    async def batch(
+        self, engine: Engine, data: BatchRequest, state: State
+    ) -> Response[bytes] | Stream:
+        """Computed in the worker's heavy-request process (serving.heavy) when it is up; else
+        here, a few answers at a time (up to 100,000 items in all), yielding to the event loop in
+        between, so storefront requests keep flowing meanwhile."""
         rid = request_id()
-        results = await engine.batch_async(list(data.customer_ids), limit=data.limit, channel=check_channel(engine, data.channel),
-                               store_id=check_store(engine, data.store_id), request_id=rid)  # fmt: skip
+        channel, store_id = check_channel(engine, data.channel), check_store(engine, data.store_id)
+        heavy: HeavyWork | None = state.heavy
+        if heavy is not None and (
+            answer := await heavy.batch(list(data.customer_ids), data.limit, channel, store_id, rid)
+        ):
+            HEAVY.labels("batch", "process").inc()
+            FALLBACKS.labels("batch", "degraded").inc(answer.degraded)
+            return Response(answer.body, media_type=MediaType.JSON)
+        HEAVY.labels("batch", "worker").inc()
+        results = await engine.batch_async(list(data.customer_ids), limit=data.limit, channel=channel,
+                                           store_id=store_id, request_id=rid)  # fmt: skip
         version = engine.snapshot.version if engine.snapshot else None
         return Stream(_batch_body(results, version, rid), media_type=MediaType.JSON)
