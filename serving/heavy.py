@@ -8,7 +8,8 @@ ready, and whenever it is gone (killed, out of memory), the worker computes the 
 turns that yield to the loop (`Engine.batch_async`, `RealtimeEvents.ingest_async`).
 
 Threads were measured first and were worse (the GIL hands the loop's thread over late under a busy
-CPU); a process has its own interpreter. The price is a second copy of the model in memory.
+CPU); a process has its own interpreter, and runs at a lower OS priority (nice 10) so the
+scheduler gives the worker the CPU first. The price is a second copy of the model in memory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
@@ -33,6 +35,7 @@ from serving.schemas import BatchResponse, EventsIn
 
 log = logging.getLogger(__name__)
 ENCODER = msgspec.json.Encoder()
+CHILD_NICE = 10  # the child yields the CPU to its worker (whose loop answers the storefront)
 EVENTS_DECODER = msgspec.json.Decoder(EventsIn)
 
 
@@ -137,6 +140,7 @@ class _Child:
 
 
 def _start_child(settings: Settings, target: RedisTarget) -> None:
+    os.nice(CHILD_NICE)
     store = RedisFeatureStore(target, settings.redis.prefix, settings.redis.socket_timeout_seconds)
     _Child.engine = Engine(settings, store)
     _Child.runtime = ModelRuntime(settings, _Child.engine)
