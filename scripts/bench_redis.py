@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from omnirec.redis_runtime import EmbeddedRedis
-from scripts.bench_serve import KEY, LUA, PAUSE, start_server, wrk
+from scripts.bench_serve import KEY, LUA, PAUSE, serving_data, start_server, wrk
 
 ROUNDS = 3
 ROUND_SECONDS = 8
@@ -45,7 +45,6 @@ def _paced(base: str, ids_file: Path, var: Path) -> str:
 
 
 def run(work: Path, customers: int, items: int) -> None:
-    from features.generator import GeneratorConfig, generate
     from omnirec.settings import Settings
     from tests.redis_servers import Cluster, TlsRedis
     from training.pipeline import TrainConfig, train
@@ -56,14 +55,8 @@ def run(work: Path, customers: int, items: int) -> None:
     print(
         f"\n== Redis clients and production Redis: {items:,} items, {customers:,} customers, one worker =="
     )
-    folder = work / f"serve-{customers}x{items}"
-    var = work / "redis-var"
-    shutil.rmtree(var, ignore_errors=True)
-    if not (folder / "catalogue.parquet").exists():
-        generate(GeneratorConfig(customers=customers, items=items, days=60, seed=3,
-                                 events_per_customer=30), folder)  # fmt: skip
+    folder, var = serving_data(work, customers, items, "redis-var")
     ids_file = var / "ids.txt"
-    var.mkdir(parents=True)
     ids_file.write_text("\n".join(f"C{i:08d}" for i in range(0, customers, 7)) + "\n")
     script = var / "recs.lua"
     script.write_text(LUA % (ids_file, 7, KEY))

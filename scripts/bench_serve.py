@@ -123,8 +123,22 @@ def wrk(
     )
 
 
-def run(work: Path, customers: int, items: int) -> None:
+def serving_data(work: Path, customers: int, items: int, scratch: str) -> tuple[Path, Path]:
+    """The synthetic data set the serving benchmarks share (generated once), and an empty
+    scratch folder for this run."""
     from features.generator import GeneratorConfig, generate
+
+    folder = work / f"serve-{customers}x{items}"
+    var = work / scratch
+    shutil.rmtree(var, ignore_errors=True)
+    if not (folder / "catalogue.parquet").exists():
+        generate(GeneratorConfig(customers=customers, items=items, days=60, seed=3,
+                                 events_per_customer=30), folder)  # fmt: skip
+    var.mkdir(parents=True)
+    return folder, var
+
+
+def run(work: Path, customers: int, items: int) -> None:
     from omnirec.settings import Settings
     from training.pipeline import TrainConfig, train
     from training.publish import publish_version
@@ -134,16 +148,7 @@ def run(work: Path, customers: int, items: int) -> None:
     print(
         f"\n== serving: {items:,} items, 64 factors, {customers:,} published customers, one worker =="
     )
-    folder = work / f"serve-{customers}x{items}"
-    var = work / "serve-var"
-    shutil.rmtree(var, ignore_errors=True)
-    if not (folder / "catalogue.parquet").exists():
-        generate(
-            GeneratorConfig(
-                customers=customers, items=items, days=60, seed=3, events_per_customer=30
-            ),
-            folder,
-        )
+    folder, var = serving_data(work, customers, items, "serve-var")
     with EmbeddedRedis(var / "redis", persist=False) as redis_server:
         env = {"OMNIREC_DATA_DIR": str(var), "REDIS_URL": redis_server.url, "MLFLOW_TRACKING_URI": f"sqlite:///{var / 'mlflow.db'}",
                "OMNIREC_API_KEYS": f"{KEY}:recommend+tablet+events", "OMNIREC_REDIS_PREFIX": "bench"}  # fmt: skip
