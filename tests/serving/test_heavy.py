@@ -72,7 +72,11 @@ def test_bulk_events_in_the_child_process_are_stored_and_bad_bodies_still_400(
         return r
 
     before = computed(deployment, "events", "process")
-    until(lambda: post_bulk().status_code == 202 and computed(deployment, "events", "process") > before)
+    until(
+        lambda: (
+            post_bulk().status_code == 202 and computed(deployment, "events", "process") > before
+        )
+    )
     with deployment.client("events") as c:
         retry = c.post("/v1/events/bulk", json={"events": [
             {"customer_id": "C00000021", "item_id": "I000001", "event_type": "view", "channel": "app",
@@ -82,7 +86,11 @@ def test_bulk_events_in_the_child_process_are_stored_and_bad_bodies_still_400(
         broken = c.post("/v1/events/bulk", content=b'{"events": [{"customer_id": 5}]}',
                         headers={"Content-Type": "application/json"})  # fmt: skip
     assert retry.status_code == 202, retry.text
-    assert (retry.json()["accepted"], retry.json()["duplicates"], retry.json()["rejected"]) == (1, 1, 1)
+    assert (retry.json()["accepted"], retry.json()["duplicates"], retry.json()["rejected"]) == (
+        1,
+        1,
+        1,
+    )
     assert retry.json()["errors"][0]["field"] == "item_id"
     assert broken.status_code == 400 and "customer_id" in broken.text  # Litestar's own 400
     with deployment.client("tablet") as c:
