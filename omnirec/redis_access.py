@@ -1,5 +1,5 @@
 """The one way the project talks to Redis: redis-py (hiredis parses replies) for a single server,
-a TLS server with an ACL user, or a Redis Cluster.
+a TLS server with an ACL user, a Redis Cluster, or the master that Redis Sentinels name.
 
 - `RedisTarget`: where Redis is and how to reach it (REDIS_URL, OMNIREC_REDIS_CLUSTER, the CA file
   and client certificate settings); it makes the blocking and the asyncio clients.
@@ -22,14 +22,16 @@ import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import hiredis
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 import redis.cluster
 import redis.exceptions
+import redis.sentinel
 
 from omnirec.errors import FeatureStoreError, RedisConfigError, StoreUnavailableError
 
@@ -54,17 +56,17 @@ class RedisTarget:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    sentinel_master: str | None = None  # the URL names Sentinels (comma-separated host:port)
 
     @property
     def safe_url(self) -> str:
         """The URL without its password (for messages and logs)."""
         parts = urlsplit(self.url)
-        if parts.password is None:
+        credentials, at, hosts = parts.netloc.rpartition("@")
+        if not at or ":" not in credentials:
             return self.url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
+        user = credentials.partition(":")[0]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
     def _options(self, timeout: float) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -83,15 +85,50 @@ class RedisTarget:
                 options["ssl_keyfile"] = self.key_file
         return options
 
+    def _sentinels(self, timeout: float) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+        """The Sentinels the URL names, and the master connection's options (user, password,
+        database, TLS and timeouts)."""
+        parts = urlsplit(self.url)
+        credentials, _, hosts = parts.netloc.rpartition("@")
+        user, _, password = credentials.partition(":")
+        sentinels = [(host.rpartition(":")[0] or host, int(host.rpartition(":")[2] or 26379))
+                     if ":" in host else (host, 26379) for host in hosts.split(",")]  # fmt: skip
+        options = self._options(timeout)
+        options.pop("health_check_interval", None)
+        options.update(
+            username=unquote(user) or None,
+            password=unquote(password) or None,
+            db=int(parts.path.strip("/") or 0),
+        )
+        if self.url.startswith("rediss://"):
+            options["ssl"] = True
+        return sentinels, options
+
     def client(self, timeout: float = 0.5) -> SyncClient:
         """A blocking client (commands, publishing, batch scoring) with short timeouts: the
         service must fail fast, then fall back."""
+        if self.sentinel_master:
+            sentinels, options = self._sentinels(timeout)
+            sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                sentinels, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+            master: redis.Redis = sentinel.master_for(self.sentinel_master, **options)  # type: ignore[no-untyped-call]
+            return master
         if self.cluster:
             return redis.cluster.RedisCluster.from_url(self.url, **self._options(timeout))
         return redis.Redis.from_url(self.url, **self._options(timeout))
 
     def async_client(self, timeout: float = 0.5) -> AsyncClient:
         """An asyncio client; it connects on first use, on the event loop that uses it."""
+        if self.sentinel_master:
+            sentinels, options = self._sentinels(timeout)
+            async_sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                sentinels, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+            async_master: redis.asyncio.Redis = async_sentinel.master_for(
+                self.sentinel_master, **options
+            )
+            return async_master
         if self.cluster:
             return redis.asyncio.cluster.RedisCluster.from_url(self.url, **self._options(timeout))
         return redis.asyncio.Redis.from_url(self.url, **self._options(timeout))

@@ -349,6 +349,7 @@ def redis_target(settings: Settings) -> Iterator[RedisTarget]:
         target = RedisTarget(
             redis_settings.url,
             cluster=redis_settings.cluster,
+            sentinel_master=redis_settings.sentinel_master,
             ca_file=redis_settings.ca_file,
             cert_file=redis_settings.cert_file,
             key_file=redis_settings.key_file,

@@ -207,3 +207,76 @@ class TlsRedis:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+@dataclass
+class SentinelGroup:
+    """A master, its replica and one Sentinel watching them (quorum 1, down after 1 s)."""
+
+    folder: Path
+    name: str = "omnirec-master"
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports['sentinel']}/0"
+
+    def start(self) -> SentinelGroup:
+        binary = system_redis_server()
+        self.ports = {role: free_port() for role in ("master", "replica", "sentinel")}
+        try:
+            for role in ("master", "replica"):
+                node = self.folder / role
+                node.mkdir(parents=True)
+                extra = (
+                    ["--replicaof", "127.0.0.1", str(self.ports["master"])]
+                    if role == "replica"
+                    else []
+                )
+                self.processes[role] = subprocess.Popen(
+                    [binary, "--port", str(self.ports[role]), "--bind", "127.0.0.1", "--dir", str(node),
+                     "--appendonly", "yes", "--save", "", *extra],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            _wait(lambda: "master_link_status:up" in _info(self.ports["replica"]), "replica")
+            config = self.folder / "sentinel.conf"
+            config.write_text("\n".join([
+                f"port {self.ports['sentinel']}", "bind 127.0.0.1", f"dir {self.folder}",
+                f"sentinel monitor {self.name} 127.0.0.1 {self.ports['master']} 1",
+                f"sentinel down-after-milliseconds {self.name} 1000",
+                f"sentinel failover-timeout {self.name} 5000",
+            ]) + "\n")  # fmt: skip
+            self.processes["sentinel"] = subprocess.Popen(
+                [binary, str(config), "--sentinel"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            _wait(lambda: self.master_port() == self.ports["master"], "sentinel")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def master_port(self) -> int:
+        reply = redis.Redis(port=self.ports["sentinel"]).sentinel_get_master_addr_by_name(self.name)
+        return int(reply[1])
+
+    def kill_master(self) -> None:
+        self.processes["master"].kill()
+        self.processes["master"].wait()
+        _wait(lambda: self.master_port() == self.ports["replica"], "failover", seconds=60)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _info(port: int) -> str:
+    return subprocess.run(["redis-cli", "-p", str(port), "info", "replication"], capture_output=True,
+                          text=True, timeout=10).stdout  # fmt: skip

@@ -18,7 +18,7 @@ import pytest
 from features.io import read_table
 from models.registry import ModelRegistry
 from tests.deploy import Deployment, make_deployment
-from tests.redis_servers import TLS_PASSWORD, Cluster, TlsRedis
+from tests.redis_servers import TLS_PASSWORD, Cluster, SentinelGroup, TlsRedis
 from tests.serving.test_reliability import Load, wait_for
 from training.publish import activate_version_snapshot
 
@@ -182,3 +182,41 @@ def test_a_wrong_password_or_an_untrusted_certificate_names_redis_url(
     assert "REDIS_URL" in untrusted.stderr and "not trusted" in untrusted.stderr
     serve = cli(on_tls, "serve", "--port", "1", env={"REDIS_URL": tls_redis.url("nope-nope")})
     assert serve.returncode == 2 and "REDIS_URL" in serve.stderr, serve.stderr
+
+
+@pytest.fixture(scope="module")
+def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    started = SentinelGroup(tmp_path_factory.mktemp("sentinel")).start()
+    yield started
+    started.stop()
+
+
+def test_sentinel_serves_every_route_and_follows_a_failover(
+    sentinels: SentinelGroup, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    dep = make_deployment(tmp_path_factory.mktemp("on-sentinel"), sentinels.url, customers=400, items=150,
+                          redis_env={"OMNIREC_REDIS_SENTINEL_MASTER": sentinels.name})  # fmt: skip
+    dep.start_server()
+    try:
+        every_route(dep, tmp_path)
+        with Load(dep, "/v1/customers/C00000003/recommendations?limit=5") as load:
+            time.sleep(1.0)
+            sentinels.kill_master()  # the replica is promoted; the service finds it by itself
+            started = time.monotonic()
+            wait_for(lambda: _personalized(dep), timeout=60)
+            recovered = time.monotonic() - started
+        assert set(load.statuses) == {200}, load.statuses
+        with dep.client("events") as c:
+            after = c.post("/v1/events", json={"customer_id": "C00000003", "item_id": "I000007",
+                                               "event_type": "view", "channel": "web"})  # fmt: skip
+        assert after.status_code == 202, after.text
+        print(f"\nSentinel failover under load: statuses {dict(load.statuses)}, degraded "
+              f"{load.degraded}, personalized again {recovered:.1f} s after the promotion")  # fmt: skip
+    finally:
+        dep.stop_server()
+
+
+def _personalized(dep: Deployment) -> bool:
+    with dep.client() as c:
+        body = c.get("/v1/customers/C00000003/recommendations", params={"limit": 5}).json()
+    return body["source"] == "personalized" and not body["degraded"]
