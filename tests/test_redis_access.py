@@ -162,3 +162,11 @@ def test_the_password_never_appears_in_messages() -> None:
     target = RedisTarget("rediss://app:s3cret@cache.example:6380/0")
     assert target.safe_url == "rediss://app:***@cache.example:6380/0"
     assert RedisTarget("redis://127.0.0.1:6379").safe_url == "redis://127.0.0.1:6379"
+
+
+def test_a_sentinel_url_names_every_sentinel_and_the_masters_login() -> None:
+    target = RedisTarget("redis://app:p%40ss@s1:26379,s2:26380,s3/2", sentinel_master="shop")
+    sentinels, options = target._sentinels(0.5)
+    assert sentinels == [("s1", 26379), ("s2", 26380), ("s3", 26379)]
+    assert (options["username"], options["password"], options["db"]) == ("app", "p@ss", 2)
+    assert target.safe_url == "redis://app:***@s1:26379,s2:26380,s3/2"
