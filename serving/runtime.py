@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -74,14 +75,25 @@ class ModelRuntime:
         self._retry_restore_at = 0.0
 
     def _model_folder(self, version: int) -> Path:
+        """The champion's files in the local cache, downloaded once. Workers and their
+        heavy-request processes share the cache: each downloads into its own temporary folder
+        and renames it into place (atomic; when another process got there first, its copy is
+        used)."""
         folder = self.cache / f"v{version}"
-        if not (folder / "model.json").exists():
-            tmp = self.cache / f".v{version}.download"
-            shutil.rmtree(tmp, ignore_errors=True)
-            downloaded = self.registry.download(version, tmp)
+        if (folder / "model.json").exists():
+            return folder
+        self.cache.mkdir(parents=True, exist_ok=True)
+        if folder.exists():  # left half-written by an older version of this code
             shutil.rmtree(folder, ignore_errors=True)
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(downloaded), folder)
+        tmp = Path(tempfile.mkdtemp(dir=self.cache, prefix=f".v{version}-"))
+        try:
+            downloaded = self.registry.download(version, tmp)
+            try:
+                os.rename(downloaded, folder)
+            except OSError:
+                if not (folder / "model.json").exists():
+                    raise
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
