@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -29,14 +30,18 @@ SNAPSHOT_CHECK_SECONDS = 1.0  # how often the service checks that its snapshot i
 
 
 GC_THRESHOLDS = (100_000, 50, 1_000)  # CPython's default is (700, 10, 10)
+SWITCH_INTERVAL = 0.001  # seconds another thread may hold the GIL before the loop's gets it (5 ms)
 
 
 def tune_gc() -> None:
     """Collect cycles less often in the service: an answer allocates many short-lived containers
     (a batch of 1,000 x 100 items: some 200,000), and with CPython's default thresholds the cyclic
     collector ran so often under a batch flood that it doubled the storefront's p99 (45 -> 22 ms
-    with these thresholds, same run). Reference counting still frees what is not in a cycle."""
+    with these thresholds, same run). Reference counting still frees what is not in a cycle.
+    And hand the GIL back to the event loop's thread sooner when another thread holds it (the
+    thread that receives the heavy-request process's answers, `asyncio.to_thread` work)."""
     gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def settle_heap() -> None:

@@ -79,6 +79,18 @@ async def _batch_body(
     yield b"]" + closing
 
 
+SEND_PIECE = 256 * 1024  # bytes of a finished answer handed to the server at a time
+
+
+async def _pieces(body: bytes) -> AsyncIterator[bytes]:
+    """A finished answer (up to ~10 MB) sent a piece at a time, yielding in between, so that
+    copying it into the socket's buffer is never one long hold of the event loop."""
+    view = memoryview(body)
+    for start in range(0, len(view), SEND_PIECE):
+        yield bytes(view[start : start + SEND_PIECE])
+        await asyncio.sleep(0)
+
+
 def _count(route: str, answer: Recommendations) -> Recommendations:
     if answer.degraded:
         FALLBACKS.labels(route, "degraded").inc()
@@ -146,7 +158,7 @@ class RecommendationController(Controller):
         ):
             HEAVY.labels("batch", "process").inc()
             FALLBACKS.labels("batch", "degraded").inc(answer.degraded)
-            return Response(answer.body, media_type=MediaType.JSON)
+            return Stream(_pieces(answer.body), media_type=MediaType.JSON)
         HEAVY.labels("batch", "worker").inc()
         results = await engine.batch_async(list(data.customer_ids), limit=data.limit, channel=channel,
                                            store_id=store_id, request_id=rid)  # fmt: skip
