@@ -7,6 +7,7 @@
     ./dev bench ingest   event ingestion with the embedded Redis's persistence: none, everysec, always
     ./dev bench serve    HTTP: recommendations vs liveness under wrk; p99 at 300 req/s; batch throughput
     ./dev bench redis    the route through redis-py, coredis, valkey-glide; over TLS; on a 3-master cluster
+    ./dev bench flood    storefront p99 beside batch and bulk floods, heavy requests in a child process or not
     ./dev bench all      everything above
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
@@ -290,6 +291,12 @@ def bench_redis(customers: int = 100_000, items: int = 20_000) -> None:
     run(WORK, customers, items)
 
 
+def bench_flood(customers: int = 100_000, items: int = 20_000) -> None:
+    from scripts.bench_flood import run
+
+    run(WORK, customers, items)
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_stage":
         print(json.dumps(stage(sys.argv[2], sys.argv[3:])))
@@ -298,7 +305,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "suite", choices=["data", "als", "train", "store", "ingest", "serve", "redis", "all"]
+        "suite",
+        choices=["data", "als", "train", "store", "ingest", "serve", "redis", "flood", "all"],
     )
     parser.add_argument(
         "--customers",
@@ -324,6 +332,8 @@ def main() -> None:
         bench_serve()
     if args.suite in {"redis", "all"}:
         bench_redis()
+    if args.suite in {"flood", "all"}:
+        bench_flood()
 
 
 if __name__ == "__main__":
