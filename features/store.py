@@ -17,9 +17,7 @@ import redis.cluster
 from features.encoding import ENCODER, META_DECODER, SnapshotMeta
 from features.snapshot_file import SnapshotRecorder
 from omnirec.errors import FeatureStoreError
-from omnirec.redis_access import REDIS_DOWN, RedisTarget, bulk_set, redis_errors
-
-__all__ = ["REDIS_DOWN", "FeatureStore", "RedisFeatureStore", "redis_errors"]
+from omnirec.redis_access import RedisTarget, bulk_set, redis_errors
 
 # Atomic switch: the active pointer moves and the old snapshot is marked retired in one step.
 _ACTIVATE = """
@@ -95,8 +93,8 @@ class RedisFeatureStore:
         if not ids:
             return []
         keys = [self.key(snapshot, kind, i) for i in ids]
-        if isinstance(self.client, redis.cluster.RedisCluster):
-            return list(self._call(self.client.mget_nonatomic, keys))
+        if self.cluster:
+            return list(self._call(self.client.mget_nonatomic, keys))  # type: ignore[union-attr]
         return list(self._call(self.client.mget, keys))
 
     def read_one(self, snapshot: str, kind: str, ident: str = "") -> bytes | None:

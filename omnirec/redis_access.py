@@ -365,16 +365,11 @@ class AutoPipeline:
         self._queued = []
 
 
-def _translated(exc: BaseException) -> Exception:
+def _translated(exc: Exception) -> Exception:
     if problem := config_problem(exc):
         return RedisConfigError(problem)
     if isinstance(exc, REDIS_DOWN):
         return StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}")
     if isinstance(exc, redis.RedisError):
         return FeatureStoreError(f"Redis error: {exc}")
-    return exc if isinstance(exc, Exception) else StoreUnavailableError("cancelled")
-
-
-async def aclose_client(client: AsyncClient) -> None:
-    """Close an asyncio client's connections (on the loop that used them)."""
-    await client.aclose()
+    return exc

@@ -358,9 +358,10 @@ def redis_target(settings: Settings) -> Iterator[RedisTarget]:
             log.warning("Redis at REDIS_URL %s cannot be reached yet", target.safe_url)
         yield target
         return
-    if redis_settings.cluster:
+    if redis_settings.cluster or redis_settings.sentinel_master:
         raise ConfigError(
-            "OMNIREC_REDIS_CLUSTER=true needs REDIS_URL (the embedded Redis is one server)"
+            "OMNIREC_REDIS_CLUSTER and OMNIREC_REDIS_SENTINEL_MASTER need REDIS_URL "
+            "(the embedded Redis is one server)"
         )
     with SharedEmbeddedRedis(settings.data_dir / "redis", redis_settings.appendfsync) as url:
         yield RedisTarget(url)
