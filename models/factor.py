@@ -101,19 +101,22 @@ class ALSRecommender(_FactorModel):
         x_u = (Y^T Y + Y^T (C_u - I) Y + lambda I)^-1 Y^T C_u p_u with C_u = alpha * r_u, exactly as
         implicit's least-squares step (a Cholesky solve per customer).
         """
-        y = self.item_factors.astype(np.float64)
-        if self._gram is None:
+        factors = self.item_factors.shape[1]
+        if self._gram is None:  # Y^T Y once per model (in float64, like the solve)
+            y = self.item_factors.astype(np.float64)
             self._gram = y.T @ y
-        reg = float(self.params["regularization"]) * np.eye(y.shape[1])
+        reg = float(self.params["regularization"]) * np.eye(factors)
         alpha = float(self.params["alpha"])
-        out = np.zeros((history.shape[0], y.shape[1]), dtype=np.float32)
+        out = np.zeros((history.shape[0], factors), dtype=np.float32)
         csr = sp.csr_matrix(history)
         for r in range(csr.shape[0]):  # one small solve per customer with fresh events
             lo, hi = csr.indptr[r], csr.indptr[r + 1]
             if lo == hi:
                 continue
             cols, conf = csr.indices[lo:hi], alpha * csr.data[lo:hi].astype(np.float64)
-            yu = y[cols]
+            # only the rows of the customer's items in float64 (the whole catalogue's copy cost
+            # 1.5 ms per rescored customer on 20k items)
+            yu = self.item_factors[cols].astype(np.float64)
             a = self._gram + (yu.T * (conf - 1.0)) @ yu + reg
             b = yu.T @ conf
             out[r] = np.linalg.solve(a, b)

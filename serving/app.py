@@ -31,7 +31,7 @@ from serving.routes.customers import CustomerController, StoreController
 from serving.routes.events import EventController
 from serving.routes.health import AdminController, HealthController
 from serving.routes.recommendations import RecommendationController
-from serving.runtime import ModelRuntime, tune_gc
+from serving.runtime import ModelRuntime, tune_process
 
 STATIC = Path(__file__).parent / "static"
 
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        tune_gc()
+        tune_process()
         with redis_target(settings) as target:
             store = RedisFeatureStore(
                 target, settings.redis.prefix, timeout=settings.redis.socket_timeout_seconds

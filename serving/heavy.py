@@ -30,7 +30,7 @@ from features.store import RedisFeatureStore
 from omnirec.redis_access import RedisTarget
 from omnirec.settings import Settings
 from serving.engine import Engine
-from serving.runtime import ModelRuntime
+from serving.runtime import ModelRuntime, tune_process
 from serving.schemas import BatchResponse, EventsIn
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,7 @@ class _Child:
 
 def _start_child(settings: Settings, target: RedisTarget) -> None:
     os.nice(CHILD_NICE)
+    tune_process()
     store = RedisFeatureStore(target, settings.redis.prefix, settings.redis.socket_timeout_seconds)
     _Child.engine = Engine(settings, store)
     _Child.runtime = ModelRuntime(settings, _Child.engine)

@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from features.snapshot_file import restore_snapshot
 from models import load_model
 from models.registry import ModelRegistry
@@ -33,15 +35,21 @@ GC_THRESHOLDS = (100_000, 50, 1_000)  # CPython's default is (700, 10, 10)
 SWITCH_INTERVAL = 0.001  # seconds another thread may hold the GIL before the loop's gets it (5 ms)
 
 
-def tune_gc() -> None:
-    """Collect cycles less often in the service: an answer allocates many short-lived containers
-    (a batch of 1,000 x 100 items: some 200,000), and with CPython's default thresholds the cyclic
-    collector ran so often under a batch flood that it doubled the storefront's p99 (45 -> 22 ms
-    with these thresholds, same run). Reference counting still frees what is not in a cycle.
-    And hand the GIL back to the event loop's thread sooner when another thread holds it (the
-    thread that receives the heavy-request process's answers, `asyncio.to_thread` work)."""
+def tune_process() -> None:
+    """Settings of a serving process (a worker and its heavy-request child).
+
+    - Collect cycles less often: an answer allocates many short-lived containers (a batch of
+      1,000 x 100 items: some 200,000), and with CPython's default thresholds the cyclic collector
+      ran so often under a batch flood that it doubled the storefront's p99 (45 -> 22 ms with these
+      thresholds, same run). Reference counting still frees what is not in a cycle.
+    - Hand the GIL back to the event loop's thread sooner when another thread holds it (the thread
+      that receives the heavy-request process's answers, `asyncio.to_thread` work).
+    - One BLAS thread: a request multiplies one vector by the catalogue; OpenBLAS's second thread
+      made that 0.14 -> 0.50 ms on 2 busy cores (its threads spin while the loop and the child
+      want the CPU)."""
     gc.set_threshold(*GC_THRESHOLDS)
     sys.setswitchinterval(SWITCH_INTERVAL)
+    threadpool_limits(1, "blas")
 
 
 def settle_heap() -> None:
