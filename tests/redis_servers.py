@@ -40,6 +40,17 @@ def _wait(check: object, what: str, seconds: float = 30) -> None:
     raise RuntimeError(f"{what} not ready in {seconds:g} s")
 
 
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each, then up to 10 s for each to exit before SIGKILL."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def cluster_port() -> int:
     """A free port P whose cluster bus port P + 10000 is free too (Redis needs P <= 55535)."""
     for _ in range(200):
@@ -118,13 +129,7 @@ class Cluster:
         self.processes[port].wait()
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(list(self.processes.values()))
 
 
 @dataclass
@@ -201,12 +206,7 @@ class TlsRedis:
                 "OMNIREC_REDIS_KEY_FILE": self.path("client.key")}  # fmt: skip
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_all([self.process] if self.process is not None else [])
 
 
 @dataclass
@@ -268,13 +268,7 @@ class SentinelGroup:
         _wait(lambda: self.master_port() == self.ports["replica"], "failover", seconds=60)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(list(self.processes.values()))
 
 
 def _info(port: int) -> str:
