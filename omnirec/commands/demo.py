@@ -55,11 +55,10 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
         print("    " + str(publish_version(settings, result.version or 1)))
         customer = "C00000001"
         base = f"http://127.0.0.1:{args.port}"
-        print(
-            "4/4 serving on "
-            + base
-            + f" (OpenAPI: {base}/schema/swagger, tablet page: {base}/tablet)"
-        )
+        if args.no_serve:
+            print("4/4 not serving (--no-serve): the data, model and features are in place")
+            return 0
+        print(f"4/4 serving on {base} (OpenAPI: {base}/schema/swagger, tablet page: {base}/tablet)")
         print(f"""
 Try these (keys are for this demo run only):
   storefront:  curl -s -H 'X-API-Key: {keys["recommend"]}' '{base}/v1/customers/{customer}/recommendations?limit=5&channel=web&explain=true'
@@ -70,8 +69,6 @@ Try these (keys are for this demo run only):
   tablet:      open {base}/tablet and enter the key {keys["tablet"]}, then look up customer id {customer}
   readiness:   curl -s {base}/health/ready ;  metrics: curl -s {base}/metrics
 """)
-        if args.no_serve:
-            return 0
         import uvicorn
 
         from serving.app import create_app
