@@ -87,11 +87,9 @@ _MOVIELENS_GENRES = [
 
 def import_completejourney(folder: Path) -> Imported:
     """84.51 Complete Journey: in-store grocery purchases with store, basket, quantity and price."""
-    raw = (
-        read_table(_require(folder / "transactions_sample.csv"))
-        if (folder / "transactions_sample.csv").exists()
-        else read_table(_require(folder / "transactions.csv"))
-    )
+    candidates = ("transactions_sample.csv", "transactions.parquet", "transactions.csv")
+    found = [folder / name for name in candidates if (folder / name).exists()]
+    raw = read_table(found[0] if found else _require(folder / "transactions.csv"))
     quantity = pc.cast(raw["quantity"], pa.float64(), safe=False)
     value = pc.cast(raw["sales_value"], pa.float64(), safe=False)
     price = pc.if_else(pc.greater(quantity, 0), pc.divide(value, quantity), value)
@@ -103,8 +101,11 @@ def import_completejourney(folder: Path) -> Imported:
         price=price, store_id=raw["store_id"], session_id=raw["basket_id"],
     )  # fmt: skip
     catalogue = None
-    if (folder / "products.csv").exists():
-        products = read_table(folder / "products.csv")
+    product_files = [
+        folder / n for n in ("products.parquet", "products.csv") if (folder / n).exists()
+    ]
+    if product_files:
+        products = read_table(product_files[0])
         name = pc.binary_join_element_wise(
             pc.fill_null(products["brand"], ""), pc.fill_null(products["product_type"], ""), " "
         )

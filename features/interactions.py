@@ -17,12 +17,24 @@ MICROS_PER_DAY = 86_400_000_000
 
 
 @dataclass(frozen=True)
+class Occasions:
+    """Distinct purchase occasions: one entry per (customer row, item column, basket), where a
+    basket is the event's session id (or its day when it has none); `days` is when (days since
+    1970). Repeat-purchase models learn frequencies, recency and cycles from these."""
+
+    rows: npt.NDArray[np.int64]
+    cols: npt.NDArray[np.int64]
+    days: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
 class Interactions:
     """A customers x items CSR matrix of confidences and the ids of its rows and columns."""
 
     matrix: sp.csr_matrix
     customer_ids: npt.NDArray[np.str_]
     item_ids: npt.NDArray[np.str_]
+    occasions: Occasions | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -93,12 +105,18 @@ def build_interactions(
 
     weight = _lookup(events.column("event_type"), settings.event_weights, 0.0)
     weight *= _lookup(events.column("channel"), settings.channel_weights, 1.0)
-    quantity = np.minimum(
-        np.asarray(events.column("quantity").to_numpy(), dtype=np.float64), settings.max_quantity
-    )
+    units = np.maximum(np.asarray(events.column("quantity").to_numpy(), dtype=np.float64), 1.0)
+    quantity = quantity_confidence(units, settings)
     if settings.decay_half_life_days > 0:
         stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
-        reference = int(now.timestamp() * 1e6) if now else int(stamps.max(initial=0))
+        if now is not None:
+            reference: npt.NDArray[np.int64] | int = int(now.timestamp() * 1e6)
+        elif settings.decay_reference == "customer":  # each customer's own last event
+            last = np.full(len(customers), np.iinfo(np.int64).min)
+            np.maximum.at(last, rows[keep], stamps[keep])
+            reference = np.where(rows >= 0, last[np.maximum(rows, 0)], stamps)
+        else:
+            reference = int(stamps.max(initial=0))
         age_days = np.maximum(reference - stamps, 0) / MICROS_PER_DAY
         weight *= np.power(0.5, age_days / settings.decay_half_life_days)
 
@@ -113,10 +131,10 @@ def build_interactions(
     total = matrix(other, weight)
     if purchase.any():
         bought = matrix(purchase, weight * quantity)
-        units = matrix(purchase, quantity)
+        bought_units = matrix(purchase, units)
         if returned.any():
-            kept_units = units - matrix(returned, quantity)
-            fraction = kept_units.multiply(units.power(-1.0)).tocsr()
+            kept_units = bought_units - matrix(returned, units)
+            fraction = kept_units.multiply(bought_units.power(-1.0)).tocsr()
             fraction.data = np.clip(fraction.data, 0.0, 1.0)
             bought = bought.multiply(fraction).tocsr()
         total = total + bought
@@ -124,4 +142,36 @@ def build_interactions(
     total.data = np.maximum(total.data, 0)
     total.eliminate_zeros()
     total.sort_indices()
-    return Interactions(matrix=total, customer_ids=customers, item_ids=items)
+    occasions = _occasions(events, rows, cols, purchase) if purchase.any() else None
+    return Interactions(matrix=total, customer_ids=customers, item_ids=items, occasions=occasions)
+
+
+def quantity_confidence(
+    units: npt.NDArray[np.float64], settings: InteractionSettings
+) -> npt.NDArray[np.float64]:
+    """How much a purchase of `units` counts: 1 + log(units) by default (Hu, Koren and Volinsky
+    2008's log confidence: 1 unit = 1, 10 units = 3.3), or units capped at `max_quantity`."""
+    if settings.quantity_scaling == "log":
+        return 1.0 + np.log(np.maximum(units, 1.0))
+    return np.minimum(units, settings.max_quantity)
+
+
+def _occasions(
+    events: pa.Table,
+    rows: npt.NDArray[np.int64],
+    cols: npt.NDArray[np.int64],
+    purchase: npt.NDArray[np.bool_],
+) -> Occasions:
+    """One entry per (customer, item, basket) among the purchases (`purchase` rows)."""
+    stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
+    day = stamps[purchase] // MICROS_PER_DAY
+    sessions = arrowkit.as_dictionary(events.column("session_id"))
+    basket = arrowkit.codes(sessions).astype(np.int64)[purchase]
+    n_sessions = len(sessions.dictionary)
+    # no session id: the purchases of one customer on one day are one basket
+    basket = np.where(basket >= 0, basket, n_sessions + day - day.min(initial=0))
+    row, col, at = rows[purchase], cols[purchase], stamps[purchase]
+    order = np.lexsort((basket, col, row))
+    row, col, at, basket = row[order], col[order], at[order], basket[order]
+    first = np.r_[True, (np.diff(row) != 0) | (np.diff(col) != 0) | (np.diff(basket) != 0)]
+    return Occasions(rows=row[first], cols=col[first], days=at[first] / MICROS_PER_DAY)

@@ -12,12 +12,13 @@ from models.base import FORMAT_VERSION, Recommender
 from models.factor import ALSRecommender, BPRRecommender
 from models.neighbours import EASERecommender, ItemKNNRecommender
 from models.popularity import BuyAgainRecommender, PopularityRecommender
+from models.repeat import RepeatExploreRecommender
 from omnirec.errors import ModelError, ModelFormatError
 
 MODEL_KINDS: dict[str, type[Recommender]] = {
     cls.kind: cls
     for cls in (ALSRecommender, BPRRecommender, ItemKNNRecommender, EASERecommender,
-                PopularityRecommender, BuyAgainRecommender)
+                PopularityRecommender, BuyAgainRecommender, RepeatExploreRecommender)
 }  # fmt: skip
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "ItemKNNRecommender",
     "PopularityRecommender",
     "Recommender",
+    "RepeatExploreRecommender",
     "create_model",
     "load_model",
 ]

@@ -17,6 +17,7 @@ from omnirec.errors import ModelError, ModelFormatError
 
 FORMAT_VERSION = 1
 BLOCK_ROWS = 2048  # customers scored at once: bounds memory at BLOCK_ROWS x items floats
+BLOCK_FLOATS = 1 << 24  # ... and at this many floats (64 MiB) for large catalogues
 
 
 class InteractionData(Protocol):
@@ -96,8 +97,9 @@ class Recommender(ABC):
             history = self.history_rows(rows)
         ids = np.empty((len(rows), n), np.int64)
         scores = np.empty((len(rows), n), np.float32)
-        for start in range(0, len(rows), BLOCK_ROWS):
-            block = slice(start, start + BLOCK_ROWS)
+        step = max(16, min(BLOCK_ROWS, BLOCK_FLOATS // max(1, self.n_items)))
+        for start in range(0, len(rows), step):
+            block = slice(start, start + step)
             dense = np.array(self.score(rows[block], history[block]), dtype=np.float32, copy=True)
             cold = (rows[block] < 0) & (np.diff(history[block].indptr) == 0)
             if cold.any():  # nothing known about them: the popular items
@@ -114,6 +116,11 @@ class Recommender(ABC):
     def customer_vectors(self) -> npt.NDArray[np.float32] | None:
         """(n_customers, factors) latent vectors of the training customers, or None for models
         that have none (neighbourhood and popularity models)."""
+        return None
+
+    def repurchase_window_days(self) -> npt.NDArray[np.float32] | None:
+        """Per item, days after a purchase before it may be suggested again (inf: never), for
+        models that learned repurchase cycles; None: serving excludes what was bought."""
         return None
 
     def item_popularity(self) -> npt.NDArray[np.float32]:

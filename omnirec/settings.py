@@ -32,7 +32,10 @@ class InteractionSettings(msgspec.Struct, frozen=True):
         default_factory=lambda: dict(DEFAULT_CHANNEL_WEIGHTS)
     )
     decay_half_life_days: float = 0.0  # 0 turns time decay off
-    max_quantity: int = 10  # a bulk order counts at most this many units
+    max_quantity: int = 10  # linear scaling: a bulk order counts at most this many units
+    quantity_scaling: str = "log"  # "log": 1 + log(units); "linear": units up to max_quantity
+    # decay is measured from each customer's own last event ("customer") or the data's ("global")
+    decay_reference: str = "customer"
 
 
 class RedisSettings(msgspec.Struct, frozen=True):
@@ -141,6 +144,10 @@ class Settings(msgspec.Struct, frozen=True):
                     env.get("OMNIREC_CHANNEL_WEIGHTS", ""), DEFAULT_CHANNEL_WEIGHTS
                 ),
                 decay_half_life_days=float(env.get("OMNIREC_DECAY_HALF_LIFE_DAYS", "0")),
+                quantity_scaling=_choice(env, "OMNIREC_QUANTITY_SCALING", ("log", "linear"), "log"),
+                decay_reference=_choice(
+                    env, "OMNIREC_DECAY_REFERENCE", ("customer", "global"), "customer"
+                ),
             ),
             seed=_int(env, "OMNIREC_SEED", 42),
             max_future_seconds=float(env.get("OMNIREC_MAX_FUTURE_SECONDS") or 86_400),

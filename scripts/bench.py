@@ -161,7 +161,7 @@ def bench_train(folder: Path) -> None:
         "MLFLOW_TRACKING_URI": f"sqlite:///{WORK / 'train-var' / 'mlflow.db'}",
     }
     started = time.perf_counter()
-    proc = subprocess.Popen([PY, "-m", "omnirec.cli", "train", "--data", str(folder), "--no-publish"], cwd=ROOT,
+    proc = subprocess.Popen([PY, "-m", "omnirec.cli", "train", "--data", str(folder), "--model", "als", "--no-publish"], cwd=ROOT,
                             env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
     assert proc.stdout is not None
     out = proc.stdout.read().decode()

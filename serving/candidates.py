@@ -3,6 +3,8 @@ best items (the published shortlist, or the whole catalogue rescored), and popul
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
@@ -15,20 +17,25 @@ from serving.reasons import popular_reason
 from serving.schemas import Item, Source
 
 NO_ITEMS = np.zeros(0, np.int32)
+SESSION_SECONDS = 1800  # activity this recent is the current session
+SESSION_HALF_LIFE = 600.0  # a session event counts half after ten minutes
+SESSION_SHARE = 0.5  # the session's share of the blended score
+SESSION_EVENTS = {"view": 1.0, "favorite": 1.5, "add_to_cart": 2.0}
 
 
 def excluded(snap: LoadedSnapshot, features: CustomerFeatures | None, recent: list[Activity],
              exclude_purchased: bool, now: float, repurchase_days: dict[str, float]) -> npt.NDArray[np.int32]:  # fmt: skip
-    """Items not to show again: bought (within the category's repurchase window, where one is
-    configured) in the snapshot or since. Duplicates are harmless to the masks that use this."""
+    """Items not to show again: bought (within the item's repurchase window, where one is
+    configured or learned) in the snapshot or since. Duplicates are harmless to the masks."""
     if not exclude_purchased:
         return NO_ITEMS
     parts: list[npt.NDArray[np.int32]] = []
     if features is not None and features.purchased_items:
         items = np.frombuffer(features.purchased_items, np.int32)
-        if repurchase_days:
+        window = snap.repurchase_seconds(repurchase_days)
+        if window is not None:  # bought items come back once due again
             at = np.frombuffer(features.purchased_at, np.int64)
-            items = items[(now - at) < snap.repurchase_seconds(repurchase_days)[items]]
+            items = items[(now - at) < window[items]]
         parts.append(items)
     index = snap.item_index
     bought_now = [
@@ -61,6 +68,17 @@ def best_items(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: l
 def rescore(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
             mask: npt.NDArray[np.bool_], limit: int, weights: InteractionSettings) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:  # fmt: skip
     """Score every item from the snapshot history plus fresh events (ALS folds them in)."""
+    scores = full_scores(snap, features, fresh, weights)
+    scores[~mask] = -np.inf
+    ids, best = top_k(scores[None, :], limit)
+    keep = ids[0] >= 0
+    return ids[0][keep], best[0][keep]
+
+
+def full_scores(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
+                weights: InteractionSettings) -> npt.NDArray[np.float32]:  # fmt: skip
+    """(n_items,) long-term scores of one customer: the model over the snapshot history plus
+    fresh events (popularity when nothing is known)."""
     cols = [] if features is None else np.frombuffer(features.history_items, np.int32).tolist()
     data = [] if features is None else np.frombuffer(features.history_weights, np.float32).tolist()
     for a in fresh:
@@ -81,13 +99,73 @@ def rescore(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list
             else snap.model.rows_of([features.customer_id])[0]
         ]
     )
-    scores = np.array(snap.model.score(row, history), dtype=np.float32, copy=True)
+    scores = np.array(snap.model.score(row, history), dtype=np.float32, copy=True)[0]
     if history.nnz == 0:
-        scores[0] = snap.model.item_popularity()
-    scores[0, ~mask] = -np.inf
-    ids, best = top_k(scores, limit)
-    keep = ids[0] >= 0
-    return ids[0][keep], best[0][keep]
+        scores = np.array(snap.model.item_popularity(), dtype=np.float32, copy=True)
+    return np.asarray(scores, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Session:
+    """What the customer is looking at now: items, their weights (recency x event type) and
+    the activity behind each."""
+
+    cols: npt.NDArray[np.int64]
+    weights: npt.NDArray[np.float32]
+    activity: list[Activity]
+
+
+def current_session(snap: LoadedSnapshot, recent: list[Activity], now: float) -> Session | None:
+    """Views, saves and cart adds of the last SESSION_SECONDS (newest first in `recent`), each
+    item once, weighted by event type and halved every SESSION_HALF_LIFE seconds; None if none."""
+    cols: list[int] = []
+    weights: list[float] = []
+    activity: list[Activity] = []
+    for a in recent:
+        age = now - a.timestamp
+        if age > SESSION_SECONDS:
+            break
+        col = snap.item_index.get(a.item_id)
+        kind = SESSION_EVENTS.get(a.event_type)
+        if col is None or kind is None or col in cols:
+            continue
+        cols.append(col)
+        weights.append(kind * 0.5 ** (max(age, 0.0) / SESSION_HALF_LIFE))
+        activity.append(a)
+    if not cols:
+        return None
+    return Session(np.array(cols, np.int64), np.array(weights, np.float32), activity)
+
+
+def session_best(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
+                 mask: npt.NDArray[np.bool_], limit: int, weights: InteractionSettings,
+                 session: Session) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], dict[int, Activity]]:  # fmt: skip
+    """Long-term scores blended with the session's item-to-item neighbours (session-kNN: each
+    session item's similar items, weighted by its recency), each scaled to a peak of 1 over the
+    allowed items; returns the best items, their scores and, for the items the session brought,
+    the session activity that brought each."""
+    long_term = full_scores(snap, features, fresh, weights)
+    similar = np.maximum(snap.model.item_similarity(session.cols), 0.0) * session.weights[:, None]
+    now_scores = similar.sum(axis=0)
+    combined = (1.0 - SESSION_SHARE) * _scaled(long_term, mask) + SESSION_SHARE * _scaled(
+        now_scores, mask
+    )
+    combined[~mask] = -np.inf
+    ids, best = top_k(combined[None, :], limit)
+    picked, scores = ids[0][ids[0] >= 0], best[0][ids[0] >= 0]
+    session_part = SESSION_SHARE * _scaled(now_scores, mask)[picked]
+    brought = picked[session_part > (1.0 - SESSION_SHARE) * _scaled(long_term, mask)[picked]]
+    because = {int(c): session.activity[int(np.argmax(similar[:, c]))] for c in brought.tolist()}
+    return picked, scores, because
+
+
+def _scaled(
+    scores: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float32]:
+    """`scores` divided by their peak over the allowed items (unchanged when that is not > 0)."""
+    allowed = scores[mask]
+    peak = float(allowed.max()) if allowed.size else 0.0
+    return np.asarray(scores / peak if peak > 0 else scores, dtype=np.float32)
 
 
 def make_item(snap: LoadedSnapshot, col: int, score: float, source: Source,

@@ -48,14 +48,28 @@ class LoadedSnapshot:
         default_factory=dict
     )
 
-    _repurchase: tuple[dict[str, float], npt.NDArray[np.float64]] | None = None
+    _repurchase: tuple[dict[str, float], npt.NDArray[np.float64] | None] | None = None
 
-    def repurchase_seconds(self, days_by_category: dict[str, float]) -> npt.NDArray[np.float64]:
-        """Per item: seconds after a purchase during which it is not recommended again
-        (infinite for categories without a window)."""
+    def repurchase_seconds(
+        self, days_by_category: dict[str, float]
+    ) -> npt.NDArray[np.float64] | None:
+        """Per item: seconds after a purchase during which it is not recommended again: the
+        configured days of its category (OMNIREC_REPURCHASE_DAYS), else the window the model
+        learned (a repeat model), else forever. None when every item is excluded forever."""
         if self._repurchase is None or self._repurchase[0] is not days_by_category:
-            days = np.array([days_by_category.get(c, np.inf) for c in self.category_names])
-            self._repurchase = (days_by_category, days[self.category_codes] * 86_400)
+            learned = self.model.repurchase_window_days()
+            seconds: npt.NDArray[np.float64] | None = None
+            if learned is not None or days_by_category:
+                base = (np.full(len(self.item_ids), np.inf) if learned is None
+                        else learned.astype(np.float64) * 86_400)  # fmt: skip
+                configured = (
+                    np.array([days_by_category.get(c, np.nan) for c in self.category_names])[
+                        self.category_codes
+                    ]
+                    * 86_400
+                )
+                seconds = np.where(np.isnan(configured), base, configured)
+            self._repurchase = (days_by_category, seconds)
         return self._repurchase[1]
 
     @property

@@ -12,18 +12,26 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from features.encoding import ITEMLIST_DECODER, CustomerFeatures
+from features.encoding import ITEMLIST_DECODER, Activity, CustomerFeatures
 from features.realtime import RealtimeEvents
 from features.store import RedisFeatureStore
 from models.topk import top_k
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
 from omnirec.redis_access import AutoPipeline, Command, RedisTarget, Reply, run_pipelined
 from omnirec.settings import Settings
-from serving.candidates import best_items, excluded, fill_popular, make_item
+from serving.candidates import (
+    best_items,
+    current_session,
+    excluded,
+    fill_popular,
+    make_item,
+    session_best,
+)
 from serving.catalogue import LoadedSnapshot
 from serving.profile import alias_key, build_profile, decode_aliases
 from serving.reads import CustomerReads, CustomerState, RedisBreaker, all_activity
 from serving.reasons import explain as explain_items
+from serving.reasons import session_reason
 from serving.schemas import Item, Profile, Recommendations, Source
 
 BOUGHT_WITH_PURCHASES = 3  # explain=true: "often bought with" looks at the last three purchases
@@ -197,7 +205,15 @@ class Engine:
         fresh = [a for a in state.recent if a.timestamp > snap.meta.data_end]
         mask = snap.allowed(store_id, category).copy()
         mask[masked] = False
-        picked, scores = best_items(snap, features, fresh, mask, limit, self.settings.interactions)
+        session = current_session(snap, state.recent, now)
+        because: dict[int, Activity] = {}
+        if session is not None:  # what they look at now moves the list
+            picked, scores, because = session_best(snap, features, fresh, mask, limit,
+                                                   self.settings.interactions, session)  # fmt: skip
+        else:
+            picked, scores = best_items(
+                snap, features, fresh, mask, limit, self.settings.interactions
+            )
         ids, names, categories, prices = (
             snap.id_list,
             snap.names,
@@ -205,7 +221,8 @@ class Engine:
             snap.price_list,
         )
         # round(x * 1e6) / 1e6 is round(x, 6) at a third of the cost (same doubles)
-        items = [Item(ids[c], round(s * 1e6) / 1e6, names[c], categories[c], prices[c], "personalized", [])
+        items = [Item(ids[c], round(s * 1e6) / 1e6, names[c], categories[c], prices[c], "personalized",
+                      [session_reason(because[c], snap.names[snap.item_index[because[c].item_id]])] if c in because else [])
                  for c, s in zip(picked.tolist(), scores.tolist(), strict=True)]  # fmt: skip
         if len(items) < limit:
             mask[picked] = False

@@ -37,6 +37,11 @@ def describe(activity: Activity, now: float) -> str:
     return f"{verb} {place} {when_words(activity.timestamp, now)}"
 
 
+def session_reason(activity: Activity, name: str) -> str:
+    """'because you viewed Merlot 2019 just now': an item the current session brought."""
+    return f"because you {VERBS.get(activity.event_type, activity.event_type)} {name} just now"
+
+
 def popular_reason(key: str) -> str:
     """The reason for an item from the popular list `key` ('all', 'store:S001', 'channel:web', ...)."""
     kind, _, value = key.partition(":")

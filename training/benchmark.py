@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from features.dataset import load_dataset
@@ -20,14 +19,17 @@ from features.validation import validate_events
 from omnirec.settings import Settings
 from training.evaluation import (
     ALL,
+    EXPLORE,
+    REPEAT,
     EvaluationSet,
     build_evaluation_set,
     evaluate,
     popularity_baseline,
 )
 from training.pipeline import fit_model
-from training.report import markdown_table
-from training.splits import random_per_user, time_split
+from training.report import Results, markdown_table
+from training.selection import DEFAULT_BUDGET_SECONDS, compare, select_model
+from training.splits import random_per_user, split_events, time_split
 from training.tuning import tune
 
 MODELS = ("popularity", "als", "bpr", "itemknn", "ease")
@@ -87,6 +89,14 @@ def movielens(
         m = metrics[ALL]
         print(f"{kind:<11} nDCG@10 {m['ndcg']:.4f}  P@10 {m['precision']:.4f}  R@10 {m['recall']:.4f}  "
               f"MAP@10 {m['map']:.4f}  fit {fit_seconds:.2f}s  params {params}", flush=True)  # fmt: skip
+    _, chosen = compare(val_set, seed=settings.seed, k=10, exclude_seen=True,
+                        budget_seconds=DEFAULT_BUDGET_SECONDS, say=lambda _: None)  # fmt: skip
+    model = fit_model(chosen.kind, chosen.params, test_set.train, settings.seed)
+    metrics = evaluate(model, test_set, model, 10)
+    results["default pipeline"] = metrics
+    m = metrics[ALL]
+    print(f"default pipeline (chose {chosen.label} on validation) nDCG@10 {m['ndcg']:.4f}  "
+          f"P@10 {m['precision']:.4f}  R@10 {m['recall']:.4f}  MAP@10 {m['map']:.4f}", flush=True)  # fmt: skip
     print(
         "published (Microsoft Recommenders, same protocol): "
         + ", ".join(f"{k} {v}" for k, v in PUBLISHED.items())
@@ -94,52 +104,72 @@ def movielens(
     return results
 
 
-def completejourney(
-    shared: Path, settings: Settings, trials: int
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Real store purchases; time split (last 28 days); with and without excluding purchased items."""
-    imported = import_dataset("completejourney", shared / "completejourney-sample")
-    events = validate_events(imported.events).accepted
-    # items bought at least twice before the test period: a 20k-item catalogue where most items
-    # were bought once is noise for every model, and EASE's dense item x item inverse stays small
-    cut = time_split(events, test_days=28)
-    counts = pc.value_counts(cut.train.column("item_id").cast(pa.string()))
-    frequent = pc.filter(counts.field("values"), pc.greater_equal(counts.field("counts"), 2))
-    events = events.filter(pc.is_in(events.column("item_id").cast(pa.string()), frequent))
-    split = time_split(events, test_days=28)
-    train = build_interactions(split.train, settings.interactions)
-    inner_split = time_split(split.train, test_days=28)
-    inner = build_interactions(inner_split.train, settings.interactions)
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    print(
-        f"\n== Complete Journey sample: time split at {split.cutoff:%Y-%m-%d} (28 test days), k=10 =="
-    )
-    for exclude_seen in (True, False):
-        evaluation = build_evaluation_set(split, train, exclude_seen=exclude_seen, max_users=None)
-        validation = build_evaluation_set(
-            inner_split, inner, exclude_seen=exclude_seen, max_users=None
-        )
+NEXT_BASKET_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("popularity", {}),
+    ("buy_again", {}),
+    ("repeat", {}),
+    ("itemknn", {}),
+    ("als", {"factors": 64, "regularization": 20.0, "alpha": 2.0, "iterations": 15}),
+    ("bpr", {}),
+)
+
+
+def completejourney(shared: Path, settings: Settings, trials: int) -> dict[str, Results]:
+    """The full Complete Journey (1.47M purchase lines, 2,469 households): next basket (each
+    household's last basket held out) and each household's last 28 days, bought items kept, every
+    model beside the default pipeline (model chosen on a validation part), repeat/explore apart."""
+    folder = shared / "completejourney-full"
+    if not folder.exists():
+        folder = shared / "completejourney-sample"
+    events = validate_events(import_dataset("completejourney", folder).events).accepted
+    out: dict[str, Results] = {}
+    for protocol, days in (("next-basket", 0.0), ("last-days", 28.0)):
+        split = split_events(events, protocol, days)
+        train = build_interactions(split.train, settings.interactions)
+        evaluation = build_evaluation_set(split, train, exclude_seen=False, max_users=None)
         fallback = popularity_baseline(train)
-        label = "exclude purchased" if exclude_seen else "keep purchased"
-        for kind in ("buy_again", *MODELS):
-            if kind == "buy_again" and exclude_seen:
-                continue  # with purchased items removed it is popularity
-            try:
-                model, _, _ = _tuned_fit(
-                    kind if kind != "buy_again" else "popularity",
-                    validation,
-                    train,
-                    max(3, trials // 3),
-                    settings.seed,
-                )
-                if kind == "buy_again":
-                    model = fit_model("buy_again", {}, train, settings.seed)
-            except Exception as exc:  # a model that refuses this catalogue is reported, not hidden
-                print(f"{kind}: skipped ({exc})")
-                continue
-            results[f"{kind} ({label})"] = evaluate(model, evaluation, fallback, 10)
-    print(markdown_table(results, 10))
-    return results
+        results: Results = {}
+        print(f"\n== Complete Journey ({folder.name}, {events.num_rows:,} purchase lines): "
+              f"{split.describe()}, {len(evaluation.rows):,} households, k=10, bought items kept ==")  # fmt: skip
+        for kind, params in NEXT_BASKET_MODELS:
+            started = time.perf_counter()
+            model = fit_model(kind, params, train, settings.seed)
+            fit_seconds = time.perf_counter() - started
+            results[kind] = evaluate(model, evaluation, fallback, 10)
+            results[kind][ALL]["fit_seconds"] = fit_seconds
+        # the same models on the previous quantity weighting (units capped at 10), for comparison
+        linear = msgspec.structs.replace(settings.interactions, quantity_scaling="linear")
+        linear_train = build_interactions(split.train, linear)
+        for kind, params in NEXT_BASKET_MODELS:
+            if kind in {"buy_again", "als"}:
+                model = fit_model(kind, params, linear_train, settings.seed)
+                results[f"{kind} (linear quantities)"] = evaluate(model, evaluation, fallback, 10)
+        started = time.perf_counter()
+        selection = select_model(split.train, settings, protocol=protocol, test_days=days or 7.0,
+                                 relevant=("purchase",), exclude_seen=None, say=lambda _: None)  # fmt: skip
+        model = fit_model(selection.best.kind, selection.best.params, train, settings.seed)
+        results["default pipeline"] = evaluate(model, evaluation, fallback, 10)
+        results["default pipeline"][ALL]["fit_seconds"] = time.perf_counter() - started
+        print(f"default pipeline chose {selection.best.label} on validation "
+              f"({selection.validation_customers:,} households)")  # fmt: skip
+        print(_split_table(results))
+        lift = {m: results["default pipeline"][ALL][m] / max(1e-9, results["buy_again"][ALL][m]) - 1
+                for m in ("recall", "ndcg")}  # fmt: skip
+        print(f"default pipeline vs buy-again: Recall@10 {lift['recall']:+.1%}, "
+              f"NDCG@10 {lift['ndcg']:+.1%}")  # fmt: skip
+        out[protocol] = results
+    return out
+
+
+def _split_table(results: Results) -> str:
+    """Recall and nDCG at 10 on all held-out items, the repeat and the explore ones, and fit time."""
+    lines = ["| model | R@10 | nDCG@10 | repeat R@10 | repeat nDCG@10 | explore R@10 | fit |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, slices in results.items():
+        a, r, e = slices[ALL], slices.get(REPEAT, {}), slices.get(EXPLORE, {})
+        lines.append(f"| {name} | {a['recall']:.4f} | {a['ndcg']:.4f} | {r.get('recall', 0):.4f} | "
+                     f"{r.get('ndcg', 0):.4f} | {e.get('recall', 0):.4f} | {a.get('fit_seconds', 0):.1f} s |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def synthetic(settings: Settings) -> dict[str, dict[str, dict[str, float]]]:

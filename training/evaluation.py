@@ -17,6 +17,8 @@ from training.metrics import coverage, ranking_metrics
 from training.splits import EventSplit
 
 ALL = "all"
+REPEAT = "repeat"  # test items the customer had bought before
+EXPLORE = "explore"  # test items new to the customer
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,10 @@ def build_evaluation_set(
     seen = _binary(train.matrix)
     if exclude_seen:
         returning_all = {n: _binary(m - m.multiply(seen)) for n, m in returning_all.items()}
+    else:  # what they bought before (repeat) and what is new to them (explore), apart
+        repeat = _binary(returning_all[ALL].multiply(seen))
+        returning_all[REPEAT] = repeat
+        returning_all[EXPLORE] = _binary(returning_all[ALL] - repeat)
     rows = np.flatnonzero(np.diff(returning_all[ALL].indptr) > 0)
     if max_users is not None and len(rows) > max_users:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_users, replace=False))
@@ -93,6 +99,9 @@ def build_evaluation_set(
         new_truth = {
             name: _binary(truth_for(t, new_customers).matrix) for name, t in new_events.items()
         }
+        if not exclude_seen:  # a new customer has nothing to repeat
+            new_truth[EXPLORE] = new_truth[ALL]
+            new_truth[REPEAT] = sp.csr_matrix(new_truth[ALL].shape, dtype=np.float32)
     return EvaluationSet(train, rows, truth, new_truth, exclude_seen)
 
 
@@ -103,10 +112,8 @@ def evaluate(
 
     Returning customers are scored by `model`; new customers by `fallback` (what serving does).
     """
-    history = evaluation.train.matrix[evaluation.rows]
-    recs, _ = model.recommend_rows(
-        evaluation.rows, history, n=k, exclude_seen=evaluation.exclude_seen
-    )
+    # the model's own view of the history (a repeat model keeps decayed occasions, not the matrix)
+    recs, _ = model.recommend_rows(evaluation.rows, n=k, exclude_seen=evaluation.exclude_seen)
     results: dict[str, dict[str, float]] = {}
     results["returning"] = ranking_metrics(recs, evaluation.truth[ALL], k)
     new_recs = np.zeros((0, k), np.int64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import tempfile
 import time
@@ -28,7 +29,8 @@ from training.evaluation import (
     popularity_baseline,
 )
 from training.report import write_report
-from training.splits import time_split
+from training.selection import DEFAULT_BUDGET_SECONDS, REPEAT_KINDS, Selection, select_model
+from training.splits import split_events
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 PYFUNC_ENTRY = MODELS_DIR / "mlflow_entry.py"
@@ -48,15 +50,18 @@ class TrainConfig:
     """What `omnirec train` does; every field is logged as a run parameter."""
 
     data: Path
-    model: str = "als"
+    model: str = "als"  # "auto": the best candidate on a validation part (training.selection)
     params: dict[str, Any] = field(default_factory=dict)
     test_days: float = 7.0
     k: int = 10
     relevant: tuple[str, ...] = ("purchase",)
-    exclude_seen: bool = True
+    exclude_seen: bool | None = True  # None: decided from the data (repeat purchases or not)
     refit_full: bool = True
     register: bool = True
     max_eval_users: int = 20_000
+    protocol: str = "time"  # or "next-basket", "last-days" (training.splits.PROTOCOLS)
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS  # model selection's time budget
+    min_test_customers: int = 50  # fewer: the gate does not decide on this run
 
 
 @dataclass(frozen=True)
@@ -69,12 +74,14 @@ class TrainResult:
     champion_before: int | None
     gate: str
     metrics: dict[str, dict[str, float]]
-    baseline: dict[str, dict[str, float]]
+    baseline: dict[str, dict[str, float]]  # popularity, evaluated on the same test part
     report: Path
     model: Recommender
     interactions: Interactions
     dataset: Dataset
     timings: dict[str, float]
+    baselines: dict[str, dict[str, dict[str, float]]]  # popularity and, where kept, buy-again
+    selection: Selection | None
 
 
 def data_fingerprint(folder: Path) -> str:
@@ -119,6 +126,8 @@ def use_mlflow(settings: Settings) -> None:
     With a local (SQLite or file) tracking store, the experiment keeps its artifacts under the
     data folder rather than in a `./mlruns` of whatever directory the command ran from.
     """
+    # MLflow draws a progress bar per artifact download; in logs they are noise
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     if settings.mlflow.registry_uri:
         mlflow.set_registry_uri(settings.mlflow.registry_uri)
@@ -152,33 +161,62 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
 
     dataset = load_dataset(config.data, settings.max_future_seconds)
     lap("load_validate")
-    split = time_split(dataset.events, config.test_days)
+    split = split_events(dataset.events, config.protocol, config.test_days)
+    kind, params, exclude_seen = config.model, config.params, config.exclude_seen
+    selection: Selection | None = None
+    if kind == "auto":
+        selection = select_model(
+            split.train, settings, protocol=config.protocol, test_days=config.test_days,
+            relevant=config.relevant, exclude_seen=config.exclude_seen, k=config.k,
+            budget_seconds=config.budget_seconds, max_users=config.max_eval_users,
+        )  # fmt: skip
+        kind, params, exclude_seen = (
+            selection.best.kind,
+            selection.best.params,
+            selection.exclude_seen,
+        )
+        lap("select_model")
+    if exclude_seen is None:
+        exclude_seen = kind not in REPEAT_KINDS
     train_inter = build_interactions(split.train, settings.interactions)
     evaluation: EvaluationSet = build_evaluation_set(
-        split, train_inter, relevant_types=config.relevant, exclude_seen=config.exclude_seen,
+        split, train_inter, relevant_types=config.relevant, exclude_seen=exclude_seen,
         max_users=config.max_eval_users, seed=settings.seed,
     )  # fmt: skip
+    test_customers = len(evaluation.rows) + (
+        evaluation.new_truth["all"].shape[0] if evaluation.new_truth else 0
+    )
+    print(f"test part: {split.describe()}, {test_customers:,} customers "
+          f"({len(evaluation.rows):,} returning)", flush=True)  # fmt: skip
     lap("split_interactions")
-    model = fit_model(config.model, config.params, train_inter, settings.seed)
+    model = fit_model(kind, params, train_inter, settings.seed)
     lap("fit_eval_model")
     baseline_model = popularity_baseline(train_inter)
     metrics = evaluate(model, evaluation, baseline_model, config.k)
     baseline = evaluate(baseline_model, evaluation, baseline_model, config.k)
+    baselines = {"popularity": baseline}
+    if not exclude_seen:  # where customers rebuy, the bar to clear is their own history
+        buy_again = fit_model("buy_again", {}, train_inter, settings.seed)
+        baselines["buy_again"] = evaluate(buy_again, evaluation, baseline_model, config.k)
     lap("evaluate")
     full_inter = train_inter
     if config.refit_full:
         full_inter = build_interactions(dataset.events, settings.interactions)
-        model = fit_model(config.model, config.params, full_inter, settings.seed)
+        model = fit_model(kind, params, full_inter, settings.seed)
     lap("fit_full")
 
     use_mlflow(settings)
     registry = ModelRegistry(settings.mlflow)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run() as run:
         mlflow.log_params({
-            "model": config.model, **{f"model.{k}": v for k, v in model.params.items()},
+            "model": kind, **{f"model.{k}": v for k, v in model.params.items()},
+            "selected_by": "validation" if selection else "given",
             "seed": settings.seed, "test_days": config.test_days, "k": config.k,
-            "relevant": ",".join(config.relevant), "exclude_seen": config.exclude_seen,
+            "protocol": config.protocol, "test_customers": test_customers,
+            "relevant": ",".join(config.relevant), "exclude_seen": exclude_seen,
             "refit_full": config.refit_full, "cutoff": split.cutoff.isoformat(),
+            "quantity_scaling": settings.interactions.quantity_scaling,
+            "decay_reference": settings.interactions.decay_reference,
             "data": str(config.data), "data_fingerprint": data_fingerprint(config.data),
             "code_version": code_version(),
             "event_weights": str(settings.interactions.event_weights),
@@ -189,12 +227,17 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
             "events_rejected": dataset.report.rejects.num_rows,
         })  # fmt: skip
         mlflow.log_metrics(flat_metrics(metrics, config.k))
-        mlflow.log_metrics(flat_metrics(baseline, config.k, prefix="popularity."))
+        for name, results in baselines.items():
+            mlflow.log_metrics(flat_metrics(results, config.k, prefix=f"{name}."))
         report_dir = Path(tmp) / "report"
-        write_report({config.model: metrics, "popularity": baseline}, config.k, report_dir,
-                     f"omnirec {config.model} — time split at {split.cutoff:%Y-%m-%d %H:%M}",
-                     {"relevant events": ",".join(config.relevant), "exclude seen": str(config.exclude_seen)})  # fmt: skip
+        write_report({kind: metrics, **baselines}, config.k, report_dir,
+                     f"omnirec {kind} — {split.describe()}",
+                     {"relevant events": ",".join(config.relevant), "exclude seen": str(exclude_seen)})  # fmt: skip
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
+        if selection is not None:
+            mlflow.log_text(selection.table(), "selection/comparison.md")
+            mlflow.log_text(selection.to_json(), "selection/selection.json")
+            mlflow.log_metric(f"validation_{selection.metric}", selection.best.score or 0.0)
         model_dir = model.save(Path(tmp) / "omnirec_model")
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(PYFUNC_ENTRY), artifacts={"omnirec_model": str(model_dir)},
@@ -212,13 +255,24 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     champion_before = registry.champion() if version else None
     promoted, gate = False, "not registered"
     if version is not None:
-        registry.tag_version(version, "omnirec.model", config.model)
+        registry.tag_version(version, "omnirec.model", kind)
         promoted, gate = _gate(registry, version, champion_before, settings.mlflow.gate_metric)
+        if len(evaluation.rows) < config.min_test_customers:
+            few = (f"only {len(evaluation.rows)} returning test customers "
+                   f"(< {config.min_test_customers}): the gate does not decide on so few; ")  # fmt: skip
+            if champion_before is None:
+                gate = few + f"v{version} becomes the first champion"
+            else:
+                promoted = False
+                gate = (
+                    few
+                    + f"champion v{champion_before} kept (`omnirec promote {version}` to override)"
+                )
         if promoted:
             registry.set_champion(version)
     lap("gate")
     return TrainResult(run_id, version, promoted, champion_before, gate, metrics, baseline,
-                       report_dir, model, full_inter, dataset, timings)  # fmt: skip
+                       report_dir, model, full_inter, dataset, timings, baselines, selection)  # fmt: skip
 
 
 def _gate(

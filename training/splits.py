@@ -13,15 +13,40 @@ import scipy.sparse as sp
 from features import arrowkit
 from omnirec.errors import DataError
 
+PROTOCOLS = ("time", "next-basket", "last-days")
+MICROS_PER_DAY = 86_400_000_000
+
 
 @dataclass(frozen=True)
 class EventSplit:
-    """Train events strictly before `cutoff`, test events from it on (until `end`)."""
+    """Train events strictly before `cutoff`, test events from it on (until `end`); per-customer
+    protocols cut each customer at their own time (`cutoff` is then the earliest such cut)."""
 
     train: pa.Table
     test: pa.Table
     cutoff: datetime
     end: datetime
+    protocol: str = "time"
+
+    def describe(self) -> str:
+        """A line for reports: what was held out."""
+        if self.protocol == "next-basket":
+            return "each customer's last basket held out"
+        if self.protocol == "last-days":
+            return "each customer's last days held out"
+        return f"time split at {self.cutoff:%Y-%m-%d %H:%M}"
+
+
+def split_events(events: pa.Table, protocol: str = "time", test_days: float = 7.0) -> EventSplit:
+    """The split `protocol` names: 'time' (global cut-off `test_days` before the last event),
+    'next-basket' (each customer's last basket) or 'last-days' (each customer's last `test_days`)."""
+    if protocol == "next-basket":
+        return last_basket_split(events)
+    if protocol == "last-days":
+        return last_days_split(events, test_days)
+    if protocol == "time":
+        return time_split(events, test_days)
+    raise DataError("<events>", f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
 
 
 def time_split(
@@ -92,3 +117,62 @@ def random_per_user(
         return sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=csr.shape)
 
     return part(in_train), part(~in_train)
+
+
+def _customer_cut(
+    events: pa.Table, cut: np.ndarray, test_rows: np.ndarray, protocol: str
+) -> EventSplit:
+    """Train: each customer's events before their `cut` (int64 micros; max for no cut); test:
+    `test_rows` (bool mask)."""
+    if events.num_rows == 0:
+        raise DataError("<events>", "no events to split")
+    customer = arrowkit.codes(arrowkit.as_dictionary(events.column("customer_id")))
+    stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
+    train_mask = stamps < cut[customer]
+    train, test = events.filter(pa.array(train_mask)), events.filter(pa.array(test_rows))
+    if train.num_rows == 0 or test.num_rows == 0:
+        raise DataError("<events>", f"the {protocol} split leaves an empty train or test part")
+    has_cut = cut < np.iinfo(np.int64).max
+    first = int(cut[has_cut].min()) if has_cut.any() else int(stamps.max())
+    as_time = events.column("timestamp").type
+    return EventSplit(
+        train=train, test=test, cutoff=pa.scalar(first, as_time).as_py(),
+        end=pa.scalar(int(stamps.max()), as_time).as_py(), protocol=protocol,
+    )  # fmt: skip
+
+
+def last_basket_split(events: pa.Table, event_types: tuple[str, ...] = ("purchase",)) -> EventSplit:
+    """Leave the last basket out (next-basket protocol): each customer's last basket of
+    `event_types` (its session id, or its day when it has none) is test; train keeps that
+    customer's events before the basket. Other customers' events stay (the next-basket literature's
+    protocol: Li et al., TOIS 2023)."""
+    customer = arrowkit.codes(arrowkit.as_dictionary(events.column("customer_id"))).astype(np.int64)
+    stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
+    kinds = arrowkit.as_dictionary(events.column("event_type"))
+    eligible = np.append(
+        np.isin(np.asarray(kinds.dictionary.to_pylist(), dtype=object), event_types), False
+    )
+    is_target = eligible[arrowkit.codes(kinds)]
+    sessions = arrowkit.codes(arrowkit.as_dictionary(events.column("session_id"))).astype(np.int64)
+    basket = np.where(sessions >= 0, sessions, -1 - stamps // MICROS_PER_DAY)
+    n_customers = int(customer.max(initial=-1)) + 1
+    order = np.lexsort((stamps, customer))
+    target_rows = order[is_target[order]]
+    last = np.full(n_customers, -1, dtype=np.int64)
+    last[customer[target_rows]] = target_rows  # later rows overwrite earlier ones
+    has = last >= 0
+    last_basket = np.where(has, basket[np.maximum(last, 0)], np.iinfo(np.int64).min)
+    test_rows = is_target & (basket == last_basket[customer])
+    cut = np.full(n_customers, np.iinfo(np.int64).max)
+    np.minimum.at(cut, customer[test_rows], stamps[test_rows])
+    return _customer_cut(events, cut, test_rows, "next-basket")
+
+
+def last_days_split(events: pa.Table, test_days: float) -> EventSplit:
+    """Each customer's last `test_days` (before their own last event) are test, the rest train."""
+    customer = arrowkit.codes(arrowkit.as_dictionary(events.column("customer_id"))).astype(np.int64)
+    stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
+    last = np.full(int(customer.max(initial=-1)) + 1, np.iinfo(np.int64).min)
+    np.maximum.at(last, customer, stamps)
+    cut = last - int(test_days * MICROS_PER_DAY)
+    return _customer_cut(events, cut, stamps >= cut[customer], "last-days")

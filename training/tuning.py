@@ -33,6 +33,13 @@ SEARCH_SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
     },
     "ease": lambda t: {"l2": t.suggest_float("l2", 10.0, 5000.0, log=True)},
     "popularity": lambda t: {},
+    "buy_again": lambda t: {},
+    "repeat": lambda t: {
+        "half_life_days": t.suggest_float("half_life_days", 14.0, 365.0, log=True),
+        "neighbours": t.suggest_int("neighbours", 10, 500, log=True),
+        "own_weight": t.suggest_float("own_weight", 0.5, 1.0),
+        "shrinkage": t.suggest_float("shrinkage", 1.0, 50.0, log=True),
+    },
 }
 
 
@@ -79,7 +86,7 @@ def tune(
         return score
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=trials if kind != "popularity" else 1)
+    study.optimize(objective, n_trials=trials if kind not in {"popularity", "buy_again"} else 1)
     return TuneResult(
         params=dict(study.best_params), score=float(study.best_value), trials=len(study.trials)
     )

@@ -11,6 +11,8 @@ from omnirec.commands import CommandSpec, existing_path, positive_int
 from omnirec.errors import ConfigError
 from omnirec.settings import Settings
 
+PROTOCOLS = ("time", "next-basket", "last-days")  # training.splits.PROTOCOLS (CLI imports lazily)
+
 
 def _json_params(value: str) -> dict[str, Any]:
     try:
@@ -27,15 +29,25 @@ def _common_train_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--data", type=existing_path, default=None,
                    help="data folder (default: $OMNIREC_DATA_DIR/synthetic)")  # fmt: skip
-    p.add_argument("--model", choices=sorted(MODEL_KINDS), default="als", help="model kind")
+    p.add_argument("--model", choices=["auto", *sorted(MODEL_KINDS)], default="auto",
+                   help="model kind (default auto: the best candidate on a validation part)")  # fmt: skip
+    p.add_argument("--protocol", choices=PROTOCOLS, default="time",
+                   help="test part: time = the last --test-days of the data; next-basket = each "
+                        "customer's last basket; last-days = each customer's last --test-days")  # fmt: skip
     p.add_argument(
         "--test-days", type=float, default=7.0, help="days after the cut-off used as test"
     )
+    p.add_argument("--budget", type=float, default=600.0,
+                   help="seconds model selection may spend (--model auto)")  # fmt: skip
     p.add_argument("--k", type=positive_int, default=10, help="list length for metrics")
     p.add_argument(
         "--relevant", default="purchase", help="comma list of event types that count as hits"
     )
-    p.add_argument("--keep-seen", action="store_true", help="do not exclude already-seen items")
+    seen = p.add_mutually_exclusive_group()
+    seen.add_argument("--keep-seen", dest="exclude_seen", action="store_false", default=None,
+                      help="bought items stay recommendable (default: decided from the data)")  # fmt: skip
+    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true",
+                      help="never count or recommend items the customer already has")  # fmt: skip
     p.add_argument("--no-publish", action="store_true", help="do not publish features to Redis")
 
 
@@ -56,13 +68,18 @@ def _train_config(args: argparse.Namespace, settings: Settings, params: dict[str
     if not Path(data).exists():
         raise ConfigError(f"no data at {data}: run `omnirec generate` or pass --data")
     return TrainConfig(data=Path(data), model=args.model, params=params, test_days=args.test_days, k=args.k,
-                       relevant=tuple(args.relevant.split(",")), exclude_seen=not args.keep_seen)  # fmt: skip
+                       relevant=tuple(args.relevant.split(",")), exclude_seen=args.exclude_seen,
+                       protocol=args.protocol, budget_seconds=args.budget)  # fmt: skip
 
 
 def _print_result(result: Any, k: int) -> None:
     from training.report import markdown_table
 
-    print(markdown_table({result.model.kind: result.metrics, "popularity": result.baseline}, k))
+    results = {result.model.kind: result.metrics, **result.baselines}
+    for slice_name in ("all", "repeat", "explore"):
+        if slice_name in result.metrics:
+            print(f"{slice_name}:" if slice_name != "all" else "all held-out items:")
+            print(markdown_table(results, k, slice_name))
     print(f"run {result.run_id}; registered version {result.version}; {result.gate}")
     print("timings: " + ", ".join(f"{n} {t:.1f}s" for n, t in result.timings.items()))
 
@@ -107,16 +124,22 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
     from features.interactions import build_interactions
     from training.evaluation import build_evaluation_set
     from training.pipeline import use_mlflow
-    from training.splits import time_split
+    from training.splits import split_events
     from training.tuning import tune
 
+    if args.model == "auto":
+        raise ConfigError("omnirec tune needs --model (the kind whose parameters to search)")
     config = _train_config(args, settings, {})
     dataset = load_dataset(config.data, settings.max_future_seconds)
-    outer = time_split(dataset.events, config.test_days)
-    inner = time_split(outer.train, args.validation_days)  # the test part is never seen here
+    outer = split_events(dataset.events, config.protocol, config.test_days)
+    # the test part is never seen here
+    inner = split_events(outer.train, config.protocol, args.validation_days)
     inner_train = build_interactions(inner.train, settings.interactions)
+    exclude_seen = config.exclude_seen
+    if exclude_seen is None:
+        exclude_seen = args.model not in {"buy_again", "repeat"}
     evaluation = build_evaluation_set(inner, inner_train, relevant_types=config.relevant,
-                                      exclude_seen=config.exclude_seen, seed=settings.seed)  # fmt: skip
+                                      exclude_seen=exclude_seen, seed=settings.seed)  # fmt: skip
     use_mlflow(settings)
     with mlflow.start_run(run_name=f"tune-{args.model}") as parent:
         best = tune(

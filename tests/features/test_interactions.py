@@ -40,7 +40,7 @@ def test_weights_by_event_and_channel_and_returns_cancel_purchases() -> None:
         ("c2", "i1", "return", "store", T, 1),  # ... returned in store: gone
         ("c2", "i3", "view", "app", T, 1),  # 1
     )
-    result = build_interactions(table, InteractionSettings())
+    result = build_interactions(table, InteractionSettings(quantity_scaling="linear"))
     assert result.customer_ids.tolist() == ["c1", "c2"]
     assert result.item_ids.tolist() == ["i1", "i2", "i3"]
     np.testing.assert_allclose(result.matrix.toarray(), [[4.0, 7.5, 0.0], [0.0, 0.0, 1.0]])
@@ -56,8 +56,49 @@ def test_store_purchase_at_least_as_strong_as_online() -> None:
 def test_configurable_weights_and_quantity_cap() -> None:
     table = events(("a", "x", "view", "web", T, 1), ("a", "y", "purchase", "app", T, 50))
     custom = InteractionSettings(event_weights={"view": 2.0, "purchase": 1.0},
-                                 channel_weights={"app": 3.0}, max_quantity=4)  # fmt: skip
+                                 channel_weights={"app": 3.0}, max_quantity=4,
+                                 quantity_scaling="linear")  # fmt: skip
     np.testing.assert_allclose(build_interactions(table, custom).matrix.toarray(), [[2.0, 12.0]])
+
+
+def test_quantities_count_logarithmically_by_default() -> None:
+    """Hu, Koren and Volinsky's log confidence: 1 unit = 1, 50 units = 1 + ln 50, not 50 (or 10)."""
+    table = events(("a", "x", "purchase", "web", T, 1), ("a", "y", "purchase", "web", T, 50))
+    settings = InteractionSettings(event_weights={"purchase": 1.0})
+    np.testing.assert_allclose(
+        build_interactions(table, settings).matrix.toarray(), [[1.0, 1.0 + np.log(50)]], rtol=1e-6
+    )
+
+
+def test_decay_counts_from_each_customers_own_last_event() -> None:
+    """A customer whose last visit was months ago keeps full weight on what they did then."""
+    table = events(
+        ("a", "x", "view", "web", "2026-10-03T00:00:00Z", 1),
+        ("a", "y", "view", "web", "2026-10-02T00:00:00Z", 1),
+        ("b", "x", "view", "web", "2026-07-01T00:00:00Z", 1),
+    )
+    own = build_interactions(table, InteractionSettings(decay_half_life_days=1.0))
+    np.testing.assert_allclose(own.matrix.toarray(), [[1.0, 0.5], [1.0, 0.0]], rtol=1e-6)
+    whole = InteractionSettings(decay_half_life_days=1.0, decay_reference="global")
+    assert build_interactions(table, whole).matrix.toarray()[1, 0] < 1e-20
+
+
+def test_purchase_occasions_one_per_basket() -> None:
+    """Two units of one item in one basket are one occasion; without a session id, a day is one."""
+    raw = pa.table({
+        "customer_id": ["a", "a", "a", "a", "b"], "item_id": ["x", "x", "x", "y", "x"],
+        "event_type": ["purchase"] * 4 + ["view"], "channel": ["store"] * 5,
+        "timestamp": ["2026-10-01T10:00:00Z", "2026-10-01T10:00:05Z", "2026-10-08T10:00:00Z",
+                      "2026-10-08T11:00:00Z", "2026-10-09T10:00:00Z"],
+        "session_id": ["b1", "b1", "b2", None, None],
+    })  # fmt: skip
+    occasions = build_interactions(validate_events(raw).accepted).occasions
+    assert occasions is not None
+    got = sorted(
+        zip(occasions.rows.tolist(), occasions.cols.tolist(), occasions.days.tolist(), strict=True)
+    )
+    assert [(r, c) for r, c, _ in got] == [(0, 0), (0, 0), (0, 1)]  # b's view is no purchase
+    assert got[1][2] - got[0][2] == pytest.approx(7.0)
 
 
 def test_exponential_time_decay() -> None:

@@ -455,3 +455,60 @@ def test_half_sent_requests_are_closed_and_real_ones_keep_flowing(deployment: De
         assert sock.recv(1) == b""  # the server closed it (OMNIREC_REQUEST_READ_SECONDS=2 here)
         sock.close()
     assert time.monotonic() - started < 10
+
+
+def test_a_session_moves_the_list_toward_what_is_viewed_now(deployment: Deployment) -> None:
+    """A customer with a long history in their categories views five items of a category they
+    never touched: within a second that category fills a share of the top 10, and the reasons
+    say which viewed item brought each suggestion."""
+    dataset = load_dataset(deployment.data)
+    assert dataset.catalogue is not None
+    category_of = dict(zip(dataset.catalogue["item_id"].to_pylist(),
+                           dataset.catalogue["category"].to_pylist(), strict=True))  # fmt: skip
+    events = dataset.events
+    counts = pc.value_counts(events["customer_id"].cast("string"))
+    # the most active customer the other tests leave alone (they use C00000001-C00000099)
+    customer = max(
+        (c for c in counts.to_pylist() if c["values"] >= "C00000100"), key=lambda c: c["counts"]
+    )["values"]
+    touched = {
+        category_of[i]
+        for i in events.filter(pc.equal(events["customer_id"].cast("string"), customer))["item_id"]
+        .cast("string")
+        .to_pylist()
+    }
+    untouched = sorted({c for c in category_of.values()} - touched)
+    assert untouched, "the synthetic customer touched every category"
+    new_category = untouched[0]
+    viewed = [i for i, c in sorted(category_of.items()) if c == new_category][:5]
+    before = recs(deployment, customer, limit=10)
+    assert all(i["category"] != new_category for i in before["items"])
+    started = time.monotonic()
+    with deployment.client("events") as c:
+        for item in viewed:
+            event = {
+                "customer_id": customer,
+                "item_id": item,
+                "event_type": "view",
+                "channel": "web",
+            }
+            assert c.post("/v1/events", json=event).status_code == 202
+    after = recs(deployment, customer, limit=10)
+    assert time.monotonic() - started < 5  # generous for a shared CI machine: one request each
+    share = sum(i["category"] == new_category for i in after["items"]) / 10
+    assert share >= 0.3, after["items"]
+    brought = [
+        i for i in after["items"] if any(r.startswith("because you viewed") for r in i["reasons"])
+    ]
+    assert brought and all(i["category"] == new_category for i in brought)
+    names = {
+        dataset.catalogue["name"][k].as_py()
+        for k, i in enumerate(dataset.catalogue["item_id"].to_pylist())
+        if i in viewed
+    }
+    assert all(
+        any(r.endswith(" just now") and any(n in r for n in names) for r in i["reasons"])
+        for i in brought
+    )
+    # long-term taste still holds the rest of the list
+    assert any(i["category"] in touched for i in after["items"])

@@ -119,3 +119,39 @@ def test_tune_searches_on_validation_then_trains_the_best(
     )
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(trials) == 3 and all("validation_ndcg_at_10" in r.data.metrics for r in trials)
+
+
+def test_default_model_is_chosen_on_validation_and_the_comparison_is_logged(
+    synthetic_data: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = train(TrainConfig(data=synthetic_data, model="auto", exclude_seen=None,
+                               register=False, budget_seconds=120), settings)  # fmt: skip
+    selection = result.selection
+    assert selection is not None
+    scored = [t for t in selection.trials if t.score is not None]
+    assert len(scored) >= 4 and selection.best.score == max(t.score or 0 for t in scored)
+    assert result.model.kind == selection.best.kind
+    assert result.model.params.items() >= selection.best.params.items()
+    assert "popularity" in result.baselines
+    out = capsys.readouterr().out
+    assert "budget 120 s" in out.splitlines()[0] or "budget 120 s" in out
+    assert "test part: time split at" in out
+    runs = ModelRegistry(settings.mlflow).client
+    logged = {a.path for a in runs.list_artifacts(result.run_id, "selection")}
+    assert logged == {"selection/comparison.md", "selection/selection.json"}
+    chosen = json.loads(
+        Path(runs.download_artifacts(result.run_id, "selection/selection.json")).read_text()
+    )
+    assert chosen["chosen"]["kind"] == selection.best.kind
+    assert runs.get_run(result.run_id).data.params["selected_by"] == "validation"
+
+
+def test_a_starved_split_says_so_and_does_not_move_the_champion(
+    synthetic_data: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = train(TrainConfig(data=synthetic_data, model="itemknn"), settings)
+    assert first.promoted
+    starved = train(TrainConfig(data=synthetic_data, model="popularity", test_days=0.02,
+                                min_test_customers=50), settings)  # fmt: skip
+    assert not starved.promoted and "the gate does not decide on so few" in starved.gate
+    assert "test part:" in capsys.readouterr().out

@@ -12,7 +12,14 @@ import scipy.sparse as sp
 
 from features.validation import validate_events
 from omnirec.errors import DataError
-from training.splits import leave_last_out, random_per_user, time_split
+from training.splits import (
+    last_basket_split,
+    last_days_split,
+    leave_last_out,
+    random_per_user,
+    split_events,
+    time_split,
+)
 
 
 def make_events() -> pa.Table:
@@ -61,3 +68,39 @@ def test_random_per_user_is_disjoint_and_stratified() -> None:
     assert np.array_equal(np.diff(train.indptr), np.round(0.75 * lengths).astype(int))
     again, _ = random_per_user(matrix, 0.25, seed=42)
     assert (again != train).nnz == 0
+
+
+def basket_events() -> pa.Table:
+    """a: baskets b1 (day 1) and b2 (day 5, two lines); b: one basket; c: two undated baskets."""
+    rows = [("a", "x", "b1", 1), ("a", "y", "b2", 5), ("a", "z", "b2", 5), ("a", "v", None, 3),
+            ("b", "x", "b3", 2), ("c", "y", None, 2), ("c", "z", None, 6)]  # fmt: skip
+    raw = pa.table({
+        "customer_id": [r[0] for r in rows], "item_id": [r[1] for r in rows],
+        "event_type": ["purchase" if r[1] != "v" else "view" for r in rows],
+        "channel": ["store"] * len(rows), "session_id": [r[2] for r in rows],
+        "timestamp": [f"2026-10-0{r[3]}T00:00:00Z" for r in rows],
+    })  # fmt: skip
+    return validate_events(raw).accepted
+
+
+def pairs(table: pa.Table) -> set[tuple[str, str]]:
+    return set(zip(table["customer_id"].to_pylist(), table["item_id"].to_pylist(), strict=True))
+
+
+def test_next_basket_holds_out_each_customers_whole_last_basket() -> None:
+    split = last_basket_split(basket_events())
+    assert pairs(split.test) == {("a", "y"), ("a", "z"), ("b", "x"), ("c", "z")}
+    # each customer's train part ends before their own basket; b's only basket leaves b new
+    assert pairs(split.train) == {("a", "x"), ("a", "v"), ("c", "y")}
+    assert split.protocol == "next-basket" and "last basket" in split.describe()
+
+
+def test_last_days_per_customer() -> None:
+    split = last_days_split(basket_events(), test_days=1.5)
+    assert pairs(split.test) == {("a", "y"), ("a", "z"), ("b", "x"), ("c", "z")}
+    assert ("a", "v") in pairs(split.train) and ("c", "y") in pairs(split.train)
+
+
+def test_unknown_protocol_is_refused() -> None:
+    with pytest.raises(DataError, match="unknown protocol"):
+        split_events(basket_events(), "random")

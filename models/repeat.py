@@ -1,0 +1,205 @@
+"""Repeat and explore for repeat-purchase retail, in the family of TIFU-KNN (Hu et al., SIGIR 2020).
+
+A customer's own part is a time-decayed frequency vector over their purchase occasions (baskets),
+decayed from that customer's own last purchase, weighted by how often each item is bought again
+at all (a learned, shrunk repeat rate: coffee high, a television near zero). The explore part is
+the mean vector of the customer's nearest customers (cosine over the same vectors). Both are
+blended: `own_weight` x own + (1 - own_weight) x neighbours.
+
+From the same occasions it learns, per item, the repurchase cycle (days between a customer's
+purchases of it) and the window after a purchase in which it is not due again (the 10th
+percentile of the observed intervals; never, for items bought once by enough customers and
+almost never again). Serving uses that window instead of excluding everything ever bought.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from models.base import InteractionData, Recommender, check_finite
+from models.topk import top_k
+from omnirec.errors import ModelFormatError
+
+NEIGHBOUR_BLOCK = 256  # customers whose neighbours are searched at once (bounds the dense block)
+MIN_INTERVALS = 5  # an item's own cycle needs this many repeat buyers; fewer: its shrunk mean
+NEVER_AGAIN_RATE = 0.02  # fewer repeat buyers than this share: not suggested again once bought
+WINDOW_QUANTILE = 0.10
+
+
+class PurchaseOccasions(Protocol):
+    """One entry per (customer row, item column, basket) with its day (`features.Occasions`)."""
+
+    @property
+    def rows(self) -> npt.NDArray[np.int64]: ...
+
+    @property
+    def cols(self) -> npt.NDArray[np.int64]: ...
+
+    @property
+    def days(self) -> npt.NDArray[np.float64]: ...
+
+
+class RepeatExploreRecommender(Recommender):
+    """TIFU-KNN-style repeat + explore with learned repeat rates and repurchase cycles."""
+
+    kind = "repeat"
+    uses_history = True
+
+    def __init__(self, half_life_days: float = 180.0, neighbours: int = 100,
+                 own_weight: float = 0.7, shrinkage: float = 5.0, min_buyers: int = 20) -> None:  # fmt: skip
+        super().__init__(half_life_days=half_life_days, neighbours=neighbours,
+                         own_weight=own_weight, shrinkage=shrinkage, min_buyers=min_buyers)  # fmt: skip
+        self.repeat_rate: npt.NDArray[np.float32] = np.zeros(0, np.float32)
+        self.cycle_days: npt.NDArray[np.float32] = np.zeros(0, np.float32)
+        self.window_days: npt.NDArray[np.float32] = np.zeros(0, np.float32)
+        self._unit: sp.csr_matrix | None = None
+
+    # ----------------------------------------------------------------- fitting
+    def fit(self, interactions: InteractionData) -> RepeatExploreRecommender:
+        """Fit on the purchase occasions when the data carries them (else each non-zero of the
+        matrix is one occasion, undated)."""
+        super().fit(interactions)
+        occasions: PurchaseOccasions | None = getattr(interactions, "occasions", None)
+        matrix = self.history
+        if occasions is None or len(occasions.rows) == 0:
+            coo = matrix.tocoo()
+            rows, cols = coo.row.astype(np.int64), coo.col.astype(np.int64)
+            days = np.zeros(len(rows))
+        else:
+            rows, cols, days = occasions.rows, occasions.cols, occasions.days
+        self.history = self._own_vectors(rows, cols, days, matrix.shape)
+        self._learn_cycles(rows, cols, days, matrix.shape[1])
+        self._unit = None
+        return self
+
+    def _fit(self, matrix: sp.csr_matrix) -> None:
+        """Everything is learned from the occasions in `fit`."""
+
+    def _own_vectors(
+        self,
+        rows: npt.NDArray[np.int64],
+        cols: npt.NDArray[np.int64],
+        days: npt.NDArray[np.float64],
+        shape: tuple[int, int],
+    ) -> sp.csr_matrix:
+        """Occasions decayed from each customer's own last one, scaled to a maximum of 1 per row."""
+        last = np.full(shape[0], -np.inf)
+        np.maximum.at(last, rows, days)
+        weight = np.power(0.5, (last[rows] - days) / float(self.params["half_life_days"]))
+        own = sp.csr_matrix((weight, (rows, cols)), shape=shape, dtype=np.float64)
+        peak = np.asarray(own.max(axis=1).toarray()).ravel()
+        own = sp.csr_matrix(sp.diags(1.0 / np.where(peak > 0, peak, 1.0)) @ own, dtype=np.float32)
+        own.sort_indices()
+        return own
+
+    def _learn_cycles(
+        self,
+        rows: npt.NDArray[np.int64],
+        cols: npt.NDArray[np.int64],
+        days: npt.NDArray[np.float64],
+        n_items: int,
+    ) -> None:
+        """Repeat rate, cycle and not-due window per item from each buyer's occasions."""
+        order = np.lexsort((days, cols, rows))
+        r, c, d = rows[order], cols[order], days[order]
+        starts = np.flatnonzero(np.r_[True, (np.diff(r) != 0) | (np.diff(c) != 0)])
+        count = np.diff(np.r_[starts, len(r)])
+        first, last = d[starts], d[np.r_[starts[1:], len(d)] - 1]
+        pair_item = c[starts]
+        buyers = np.bincount(pair_item, minlength=n_items).astype(np.float64)
+        repeaters = np.bincount(pair_item[count >= 2], minlength=n_items).astype(np.float64)
+        prior = repeaters.sum() / max(1.0, buyers.sum())
+        shrink = float(self.params["shrinkage"])
+        self.repeat_rate = ((repeaters + shrink * prior) / (buyers + shrink)).astype(np.float32)
+
+        again = count >= 2
+        interval = np.maximum((last[again] - first[again]) / (count[again] - 1), 0.5)
+        items = pair_item[again]
+        overall = float(np.exp(np.log(interval).mean())) if len(interval) else 30.0
+        logs = np.bincount(items, np.log(interval), minlength=n_items)
+        seen = np.bincount(items, minlength=n_items)
+        self.cycle_days = np.exp(
+            (logs + MIN_INTERVALS * np.log(overall)) / (seen + MIN_INTERVALS)
+        ).astype(np.float32)
+
+        overall_window = float(np.quantile(interval, WINDOW_QUANTILE)) if len(interval) else 0.0
+        window = np.full(n_items, overall_window)
+        by_item = np.lexsort((interval, items))
+        sorted_items, sorted_interval = items[by_item], interval[by_item]
+        item_start = np.searchsorted(sorted_items, np.arange(n_items))
+        enough = seen >= MIN_INTERVALS
+        pick = item_start[enough] + (WINDOW_QUANTILE * (seen[enough] - 1)).astype(np.int64)
+        window[enough] = sorted_interval[pick]
+        never = (buyers >= int(self.params["min_buyers"])) & (repeaters < NEVER_AGAIN_RATE * buyers)
+        window[never] = np.inf
+        self.window_days = window.astype(np.float32)
+
+    # ----------------------------------------------------------------- scoring
+    def score(self, rows: npt.NDArray[np.int64], history: sp.csr_matrix) -> npt.NDArray[np.float32]:
+        own = sp.csr_matrix(history, dtype=np.float32)
+        peak = np.asarray(own.max(axis=1).toarray()).ravel()
+        own = sp.csr_matrix(sp.diags(1.0 / np.where(peak > 0, peak, 1.0)) @ own)
+        weight = float(self.params["own_weight"])
+        scores = np.asarray(own.toarray() * np.sqrt(self.repeat_rate)[None, :] * weight)
+        if weight < 1.0 and self.history.shape[0] > 1:
+            scores += (1.0 - weight) * self._neighbour_vectors(rows, own)
+        return scores.astype(np.float32, copy=False)
+
+    def _neighbour_vectors(
+        self, rows: npt.NDArray[np.int64], own: sp.csr_matrix
+    ) -> npt.NDArray[np.float32]:
+        """Mean own vector of each row's nearest training customers (the row itself excluded)."""
+        unit = self._unit_vectors()
+        k = min(int(self.params["neighbours"]), unit.shape[0] - 1)
+        out = np.zeros(own.shape, np.float32)
+        norms = np.sqrt(np.asarray(own.multiply(own).sum(axis=1)).ravel())
+        query = sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ own)
+        for start in range(0, own.shape[0], NEIGHBOUR_BLOCK):
+            block = slice(start, start + NEIGHBOUR_BLOCK)
+            sims = np.asarray((query[block] @ unit.T).toarray(), dtype=np.float32)
+            block_rows = rows[block]
+            known = np.flatnonzero(block_rows >= 0)
+            sims[known, block_rows[known]] = -np.inf
+            ids, best = top_k(sims, k)
+            valid = (ids >= 0) & (best > 0)
+            m = len(ids)
+            weights = sp.csr_matrix(
+                (np.full(valid.sum(), 1.0 / max(k, 1), np.float32),
+                 (np.repeat(np.arange(m), valid.sum(axis=1)), ids[valid])),
+                shape=(m, unit.shape[0]),
+            )  # fmt: skip
+            out[block] = (weights @ self.history).toarray()
+        return out
+
+    def _unit_vectors(self) -> sp.csr_matrix:
+        if self._unit is None:
+            norms = np.sqrt(np.asarray(self.history.multiply(self.history).sum(axis=1)).ravel())
+            scale = sp.diags(1.0 / np.where(norms > 0, norms, 1.0))
+            self._unit = sp.csr_matrix(scale @ self.history, dtype=np.float32)
+        return self._unit
+
+    def repurchase_window_days(self) -> npt.NDArray[np.float32]:
+        """Per item: days after a purchase before it is suggested again (inf: never again)."""
+        return self.window_days
+
+    # ----------------------------------------------------------------- storage
+    def _arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {"repeat_rate": self.repeat_rate, "cycle_days": self.cycle_days,
+                "window_days": self.window_days}  # fmt: skip
+
+    def _restore(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        n = len(self.item_ids)
+        try:
+            rate, cycle, window = (arrays[k] for k in ("repeat_rate", "cycle_days", "window_days"))
+        except KeyError as exc:
+            raise ModelFormatError(f"repeat: {exc.args[0]} missing") from exc
+        check_finite("repeat_rate", rate, (n,))
+        check_finite("cycle_days", cycle, (n,))
+        if window.shape != (n,) or np.isnan(window).any():
+            raise ModelFormatError(f"window_days has shape {window.shape} or NaN, expected ({n},)")
+        self.repeat_rate, self.cycle_days = rate.astype(np.float32), cycle.astype(np.float32)
+        self.window_days = window.astype(np.float32)

@@ -1,0 +1,202 @@
+"""The default model, chosen by validation: every candidate (model kind + searched defaults) is
+fitted on the training part minus a validation part carved with the same protocol, scored on that
+validation part, and the best one wins. The test part is never seen here."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from features.interactions import build_interactions
+from omnirec.errors import DataError, ModelError
+from omnirec.settings import Settings
+from training.evaluation import ALL, EvaluationSet, build_evaluation_set, evaluate
+from training.splits import split_events
+
+DEFAULT_BUDGET_SECONDS = 600.0
+EASE_MAX_ITEMS = 12_000  # a dense items x items inverse: 12k items = 1.1 GiB while fitting
+REPEAT_SHARE_TO_KEEP = 0.2  # more repeat purchases than this: bought items stay recommendable
+
+# (kind, params) tried, cheapest first; values are the searched defaults that held across data
+# sets (MovieLens, Complete Journey, synthetic): heavily regularised ALS and EASE, and the
+# repeat model with two decays
+CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("popularity", {}),
+    ("buy_again", {}),
+    ("repeat", {}),
+    ("repeat", {"half_life_days": 90.0, "shrinkage": 20.0}),
+    ("itemknn", {}),
+    ("ease", {"l2": 300.0}),
+    ("ease", {"l2": 1000.0}),
+    ("als", {"factors": 64, "regularization": 20.0, "alpha": 2.0, "iterations": 15}),
+    ("als", {"factors": 64, "regularization": 1.0, "alpha": 10.0, "iterations": 15}),
+)
+REPEAT_KINDS = frozenset({"buy_again", "repeat"})
+
+
+@dataclass
+class Trial:
+    """One candidate's validation result (or why it was not tried)."""
+
+    kind: str
+    params: dict[str, Any]
+    score: float | None = None
+    recall: float | None = None
+    fit_seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.kind}({shown})" if shown else self.kind
+
+
+@dataclass
+class Selection:
+    """The candidates compared on validation and the one chosen."""
+
+    trials: list[Trial]
+    best: Trial
+    validation_customers: int
+    budget_seconds: float
+    exclude_seen: bool
+    repeat_share: float
+    metric: str
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        """The comparison as Markdown (best first)."""
+        lines = [
+            f"| candidate | validation {self.metric} | recall | fit | note |",
+            "|---|---|---|---|---|",
+        ]
+        ranked = sorted(self.trials, key=lambda t: -(t.score if t.score is not None else -1.0))
+        for t in ranked:
+            score = f"{t.score:.4f}" if t.score is not None else "-"
+            recall = f"{t.recall:.4f}" if t.recall is not None else "-"
+            mark = " **chosen**" if t is self.best else ""
+            lines.append(
+                f"| {t.label}{mark} | {score} | {recall} | {t.fit_seconds:.1f} s | {t.note} |"
+            )
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "chosen": {"kind": self.best.kind, "params": self.best.params},
+            "metric": self.metric, "validation_customers": self.validation_customers,
+            "budget_seconds": self.budget_seconds, "exclude_seen": self.exclude_seen,
+            "repeat_share": self.repeat_share, "notes": self.notes,
+            "trials": [{"kind": t.kind, "params": t.params, "score": t.score, "recall": t.recall,
+                        "fit_seconds": t.fit_seconds, "note": t.note} for t in self.trials],
+        }, indent=2)  # fmt: skip
+
+
+def repeat_share(evaluation: EvaluationSet) -> float:
+    """Share of the held-out purchases (returning customers) the customer had bought before."""
+    truth = evaluation.truth[ALL]
+    seen = evaluation.train.matrix[evaluation.rows]
+    total = truth.nnz
+    return float(truth.multiply(seen > 0).nnz / total) if total else 0.0
+
+
+def decide_exclude_seen(evaluation: EvaluationSet) -> tuple[bool, float]:
+    """Exclude bought items from lists unless the data shows customers buy them again."""
+    share = repeat_share(evaluation)
+    return share < REPEAT_SHARE_TO_KEEP, share
+
+
+def select_model(
+    train_events: pa.Table,
+    settings: Settings,
+    *,
+    protocol: str,
+    test_days: float,
+    relevant: tuple[str, ...],
+    exclude_seen: bool | None,
+    k: int = 10,
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+    max_users: int = 20_000,
+    say: Callable[[str], None] = print,
+) -> Selection:
+    """Compare CANDIDATES on a validation split of `train_events` within `budget_seconds`."""
+    started = time.perf_counter()
+    try:
+        inner = split_events(train_events, protocol, test_days)
+    except DataError as exc:
+        raise DataError(
+            str(exc.source), f"no validation part for model selection: {exc.reason}"
+        ) from exc
+    inner_train = build_interactions(inner.train, settings.interactions)
+    probe = build_evaluation_set(inner, inner_train, relevant_types=relevant, exclude_seen=False,
+                                 max_users=max_users, seed=settings.seed)  # fmt: skip
+    keep_decided, share = decide_exclude_seen(probe)
+    exclude = keep_decided if exclude_seen is None else exclude_seen
+    validation = probe
+    if exclude:
+        validation = build_evaluation_set(inner, inner_train, relevant_types=relevant,
+                                          exclude_seen=True, max_users=max_users, seed=settings.seed)  # fmt: skip
+    customers = len(validation.rows)
+    say(f"model selection: {len(CANDIDATES)} candidates on a validation part "
+        f"({inner.describe()}, {customers:,} customers), budget {budget_seconds:.0f} s; "
+        f"{share:.0%} of held-out purchases are repeats: bought items "
+        f"{'excluded' if exclude else 'stay recommendable'}")  # fmt: skip
+    trials, best = compare(validation, seed=settings.seed, k=k, exclude_seen=exclude,
+                           budget_seconds=budget_seconds, say=say)  # fmt: skip
+    notes = [f"only {customers} validation customers: the choice is weak"] if customers < 50 else []
+    say(f"model selection: chose {best.label} in {time.perf_counter() - started:.0f} s")
+    return Selection(trials, best, customers, budget_seconds, exclude, share, f"ndcg_at_{k}", notes)
+
+
+def compare(
+    validation: EvaluationSet,
+    *,
+    seed: int,
+    k: int,
+    exclude_seen: bool,
+    budget_seconds: float,
+    say: Callable[[str], None] = print,
+) -> tuple[list[Trial], Trial]:
+    """Fit every candidate on `validation.train` and score it on the validation truth (nDCG@k),
+    cheapest first, until `budget_seconds` are spent; returns the trials and the best."""
+    from training.pipeline import fit_model
+
+    started = time.perf_counter()
+    trials: list[Trial] = []
+    n_items = validation.train.shape[1]
+    for kind, params in CANDIDATES:
+        trial = Trial(kind, dict(params))
+        trials.append(trial)
+        if exclude_seen and kind in REPEAT_KINDS:
+            trial.note = "repeat model: bought items are excluded on this data"
+            continue
+        if kind == "ease" and n_items > EASE_MAX_ITEMS:
+            trial.note = f"catalogue of {n_items:,} items is over {EASE_MAX_ITEMS:,} for EASE"
+            continue
+        spent = time.perf_counter() - started
+        if spent > budget_seconds:
+            trial.note = f"time budget spent ({spent:.0f} s)"
+            continue
+        clock = time.perf_counter()
+        try:
+            params = {"max_items": EASE_MAX_ITEMS, **params} if kind == "ease" else params
+            model = fit_model(kind, params, validation.train, seed)
+        except ModelError as exc:
+            trial.note = f"refused: {exc}"
+            continue
+        trial.fit_seconds = time.perf_counter() - clock
+        metrics = evaluate(model, validation, model, k)[ALL]
+        trial.score, trial.recall = metrics["ndcg"], metrics["recall"]
+        say(f"  {trial.label:<60} nDCG@{k} {trial.score:.4f}  recall@{k} {trial.recall:.4f}  "
+            f"({trial.fit_seconds:.1f} s fit)")  # fmt: skip
+    scored = [t for t in trials if t.score is not None]
+    if not scored:
+        raise ModelError("model selection: no candidate could be fitted on the validation part")
+    return trials, max(scored, key=lambda t: (t.score or 0.0, -t.fit_seconds))
+
+
+__all__ = ["CANDIDATES", "Selection", "Trial", "compare", "select_model"]
