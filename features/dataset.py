@@ -26,6 +26,7 @@ class Dataset:
     catalogue: pa.Table | None
     stock: pa.Table | None
     identities: IdentityMap
+    stores: pa.Table | None = None  # store_id, latitude, longitude (for "nearest stores")
 
     @property
     def events(self) -> pa.Table:
@@ -56,7 +57,23 @@ def load_dataset(folder: Path | str, max_future_seconds: float = MAX_FUTURE_SECO
     stock_path = _first(base, ("stock.parquet", "stock.csv"))
     catalogue = _catalogue(read_table(catalogue_path)) if catalogue_path else None
     stock = _stock(read_table(stock_path)) if stock_path else None
-    return Dataset(base, report, catalogue, stock, identities)
+    stores_path = _first(base, ("stores.parquet", "stores.csv"))
+    stores = _stores(read_table(stores_path), str(stores_path)) if stores_path else None
+    return Dataset(base, report, catalogue, stock, identities, stores)
+
+
+def _stores(raw: pa.Table, path: str) -> pa.Table:
+    missing = [c for c in ("store_id", "latitude", "longitude") if c not in raw.column_names]
+    if missing:
+        raise DataError(path, f"missing columns: {', '.join(missing)}")
+    try:
+        lat = pc.cast(raw["latitude"], pa.float64())
+        lon = pc.cast(raw["longitude"], pa.float64())
+    except pa.ArrowInvalid as exc:
+        raise DataError(path, f"latitude/longitude are not numbers: {exc}") from exc
+    return pa.table(
+        {"store_id": raw["store_id"].cast(pa.string()), "latitude": lat, "longitude": lon}
+    )
 
 
 def _catalogue(raw: pa.Table) -> pa.Table:

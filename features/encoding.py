@@ -6,7 +6,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-EVENT_CODES = {"view": 0, "favorite": 1, "add_to_cart": 2, "purchase": 3, "return": 4}
+EVENT_CODES = {"view": 0, "favorite": 1, "add_to_cart": 2, "purchase": 3, "return": 4,
+               "remove_from_cart": 5}  # fmt: skip
 EVENT_NAMES = {v: k for k, v in EVENT_CODES.items()}
 
 
@@ -74,6 +75,7 @@ class Catalogue(msgspec.Struct, array_like=True):
     channels: list[str] = []
     stores: list[str] = []  # stores seen in events (popular-at-store lists)
     stock_stores: list[str] = []  # stores with a stock bitmap
+    store_locations: list[tuple[str, float, float]] = []  # (store, latitude, longitude)
 
 
 class SnapshotMeta(msgspec.Struct, frozen=True):

@@ -145,6 +145,26 @@ def _pick_rows(
     return np.asarray(picked, dtype=np.int64)
 
 
+def _online_and_locations(config: GeneratorConfig, catalogue: _Catalogue,
+                          store_ids: npt.NDArray[np.object_], folder: Path) -> None:  # fmt: skip
+    """The online warehouse's stock (`online`, 90 % of the items) appended to the stock table, and
+    each store's location (a region the size of a county). Its own random stream: the events of a
+    seed stay the same as before stores had locations."""
+    rng = np.random.default_rng([config.seed, 1])
+    stock = pq.read_table(folder / "stock.parquet")
+    online = np.flatnonzero(rng.random(config.items) < 0.9)
+    pq.write_table(pa.concat_tables([stock, pa.table({
+        "store_id": pa.array(["online"] * len(online), pa.string()),
+        "item_id": pa.array(catalogue.ids[online], pa.string()),
+        "quantity": pa.array(rng.poisson(40, len(online)).astype(np.int32) + 1),
+    })]), folder / "stock.parquet")  # fmt: skip
+    pq.write_table(pa.table({
+        "store_id": pa.array(store_ids, pa.string()),
+        "latitude": pa.array(51.3 + rng.random(len(store_ids)) * 0.5),
+        "longitude": pa.array(-0.5 + rng.random(len(store_ids)) * 0.8),
+    }), folder / "stores.parquet")  # fmt: skip
+
+
 def generate(config: GeneratorConfig, folder: Path) -> GeneratedData:
     """Write catalogue, stock, identity map and events (Parquet parts) into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -164,6 +184,7 @@ def generate(config: GeneratorConfig, folder: Path) -> GeneratedData:
         "item_id": pa.array(catalogue.ids[items], pa.string()),
         "quantity": pa.array(rng.poisson(6, len(items)).astype(np.int32) + 1),
     }), folder / "stock.parquet")  # fmt: skip
+    _online_and_locations(config, catalogue, store_ids, folder)
 
     total_events = 0
     identity_parts: list[pa.Table] = []

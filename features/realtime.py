@@ -28,6 +28,7 @@ import msgspec
 from features.encoding import ACTIVITY_DECODER, ENCODER, Activity
 from features.schema import EVENT_TYPES, ID_PATTERN, MAX_FUTURE_SECONDS
 from features.store import RedisFeatureStore
+from features.trending import TrendEvent, Trending
 from features.validation import EVENT_TYPE_SYNONYMS
 from omnirec.errors import StoreUnavailableError
 from omnirec.redis_access import Command, Reply, run_pipelined
@@ -170,8 +171,10 @@ class RealtimeEvents:
         stream_maxlen: int = 10_000_000,
         max_future_seconds: float = MAX_FUTURE_SECONDS,
         streams: int = 8,
+        trend_weights: dict[str, float] | None = None,
     ) -> None:
         self.store = store
+        self.trending = Trending(store.prefix, trend_weights)
         self.ttl = activity_ttl_seconds
         self.maxlen = stream_maxlen
         self.max_future_seconds = max_future_seconds
@@ -229,7 +232,8 @@ class RealtimeEvents:
         return commands
 
     def _activity_writes(self, stored: list[StreamEvent]) -> list[Command]:
-        """Push newly stored events onto their customers' recent lists (3 commands per customer)."""
+        """Push newly stored events onto their customers' recent lists (3 commands per customer)
+        and count them in the hour's trending sets."""
         by_customer: dict[str, list[bytes]] = {}
         for event in stored:
             activity = Activity(event.item_id, event.event_type, event.channel, event.timestamp // 1_000_000,
@@ -240,7 +244,9 @@ class RealtimeEvents:
             key = self.recent_key(customer)
             commands += [("LPUSH", key, *activities), ("LTRIM", key, 0, RECENT_KEEP - 1),
                          ("EXPIRE", key, self.ttl)]  # fmt: skip
-        return commands
+        trend = (TrendEvent(e.item_id, e.event_type, e.channel, e.store_id, e.timestamp // 1_000_000)
+                 for e in stored)  # fmt: skip
+        return commands + self.trending.writes(trend, time.time())
 
     @staticmethod
     def _stored(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-EVENT_TYPES: tuple[str, ...] = ("view", "favorite", "add_to_cart", "purchase", "return")
+EVENT_TYPES: tuple[str, ...] = (
+    "view", "favorite", "add_to_cart", "remove_from_cart", "purchase", "return"
+)  # fmt: skip
 KNOWN_CHANNELS: tuple[str, ...] = ("web", "app", "store")
 ALIAS_TYPES: tuple[str, ...] = (
     "customer",
@@ -53,6 +55,13 @@ STOCK = pa.schema(
         pa.field("store_id", pa.string(), nullable=False),
         pa.field("item_id", pa.string(), nullable=False),
         pa.field("quantity", pa.int32(), nullable=False),
+    ]
+)
+STORES = pa.schema(
+    [
+        pa.field("store_id", pa.string(), nullable=False),
+        pa.field("latitude", pa.float64()),
+        pa.field("longitude", pa.float64()),
     ]
 )
 IDENTITY = pa.schema(

@@ -31,6 +31,9 @@ EVENT_TYPE_SYNONYMS: dict[str, str] = {
     "transaction": "purchase",
     "order": "purchase",
     "refund": "return",
+    "remove": "remove_from_cart",
+    "removefromcart": "remove_from_cart",
+    "remove-from-cart": "remove_from_cart",
 }
 _CHANNEL_NAME = r"^[a-z][a-z0-9_\-]{0,31}$"
 

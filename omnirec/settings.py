@@ -14,11 +14,12 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0,
     "favorite": 2.0,
     "add_to_cart": 3.0,
+    "remove_from_cart": 0.0,
     "purchase": 6.0,
     "return": 0.0,
 }
 DEFAULT_CHANNEL_WEIGHTS: dict[str, float] = {"web": 1.0, "app": 1.0, "store": 1.25}
-SCOPES = frozenset({"recommend", "events", "admin", "tablet"})
+SCOPES = frozenset({"recommend", "events", "admin", "tablet", "stock"})
 APPENDFSYNC = ("always", "everysec")
 
 
@@ -82,6 +83,7 @@ class ServingSettings(msgspec.Struct, frozen=True):
     log_format: str = "text"  # or "json": one JSON object per line
     request_read_seconds: float = 10.0  # a request not fully received by then: connection closed
     heavy_process: bool = True  # batch route and bulk events computed in a child process
+    trending_refresh_seconds: float = 60.0  # how long a worker keeps the trending lists it read
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -135,6 +137,7 @@ class Settings(msgspec.Struct, frozen=True):
                 log_format=_choice(env, "OMNIREC_LOG_FORMAT", ("text", "json"), "text"),
                 request_read_seconds=float(env.get("OMNIREC_REQUEST_READ_SECONDS") or 10),
                 heavy_process=_flag(env, "OMNIREC_HEAVY_PROCESS", True),
+                trending_refresh_seconds=float(env.get("OMNIREC_TRENDING_REFRESH_SECONDS") or 60),
             ),
             interactions=InteractionSettings(
                 event_weights=parse_weights(

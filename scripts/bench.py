@@ -297,6 +297,12 @@ def bench_flood(customers: int = 100_000, items: int = 20_000) -> None:
     run(WORK, customers, items)
 
 
+def bench_stock(customers: int = 100_000, items: int = 20_000) -> None:
+    from scripts.bench_stock import run
+
+    run(WORK, customers, items)
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_stage":
         print(json.dumps(stage(sys.argv[2], sys.argv[3:])))
@@ -306,7 +312,18 @@ def main() -> None:
     )
     parser.add_argument(
         "suite",
-        choices=["data", "als", "train", "store", "ingest", "serve", "redis", "flood", "all"],
+        choices=[
+            "data",
+            "als",
+            "train",
+            "store",
+            "ingest",
+            "serve",
+            "redis",
+            "flood",
+            "stock",
+            "all",
+        ],
     )
     parser.add_argument(
         "--customers",
@@ -334,6 +351,8 @@ def main() -> None:
         bench_redis()
     if args.suite in {"flood", "all"}:
         bench_flood()
+    if args.suite in {"stock", "all"}:
+        bench_stock()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,16 @@ from pathlib import Path
 import httpx
 
 from omnirec.redis_runtime import EmbeddedRedis
-from scripts.bench_serve import KEY, LUA, PAUSE, Hammer, serving_data, start_server, wrk
+from scripts.bench_serve import (
+    KEY,
+    LUA,
+    PAUSE,
+    Hammer,
+    publish_als,
+    serving_data,
+    start_server,
+    wrk,
+)
 
 SECONDS = 15
 
@@ -39,10 +48,6 @@ def _warm(base: str, heavy: str) -> None:
 
 
 def run(work: Path, customers: int, items: int) -> None:
-    from omnirec.settings import Settings
-    from training.pipeline import TrainConfig, train
-    from training.publish import publish_version
-
     print(
         f"\n== storefront under a heavy-request flood: {items:,} items, {customers:,} customers =="
     )
@@ -51,10 +56,7 @@ def run(work: Path, customers: int, items: int) -> None:
         env = {"OMNIREC_DATA_DIR": str(var), "REDIS_URL": redis_server.url,
                "MLFLOW_TRACKING_URI": f"sqlite:///{var / 'mlflow.db'}",
                "OMNIREC_API_KEYS": f"{KEY}:recommend+events", "OMNIREC_REDIS_PREFIX": "bench"}  # fmt: skip
-        settings = Settings.from_env(env)
-        result = train(TrainConfig(data=folder, model="als", params={"factors": 64},
-                                   max_eval_users=1_000), settings)  # fmt: skip
-        publish_version(settings, result.version or 1)
+        publish_als(folder, env)
         ids_file = var / "ids.txt"
         ids_file.write_text("\n".join(f"C{i:08d}" for i in range(0, customers, 7)) + "\n")
         paced = var / "paced.lua"

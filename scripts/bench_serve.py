@@ -138,6 +138,18 @@ def serving_data(work: Path, customers: int, items: int, scratch: str) -> tuple[
     return folder, var
 
 
+def publish_als(folder: Path, env: dict[str, str]) -> None:
+    """Train ALS (64 factors) on `folder`, register it and publish it, with settings from `env`."""
+    from omnirec.settings import Settings
+    from training.pipeline import TrainConfig, train
+    from training.publish import publish_version
+
+    settings = Settings.from_env(env)
+    result = train(TrainConfig(data=folder, model="als", params={"factors": 64},
+                               max_eval_users=1_000), settings)  # fmt: skip
+    publish_version(settings, result.version or 1)
+
+
 def run(work: Path, customers: int, items: int) -> None:
     from omnirec.settings import Settings
     from training.pipeline import TrainConfig, train

@@ -27,10 +27,11 @@ from serving.errors import EXCEPTION_HANDLERS
 from serving.fastpath import fast_path_middleware
 from serving.heavy import HeavyWork
 from serving.metrics import metrics_middleware
-from serving.routes.customers import CustomerController, StoreController
+from serving.routes.customers import CategoryController, CustomerController, StoreController
 from serving.routes.events import EventController
 from serving.routes.health import AdminController, HealthController
 from serving.routes.recommendations import RecommendationController
+from serving.routes.stock import StockController
 from serving.runtime import ModelRuntime, tune_process
 
 STATIC = Path(__file__).parent / "static"
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             EventController,
             CustomerController,
             StoreController,
+            StockController,
+            CategoryController,
             HealthController,
             AdminController,
             PrometheusController,

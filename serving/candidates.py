@@ -13,7 +13,7 @@ from features.encoding import Activity, CustomerFeatures
 from models.topk import top_k
 from omnirec.settings import InteractionSettings
 from serving.catalogue import LoadedSnapshot
-from serving.reasons import popular_reason
+from serving.reasons import popular_reason, trending_reason
 from serving.schemas import Item, Source
 
 NO_ITEMS = np.zeros(0, np.int32)
@@ -174,6 +174,37 @@ def make_item(snap: LoadedSnapshot, col: int, score: float, source: Source,
     return Item(item_id=snap.id_list[col], score=round(score * 1e6) / 1e6, name=snap.names[col],
                 category=snap.category_list[col], price=snap.price_list[col], source=source,
                 reasons=reasons or [])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrendList:
+    """A trending list read back: its scope ('store:S001', 'channel:web', 'all') and items."""
+
+    scope: str
+    cols: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float32]
+
+
+def trend_scopes(channel: str | None, store_id: str | None) -> list[str]:
+    """The trending lists to draw from, most specific first."""
+    scopes = [f"store:{store_id}"] if store_id else []
+    if channel:
+        scopes.append(f"channel:{channel}")
+    return [*scopes, "all"]
+
+
+def fill_trending(snap: LoadedSnapshot, count: int, lists: list[TrendList],
+                  mask: npt.NDArray[np.bool_]) -> list[Item]:  # fmt: skip
+    """Up to `count` trending items allowed by `mask` (which it updates), most specific first."""
+    out: list[Item] = []
+    for trend in lists:
+        for col, score in zip(trend.cols.tolist(), trend.scores.tolist(), strict=True):
+            if len(out) >= count:
+                return out
+            if mask[col]:
+                out.append(make_item(snap, col, score, "trending", [trending_reason(trend.scope)]))
+                mask[col] = False
+    return out
 
 
 def popular_keys(channel: str | None, store_id: str | None, category: str | None) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -9,9 +10,20 @@ import numpy as np
 import numpy.typing as npt
 
 from features.encoding import CATALOGUE_DECODER, ITEMLIST_DECODER, Catalogue, SnapshotMeta
+from features.stock import LiveStock
 from features.store import RedisFeatureStore
 from models.base import Recommender
 from omnirec.errors import FeatureStoreError
+
+EARTH_KM = 6371.0
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance between two (latitude, longitude) points."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = (math.sin((lat2 - lat1) / 2) ** 2
+         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2)  # fmt: skip
+    return 2 * EARTH_KM * math.asin(math.sqrt(h))
 
 
 @dataclass
@@ -76,13 +88,86 @@ class LoadedSnapshot:
     def snapshot_id(self) -> str:
         return self.meta.snapshot_id
 
+    # live stock: level per store over the item columns (-1: not listed there), following Redis
+    levels: dict[str, npt.NDArray[np.int32]] = field(default_factory=dict)
+    stock_version: int = 0
+    stock_last_id: str = "0-0"
+    sold_out: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+    locations: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def set_levels(
+        self, levels: dict[str, npt.NDArray[np.int32]], version: int, last_id: str
+    ) -> None:
+        """Take every store's levels (a full read of the live stock)."""
+        self.levels = levels
+        self.stock_version, self.stock_last_id = version, last_id
+        self._stock_changed()
+
+    def apply_levels(self, stores: list[str], items: list[str], levels: list[int],
+                     version: int, last_id: str) -> int:  # fmt: skip
+        """Apply changed levels (later entries win); returns how many touched known items."""
+        touched = 0
+        n = len(self.item_ids)
+        for store, item, level in zip(stores, items, levels, strict=True):
+            col = self.item_index.get(item)
+            if col is None:
+                continue
+            array = self.levels.get(store)
+            if array is None:
+                array = self.levels[store] = np.full(n, -1, np.int32)
+            array[col] = level
+            touched += 1
+        self.stock_version, self.stock_last_id = version, last_id
+        if touched:
+            self._stock_changed()
+        return touched
+
+    # the same levels as one (stores x items) matrix, for availability answers
+    level_stores: list[str] = field(default_factory=list)
+    level_matrix: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros((0, 0), np.int32))
+    _distances: dict[str | None, npt.NDArray[np.float64]] = field(default_factory=dict)
+
+    def _stock_changed(self) -> None:
+        self.stock = {store: array > 0 for store, array in self.levels.items()}
+        self.level_stores = sorted(self.levels)
+        self.level_matrix = (np.stack([self.levels[s] for s in self.level_stores]) if self.levels
+                             else np.zeros((0, len(self.item_ids)), np.int32))  # fmt: skip
+        self._distances = {}
+        listed = np.zeros(len(self.item_ids), bool)
+        somewhere = np.zeros(len(self.item_ids), bool)
+        for array in self.levels.values():
+            listed |= array >= 0
+            somewhere |= array > 0
+        self.sold_out = listed & ~somewhere  # listed somewhere, in stock nowhere
+        self._allowed_cache = {}
+
+    def distances_from(self, store_id: str | None) -> npt.NDArray[np.float64]:
+        """km from `store_id` to each of `level_stores` (inf where a location is unknown)."""
+        cached = self._distances.get(store_id)
+        if cached is None:
+            origin = self.locations.get(store_id) if store_id else None
+            cached = np.array([
+                distance_km(origin, where) if origin is not None and (where := self.locations.get(s)) else np.inf
+                for s in self.level_stores
+            ])  # fmt: skip
+            self._distances[store_id] = cached
+        return cached
+
+    def level(self, store_id: str, col: int) -> int:
+        """The stock level of column `col` at `store_id` (-1: not listed there)."""
+        array = self.levels.get(store_id)
+        return int(array[col]) if array is not None else -1
+
     def allowed(self, store_id: str | None, category: str | None) -> npt.NDArray[np.bool_]:
-        """Items that may be shown: active, in stock at `store_id` (when known), in `category`."""
+        """Items that may be shown: active, not sold out everywhere, in stock at `store_id` (when
+        the store has stock data), in `category`."""
         key = (store_id, category)
         cached = self._allowed_cache.get(key)
         if cached is not None:
             return cached
         mask = self.active.copy()
+        if len(self.sold_out) == len(mask):
+            mask &= ~self.sold_out
         if store_id is not None and store_id in self.stock:
             mask &= self.stock[store_id]
         if category is not None:
@@ -122,10 +207,17 @@ def load_snapshot(
         for store_id, bitmap in zip(catalogue.stock_stores, bitmaps, strict=True):
             if bitmap is not None:
                 stock[store_id] = np.unpackbits(np.frombuffer(bitmap, np.uint8))[:n].astype(bool)
-    return LoadedSnapshot(
+    item_index = {str(i): k for k, i in enumerate(model.item_ids.tolist())}
+    live = LiveStock(store.prefix)
+    levels, stock_version, last_id = live.read_all(store.client, item_index, n)
+    if not levels:  # no stock feed yet: the snapshot's stock (in stock or not listed)
+        levels = {s: np.where(mask, 1, -1).astype(np.int32) for s, mask in stock.items()}
+    loaded = LoadedSnapshot(
         version=version, meta=meta, model=model, item_ids=model.item_ids, names=catalogue.names,
         categories=categories, category_codes=codes.astype(np.int32), category_names=names.tolist(),
         prices=np.asarray(catalogue.prices, dtype=np.float64), active=np.asarray(catalogue.active, dtype=bool),
         channels=catalogue.channels, stores=catalogue.stores, popular=popular, stock=stock,
-        item_index={str(i): k for k, i in enumerate(model.item_ids.tolist())},
+        item_index=item_index, locations={s: (lat, lon) for s, lat, lon in catalogue.store_locations},
     )  # fmt: skip
+    loaded.set_levels(levels, stock_version, last_id)
+    return loaded

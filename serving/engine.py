@@ -9,26 +9,33 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from features.encoding import ITEMLIST_DECODER, Activity, CustomerFeatures
 from features.realtime import RealtimeEvents
+from features.stock import LiveStock
 from features.store import RedisFeatureStore
+from features.trending import HOURS_READ
 from models.topk import top_k
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
 from omnirec.redis_access import AutoPipeline, Command, RedisTarget, Reply, run_pipelined
 from omnirec.settings import Settings
+from serving.availability import with_availability
 from serving.candidates import (
+    TrendList,
     best_items,
     current_session,
     excluded,
     fill_popular,
+    fill_trending,
     make_item,
     session_best,
+    trend_scopes,
 )
 from serving.catalogue import LoadedSnapshot
-from serving.profile import alias_key, build_profile, decode_aliases
+from serving.profile import alias_key, build_profile, decode_aliases, open_cart
 from serving.reads import CustomerReads, CustomerState, RedisBreaker, all_activity
 from serving.reasons import explain as explain_items
 from serving.reasons import session_reason
@@ -54,6 +61,7 @@ class Engine:
                 settings.redis.stream_maxlen,
                 settings.max_future_seconds,
                 settings.redis.event_streams,
+                settings.interactions.event_weights,
             )
             if store
             else None
@@ -69,8 +77,12 @@ class Engine:
         self.pipeline = AutoPipeline(self.async_client, timeout)
         self.breaker = RedisBreaker()
         self.repurchase_days = settings.serving.repurchase_days
+        self.live_stock = LiveStock(store.prefix if store else settings.redis.prefix)
         # the served snapshot's features are gone from Redis (restoring): answers are degraded
         self.features_missing = False
+        self._trending: dict[
+            tuple[str, str], tuple[float, npt.NDArray[np.int64], npt.NDArray[np.float32]]
+        ] = {}
         self._heavy = asyncio.Semaphore(HEAVY_AT_ONCE)
         self._heavy_rest_until = 0.0
 
@@ -120,17 +132,64 @@ class Engine:
         return reads.states
 
     async def fetch_customers_async(
-        self, snap: LoadedSnapshot, ids: list[str]
+        self, snap: LoadedSnapshot, ids: list[str], *, follow_stock: bool = False
     ) -> list[CustomerState]:
-        """`fetch_customers` on the event loop, sharing round trips with concurrent requests."""
+        """`fetch_customers` on the event loop, sharing round trips with concurrent requests;
+        with `follow_stock`, the stock changes since the last request come in the same trip."""
         reads = self._reads(snap, ids)
+        commands = reads.first()
+        if follow_stock:
+            commands.append(self.live_stock.changes_command(snap.stock_last_id))
         try:
-            if more := reads.take(await self.pipeline.checked(reads.first())):
+            replies = await self.pipeline.checked(commands)
+            if follow_stock:
+                self._take_stock(snap, replies.pop())
+            if more := reads.take(replies):
                 reads.take_aliased(await self.pipeline.checked(more))
         except FeatureStoreError:
             self.breaker.trip()
             raise
         return reads.states
+
+    async def follow_stock(self) -> None:
+        """Apply the stock changes since the last request (one round trip; none while Redis is
+        down: answers then use the levels last seen)."""
+        snap = self.snapshot
+        if snap is None or self.store is None or self.breaker.open:
+            return
+        try:
+            reply = await self.pipeline.checked(
+                [self.live_stock.changes_command(snap.stock_last_id)]
+            )
+        except FeatureStoreError:
+            self.breaker.trip()
+            return
+        self._take_stock(snap, reply[0])
+
+    def follow_stock_blocking(self) -> None:
+        """`follow_stock` for the blocking paths (`omnirec batch`, the heavy-request process)."""
+        snap = self.snapshot
+        if snap is None or self.store is None or self.breaker.open:
+            return
+        try:
+            reply = run_pipelined(
+                self.store.client, [self.live_stock.changes_command(snap.stock_last_id)]
+            )
+        except FeatureStoreError:
+            return
+        self._take_stock(snap, reply[0])
+
+    def _take_stock(self, snap: LoadedSnapshot, reply: Reply) -> None:
+        changes = LiveStock.decode_changes(reply, snap.stock_last_id, snap.stock_version)
+        if changes.gap and self.store is not None:  # fell behind the trimmed log: read it all
+            levels, version, last_id = self.live_stock.read_all(self.store.client, snap.item_index,
+                                                                len(snap.item_ids))  # fmt: skip
+            snap.set_levels(levels, version, last_id)
+            return
+        if changes.items:
+            snap.apply_levels(
+                changes.stores, changes.items, changes.levels, changes.version, changes.last_id
+            )
 
     async def _get_many(self, keys: list[str]) -> list[Reply]:
         """GET many keys on the event loop's connection (missing keys read as None)."""
@@ -171,20 +230,79 @@ class Engine:
     # ------------------------------------------------------------------ recommendations
     async def recommend(self, customer: str, *, limit: int = 10, channel: str | None = None, store_id: str | None = None,
                   category: str | None = None, exclude_purchased: bool = True, explain: bool = False,
-                  request_id: str = "") -> Recommendations:  # fmt: skip
+                  request_id: str = "", availability: bool = False) -> Recommendations:  # fmt: skip
         snap = self.snapshot
         if snap is None:
             return _empty(request_id, customer)
         try:
-            state = (await self.fetch_customers_async(snap, [customer]))[0]
+            state = (await self.fetch_customers_async(snap, [customer], follow_stock=True))[0]
         except StoreUnavailableError:
-            return _popular(
+            answer = _popular(
                 snap, limit, channel, store_id, category, request_id, customer, degraded=True
             )
-        bought_with = await self._bought_with(snap, state.features) if explain else None
-        return self.recommend_state(snap, state, limit=limit, channel=channel, store_id=store_id, category=category,
-                                    exclude_purchased=exclude_purchased, explain=explain, request_id=request_id,
-                                    bought_with=bought_with)  # fmt: skip
+        else:
+            if state.features is None and not state.recent:  # unknown or walk-in: what is hot now
+                trending = await self.load_trending(snap, channel, store_id)
+                answer = _popular(snap, limit, channel, store_id, category, request_id, customer,
+                                  degraded=self.features_missing, trending=trending)  # fmt: skip
+                return self.with_availability(answer, store_id) if availability else answer
+            bought_with = await self._bought_with(snap, state.features) if explain else None
+            answer = self.recommend_state(snap, state, limit=limit, channel=channel, store_id=store_id, category=category,
+                                          exclude_purchased=exclude_purchased, explain=explain, request_id=request_id,
+                                          bought_with=bought_with)  # fmt: skip
+        return self.with_availability(answer, store_id) if availability else answer
+
+    async def trending(self, *, limit: int, channel: str | None, store_id: str | None, category: str | None,
+                       request_id: str, availability: bool = False) -> Recommendations:  # fmt: skip
+        """What is trending now (the real-time events of the last hours) at the store, on the
+        channel or everywhere, then popular: the walk-in customer's list."""
+        snap = self.snapshot
+        if snap is None:
+            return _empty(request_id, None)
+        await self.follow_stock()
+        trending = await self.load_trending(snap, channel, store_id)
+        answer = _popular(snap, limit, channel, store_id, category, request_id, None,
+                          degraded=self.features_missing, trending=trending)  # fmt: skip
+        return self.with_availability(answer, store_id) if availability else answer
+
+    async def load_trending(self, snap: LoadedSnapshot, channel: str | None,
+                            store_id: str | None) -> list[TrendList]:  # fmt: skip
+        """The trending lists for the store, the channel and everywhere (most specific first),
+        each read at most once per OMNIREC_TRENDING_REFRESH_SECONDS per worker; none while Redis
+        is down."""
+        now = time.time()
+        scopes = trend_scopes(channel, store_id)
+        stale = [s for s in scopes if self._trending.get((snap.snapshot_id, s), (0.0,))[0] <= now]
+        if stale and self.realtime is not None and not self.breaker.open:
+            trending = self.realtime.trending
+            commands = [c for scope in stale for c in trending.reads(scope, now)]
+            try:
+                replies = await self.pipeline.checked(commands)
+            except FeatureStoreError:
+                self.breaker.trip()
+                replies = []
+            for k, scope in enumerate(stale if replies else []):
+                merged = trending.merge(replies[k * HOURS_READ : (k + 1) * HOURS_READ])
+                pairs = [(snap.item_index[i], v) for i, v in merged if i in snap.item_index]
+                cols = np.array([c for c, _ in pairs], np.int64)
+                scores = np.array([v for _, v in pairs], np.float32)
+                expires = now + self.settings.serving.trending_refresh_seconds
+                self._trending[(snap.snapshot_id, scope)] = (expires, cols, scores)
+        out = []
+        for scope in scopes:
+            cached = self._trending.get((snap.snapshot_id, scope))
+            if cached is not None and len(cached[1]):
+                out.append(TrendList(scope, cached[1], cached[2]))
+        return out
+
+    def with_availability(self, answer: Recommendations, store_id: str | None) -> Recommendations:
+        """`answer` with, per item, where it can be had."""
+        snap = self.snapshot
+        if snap is None:
+            return answer
+        return msgspec.structs.replace(
+            answer, items=with_availability(snap, answer.items, store_id)
+        )
 
     def recommend_state(self, snap: LoadedSnapshot, state: CustomerState, *, limit: int, channel: str | None,
                         store_id: str | None, category: str | None, exclude_purchased: bool, explain: bool,
@@ -267,8 +385,35 @@ class Engine:
         limit: int,
         store_id: str | None,
         request_id: str,
+        availability: bool = False,
     ) -> Recommendations:
-        """Bought together with the order first, then personal; never the ordered items, never out of stock."""
+        """Bought together with the order first, then personal; never the ordered items, never
+        out of stock (at `store_id`, the pickup store for click-and-collect)."""
+        await self.follow_stock()
+        answer = await self._complements(customer, ordered, limit=limit, store_id=store_id,
+                                         request_id=request_id)  # fmt: skip
+        return self.with_availability(answer, store_id) if availability else answer
+
+    async def cart_complements(self, customer: str, *, limit: int, store_id: str | None,
+                               request_id: str, availability: bool = False) -> Recommendations:  # fmt: skip
+        """What completes the customer's open cart (added on any channel, not removed or bought)."""
+        snap = self.snapshot
+        if snap is None:
+            return _empty(request_id, customer)
+        try:
+            state = (await self.fetch_customers_async(snap, [customer]))[0]
+        except StoreUnavailableError:
+            return _popular(snap, limit, None, store_id, None, request_id, customer, degraded=True)
+        cart = [a.item_id for a in open_cart(all_activity(snap, state.features, state.recent))]
+        if not cart:
+            answer = self.recommend_state(snap, state, limit=limit, channel=None, store_id=store_id, category=None,
+                                          exclude_purchased=True, explain=False, request_id=request_id)  # fmt: skip
+            return self.with_availability(answer, store_id) if availability else answer
+        return await self.complements(state.customer_id, cart, limit=limit, store_id=store_id,
+                                      request_id=request_id, availability=availability)  # fmt: skip
+
+    async def _complements(self, customer: str, ordered: list[str], *, limit: int,
+                           store_id: str | None, request_id: str) -> Recommendations:  # fmt: skip
         snap = self.snapshot
         if snap is None:
             return _empty(request_id, customer)
@@ -312,6 +457,7 @@ class Engine:
     def batch(self, customers: list[str], *, limit: int, channel: str | None, store_id: str | None,
               request_id: str) -> list[Recommendations]:  # fmt: skip
         """Answers for many customers (blocking: the `omnirec batch` command)."""
+        self.follow_stock_blocking()
         snap = self.snapshot
         try:
             states = self.fetch_customers(snap, customers) if snap else None
@@ -328,6 +474,7 @@ class Engine:
         Threads were tried: under a busy CPU the GIL hand-off made storefront p99 three times worse."""
         async with self._heavy:
             await asyncio.sleep(self._heavy_rest_until - time.monotonic())
+            await self.follow_stock()
             started = time.monotonic()
             snap = self.snapshot
             states: list[CustomerState] | None = [] if snap else None
@@ -372,26 +519,29 @@ class Engine:
         found = (await self._get_many([f"{store.prefix}:id:{key}"]))[0]
         return found.decode() if isinstance(found, bytes) else key
 
-    async def profile(self, customer: str, request_id: str) -> Profile:
+    async def profile(self, customer: str, request_id: str, store_id: str | None = None) -> Profile:
         """Identities, activity on every channel and favourite categories (raises
         StoreUnavailableError when Redis cannot answer: a profile has no degraded form)."""
         snap = self.snapshot
         store = self._guard()
         state = (
-            (await self.fetch_customers_async(snap, [customer]))[0]
+            (await self.fetch_customers_async(snap, [customer], follow_stock=True))[0]
             if snap
             else CustomerState(customer, None, [])
         )
         raw_aliases = (await self._get_many([f"{store.prefix}:aliases:{state.customer_id}"]))[0]
         aliases = decode_aliases(raw_aliases if isinstance(raw_aliases, bytes) else None)
-        return build_profile(snap, state, aliases, request_id)
+        return build_profile(snap, state, aliases, request_id, store_id)
 
 
 def _popular(snap: LoadedSnapshot, limit: int, channel: str | None, store_id: str | None, category: str | None,
-             request_id: str, customer: str | None, degraded: bool = False) -> Recommendations:  # fmt: skip
-    mask = snap.allowed(store_id, category)
-    items = fill_popular(snap, limit, channel, store_id, category, mask.copy())
-    return Recommendations(items=items, source="popular" if items else "none", model_version=snap.version,
+             request_id: str, customer: str | None, degraded: bool = False,
+             trending: list[TrendList] | None = None) -> Recommendations:  # fmt: skip
+    mask = snap.allowed(store_id, category).copy()
+    items = fill_trending(snap, limit, trending or [], mask)
+    items += fill_popular(snap, limit - len(items), channel, store_id, category, mask)
+    source: Source = items[0].source if items else "none"
+    return Recommendations(items=items, source=source, model_version=snap.version,
                            snapshot=snap.snapshot_id, request_id=request_id, degraded=degraded, customer_id=customer)  # fmt: skip
 
 

@@ -36,6 +36,7 @@ HEAVY = Counter(
     ["route", "where"],
 )
 EVENTS = Counter("omnirec_events_total", "events posted", ["outcome"])
+STOCK = Counter("omnirec_stock_updates_total", "stock feed rows", ["outcome"])
 REQUESTS = Counter("omnirec_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
     "omnirec_request_duration_seconds", "HTTP request latency", ["method", "route"],

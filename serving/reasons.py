@@ -10,6 +10,7 @@ VERBS = {
     "view": "viewed",
     "favorite": "saved",
     "add_to_cart": "added to cart",
+    "remove_from_cart": "removed from cart",
     "purchase": "bought",
     "return": "returned",
 }
@@ -42,16 +43,25 @@ def session_reason(activity: Activity, name: str) -> str:
     return f"because you {VERBS.get(activity.event_type, activity.event_type)} {name} just now"
 
 
+def _scoped(word: str, scope: str, suffix: str) -> str:
+    kind, _, value = scope.partition(":")
+    if kind == "store":
+        return f"{word} at this store{suffix}"
+    if kind == "channel":
+        return f"{word} {PLACES.get(value, 'on ' + value)}{suffix}"
+    if kind == "category":
+        return f"{word} in {value}{suffix}"
+    return f"{word}{suffix or ' right now'}"
+
+
+def trending_reason(scope: str) -> str:
+    """The reason for a trending item ('store:S001', 'channel:app', 'all')."""
+    return _scoped("trending", scope, " now")
+
+
 def popular_reason(key: str) -> str:
     """The reason for an item from the popular list `key` ('all', 'store:S001', 'channel:web', ...)."""
-    kind, _, value = key.partition(":")
-    if kind == "store":
-        return "popular at this store"
-    if kind == "channel":
-        return f"popular {PLACES.get(value, 'on ' + value)}"
-    if kind == "category":
-        return f"popular in {value}"
-    return "popular right now"
+    return _scoped("popular", key, "")
 
 
 def explain(

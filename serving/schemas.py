@@ -8,15 +8,25 @@ import msgspec
 
 from features.schema import ID_PATTERN
 
-Source = Literal["personalized", "popular", "similar", "bought_together", "none"]
+Source = Literal["personalized", "popular", "trending", "similar", "bought_together", "none"]
 Id = Annotated[
     str,
     msgspec.Meta(pattern=ID_PATTERN, description="customer, alias or item id"),
 ]
 
 
-class Item(msgspec.Struct, frozen=True):
-    """One recommended item."""
+class Availability(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Where an item can be had: a store (its stock level and distance from the asking store)
+    or `online` (delivery)."""
+
+    store_id: str
+    quantity: int
+    here: bool = False  # the store the request named
+    distance_km: float | None = None
+
+
+class Item(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One recommended item; `availability` only when asked for (availability=true)."""
 
     item_id: str
     score: float
@@ -24,7 +34,8 @@ class Item(msgspec.Struct, frozen=True):
     category: str
     price: float
     source: Source
-    reasons: list[str] = []
+    reasons: list[str]
+    availability: list[Availability] | None = None
 
 
 class Recommendations(msgspec.Struct, frozen=True):
@@ -60,7 +71,8 @@ class OrderRequest(msgspec.Struct, frozen=True):
     customer_id: Id
     item_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=200)]
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
-    store_id: Id | None = None
+    store_id: Id | None = None  # click-and-collect: only what this (pickup) store has
+    availability: bool = False  # per item, where it can be had
 
 
 class EventIn(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -109,6 +121,42 @@ class ActivityOut(msgspec.Struct, frozen=True):
     description: str
 
 
+class StockUpdateIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One row of the stock feed: `quantity` (the level now) or `delta` (a change), not both."""
+
+    store_id: str
+    item_id: str
+    quantity: int | None = None
+    delta: int | None = None
+
+
+class StockIn(msgspec.Struct, frozen=True):
+    updates: Annotated[list[StockUpdateIn], msgspec.Meta(min_length=1, max_length=50_000)]
+
+
+class StockApplied(msgspec.Struct, frozen=True):
+    """200: the rows applied (every request after this sees them) and why others were not."""
+
+    applied: int
+    rejected: int
+    errors: list[EventError]
+    version: int
+    request_id: str
+
+
+class CartItem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An item in the customer's open cart: added on some channel, neither removed nor bought since."""
+
+    item_id: str
+    name: str
+    category: str
+    price: float
+    channel: str
+    added_at: int
+    quantity: int = 1
+    availability: list[Availability] | None = None
+
+
 class Alias(msgspec.Struct, frozen=True):
     alias_type: str
     alias_id: str
@@ -121,6 +169,7 @@ class Profile(msgspec.Struct, frozen=True):
     aliases: list[Alias]
     activity: list[ActivityOut]
     favourite_categories: list[str]
+    cart: list[CartItem]
     first_seen: int | None
     last_seen: int | None
     known: bool

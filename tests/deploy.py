@@ -122,6 +122,8 @@ def make_deployment(
         "OMNIREC_RELOAD_INTERVAL_SECONDS": "0.5",
         "OMNIREC_SNAPSHOT_GRACE_SECONDS": "3600",
         "OMNIREC_REQUEST_READ_SECONDS": "2",
+        # every worker (and the typed-only server beside it) reads trending fresh: same answers
+        "OMNIREC_TRENDING_REFRESH_SECONDS": "0",
     }
     if redis_url is not None:
         env["REDIS_URL"] = redis_url

@@ -144,6 +144,11 @@ def completejourney(shared: Path, settings: Settings, trials: int) -> dict[str, 
             if kind in {"buy_again", "als"}:
                 model = fit_model(kind, params, linear_train, settings.seed)
                 results[f"{kind} (linear quantities)"] = evaluate(model, evaluation, fallback, 10)
+        # buy-again with a 90-day decay (from each household's own last purchase): the strongest
+        # plain baseline found by hand before the repeat model existed
+        decayed = msgspec.structs.replace(settings.interactions, decay_half_life_days=90.0)
+        model = fit_model("buy_again", {}, build_interactions(split.train, decayed), settings.seed)
+        results["buy_again (90-day decay)"] = evaluate(model, evaluation, fallback, 10)
         started = time.perf_counter()
         selection = select_model(split.train, settings, protocol=protocol, test_days=days or 7.0,
                                  relevant=("purchase",), exclude_seen=None, say=lambda _: None)  # fmt: skip

@@ -11,6 +11,7 @@ from pathlib import Path
 from features.dataset import Dataset, load_dataset
 from features.encoding import ENCODER, SnapshotMeta
 from features.snapshot_file import SnapshotRecorder
+from features.stock import LiveStock
 from features.store import RedisFeatureStore
 from models import load_model
 from models.base import Recommender
@@ -87,6 +88,18 @@ def _publish(store: RedisFeatureStore, model: Recommender, dataset: Dataset, ver
     bitmaps = list(stock_bitmaps(dataset, model))
     catalogue = catalogue_of(model, dataset, ev)
     catalogue.stock_stores = [name for name, _ in bitmaps]
+    if dataset.stores is not None:
+        catalogue.store_locations = [
+            (str(s), float(lat), float(lon))
+            for s, lat, lon in zip(dataset.stores["store_id"].to_pylist(), dataset.stores["latitude"].to_pylist(),
+                                   dataset.stores["longitude"].to_pylist(), strict=True)
+            if lat is not None and lon is not None
+        ]  # fmt: skip
+    live = LiveStock(store.prefix)
+    if dataset.stock is not None and live.empty(store.client):
+        live.seed(
+            store.client, dataset.stock
+        )  # the first publish starts the live stock from the file
     store.write_one(snapshot, "catalogue", "", ENCODER.encode(catalogue))
     categories = CategoryCodes.of(catalogue)
     keys += store.write_batch(snapshot, "popular", popular_lists(model, ev, categories, settings))

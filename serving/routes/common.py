@@ -33,6 +33,10 @@ PathId = Annotated[
     str,
     Parameter(pattern=ID_PATTERN, max_length=MAX_TEXT, description="customer id or any alias id"),
 ]
+Availability = Annotated[
+    bool,
+    Parameter(description="per item, where it can be had: here, the nearest stores, online"),
+]
 ItemId = Annotated[str, Parameter(pattern=ID_PATTERN, max_length=MAX_TEXT, description="item id")]
 _ID = re.compile(ID_PATTERN)
 

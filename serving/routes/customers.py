@@ -10,7 +10,7 @@ from litestar.params import Parameter
 
 from serving.auth import needs
 from serving.engine import Engine
-from serving.routes.common import PathId, get_engine, request_id
+from serving.routes.common import PathId, StoreId, check_store, get_engine, request_id
 from serving.schemas import Profile
 
 AliasType = Literal["customer", "loyalty_card", "email", "phone", "device", "account"]
@@ -28,18 +28,22 @@ class CustomerController(Controller):
         summary="Find a customer by loyalty card, e-mail, phone, ...",
     )
     async def lookup(self, engine: Engine, alias_type: AliasType,
-                     value: Annotated[str, Parameter(min_length=1, max_length=254, description="the alias as typed")]) -> Profile:  # fmt: skip
+                     value: Annotated[str, Parameter(min_length=1, max_length=254, description="the alias as typed")],
+                     store_id: StoreId = None) -> Profile:  # fmt: skip
         """E-mails are matched through their SHA-256 (the identity map never holds plain addresses)."""
         customer = await engine.resolve_alias(alias_type, value)
-        return await engine.profile(customer, request_id())
+        return await engine.profile(customer, request_id(), check_store(engine, store_id))
 
     @get(
         "/{customer_id:str}/profile",
         operation_id="customerProfile",
         summary="Identities and recent activity on every channel",
     )
-    async def profile(self, engine: Engine, customer_id: PathId) -> Profile:
-        return await engine.profile(customer_id, request_id())
+    async def profile(
+        self, engine: Engine, customer_id: PathId, store_id: StoreId = None
+    ) -> Profile:
+        """The open cart first (with where each item is available from `store_id`), then activity."""
+        return await engine.profile(customer_id, request_id(), check_store(engine, store_id))
 
 
 class StoreController(Controller):
@@ -56,3 +60,15 @@ class StoreController(Controller):
     async def stores(self, engine: Engine) -> dict[str, list[str]]:
         snap = engine.snapshot
         return {"stores": sorted(snap.stock) if snap else []}
+
+
+class CategoryController(Controller):
+    path = "/v1/categories"
+    tags = ["stores"]
+    dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
+    opt = needs("tablet", "recommend")
+
+    @get("/", operation_id="listCategories", summary="The catalogue's categories (filters)")
+    async def categories(self, engine: Engine) -> dict[str, list[str]]:
+        snap = engine.snapshot
+        return {"categories": list(snap.category_names) if snap else []}

@@ -21,6 +21,7 @@ from serving.metrics import FALLBACKS, HEAVY
 from serving.routes.common import (
     MAX_LIMIT,
     MAX_TEXT,
+    Availability,
     Category,
     Channel,
     ItemId,
@@ -48,15 +49,17 @@ async def for_customer_fast(scope: Scope, body: bytes, send: Send) -> bool:
     limit = int_value(query.get("limit", "10"), 1, MAX_LIMIT)
     exclude_purchased = bool_value(query.get("exclude_purchased", "true"))
     explain = bool_value(query.get("explain", "false"))
+    with_availability = bool_value(query.get("availability", "false"))
     channel, store_id, category = query.get("channel"), query.get("store_id"), query.get("category")
     engine: Engine = scope["app"].state.engine
-    if (limit is None or exclude_purchased is None or explain is None
+    if (limit is None or exclude_purchased is None or explain is None or with_availability is None
             or (store_id is not None and (id_value(store_id) is None or not store_known(engine, store_id)))
             or (category is not None and len(category) > MAX_TEXT)
             or (channel is not None and not channel_known(engine, channel))):  # fmt: skip
         return False
     answer = await engine.recommend(customer, limit=limit, channel=channel, store_id=store_id, category=category,
-                                    exclude_purchased=exclude_purchased, explain=explain, request_id=request_id())  # fmt: skip
+                                    exclude_purchased=exclude_purchased, explain=explain, request_id=request_id(),
+                                    availability=with_availability)  # fmt: skip
     await send_json(send, ENCODER.encode(_count("customer", answer)))
     return True
 
@@ -109,11 +112,12 @@ class RecommendationController(Controller):
          summary="Personalized recommendations for a customer (any alias)", opt={FAST_PATH: for_customer_fast})  # fmt: skip
     async def for_customer(self, engine: Engine, customer_id: PathId, limit: Limit = 10, channel: Channel = None,
                            store_id: StoreId = None, category: Category = None, exclude_purchased: bool = True,
-                           explain: bool = False) -> Recommendations:  # fmt: skip
-        """Unknown customers get the popular items for the channel, store or category (source 'popular')."""
+                           explain: bool = False, availability: Availability = False) -> Recommendations:  # fmt: skip
+        """Unknown customers get what is trending and popular for the channel, store or category
+        (source 'trending' or 'popular')."""
         return _count("customer", await engine.recommend(
             customer_id, limit=limit, channel=check_channel(engine, channel), store_id=check_store(engine, store_id), category=category,
-            exclude_purchased=exclude_purchased, explain=explain, request_id=request_id()))  # fmt: skip
+            exclude_purchased=exclude_purchased, explain=explain, request_id=request_id(), availability=availability))  # fmt: skip
 
     @get(
         "/items/{item_id:str}/similar",
@@ -121,25 +125,43 @@ class RecommendationController(Controller):
         summary="Items similar to an item",
     )
     async def similar(
-        self, engine: Engine, item_id: ItemId, limit: Limit = 10, store_id: StoreId = None
-    ) -> Recommendations:
+        self, engine: Engine, item_id: ItemId, limit: Limit = 10, store_id: StoreId = None,
+        availability: Availability = False,
+    ) -> Recommendations:  # fmt: skip
         """A new item with no interactions gets popular items (source 'popular')."""
+        await engine.follow_stock()
+        store_id = check_store(engine, store_id)
+        answer = engine.similar(item_id, limit=limit, store_id=store_id, request_id=request_id())
         return _count(
-            "similar",
-            engine.similar(
-                item_id,
-                limit=limit,
-                store_id=check_store(engine, store_id),
-                request_id=request_id(),
-            ),
+            "similar", engine.with_availability(answer, store_id) if availability else answer
         )
+
+    @get("/trending", operation_id="trending",
+         summary="What is trending now at a store, on a channel or everywhere, then popular (walk-in customers)")  # fmt: skip
+    async def trending(self, engine: Engine, limit: Limit = 10, channel: Channel = None, store_id: StoreId = None,
+                       category: Category = None, availability: Availability = False) -> Recommendations:  # fmt: skip
+        """From the real-time events of the last hours (source 'trending'), filled with the
+        snapshot's popular items (source 'popular'); every item says which."""
+        return _count("trending", await engine.trending(
+            limit=limit, channel=check_channel(engine, channel), store_id=check_store(engine, store_id),
+            category=category, request_id=request_id(), availability=availability))  # fmt: skip
+
+    @get("/customers/{customer_id:str}/cart/complements", operation_id="cartComplements",
+         summary="What completes the customer's open cart (added on any channel)")  # fmt: skip
+    async def cart_complements(self, engine: Engine, customer_id: PathId, limit: Limit = 10,
+                               store_id: StoreId = None, availability: Availability = False) -> Recommendations:  # fmt: skip
+        """Bought together with the cart's items, then personal; never what is in the cart."""
+        return _count("cart", await engine.cart_complements(
+            customer_id, limit=limit, store_id=check_store(engine, store_id), request_id=request_id(),
+            availability=availability))  # fmt: skip
 
     @post("/orders/complements", operation_id="orderComplements", status_code=200, opt=needs("recommend"),
           summary="Post-purchase suggestions for an order (bought together, then personal)")  # fmt: skip
     async def complements(self, engine: Engine, data: OrderRequest) -> Recommendations:
         """Never the ordered items, never out of stock at `store_id`."""
         return _count("complements", await engine.complements(data.customer_id, list(data.item_ids), limit=data.limit,
-                                                        store_id=check_store(engine, data.store_id), request_id=request_id()))  # fmt: skip
+                                                        store_id=check_store(engine, data.store_id), request_id=request_id(),
+                                                        availability=data.availability))  # fmt: skip
 
     @post("/recommendations/batch", operation_id="batchRecommendations", status_code=200, opt=needs("recommend"),
           summary="Recommendations for up to 1,000 customers in one call (the e-mail system)",

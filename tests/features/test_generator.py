@@ -61,8 +61,12 @@ def test_catalogue_stock_identity(tmp_path: Path) -> None:
     dataset = load_dataset(tmp_path)
     assert dataset.catalogue is not None and dataset.catalogue.num_rows == 150
     assert dataset.stock is not None and set(counts(dataset.stock["store_id"])) == {
-        f"S00{i}" for i in range(5)
+        *(f"S00{i}" for i in range(5)),
+        "online",
     }
+    assert dataset.stores is not None and dataset.stores["store_id"].to_pylist() == [
+        f"S00{i}" for i in range(5)
+    ]
     prices = np.asarray(dataset.catalogue["price"])
     assert (prices > 0).all()
     kinds = counts(dataset.identities.table["alias_type"])

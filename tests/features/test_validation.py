@@ -40,7 +40,7 @@ def test_bad_rows_are_rejected_with_row_number_and_reason(tmp_path: Path) -> Non
     rejects = {row["row"]: row["reason"] for row in report.rejects.to_pylist()}
     assert rejects == {
         2: "customer_id: missing",
-        3: "event_type: not one of view, favorite, add_to_cart, purchase, return",
+        3: "event_type: not one of view, favorite, add_to_cart, remove_from_cart, purchase, return",
         4: "timestamp: unparsable",
         5: "quantity: must be a positive whole number",
         6: "price: not a number",

@@ -139,15 +139,89 @@ def test_tablet_journey(browser, deployment: Deployment) -> None:  # type: ignor
     expect(page.locator("#banner")).to_contain_text("not found")
     page.screenshot(path=str(SHOTS / "4-not-found.png"), full_page=True)
 
-    # a new customer with one web view gets popular-at-this-store suggestions, labelled
+    # a new customer with one web view a moment ago: suggestions from that view, which they name
     httpx.post(f"{deployment.base_url}/v1/events", json={"customer_id": "walk-in-42", "item_id": "I000007", "event_type": "view", "channel": "web"},
                headers={"X-API-Key": KEYS["events"]})  # fmt: skip
     page.select_option("#alias-type", "customer")
     page.fill("#alias-value", "walk-in-42")
     page.click("#go")
     page.wait_for_selector("#recommendations li")
-    assert "Popular at this store" in page.inner_text("#recs-title") or shown_items(
-        page, "#recommendations"
+    reasons = page.eval_on_selector_all(
+        "#recommendations li .meta", "els => els.map(e => e.textContent)"
     )
+    assert any("because you viewed" in r and "just now" in r for r in reasons)
     page.screenshot(path=str(SHOTS / "5-new-customer.png"), full_page=True)
+    page.close()
+
+
+def test_tablet_shows_the_cart_filled_in_the_app_first_and_serves_walk_ins(  # type: ignore[no-untyped-def]
+    browser, deployment: Deployment
+) -> None:
+    """A customer put an item in their cart in the app a minute ago and walks into the store: the
+    clerk sees that cart first, with where the item is available, then activity, then suggestions
+    with availability; a category filter; a walk-in customer gets labelled store trends."""
+    dataset = load_dataset(deployment.data)
+    customer = next(c for c in (f"C{i:08d}" for i in range(200, 400))
+                    if {"loyalty_card", "email_sha256"} <= {t for t, _ in dataset.identities.aliases_of(c)})  # fmt: skip
+    card = loyalty_card(deployment, customer)
+    in_cart = sorted(stocked(deployment, "S002"))[3]
+    added = httpx.post(f"{deployment.base_url}/v1/events",
+                       json={"customer_id": customer, "item_id": in_cart, "event_type": "add_to_cart", "channel": "app",
+                             "timestamp": __import__("time").time() - 60},
+                       headers={"X-API-Key": KEYS["events"]})  # fmt: skip
+    assert added.status_code == 202
+    page = browser.new_page(viewport={"width": 1024, "height": 1366})
+    page.goto(f"{deployment.base_url}/tablet")
+    page.fill("#key", KEYS["tablet"])
+    page.click("#save-key")
+    expect(page.locator("#store option")).not_to_have_count(1)
+    page.select_option("#store", "S002")
+    page.select_option("#alias-type", "loyalty_card")
+    assert page.get_attribute("#alias-value", "placeholder") == "loyalty card number"
+    page.fill("#alias-value", card)
+    page.click("#go")
+    page.wait_for_selector("#recommendations li")
+    cart = page.locator("#cart li").first
+    expect(cart).to_have_attribute("data-item", in_cart)
+    assert cart.locator(".chan").inner_text() == "app"
+    assert "added in the app · 1 minute ago" in cart.inner_text()
+    assert cart.locator(".where").inner_text().startswith("here: ")
+    # the cart comes before the activity on the page
+    assert (
+        page.evaluate(
+            "document.querySelector('#cart').compareDocumentPosition(document.querySelector('#activity')) & 4"
+        )
+        == 4
+    )
+    # the hashed e-mail is not shown to the clerk
+    identities = page.inner_text("#identities")
+    assert "e-mail on file" in identities
+    assert not any(len(word) == 64 for word in identities.replace("·", " ").split())
+    wheres = page.eval_on_selector_all(
+        "#recommendations .where", "els => els.map(e => e.textContent)"
+    )
+    assert wheres and all(w.startswith("here: ") for w in wheres)
+    page.screenshot(path=str(SHOTS / "6-cart-from-the-app.png"), full_page=True)
+
+    # filter the suggestions by a category
+    wanted = dataset.catalogue["category"][0].as_py() if dataset.catalogue is not None else ""
+    with page.expect_response(lambda r: "category=" in r.url):
+        page.select_option("#category", wanted)
+    page.wait_for_timeout(200)
+    metas = page.eval_on_selector_all(
+        "#recommendations li .meta", "els => els.map(e => e.textContent)"
+    )
+    assert metas and all(m.startswith(wanted + " · ") for m in metas)
+
+    # a walk-in customer: what is trending and popular here, labelled, never empty
+    page.select_option("#category", "")
+    with page.expect_response(lambda r: "/v1/trending" in r.url):
+        page.click("#walk-in")
+    page.wait_for_selector("#recommendations li")
+    assert "Walk-in customer" in page.inner_text("#recs-title")
+    reasons = page.eval_on_selector_all(
+        "#recommendations li .meta", "els => els.map(e => e.textContent)"
+    )
+    assert reasons and all("trending" in r or "popular" in r for r in reasons)
+    page.screenshot(path=str(SHOTS / "7-walk-in.png"), full_page=True)
     page.close()
