@@ -21,6 +21,7 @@ import redis
 
 from features.realtime import STREAM_DECODER, RealtimeEvents, StreamEvent
 from features.schema import TIMESTAMP
+from omnirec.progress import Progress
 from omnirec.redis_access import SyncClient, redis_errors
 
 GROUP = "omnirec-export"
@@ -56,6 +57,7 @@ def export_events(realtime: RealtimeEvents, folder: Path, *, batch: int = 10_000
     """Drain every event stream into
     `folder/date=YYYY-MM-DD/stream-<n>-<first>-<last>.parquet`."""
     total, files = 0, []
+    progress = Progress(None, "export", "events")
     for number, stream in enumerate(realtime.stream_keys):
         with redis_errors("refused the export"):
             events, written = _drain(
@@ -63,6 +65,8 @@ def export_events(realtime: RealtimeEvents, folder: Path, *, batch: int = 10_000
             )
         total += events
         files += written
+        progress.update(events)
+    progress.close()
     return ExportResult(total, files)
 
 

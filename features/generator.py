@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.schema import TIMESTAMP
+from omnirec.progress import Progress
 
 CATEGORY_NAMES = (
     "dresses", "shirts", "trousers", "shoes", "outerwear", "knitwear", "accessories", "bags",
@@ -188,6 +189,7 @@ def generate(config: GeneratorConfig, folder: Path) -> GeneratedData:
 
     total_events = 0
     identity_parts: list[pa.Table] = []
+    progress = Progress(config.customers, "generate", "customers")
     for chunk, first in enumerate(range(0, config.customers, config.chunk_customers)):
         count = min(config.chunk_customers, config.customers - first)
         events, identity = _customer_chunk(
@@ -196,6 +198,8 @@ def generate(config: GeneratorConfig, folder: Path) -> GeneratedData:
         pq.write_table(events, events_dir / f"part-{chunk:05d}.parquet", compression="zstd")
         identity_parts.append(identity)
         total_events += events.num_rows
+        progress.update(count)
+    progress.close()
     identity_table = pa.concat_tables(identity_parts)
     pq.write_table(identity_table, folder / "identity.parquet")
     return GeneratedData(

@@ -113,6 +113,13 @@ class Recommender(ABC):
             ids[block], scores[block] = top_k(dense, n)
         return ids, scores
 
+    def candidates(
+        self, rows: npt.NDArray[np.int64], n: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The best `n` items of each training customer `rows` (bought items included): what
+        publishing stores per customer. Models with a faster exact path override it."""
+        return self.recommend_rows(rows, n=n, exclude_seen=False)
+
     def customer_vectors(self) -> npt.NDArray[np.float32] | None:
         """(n_customers, factors) latent vectors of the training customers, or None for models
         that have none (neighbourhood and popularity models)."""

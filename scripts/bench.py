@@ -8,7 +8,9 @@
     ./dev bench serve    HTTP: recommendations vs liveness under wrk; p99 at 300 req/s; batch throughput
     ./dev bench redis    the route through redis-py, coredis, valkey-glide; over TLS; on a 3-master cluster
     ./dev bench flood    storefront p99 beside batch and bulk floods, heavy requests in a child process or not
-    ./dev bench all      everything above
+    ./dev bench stock    POST /v1/stock rows/s vs pipelined HSET; recommendations with availability vs without
+    ./dev bench publish [--customers N]   publish (score + top-200 + encode + write) vs the matrix product alone
+    ./dev bench all      everything above (publish apart: run it on its own)
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
 """
@@ -303,6 +305,12 @@ def bench_stock(customers: int = 100_000, items: int = 20_000) -> None:
     run(WORK, customers, items)
 
 
+def bench_publish(customers: int, items: int) -> None:
+    from scripts.bench_publish import run
+
+    run(WORK, customers, items, with_numpy_baseline=customers <= 200_000)
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_stage":
         print(json.dumps(stage(sys.argv[2], sys.argv[3:])))
@@ -322,6 +330,7 @@ def main() -> None:
             "redis",
             "flood",
             "stock",
+            "publish",
             "all",
         ],
     )
@@ -353,6 +362,8 @@ def main() -> None:
         bench_flood()
     if args.suite in {"stock", "all"}:
         bench_stock()
+    if args.suite == "publish":  # --customers: how many to publish (100,000 unless given)
+        bench_publish(args.customers if "--customers" in sys.argv else 100_000, args.items)
 
 
 if __name__ == "__main__":

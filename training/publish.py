@@ -16,6 +16,7 @@ from features.store import RedisFeatureStore
 from models import load_model
 from models.base import Recommender
 from models.registry import SNAPSHOT_FILE, ModelRegistry
+from omnirec.progress import Progress
 from omnirec.redis_runtime import redis_target
 from omnirec.settings import Settings
 from training.snapshot import (
@@ -109,8 +110,10 @@ def _publish(store: RedisFeatureStore, model: Recommender, dataset: Dataset, ver
     keys += store.write_identities(dataset.identities.table)
 
     n_candidates = candidates or settings.serving.candidates_per_customer
-    entries = customer_entries(model, ev, last_bought, categories, n_candidates)
+    progress = Progress(len(ev.customers), "publish", "customers")
+    entries = customer_entries(model, ev, last_bought, categories, n_candidates, progress)
     keys += store.write_batch(snapshot, "c", entries)
+    progress.close()
     count = len(ev.customers)
     meta = SnapshotMeta(snapshot_id=snapshot, model_version=version, model_kind=model.kind, created_at=int(time.time()),
                         customers=count, items=model.n_items, data_end=int(ev.at.max(initial=0)))  # fmt: skip

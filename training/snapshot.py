@@ -5,6 +5,7 @@ one feature record per customer (candidates scored by the model, history, recent
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ from features import arrowkit
 from features.dataset import Dataset
 from features.encoding import ENCODER, EVENT_CODES, Catalogue, CustomerFeatures, ItemList
 from models.base import Recommender
+from omnirec.progress import Progress
 from omnirec.settings import Settings
 
 RECENT_PER_CUSTOMER = 20
@@ -241,7 +243,8 @@ def stock_bitmaps(dataset: Dataset, model: Recommender) -> Iterator[tuple[str, b
 
 
 def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_matrix,
-                      categories: CategoryCodes, n_candidates: int) -> Iterator[tuple[str, bytes]]:  # fmt: skip
+                      categories: CategoryCodes, n_candidates: int,
+                      progress: Progress | None = None) -> Iterator[tuple[str, bytes]]:  # fmt: skip
     """(customer id, encoded CustomerFeatures) per customer with events: the model's best
     `n_candidates` items, the training history, purchases, top categories and recent activity."""
     cat_codes, cat_names = categories.codes, categories.names
@@ -256,36 +259,51 @@ def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_ma
         shape=(len(ev.customers), max(1, n_cat)),
     )
     block = 4096
-    for start in range(0, len(ev.customers), block):
-        stop = min(start + block, len(ev.customers))
-        block_rows = rows[start:stop]
+
+    def scored(start: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        block_rows = rows[start : start + block]
         known = block_rows >= 0
-        cand_ids = np.full((stop - start, n_candidates), -1, np.int64)
-        cand_scores = np.zeros((stop - start, n_candidates), np.float32)
+        cand_ids = np.full((len(block_rows), n_candidates), -1, np.int64)
+        cand_scores = np.zeros((len(block_rows), n_candidates), np.float32)
         if known.any():
-            ids, scores = model.recommend_rows(
-                block_rows[known], n=n_candidates, exclude_seen=False
-            )
-            cand_ids[known], cand_scores[known] = ids, scores
-        top_cats = np.argsort(-cat_counts[start:stop].toarray(), axis=1)[:, :3]
+            cand_ids[known], cand_scores[known] = model.candidates(block_rows[known], n_candidates)
+        return cand_ids, cand_scores
+
+    # whole-array conversions once, so that the per-customer loop only slices
+    hist_items, hist_weights = history.indices.astype(np.int32), history.data.astype(np.float32)
+    bought_items, bought_at = (
+        last_bought.indices.astype(np.int32),
+        last_bought.data.astype(np.int64),
+    )
+    indptr, h_ptr, b_ptr = ev.indptr.tolist(), history.indptr.tolist(), last_bought.indptr.tolist()
+    customer_ids = ev.customers.tolist()
+
+    def encoded(start: int, stop: int, cand_ids: npt.NDArray[np.int64],
+                cand_scores: npt.NDArray[np.float32]) -> Iterator[tuple[str, bytes]]:  # fmt: skip
+        block_rows = rows[start:stop].tolist()
         cat_block = cat_counts[start:stop].toarray()
+        top_cats = np.argsort(-cat_block, axis=1)[:, :3]
+        favourite = [[str(cat_names[k]) for k in top_cats[i] if cat_block[i, k] > 0]
+                     for i in range(stop - start)]  # fmt: skip
+        valid = (cand_ids >= 0).sum(axis=1).tolist()  # best first, -1 padding last
+        cand32 = cand_ids.astype(np.int32)
         for i, c in enumerate(range(start, stop)):
-            lo, hi = ev.indptr[c], ev.indptr[c + 1]
+            lo, hi = indptr[c], indptr[c + 1]
             recent = slice(max(lo, hi - RECENT_PER_CUSTOMER), hi)
             row = block_rows[i]
-            h_lo, h_hi = (history.indptr[row], history.indptr[row + 1]) if row >= 0 else (0, 0)
-            ok = cand_ids[i] >= 0
-            b_lo, b_hi = last_bought.indptr[c], last_bought.indptr[c + 1]
+            h_lo, h_hi = (h_ptr[row], h_ptr[row + 1]) if row >= 0 else (0, 0)
+            b_lo, b_hi = b_ptr[c], b_ptr[c + 1]
+            n = valid[i]
             features = CustomerFeatures(
-                customer_id=str(ev.customers[c]),
+                customer_id=customer_ids[c],
                 vector=vectors[row].tobytes() if vectors is not None and row >= 0 else b"",
-                candidates=cand_ids[i][ok].astype(np.int32).tobytes(),
-                candidate_scores=cand_scores[i][ok].tobytes(),
-                history_items=history.indices[h_lo:h_hi].astype(np.int32).tobytes(),
-                history_weights=history.data[h_lo:h_hi].astype(np.float32).tobytes(),
-                purchased_items=last_bought.indices[b_lo:b_hi].astype(np.int32).tobytes(),
-                purchased_at=last_bought.data[b_lo:b_hi].astype(np.int64).tobytes(),
-                categories=[str(cat_names[k]) for k in top_cats[i] if cat_block[i, k] > 0],
+                candidates=cand32[i, :n].tobytes(),
+                candidate_scores=cand_scores[i, :n].tobytes(),
+                history_items=hist_items[h_lo:h_hi].tobytes(),
+                history_weights=hist_weights[h_lo:h_hi].tobytes(),
+                purchased_items=bought_items[b_lo:b_hi].tobytes(),
+                purchased_at=bought_at[b_lo:b_hi].tobytes(),
+                categories=favourite[i],
                 first_seen=int(ev.at[lo]) if hi > lo else 0,
                 last_seen=int(ev.at[hi - 1]) if hi > lo else 0,
                 recent_items=ev.item_col[recent].tobytes(),
@@ -294,4 +312,19 @@ def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_ma
                 recent_at=ev.at[recent].tobytes(),
                 recent_stores=ev.store[recent].tobytes(),
             )
-            yield str(ev.customers[c]), ENCODER.encode(features)
+            yield customer_ids[c], ENCODER.encode(features)
+
+    # the next block is scored in a thread (the selection releases the GIL) while this one is
+    # encoded and written
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        following: Future[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = pool.submit(
+            scored, 0
+        )
+        for start in range(0, len(ev.customers), block):
+            cand_ids, cand_scores = following.result()
+            stop = min(start + block, len(ev.customers))
+            if stop < len(ev.customers):
+                following = pool.submit(scored, stop)
+            yield from encoded(start, stop, cand_ids, cand_scores)
+            if progress is not None:
+                progress.update(stop - start)

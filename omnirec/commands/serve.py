@@ -117,6 +117,7 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
 
     from features.io import write_table
     from features.store import RedisFeatureStore
+    from omnirec.progress import Progress
     from omnirec.redis_runtime import redis_target
     from serving.engine import Engine
     from serving.runtime import ModelRuntime
@@ -132,11 +133,13 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
         loaded = time.perf_counter()
         rows: dict[str, list[object]] = {k: [] for k in ("customer_id", "rank", "item_id", "score", "source",
                                                           "model_version", "snapshot")}  # fmt: skip
+        progress = Progress(len(customers), "batch", "customers")
         for start in range(0, len(customers), 1000):
             chunk = customers[start : start + 1000]
             answers = engine.batch(
                 chunk, limit=args.limit, channel=None, store_id=args.store_id, request_id="batch"
             )
+            progress.update(len(chunk))
             for answer, customer in zip(answers, chunk, strict=True):
                 n = len(answer.items)
                 rows["customer_id"] += [customer] * n
@@ -146,6 +149,7 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
                 rows["source"] += [item.source for item in answer.items]
                 rows["model_version"] += [answer.model_version] * n
                 rows["snapshot"] += [answer.snapshot] * n
+        progress.close()
         answered = time.perf_counter()
         store.close()
     write_table(pa.table(rows), args.out)

@@ -145,3 +145,15 @@ def test_ease_refuses_a_catalogue_too_large() -> None:
 
 def test_every_kind_is_constructible() -> None:
     assert set(MODEL_KINDS) >= {"als", "bpr", "itemknn", "ease", "popularity"}
+
+
+def test_factor_candidates_match_the_dense_path(fitted: dict[str, Recommender]) -> None:
+    """Publishing's compiled top-k (implicit's) picks exactly what the dense block + argpartition does."""
+    model = fitted["als"]
+    rows = np.arange(40)
+    fast_ids, fast_scores = model.candidates(rows, 12)  # all 12 items, some padding-free
+    slow_ids, slow_scores = Recommender.candidates(model, rows, 12)
+    np.testing.assert_allclose(fast_scores, slow_scores, rtol=1e-5, atol=1e-6)
+    assert (np.sort(fast_ids, axis=1) == np.sort(slow_ids, axis=1)).all()
+    padded, _ = model.candidates(rows, 15)  # more than the catalogue: padded with -1
+    assert (padded[:, 12:] == -1).all()
