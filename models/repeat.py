@@ -50,9 +50,11 @@ class RepeatExploreRecommender(Recommender):
     uses_history = True
 
     def __init__(self, half_life_days: float = 180.0, neighbours: int = 100,
-                 own_weight: float = 0.7, shrinkage: float = 5.0, min_buyers: int = 20) -> None:  # fmt: skip
-        super().__init__(half_life_days=half_life_days, neighbours=neighbours,
-                         own_weight=own_weight, shrinkage=shrinkage, min_buyers=min_buyers)  # fmt: skip
+                 own_weight: float = 0.7, shrinkage: float = 5.0, min_buyers: int = 20,
+                 basket_prior: float = 0.0) -> None:  # fmt: skip
+        super().__init__(half_life_days=half_life_days, neighbours=neighbours, own_weight=own_weight,
+                         shrinkage=shrinkage, min_buyers=min_buyers, basket_prior=basket_prior)  # fmt: skip
+        self.baskets: npt.NDArray[np.float32] = np.zeros(0, np.float32)
         self.repeat_rate: npt.NDArray[np.float32] = np.zeros(0, np.float32)
         self.cycle_days: npt.NDArray[np.float32] = np.zeros(0, np.float32)
         self.window_days: npt.NDArray[np.float32] = np.zeros(0, np.float32)
@@ -73,6 +75,10 @@ class RepeatExploreRecommender(Recommender):
             rows, cols, days = occasions.rows, occasions.cols, occasions.days
         self.history = self._own_vectors(rows, cols, days, matrix.shape)
         self._learn_cycles(rows, cols, days, matrix.shape[1])
+        visits = np.unique(rows * 1_000_000 + np.floor(days).astype(np.int64))  # customer-days
+        self.baskets = np.bincount(visits // 1_000_000, minlength=matrix.shape[0]).astype(
+            np.float32
+        )
         self._unit = None
         return self
 
@@ -143,11 +149,22 @@ class RepeatExploreRecommender(Recommender):
         own = sp.csr_matrix(history, dtype=np.float32)
         peak = np.asarray(own.max(axis=1).toarray()).ravel()
         own = sp.csr_matrix(sp.diags(1.0 / np.where(peak > 0, peak, 1.0)) @ own)
-        weight = float(self.params["own_weight"])
+        weight = self._own_weights(rows)[:, None]
         scores = np.asarray(own.toarray() * np.sqrt(self.repeat_rate)[None, :] * weight)
-        if weight < 1.0 and self.history.shape[0] > 1:
+        if (weight < 1.0).any() and self.history.shape[0] > 1:
             scores += (1.0 - weight) * self._neighbour_vectors(rows, own)
         return scores.astype(np.float32, copy=False)
+
+    def _own_weights(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """The own part's share per row: `own_weight`, or with `basket_prior` k, n / (n + k) for a
+        customer with n baskets (short histories lean on their neighbours)."""
+        weight = np.full(len(rows), float(self.params["own_weight"]), np.float32)
+        prior = float(self.params.get("basket_prior", 0.0))
+        known = rows >= 0
+        if prior > 0 and known.any() and len(self.baskets) == len(self.customer_ids):
+            n = self.baskets[rows[known]]
+            weight[known] = n / (n + prior)
+        return weight
 
     def _neighbour_vectors(
         self, rows: npt.NDArray[np.int64], own: sp.csr_matrix
@@ -189,7 +206,7 @@ class RepeatExploreRecommender(Recommender):
     # ----------------------------------------------------------------- storage
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {"repeat_rate": self.repeat_rate, "cycle_days": self.cycle_days,
-                "window_days": self.window_days}  # fmt: skip
+                "window_days": self.window_days, "baskets": self.baskets}  # fmt: skip
 
     def _restore(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         n = len(self.item_ids)
@@ -203,3 +220,6 @@ class RepeatExploreRecommender(Recommender):
             raise ModelFormatError(f"window_days has shape {window.shape} or NaN, expected ({n},)")
         self.repeat_rate, self.cycle_days = rate.astype(np.float32), cycle.astype(np.float32)
         self.window_days = window.astype(np.float32)
+        baskets = arrays.get("baskets", np.zeros(len(self.customer_ids), np.float32))
+        check_finite("baskets", baskets, (len(self.customer_ids),))
+        self.baskets = baskets.astype(np.float32)

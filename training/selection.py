@@ -30,6 +30,7 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("buy_again", {}),
     ("repeat", {}),
     ("repeat", {"half_life_days": 90.0, "shrinkage": 20.0}),
+    ("repeat", {"half_life_days": 90.0, "shrinkage": 20.0, "basket_prior": 10.0}),
     ("itemknn", {}),
     ("ease", {"l2": 300.0}),
     ("ease", {"l2": 1000.0}),

@@ -96,3 +96,16 @@ def test_without_occasions_each_interaction_is_one(tmp_path: Path) -> None:
     bare = Interactions(data.matrix, data.customer_ids, data.item_ids)
     fitted = RepeatExploreRecommender(neighbours=5).fit(bare)
     assert fitted.history.shape == (41, 4) and np.isfinite(fitted.cycle_days).all()
+
+
+def test_short_histories_lean_on_their_neighbours(tmp_path: Path) -> None:
+    """With basket_prior k, the own part's share is n / (n + k) for a customer with n baskets."""
+    model = RepeatExploreRecommender(neighbours=10, basket_prior=10.0).fit(histories())
+    assert model.baskets[40] == 2  # day 60 (milk), day 200 (coffee and a TV)
+    weights = model._own_weights(np.array([0, 40, -1]))
+    assert weights[1] == pytest.approx(2 / 12)
+    assert weights[0] == pytest.approx(model.baskets[0] / (model.baskets[0] + 10))
+    assert weights[2] == pytest.approx(0.7)  # unknown (fresh) history: the fixed share
+    loaded = load_model(model.save(tmp_path / "m"))
+    assert isinstance(loaded, RepeatExploreRecommender)
+    np.testing.assert_array_equal(loaded.baskets, model.baskets)
