@@ -120,6 +120,13 @@ class Recommender(ABC):
         publishing stores per customer. Models with a faster exact path override it."""
         return self.recommend_rows(rows, n=n, exclude_seen=False)
 
+    def approximate_top(
+        self, rows: npt.NDArray[np.int64], history: sp.csr_matrix, k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None:
+        """The k best items per row from an approximate index, for models that keep one over a
+        big catalogue; None: score the whole catalogue."""
+        return None
+
     def customer_vectors(self) -> npt.NDArray[np.float32] | None:
         """(n_customers, factors) latent vectors of the training customers, or None for models
         that have none (neighbourhood and popularity models)."""

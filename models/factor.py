@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import implicit.gpu
 import numpy as np
@@ -14,15 +14,33 @@ from implicit.cpu.topk import topk
 from implicit.recommender_base import ModelFitError
 from threadpoolctl import threadpool_limits
 
-from models.base import Recommender, check_finite
+from models.ann import ANN_MIN_ITEMS, ItemIndex
+from models.base import InteractionData, Recommender, check_finite
 from omnirec.errors import ModelError
 
 
 class _FactorModel(Recommender):
-    """Shared storage and scoring for models with user and item factors."""
+    """Shared storage and scoring for models with user and item factors; catalogues of
+    `ann_min_items` items or more also get an HNSW index (models.ann) for their top-k."""
 
     user_factors: npt.NDArray[np.float32]
     item_factors: npt.NDArray[np.float32]
+    index: ItemIndex | None = None
+    ann_min_items: int = ANN_MIN_ITEMS
+
+    def fit(self, interactions: InteractionData) -> Self:
+        super().fit(interactions)
+        self.index = (ItemIndex.build(self.item_factors)
+                      if self.n_items >= self.ann_min_items else None)  # fmt: skip
+        return self
+
+    def approximate_top(
+        self, rows: npt.NDArray[np.int64], history: sp.csr_matrix, k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None:
+        """The k best items per row from the HNSW index, or None without one (brute force)."""
+        if self.index is None:
+            return None
+        return self.index.search(self.user_vectors(rows, history), min(k, self.n_items))
 
     def score(self, rows: npt.NDArray[np.int64], history: sp.csr_matrix) -> npt.NDArray[np.float32]:
         vectors = self.user_vectors(rows, history)
@@ -43,8 +61,11 @@ class _FactorModel(Recommender):
         threads, the GIL released): several times numpy's argpartition over the dense block."""
         k = min(n, self.n_items)
         query = np.ascontiguousarray(self.user_factors[rows], dtype=np.float32)
-        ids, scores = topk(np.ascontiguousarray(self.item_factors), query, k, num_threads=0)
-        ids, scores = ids.astype(np.int64), np.asarray(scores, dtype=np.float32)
+        if self.index is not None:  # a big catalogue: the HNSW graph
+            ids, scores = self.index.search(query, k)
+        else:
+            ids, scores = topk(np.ascontiguousarray(self.item_factors), query, k, num_threads=0)
+            ids, scores = ids.astype(np.int64), np.asarray(scores, dtype=np.float32)
         if k < n:
             ids = np.pad(ids, ((0, 0), (0, n - k)), constant_values=-1)
             scores = np.pad(scores, ((0, 0), (0, n - k)), constant_values=-np.inf)
@@ -59,7 +80,11 @@ class _FactorModel(Recommender):
         return np.asarray(unit[columns] @ unit.T, dtype=np.float32)
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
-        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+        arrays: dict[str, npt.NDArray[Any]] = {"user_factors": self.user_factors,
+                                                "item_factors": self.item_factors}  # fmt: skip
+        if self.index is not None:
+            arrays["ann_index"] = self.index.to_array()
+        return arrays
 
     def _restore(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         users, items = arrays.get("user_factors"), arrays.get("item_factors")
@@ -71,6 +96,9 @@ class _FactorModel(Recommender):
         check_finite("user_factors", users, (len(self.customer_ids), items.shape[1]))
         self.user_factors = users.astype(np.float32)
         self.item_factors = items.astype(np.float32)
+        ann = arrays.get("ann_index")
+        self.index = (ItemIndex.from_array(ann, len(self.item_ids), items.shape[1])
+                      if ann is not None else None)  # fmt: skip
 
 
 class ALSRecommender(_FactorModel):

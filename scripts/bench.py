@@ -10,7 +10,8 @@
     ./dev bench flood    storefront p99 beside batch and bulk floods, heavy requests in a child process or not
     ./dev bench stock    POST /v1/stock rows/s vs pipelined HSET; recommendations with availability vs without
     ./dev bench publish [--customers N]   publish (score + top-200 + encode + write) vs the matrix product alone
-    ./dev bench all      everything above (publish apart: run it on its own)
+    ./dev bench ann [--items N]           HNSW index vs brute force: queries/s and recall@10 on 1M items
+    ./dev bench all      everything above (publish and ann apart: run them on their own)
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
 """
@@ -311,6 +312,12 @@ def bench_publish(customers: int, items: int) -> None:
     run(WORK, customers, items, with_numpy_baseline=customers <= 200_000)
 
 
+def bench_ann(items: int) -> None:
+    from scripts.bench_ann import run
+
+    run(items)
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_stage":
         print(json.dumps(stage(sys.argv[2], sys.argv[3:])))
@@ -331,6 +338,7 @@ def main() -> None:
             "flood",
             "stock",
             "publish",
+            "ann",
             "all",
         ],
     )
@@ -362,6 +370,8 @@ def main() -> None:
         bench_flood()
     if args.suite in {"stock", "all"}:
         bench_stock()
+    if args.suite == "ann":  # --items: the catalogue (1,000,000 unless given)
+        bench_ann(args.items if "--items" in sys.argv else 1_000_000)
     if args.suite == "publish":  # --customers: how many to publish (100,000 unless given)
         bench_publish(args.customers if "--customers" in sys.argv else 100_000, args.items)
 

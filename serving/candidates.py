@@ -67,18 +67,27 @@ def best_items(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: l
 
 def rescore(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
             mask: npt.NDArray[np.bool_], limit: int, weights: InteractionSettings) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:  # fmt: skip
-    """Score every item from the snapshot history plus fresh events (ALS folds them in)."""
-    scores = full_scores(snap, features, fresh, weights)
+    """Score every item from the snapshot history plus fresh events (ALS folds them in); on a big
+    catalogue with an HNSW index, the index's best items that pass `mask` instead."""
+    row, history = _history_row(snap, features, fresh, weights)
+    if history.nnz:
+        top = snap.model.approximate_top(row, history, limit * 4 + 50)
+        if top is not None:
+            ids, best = top[0][0], top[1][0]
+            keep = ids >= 0
+            keep[keep] = mask[ids[keep]]
+            if keep.sum() >= limit:
+                return ids[keep][:limit], best[keep][:limit]
+    scores = full_scores(snap, features, fresh, weights, (row, history))
     scores[~mask] = -np.inf
     ids, best = top_k(scores[None, :], limit)
     keep = ids[0] >= 0
     return ids[0][keep], best[0][keep]
 
 
-def full_scores(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
-                weights: InteractionSettings) -> npt.NDArray[np.float32]:  # fmt: skip
-    """(n_items,) long-term scores of one customer: the model over the snapshot history plus
-    fresh events (popularity when nothing is known)."""
+def _history_row(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
+                 weights: InteractionSettings) -> tuple[npt.NDArray[np.int64], sp.csr_matrix]:  # fmt: skip
+    """The model row (-1: fold in) and the one-row history: the snapshot's plus fresh events."""
     cols = [] if features is None else np.frombuffer(features.history_items, np.int32).tolist()
     data = [] if features is None else np.frombuffer(features.history_weights, np.float32).tolist()
     for a in fresh:
@@ -92,6 +101,7 @@ def full_scores(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: 
     history = sp.csr_matrix((np.asarray(data, np.float32), (np.zeros(len(cols), np.int64), np.asarray(cols, np.int64))),
                             shape=(1, snap.model.n_items))  # fmt: skip
     history.data = np.maximum(history.data, 0)
+    history.eliminate_zeros()
     row = np.array(
         [
             -1
@@ -99,10 +109,20 @@ def full_scores(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: 
             else snap.model.rows_of([features.customer_id])[0]
         ]
     )
-    scores = np.array(snap.model.score(row, history), dtype=np.float32, copy=True)[0]
+    return row, history
+
+
+def full_scores(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
+                weights: InteractionSettings,
+                prepared: tuple[npt.NDArray[np.int64], sp.csr_matrix] | None = None) -> npt.NDArray[np.float32]:  # fmt: skip
+    """(n_items,) long-term scores of one customer: the model over the snapshot history plus
+    fresh events (popularity when nothing is known)."""
+    row, history = prepared or _history_row(snap, features, fresh, weights)
     if history.nnz == 0:
-        scores = np.array(snap.model.item_popularity(), dtype=np.float32, copy=True)
-    return np.asarray(scores, dtype=np.float32)
+        return np.array(snap.model.item_popularity(), dtype=np.float32, copy=True)
+    return np.asarray(
+        np.array(snap.model.score(row, history), dtype=np.float32)[0], dtype=np.float32
+    )
 
 
 @dataclass(frozen=True)
