@@ -96,9 +96,7 @@ class RepeatExploreRecommender(Recommender):
         last = np.full(shape[0], -np.inf)
         np.maximum.at(last, rows, days)
         weight = np.power(0.5, (last[rows] - days) / float(self.params["half_life_days"]))
-        own = sp.csr_matrix((weight, (rows, cols)), shape=shape, dtype=np.float64)
-        peak = np.asarray(own.max(axis=1).toarray()).ravel()
-        own = sp.csr_matrix(sp.diags(1.0 / np.where(peak > 0, peak, 1.0)) @ own, dtype=np.float32)
+        own = _rows_scaled(sp.csr_matrix((weight, (rows, cols)), shape=shape), "max")
         own.sort_indices()
         return own
 
@@ -146,9 +144,7 @@ class RepeatExploreRecommender(Recommender):
 
     # ----------------------------------------------------------------- scoring
     def score(self, rows: npt.NDArray[np.int64], history: sp.csr_matrix) -> npt.NDArray[np.float32]:
-        own = sp.csr_matrix(history, dtype=np.float32)
-        peak = np.asarray(own.max(axis=1).toarray()).ravel()
-        own = sp.csr_matrix(sp.diags(1.0 / np.where(peak > 0, peak, 1.0)) @ own)
+        own = _rows_scaled(history, "max")
         weight = self._own_weights(rows)[:, None]
         scores = np.asarray(own.toarray() * np.sqrt(self.repeat_rate)[None, :] * weight)
         if (weight < 1.0).any() and self.history.shape[0] > 1:
@@ -173,8 +169,7 @@ class RepeatExploreRecommender(Recommender):
         unit = self._unit_vectors()
         k = min(int(self.params["neighbours"]), unit.shape[0] - 1)
         out = np.zeros(own.shape, np.float32)
-        norms = np.sqrt(np.asarray(own.multiply(own).sum(axis=1)).ravel())
-        query = sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ own)
+        query = _rows_scaled(own, "l2")
         for start in range(0, own.shape[0], NEIGHBOUR_BLOCK):
             block = slice(start, start + NEIGHBOUR_BLOCK)
             sims = np.asarray((query[block] @ unit.T).toarray(), dtype=np.float32)
@@ -194,9 +189,7 @@ class RepeatExploreRecommender(Recommender):
 
     def _unit_vectors(self) -> sp.csr_matrix:
         if self._unit is None:
-            norms = np.sqrt(np.asarray(self.history.multiply(self.history).sum(axis=1)).ravel())
-            scale = sp.diags(1.0 / np.where(norms > 0, norms, 1.0))
-            self._unit = sp.csr_matrix(scale @ self.history, dtype=np.float32)
+            self._unit = _rows_scaled(self.history, "l2")
         return self._unit
 
     def repurchase_window_days(self) -> npt.NDArray[np.float32]:
@@ -223,3 +216,11 @@ class RepeatExploreRecommender(Recommender):
         baskets = arrays.get("baskets", np.zeros(len(self.customer_ids), np.float32))
         check_finite("baskets", baskets, (len(self.customer_ids),))
         self.baskets = baskets.astype(np.float32)
+
+
+def _rows_scaled(matrix: sp.csr_matrix, by: str) -> sp.csr_matrix:
+    """float32 rows divided by their maximum (`by` "max") or their length ("l2"); empty rows stay."""
+    m = sp.csr_matrix(matrix, dtype=np.float32)
+    size = (np.asarray(m.max(axis=1).toarray()).ravel() if by == "max"
+            else np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel()))  # fmt: skip
+    return sp.csr_matrix(sp.diags(1.0 / np.where(size > 0, size, 1.0)) @ m, dtype=np.float32)

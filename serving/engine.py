@@ -245,12 +245,12 @@ class Engine:
                 trending = await self.load_trending(snap, channel, store_id)
                 answer = _popular(snap, limit, channel, store_id, category, request_id, customer,
                                   degraded=self.features_missing, trending=trending)  # fmt: skip
-                return self.with_availability(answer, store_id) if availability else answer
+                return self.with_availability(answer, store_id, availability)
             bought_with = await self._bought_with(snap, state.features) if explain else None
             answer = self.recommend_state(snap, state, limit=limit, channel=channel, store_id=store_id, category=category,
                                           exclude_purchased=exclude_purchased, explain=explain, request_id=request_id,
                                           bought_with=bought_with)  # fmt: skip
-        return self.with_availability(answer, store_id) if availability else answer
+        return self.with_availability(answer, store_id, availability)
 
     async def trending(self, *, limit: int, channel: str | None, store_id: str | None, category: str | None,
                        request_id: str, availability: bool = False) -> Recommendations:  # fmt: skip
@@ -263,7 +263,7 @@ class Engine:
         trending = await self.load_trending(snap, channel, store_id)
         answer = _popular(snap, limit, channel, store_id, category, request_id, None,
                           degraded=self.features_missing, trending=trending)  # fmt: skip
-        return self.with_availability(answer, store_id) if availability else answer
+        return self.with_availability(answer, store_id, availability)
 
     async def load_trending(self, snap: LoadedSnapshot, channel: str | None,
                             store_id: str | None) -> list[TrendList]:  # fmt: skip
@@ -295,10 +295,12 @@ class Engine:
                 out.append(TrendList(scope, cached[1], cached[2]))
         return out
 
-    def with_availability(self, answer: Recommendations, store_id: str | None) -> Recommendations:
-        """`answer` with, per item, where it can be had."""
+    def with_availability(
+        self, answer: Recommendations, store_id: str | None, wanted: bool = True
+    ) -> Recommendations:
+        """`answer` with, per item, where it can be had (when `wanted`)."""
         snap = self.snapshot
-        if snap is None:
+        if snap is None or not wanted:
             return answer
         return msgspec.structs.replace(
             answer, items=with_availability(snap, answer.items, store_id)
@@ -392,7 +394,7 @@ class Engine:
         await self.follow_stock()
         answer = await self._complements(customer, ordered, limit=limit, store_id=store_id,
                                          request_id=request_id)  # fmt: skip
-        return self.with_availability(answer, store_id) if availability else answer
+        return self.with_availability(answer, store_id, availability)
 
     async def cart_complements(self, customer: str, *, limit: int, store_id: str | None,
                                request_id: str, availability: bool = False) -> Recommendations:  # fmt: skip
@@ -408,7 +410,7 @@ class Engine:
         if not cart:
             answer = self.recommend_state(snap, state, limit=limit, channel=None, store_id=store_id, category=None,
                                           exclude_purchased=True, explain=False, request_id=request_id)  # fmt: skip
-            return self.with_availability(answer, store_id) if availability else answer
+            return self.with_availability(answer, store_id, availability)
         return await self.complements(state.customer_id, cart, limit=limit, store_id=store_id,
                                       request_id=request_id, availability=availability)  # fmt: skip
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
@@ -71,12 +72,15 @@ def time_split(
     return EventSplit(train=train, test=test, cutoff=cut, end=last)
 
 
-def leave_last_out(
-    events: pa.Table, event_types: tuple[str, ...] = ("purchase",)
-) -> tuple[pa.Table, pa.Table]:
-    """Each customer's last event of `event_types` is test; train keeps only what came before it."""
-    customer = arrowkit.codes(arrowkit.as_dictionary(events.column("customer_id")))
-    stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy())
+def _last_of_each(
+    events: pa.Table, event_types: tuple[str, ...]
+) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.int64]
+]:
+    """Customer codes, stamps, which rows are of `event_types`, and per customer code the row of
+    their last such event (-1: none)."""
+    customer = arrowkit.codes(arrowkit.as_dictionary(events.column("customer_id"))).astype(np.int64)
+    stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
     kinds = arrowkit.as_dictionary(events.column("event_type"))
     eligible = np.append(
         np.isin(np.asarray(kinds.dictionary.to_pylist(), dtype=object), event_types), False
@@ -84,8 +88,16 @@ def leave_last_out(
     is_target = eligible[arrowkit.codes(kinds)]
     order = np.lexsort((stamps, customer))
     target_rows = order[is_target[order]]
-    last = np.full(customer.max(initial=-1) + 1, -1, dtype=np.int64)
+    last = np.full(int(customer.max(initial=-1)) + 1, -1, dtype=np.int64)
     last[customer[target_rows]] = target_rows  # later rows overwrite earlier ones
+    return customer, stamps, is_target, last
+
+
+def leave_last_out(
+    events: pa.Table, event_types: tuple[str, ...] = ("purchase",)
+) -> tuple[pa.Table, pa.Table]:
+    """Each customer's last event of `event_types` is test; train keeps only what came before it."""
+    customer, stamps, _, last = _last_of_each(events, event_types)
     test_rows = last[last >= 0]
     cutoff_per_row = np.full(len(customer), np.iinfo(np.int64).max)
     has = last[customer] >= 0
@@ -146,20 +158,10 @@ def last_basket_split(events: pa.Table, event_types: tuple[str, ...] = ("purchas
     `event_types` (its session id, or its day when it has none) is test; train keeps that
     customer's events before the basket. Other customers' events stay (the next-basket literature's
     protocol: Li et al., TOIS 2023)."""
-    customer = arrowkit.codes(arrowkit.as_dictionary(events.column("customer_id"))).astype(np.int64)
-    stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
-    kinds = arrowkit.as_dictionary(events.column("event_type"))
-    eligible = np.append(
-        np.isin(np.asarray(kinds.dictionary.to_pylist(), dtype=object), event_types), False
-    )
-    is_target = eligible[arrowkit.codes(kinds)]
+    customer, stamps, is_target, last = _last_of_each(events, event_types)
     sessions = arrowkit.codes(arrowkit.as_dictionary(events.column("session_id"))).astype(np.int64)
     basket = np.where(sessions >= 0, sessions, -1 - stamps // MICROS_PER_DAY)
-    n_customers = int(customer.max(initial=-1)) + 1
-    order = np.lexsort((stamps, customer))
-    target_rows = order[is_target[order]]
-    last = np.full(n_customers, -1, dtype=np.int64)
-    last[customer[target_rows]] = target_rows  # later rows overwrite earlier ones
+    n_customers = len(last)
     has = last >= 0
     last_basket = np.where(has, basket[np.maximum(last, 0)], np.iinfo(np.int64).min)
     test_rows = is_target & (basket == last_basket[customer])
