@@ -68,3 +68,18 @@ class ItemIndex:
                 f"ann_index holds {index.ntotal} x {index.d}, the model {n_items} x {dim}"
             )
         return cls(index)
+
+
+def exact_top(
+    vectors: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Exact top-k by inner product (faiss's brute-force search: BLAS blocks and heap selection
+    in threads, the GIL released; `./dev bench publish`: publishing at 46-51 % of the matrix
+    product's rate with it, 22 % with implicit's compiled top-k, 14-16 % with numpy)."""
+    scores, ids = faiss.knn(
+        np.ascontiguousarray(queries, dtype=np.float32),
+        np.ascontiguousarray(vectors, dtype=np.float32),
+        k,
+        metric=faiss.METRIC_INNER_PRODUCT,
+    )
+    return ids.astype(np.int64), scores.astype(np.float32)

@@ -10,11 +10,10 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from implicit.als import AlternatingLeastSquares
 from implicit.bpr import BayesianPersonalizedRanking
-from implicit.cpu.topk import topk
 from implicit.recommender_base import ModelFitError
 from threadpoolctl import threadpool_limits
 
-from models.ann import ANN_MIN_ITEMS, ItemIndex
+from models.ann import ANN_MIN_ITEMS, ItemIndex, exact_top
 from models.base import InteractionData, Recommender, check_finite
 from omnirec.errors import ModelError
 
@@ -57,15 +56,15 @@ class _FactorModel(Recommender):
     def candidates(
         self, rows: npt.NDArray[np.int64], n: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Exact top-n by implicit's compiled k-selection (blocked product and selection in
-        threads, the GIL released): several times numpy's argpartition over the dense block."""
+        """Top-n by compiled k-selection (threads, the GIL released): exact by faiss's flat
+        inner-product search, or from the HNSW index on a big catalogue; several times numpy's
+        argpartition over the dense block (`./dev bench publish`)."""
         k = min(n, self.n_items)
         query = np.ascontiguousarray(self.user_factors[rows], dtype=np.float32)
         if self.index is not None:  # a big catalogue: the HNSW graph
             ids, scores = self.index.search(query, k)
-        else:
-            ids, scores = topk(np.ascontiguousarray(self.item_factors), query, k, num_threads=0)
-            ids, scores = ids.astype(np.int64), np.asarray(scores, dtype=np.float32)
+        else:  # exact: faiss's blocked product + heap selection in compiled threads
+            ids, scores = exact_top(self.item_factors, query, k)
         if k < n:
             ids = np.pad(ids, ((0, 0), (0, n - k)), constant_values=-1)
             scores = np.pad(scores, ((0, 0), (0, n - k)), constant_values=-np.inf)

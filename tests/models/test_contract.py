@@ -148,7 +148,7 @@ def test_every_kind_is_constructible() -> None:
 
 
 def test_factor_candidates_match_the_dense_path(fitted: dict[str, Recommender]) -> None:
-    """Publishing's compiled top-k (implicit's) picks exactly what the dense block + argpartition does."""
+    """Publishing's compiled top-k (faiss's exact search) picks what the dense block + argpartition does."""
     model = fitted["als"]
     rows = np.arange(40)
     fast_ids, fast_scores = model.candidates(rows, 12)  # all 12 items, some padding-free
