@@ -23,6 +23,7 @@ from omnirec.settings import Settings
 RECENT_PER_CUSTOMER = 20
 POPULAR_PER_GROUP = 500
 TOGETHER_PER_ITEM = 20
+CANDIDATE_BLOCK = 4096  # customers scored at once when publishing (one block ahead in a thread)
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,7 @@ def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_ma
         (np.ones(valid.sum()), (per_customer[valid], cat_codes[ev.item_col[valid]])),
         shape=(len(ev.customers), max(1, n_cat)),
     )
-    block = 4096
+    block = CANDIDATE_BLOCK
 
     def scored(start: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         block_rows = rows[start : start + block]
