@@ -19,6 +19,7 @@ from scripts.bench_serve import (
     LUA,
     PAUSE,
     Hammer,
+    bench_env,
     publish_als,
     serving_data,
     start_server,
@@ -53,9 +54,7 @@ def run(work: Path, customers: int, items: int) -> None:
     )
     folder, var = serving_data(work, customers, items, "flood-var")
     with EmbeddedRedis(var / "redis", persist=False) as redis_server:
-        env = {"OMNIREC_DATA_DIR": str(var), "REDIS_URL": redis_server.url,
-               "MLFLOW_TRACKING_URI": f"sqlite:///{var / 'mlflow.db'}",
-               "OMNIREC_API_KEYS": f"{KEY}:recommend+events", "OMNIREC_REDIS_PREFIX": "bench"}  # fmt: skip
+        env = bench_env(var, redis_server.url, "recommend+events")
         publish_als(folder, env)
         ids_file = var / "ids.txt"
         ids_file.write_text("\n".join(f"C{i:08d}" for i in range(0, customers, 7)) + "\n")

@@ -138,6 +138,14 @@ def serving_data(work: Path, customers: int, items: int, scratch: str) -> tuple[
     return folder, var
 
 
+def bench_env(var: Path, redis_url: str, scopes: str) -> dict[str, str]:
+    """The settings a benchmark's server and commands share: its data folder, Redis, MLflow
+    store and one API key with `scopes` ("recommend+events")."""
+    return {"OMNIREC_DATA_DIR": str(var), "REDIS_URL": redis_url,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{var / 'mlflow.db'}",
+            "OMNIREC_API_KEYS": f"{KEY}:{scopes}", "OMNIREC_REDIS_PREFIX": "bench"}  # fmt: skip
+
+
 def publish_als(folder: Path, env: dict[str, str]) -> None:
     """Train ALS (64 factors) on `folder`, register it and publish it, with settings from `env`."""
     from omnirec.settings import Settings
@@ -162,8 +170,7 @@ def run(work: Path, customers: int, items: int) -> None:
     )
     folder, var = serving_data(work, customers, items, "serve-var")
     with EmbeddedRedis(var / "redis", persist=False) as redis_server:
-        env = {"OMNIREC_DATA_DIR": str(var), "REDIS_URL": redis_server.url, "MLFLOW_TRACKING_URI": f"sqlite:///{var / 'mlflow.db'}",
-               "OMNIREC_API_KEYS": f"{KEY}:recommend+tablet+events", "OMNIREC_REDIS_PREFIX": "bench"}  # fmt: skip
+        env = bench_env(var, redis_server.url, "recommend+tablet+events")
         settings = Settings.from_env(env)
         started = time.perf_counter()
         result = train(

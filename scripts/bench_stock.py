@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from omnirec.redis_runtime import EmbeddedRedis
-from scripts.bench_serve import KEY, LUA, publish_als, serving_data, start_server, wrk
+from scripts.bench_serve import KEY, LUA, bench_env, publish_als, serving_data, start_server, wrk
 
 BODY_ROWS = 10_000
 POSTS = 30
@@ -47,9 +47,7 @@ def run(work: Path, customers: int, items: int) -> None:
     print(f"\n== real-time stock: {items:,} items, {customers:,} customers, one worker ==")
     folder, var = serving_data(work, customers, items, "stock-var")
     with EmbeddedRedis(var / "redis", persist=False) as redis_server:
-        env = {"OMNIREC_DATA_DIR": str(var), "REDIS_URL": redis_server.url,
-               "MLFLOW_TRACKING_URI": f"sqlite:///{var / 'mlflow.db'}",
-               "OMNIREC_API_KEYS": f"{KEY}:recommend+stock", "OMNIREC_REDIS_PREFIX": "bench"}  # fmt: skip
+        env = bench_env(var, redis_server.url, "recommend+stock")
         publish_als(folder, env)
         server, base = start_server({**os.environ, **env})
         try:
