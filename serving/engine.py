@@ -78,6 +78,7 @@ class Engine:
         self.breaker = RedisBreaker()
         self.repurchase_days = settings.serving.repurchase_days
         self.live_stock = LiveStock(store.prefix if store else settings.redis.prefix)
+        self._stock_reread: asyncio.Future[None] | None = None
         # the served snapshot's features are gone from Redis (restoring): answers are degraded
         self.features_missing = False
         self._trending: dict[
@@ -142,8 +143,8 @@ class Engine:
             commands.append(self.live_stock.changes_command(snap.stock_last_id))
         try:
             replies = await self.pipeline.checked(commands)
-            if follow_stock:
-                self._take_stock(snap, replies.pop())
+            if follow_stock and self._take_stock(snap, replies.pop()):
+                self._reread_stock_soon(snap)
             if more := reads.take(replies):
                 reads.take_aliased(await self.pipeline.checked(more))
         except FeatureStoreError:
@@ -164,7 +165,8 @@ class Engine:
         except FeatureStoreError:
             self.breaker.trip()
             return
-        self._take_stock(snap, reply[0])
+        if self._take_stock(snap, reply[0]):
+            self._reread_stock_soon(snap)
 
     def follow_stock_blocking(self) -> None:
         """`follow_stock` for the blocking paths (`omnirec batch`, the heavy-request process)."""
@@ -177,19 +179,36 @@ class Engine:
             )
         except FeatureStoreError:
             return
-        self._take_stock(snap, reply[0])
+        if self._take_stock(snap, reply[0]):
+            self._reread_stock(snap)
 
-    def _take_stock(self, snap: LoadedSnapshot, reply: Reply) -> None:
+    def _take_stock(self, snap: LoadedSnapshot, reply: Reply) -> bool:
+        """Apply a change-log read; True when the worker fell behind the trimmed log and must
+        read every level again."""
         changes = LiveStock.decode_changes(reply, snap.stock_last_id, snap.stock_version)
-        if changes.gap and self.store is not None:  # fell behind the trimmed log: read it all
-            levels, version, last_id = self.live_stock.read_all(self.store.client, snap.item_index,
-                                                                len(snap.item_ids))  # fmt: skip
-            snap.set_levels(levels, version, last_id)
-            return
+        if changes.gap:
+            return True
         if changes.items:
             snap.apply_levels(
                 changes.stores, changes.items, changes.levels, changes.version, changes.last_id
             )
+        return False
+
+    def _reread_stock(self, snap: LoadedSnapshot) -> None:
+        """Every store's levels again (blocking: a thread's or a command's work)."""
+        if self.store is None:
+            return
+        try:
+            levels, version, last_id = self.live_stock.read_all(self.store.client, snap.item_index,
+                                                                len(snap.item_ids))  # fmt: skip
+        except FeatureStoreError:
+            return
+        snap.set_levels(levels, version, last_id)
+
+    def _reread_stock_soon(self, snap: LoadedSnapshot) -> None:
+        """`_reread_stock` in a thread, once at a time; answers use the levels last seen meanwhile."""
+        if self._stock_reread is None or self._stock_reread.done():
+            self._stock_reread = asyncio.ensure_future(asyncio.to_thread(self._reread_stock, snap))
 
     async def _get_many(self, keys: list[str]) -> list[Reply]:
         """GET many keys on the event loop's connection (missing keys read as None)."""

@@ -167,3 +167,28 @@ def test_the_stock_feed_needs_the_stock_scope(deployment: Deployment, scope: str
             json={"updates": [{"store_id": "S001", "item_id": "I000001", "quantity": 1}]},
         )
     assert r.status_code == 403
+
+
+def test_a_worker_behind_the_trimmed_change_log_reads_every_level_again(
+    deployment: Deployment,
+) -> None:
+    """Updates written straight into Redis and the change log trimmed past what the service
+    read: the next requests see the gap, read all levels again (in a thread) and then the change."""
+    import redis
+
+    from features.stock import LiveStock, StockUpdate
+
+    customer = "C00000143"
+    top = get(deployment, f"/v1/customers/{customer}/recommendations", store_id="S003", limit=5)[
+        "items"
+    ][0]["item_id"]
+    client = redis.Redis.from_url(deployment.env["REDIS_URL"])
+    live = LiveStock(deployment.env["OMNIREC_REDIS_PREFIX"])
+    live.apply(client, [StockUpdate("S003", top, 0)])
+    live.apply(client, [StockUpdate("S003", "I000001", 5)])
+    client.xtrim(live.changes_key, maxlen=1, approximate=False)  # the first update's entry is gone
+    deadline = time.monotonic() + 10
+    while top in {i["item_id"] for i in get(deployment, f"/v1/customers/{customer}/recommendations",
+                                           store_id="S003", limit=5)["items"]}:  # fmt: skip
+        assert time.monotonic() < deadline, "the service never read the levels again"
+        time.sleep(0.1)
