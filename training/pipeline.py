@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -140,12 +141,17 @@ def use_mlflow(settings: Settings) -> None:
 
 
 def fit_model(
-    kind: str, params: dict[str, Any], interactions: Interactions, seed: int
-) -> Recommender:
-    """Create and fit a model; ALS and BPR get the seed unless params name one."""
+    kind: str, params: dict[str, Any], interactions: Interactions, seed: int,
+    *, serving_index: bool = True,
+) -> Recommender:  # fmt: skip
+    """Create and fit a model; ALS and BPR get the seed unless params name one. Without
+    `serving_index` (a model only evaluated, never published), no HNSW index is built."""
     if kind in {"als", "bpr"}:
         params = {"seed": seed, **params}
-    return create_model(kind, **params).fit(interactions)
+    model = create_model(kind, **params)
+    if not serving_index and hasattr(model, "ann_min_items"):
+        model.ann_min_items = sys.maxsize
+    return model.fit(interactions)
 
 
 def train(config: TrainConfig, settings: Settings) -> TrainResult:
@@ -189,7 +195,8 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     print(f"test part: {split.describe()}, {test_customers:,} customers "
           f"({len(evaluation.rows):,} returning)", flush=True)  # fmt: skip
     lap("split_interactions")
-    model = fit_model(kind, params, train_inter, settings.seed)
+    # refitted on everything below when refit_full: this one is only evaluated
+    model = fit_model(kind, params, train_inter, settings.seed, serving_index=not config.refit_full)
     lap("fit_eval_model")
     baseline_model = popularity_baseline(train_inter)
     metrics = evaluate(model, evaluation, baseline_model, config.k)

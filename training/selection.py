@@ -185,7 +185,7 @@ def compare(
         clock = time.perf_counter()
         try:
             params = {"max_items": EASE_MAX_ITEMS, **params} if kind == "ease" else params
-            model = fit_model(kind, params, validation.train, seed)
+            model = fit_model(kind, params, validation.train, seed, serving_index=False)
         except ModelError as exc:
             trial.note = f"refused: {exc}"
             continue

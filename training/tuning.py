@@ -58,7 +58,7 @@ def validation_score(
     """nDCG@k on the validation truth of a model fitted on the evaluation set's training part."""
     from training.pipeline import fit_model
 
-    model = fit_model(kind, params, evaluation.train, seed)
+    model = fit_model(kind, params, evaluation.train, seed, serving_index=False)
     return evaluate(model, evaluation, model, k)[ALL]["ndcg"]
 
 
