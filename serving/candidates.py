@@ -167,14 +167,13 @@ def session_best(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh:
     long_term = full_scores(snap, features, fresh, weights)
     similar = np.maximum(snap.model.item_similarity(session.cols), 0.0) * session.weights[:, None]
     now_scores = similar.sum(axis=0)
-    combined = (1.0 - SESSION_SHARE) * _scaled(long_term, mask) + SESSION_SHARE * _scaled(
-        now_scores, mask
-    )
+    long_part = (1.0 - SESSION_SHARE) * _scaled(long_term, mask)
+    session_part = SESSION_SHARE * _scaled(now_scores, mask)
+    combined = long_part + session_part
     combined[~mask] = -np.inf
     ids, best = top_k(combined[None, :], limit)
     picked, scores = ids[0][ids[0] >= 0], best[0][ids[0] >= 0]
-    session_part = SESSION_SHARE * _scaled(now_scores, mask)[picked]
-    brought = picked[session_part > (1.0 - SESSION_SHARE) * _scaled(long_term, mask)[picked]]
+    brought = picked[session_part[picked] > long_part[picked]]
     because = {int(c): session.activity[int(np.argmax(similar[:, c]))] for c in brought.tolist()}
     return picked, scores, because
 
