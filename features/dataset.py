@@ -37,29 +37,51 @@ def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
     return next((folder / n for n in names if (folder / n).exists()), None)
 
 
-def load_dataset(folder: Path | str, max_future_seconds: float = MAX_FUTURE_SECONDS) -> Dataset:
-    """Load a folder holding events (file or Parquet parts) and optional catalogue/stock/identity;
-    events more than `max_future_seconds` ahead of now are rejected."""
-    folder = Path(folder)
-    events_path = folder if folder.is_file() else _first(folder, EVENTS_NAMES)
-    if events_path is None:
-        raise DataError(str(folder), f"no events found (looked for {', '.join(EVENTS_NAMES)})")
-    base = folder if folder.is_dir() else folder.parent
+@dataclass(frozen=True)
+class SideTables:
+    """A data folder's tables besides its events: catalogue, stock, identity map, store sites."""
+
+    catalogue: pa.Table | None
+    stock: pa.Table | None
+    identities: IdentityMap
+    stores: pa.Table | None
+
+
+def load_side_tables(base: Path) -> SideTables:
+    """The catalogue, stock, identity map and store locations found in `base` (each optional)."""
     identity_path = _first(base, ("identity.parquet", "identity.csv"))
     identities = (
         IdentityMap.from_table(read_table(identity_path), str(identity_path))
         if identity_path
         else IdentityMap.empty()
     )
-    report = load_events(events_path, max_future_seconds)
-    report.accepted = stitch(report.accepted, identities)
     catalogue_path = _first(base, ("catalogue.parquet", "catalogue.csv"))
     stock_path = _first(base, ("stock.parquet", "stock.csv"))
     catalogue = _catalogue(read_table(catalogue_path)) if catalogue_path else None
     stock = _stock(read_table(stock_path)) if stock_path else None
     stores_path = _first(base, ("stores.parquet", "stores.csv"))
     stores = _stores(read_table(stores_path), str(stores_path)) if stores_path else None
-    return Dataset(base, report, catalogue, stock, identities, stores)
+    return SideTables(catalogue, stock, identities, stores)
+
+
+def events_path(folder: Path) -> Path:
+    """The events of a data folder (a file or a folder of Parquet parts), or the file given."""
+    found = folder if folder.is_file() else _first(folder, EVENTS_NAMES)
+    if found is None:
+        raise DataError(str(folder), f"no events found (looked for {', '.join(EVENTS_NAMES)})")
+    return found
+
+
+def load_dataset(folder: Path | str, max_future_seconds: float = MAX_FUTURE_SECONDS) -> Dataset:
+    """Load a folder holding events (file or Parquet parts) and optional catalogue/stock/identity;
+    events more than `max_future_seconds` ahead of now are rejected."""
+    folder = Path(folder)
+    path = events_path(folder)
+    base = folder if folder.is_dir() else folder.parent
+    side = load_side_tables(base)
+    report = load_events(path, max_future_seconds)
+    report.accepted = stitch(report.accepted, side.identities)
+    return Dataset(base, report, side.catalogue, side.stock, side.identities, side.stores)
 
 
 def _stores(raw: pa.Table, path: str) -> pa.Table:

@@ -50,21 +50,25 @@ class Interactions:
 
 
 def _encode(
-    column: pa.ChunkedArray | pa.Array, vocabulary: npt.NDArray[np.str_] | None
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.str_]]:
-    """Row codes and the ids they index; with a vocabulary, unknown ids get -1."""
+    column: pa.ChunkedArray | pa.Array,
+    vocabulary: npt.NDArray[np.str_] | None,
+    event_rows: npt.NDArray[np.bool_] | None = None,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.str_]]:
+    """Row codes and the ids they index (those of `event_rows` when given); with a vocabulary,
+    unknown ids get -1."""
     values = arrowkit.as_dictionary(column)
     row_codes = arrowkit.codes(values).astype(np.int64)
     dictionary = np.asarray(values.dictionary.to_numpy(zero_copy_only=False)).astype(str)
     if vocabulary is not None:
         lookup = {v: i for i, v in enumerate(vocabulary.tolist())}
-        remap = np.array([lookup.get(v, -1) for v in dictionary.tolist()], dtype=np.int64)
+        remap = np.array([lookup.get(v, -1) for v in dictionary.tolist()], dtype=np.int32)
         return np.append(remap, -1)[row_codes], vocabulary
-    used = np.bincount(row_codes[row_codes >= 0], minlength=len(dictionary)) > 0
+    counted = row_codes if event_rows is None else row_codes[event_rows]
+    used = np.bincount(counted[counted >= 0], minlength=len(dictionary)) > 0
     kept = np.flatnonzero(used)
-    remap = np.full(len(dictionary) + 1, -1, dtype=np.int64)
+    remap = np.full(len(dictionary) + 1, -1, dtype=np.int32)  # int32: half the memory per event
     order = np.argsort(dictionary[kept], kind="stable")  # ids sorted: stable across runs
-    remap[kept[order]] = np.arange(len(kept))
+    remap[kept[order]] = np.arange(len(kept), dtype=np.int32)
     return remap[row_codes], dictionary[kept[order]]
 
 
@@ -89,24 +93,32 @@ def build_interactions(
     now: datetime | None = None,
     customer_ids: npt.NDArray[np.str_] | None = None,
     item_ids: npt.NDArray[np.str_] | None = None,
+    event_rows: npt.NDArray[np.bool_] | None = None,
 ) -> Interactions:
     """Weighted interactions from canonical events.
 
     Weight of an event = event-type weight x channel weight (x quantity for purchases)
     x 0.5 ** (age / half-life) when decay is on. A return cancels its purchase: a customer's
     purchases of an item count in proportion to the units they kept. Passing `customer_ids` or
-    `item_ids` fixes the rows/columns (events with other ids are left out), as a test split needs.
+    `item_ids` fixes the rows/columns (events with other ids are left out), as a test split needs;
+    `event_rows` (a mask over the events) gives what `events.filter(event_rows)` would, without
+    copying the table (a time split's train part on events that barely fit in memory).
     Returns an Interactions whose matrix has shape (customers, items) with non-negative float32s.
     """
     settings = settings or InteractionSettings()
-    rows, customers = _encode(events.column("customer_id"), customer_ids)
-    cols, items = _encode(events.column("item_id"), item_ids)
+    rows, customers = _encode(events.column("customer_id"), customer_ids, event_rows)
+    cols, items = _encode(events.column("item_id"), item_ids, event_rows)
     keep = (rows >= 0) & (cols >= 0)
+    if event_rows is not None:
+        keep &= event_rows
 
     weight = _lookup(events.column("event_type"), settings.event_weights, 0.0)
     weight *= _lookup(events.column("channel"), settings.channel_weights, 1.0)
-    units = np.maximum(np.asarray(events.column("quantity").to_numpy(), dtype=np.float64), 1.0)
-    quantity = quantity_confidence(units, settings)
+    quantities = np.asarray(events.column("quantity").to_numpy())
+
+    def units(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+        return np.maximum(quantities[mask].astype(np.float64), 1.0)
+
     if settings.decay_half_life_days > 0:
         stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
         if now is not None:
@@ -116,7 +128,7 @@ def build_interactions(
             np.maximum.at(last, rows[keep], stamps[keep])
             reference = np.where(rows >= 0, last[np.maximum(rows, 0)], stamps)
         else:
-            reference = int(stamps.max(initial=0))
+            reference = int((stamps if event_rows is None else stamps[event_rows]).max(initial=0))
         age_days = np.maximum(reference - stamps, 0) / MICROS_PER_DAY
         weight *= np.power(0.5, age_days / settings.decay_half_life_days)
 
@@ -126,14 +138,20 @@ def build_interactions(
     shape = (len(customers), len(items))
 
     def matrix(mask: npt.NDArray[np.bool_], data: npt.NDArray[np.float64]) -> sp.csr_matrix:
-        return sp.csr_matrix((data[mask], (rows[mask], cols[mask])), shape=shape, dtype=np.float64)
+        """The masked events' `data` (one value per masked event) summed per customer x item."""
+        return sp.csr_matrix((data, (rows[mask], cols[mask])), shape=shape, dtype=np.float64)
 
-    total = matrix(other, weight)
+    # per-event arrays only where needed: at 100M events each full float64 array is 800 MB
+    total = matrix(other, weight[other])
     if purchase.any():
-        bought = matrix(purchase, weight * quantity)
-        bought_units = matrix(purchase, units)
+        bought_units_each = units(purchase)
+        bought = matrix(
+            purchase, weight[purchase] * quantity_confidence(bought_units_each, settings)
+        )
+        bought_units = matrix(purchase, bought_units_each)
+        del bought_units_each
         if returned.any():
-            kept_units = bought_units - matrix(returned, units)
+            kept_units = bought_units - matrix(returned, units(returned))
             fraction = kept_units.multiply(bought_units.power(-1.0)).tocsr()
             fraction.data = np.clip(fraction.data, 0.0, 1.0)
             bought = bought.multiply(fraction).tocsr()
@@ -158,11 +176,12 @@ def quantity_confidence(
 
 def _occasions(
     events: pa.Table,
-    rows: npt.NDArray[np.int64],
-    cols: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int32],
+    cols: npt.NDArray[np.int32],
     purchase: npt.NDArray[np.bool_],
 ) -> Occasions:
-    """One entry per (customer, item, basket) among the purchases (`purchase` rows)."""
+    """One entry per (customer, item, basket) among the purchases (`purchase` rows), at the
+    basket's first purchase of the item."""
     stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
     day = stamps[purchase] // MICROS_PER_DAY
     sessions = arrowkit.as_dictionary(events.column("session_id"))
@@ -171,7 +190,8 @@ def _occasions(
     # no session id: the purchases of one customer on one day are one basket
     basket = np.where(basket >= 0, basket, n_sessions + day - day.min(initial=0))
     row, col, at = rows[purchase], cols[purchase], stamps[purchase]
-    order = np.lexsort((basket, col, row))
+    order = np.lexsort((at, basket, col, row))  # an occasion is when its first purchase was
     row, col, at, basket = row[order], col[order], at[order], basket[order]
     first = np.r_[True, (np.diff(row) != 0) | (np.diff(col) != 0) | (np.diff(basket) != 0)]
-    return Occasions(rows=row[first], cols=col[first], days=at[first] / MICROS_PER_DAY)
+    return Occasions(rows=row[first].astype(np.int64), cols=col[first].astype(np.int64),
+                     days=at[first] / MICROS_PER_DAY)  # fmt: skip

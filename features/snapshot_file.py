@@ -54,6 +54,12 @@ class SnapshotRecorder:
             self.rows += len(self._keys)
             self._keys, self._values = [], []
 
+    def append(self, batch: pa.RecordBatch) -> None:
+        """Add rows recorded elsewhere (keys already without the prefix), e.g. by Spark's executors."""
+        self._flush()
+        self._writer.write_batch(batch.cast(SCHEMA))
+        self.rows += batch.num_rows
+
     def close(self, meta: SnapshotMeta | None) -> Path:
         """Finish the file; `meta` (the snapshot's registration) goes into its metadata."""
         self._flush()
@@ -70,6 +76,31 @@ class SnapshotRecorder:
     ) -> None:
         if kind is not None:
             self._writer.close()
+
+
+class MemoryRecorder:
+    """Records (key without prefix, value) rows in memory, handed over as Arrow batches: what a
+    Spark partition wrote, for the driver's snapshot file."""
+
+    def __init__(self, prefix: str) -> None:
+        self.strip = len(prefix) + 1
+        self._keys: list[bytes] = []
+        self._values: list[bytes] = []
+
+    def record(self, key: bytes, value: bytes) -> None:
+        self._keys.append(key[self.strip :])
+        self._values.append(value)
+
+    def tee(self, entries: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in entries:
+            self.record(key, value)
+            yield key, value
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The recorded rows, ROWS_PER_GROUP at a time."""
+        for start in range(0, len(self._keys), ROWS_PER_GROUP):
+            stop = start + ROWS_PER_GROUP
+            yield pa.record_batch([self._keys[start:stop], self._values[start:stop]], schema=SCHEMA)
 
 
 def snapshot_meta_of(path: Path) -> SnapshotMeta:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import redis.cluster
 
 from features.encoding import ENCODER, META_DECODER, SnapshotMeta
-from features.snapshot_file import SnapshotRecorder
+from features.snapshot_file import MemoryRecorder, SnapshotRecorder
 from omnirec.errors import FeatureStoreError
 from omnirec.redis_access import RedisTarget, bulk_set, redis_errors
 
@@ -50,7 +50,7 @@ class RedisFeatureStore:
         self.client = self.target.client(timeout)
         self._activate = self.client.register_script(_ACTIVATE)
         # publishing attaches one: every write is then also recorded into the snapshot file
-        self.recorder: SnapshotRecorder | None = None
+        self.recorder: SnapshotRecorder | MemoryRecorder | None = None
 
     def _recorded(self, entries: Iterable[tuple[bytes, bytes]]) -> Iterable[tuple[bytes, bytes]]:
         return entries if self.recorder is None else self.recorder.tee(entries)

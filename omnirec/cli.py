@@ -9,6 +9,11 @@ from collections.abc import Sequence
 from omnirec.errors import OmnirecError
 from omnirec.settings import Settings
 
+# commands that hold a whole data set: their peak memory is what they hold (omnirec.memory)
+WHOLE_DATA_COMMANDS = frozenset(
+    {"generate", "import", "validate", "interactions", "train", "tune", "publish", "benchmark"}
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
@@ -31,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from omnirec.redis_runtime import stop_cleanly_on_sigterm
 
     args = build_parser().parse_args(argv)
+    if args.command in WHOLE_DATA_COMMANDS:
+        from omnirec.memory import return_freed_memory
+
+        return_freed_memory()
     try:
         with stop_cleanly_on_sigterm():
             return int(args.handler(args, Settings.from_env()))

@@ -11,7 +11,8 @@
     ./dev bench stock    POST /v1/stock rows/s vs pipelined HSET; recommendations with availability vs without
     ./dev bench publish [--customers N]   publish (score + top-200 + encode + write) vs the matrix product alone
     ./dev bench ann [--items N]           HNSW index vs brute force: queries/s and recall@10 on 1M items
-    ./dev bench all      everything above (publish and ann apart: run them on their own)
+    ./dev bench spark [--data FOLDER | --customers N]   `omnirec train` one process vs --engine spark
+    ./dev bench all      everything above (publish, ann and spark apart: run them on their own)
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
 """
@@ -318,6 +319,12 @@ def bench_ann(items: int) -> None:
     run(items)
 
 
+def bench_spark(customers: int, items: int, data: Path | None) -> None:
+    from scripts.bench_spark import run
+
+    run(data or bench_data(customers, items), WORK)
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_stage":
         print(json.dumps(stage(sys.argv[2], sys.argv[3:])))
@@ -339,6 +346,7 @@ def main() -> None:
             "stock",
             "publish",
             "ann",
+            "spark",
             "all",
         ],
     )
@@ -349,6 +357,7 @@ def main() -> None:
         help="synthetic customers for data/als/train (250k ~ 10M events)",
     )
     parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--data", type=Path, default=None, help="spark: an existing data folder")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     folder = WORK / f"synthetic-{args.customers}x{args.items}"
@@ -372,6 +381,8 @@ def main() -> None:
         bench_stock()
     if args.suite == "ann":  # --items: the catalogue (1,000,000 unless given)
         bench_ann(args.items if "--items" in sys.argv else 1_000_000)
+    if args.suite == "spark":
+        bench_spark(args.customers, args.items, args.data)
     if args.suite == "publish":  # --customers: how many to publish (100,000 unless given)
         bench_publish(args.customers if "--customers" in sys.argv else 100_000, args.items)
 

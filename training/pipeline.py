@@ -8,11 +8,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
+import pyarrow as pa
 from mlflow.models.signature import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
@@ -21,6 +24,7 @@ from features.interactions import Interactions, build_interactions
 from models import create_model
 from models.base import Recommender
 from models.registry import ModelRegistry
+from omnirec.errors import ConfigError, DataError
 from omnirec.settings import Settings
 from training.evaluation import (
     EvaluationSet,
@@ -31,7 +35,7 @@ from training.evaluation import (
 )
 from training.report import write_report
 from training.selection import DEFAULT_BUDGET_SECONDS, REPEAT_KINDS, Selection, select_model
-from training.splits import split_events
+from training.splits import EventSplit, split_events, time_cut
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 PYFUNC_ENTRY = MODELS_DIR / "mlflow_entry.py"
@@ -63,6 +67,7 @@ class TrainConfig:
     protocol: str = "time"  # or "next-basket", "last-days" (training.splits.PROTOCOLS)
     budget_seconds: float = DEFAULT_BUDGET_SECONDS  # model selection's time budget
     min_test_customers: int = 50  # fewer: the gate does not decide on this run
+    engine: str = "local"  # "spark": Spark SQL reads and aggregates the events (training.spark)
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ class TrainResult:
     report: Path
     model: Recommender
     interactions: Interactions
-    dataset: Dataset
+    dataset: Dataset | None  # None when Spark read the events
     timings: dict[str, float]
     baselines: dict[str, dict[str, dict[str, float]]]  # popularity and, where kept, buy-again
     selection: Selection | None
@@ -165,11 +170,16 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         timings[name] = now - clock
         clock = now
 
-    dataset = load_dataset(config.data, settings.max_future_seconds)
-    lap("load_validate")
-    split = split_events(dataset.events, config.protocol, config.test_days)
     kind, params, exclude_seen = config.model, config.params, config.exclude_seen
     selection: Selection | None = None
+    if config.engine == "spark":
+        events: PreparedEvents = _spark_events(config, settings)
+        lap("load_validate_split")
+    else:
+        dataset = load_dataset(config.data, settings.max_future_seconds)
+        lap("load_validate")
+        events = PreparedEvents.local(dataset, config, settings)
+    split = events.split
     if kind == "auto":
         selection = select_model(
             split.train, settings, protocol=config.protocol, test_days=config.test_days,
@@ -184,7 +194,7 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         lap("select_model")
     if exclude_seen is None:
         exclude_seen = kind not in REPEAT_KINDS
-    train_inter = build_interactions(split.train, settings.interactions)
+    train_inter = events.train_interactions()
     evaluation: EvaluationSet = build_evaluation_set(
         split, train_inter, relevant_types=config.relevant, exclude_seen=exclude_seen,
         max_users=config.max_eval_users, seed=settings.seed,
@@ -205,10 +215,13 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     if not exclude_seen:  # where customers rebuy, the bar to clear is their own history
         buy_again = fit_model("buy_again", {}, train_inter, settings.seed)
         baselines["buy_again"] = evaluate(buy_again, evaluation, baseline_model, config.k)
+        del buy_again
     lap("evaluate")
+    returning = len(evaluation.rows)
     full_inter = train_inter
-    if config.refit_full:
-        full_inter = build_interactions(dataset.events, settings.interactions)
+    if config.refit_full:  # what was only evaluated goes before the refit (memory at 100M events)
+        del evaluation, model, baseline_model, train_inter
+        full_inter = events.all_interactions()
         model = fit_model(kind, params, full_inter, settings.seed)
     lap("fit_full")
 
@@ -221,7 +234,7 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
             "seed": settings.seed, "test_days": config.test_days, "k": config.k,
             "protocol": config.protocol, "test_customers": test_customers,
             "relevant": ",".join(config.relevant), "exclude_seen": exclude_seen,
-            "refit_full": config.refit_full, "cutoff": split.cutoff.isoformat(),
+            "refit_full": config.refit_full, "cutoff": split.cutoff.isoformat(), "engine": config.engine,
             "quantity_scaling": settings.interactions.quantity_scaling,
             "decay_reference": settings.interactions.decay_reference,
             "data": str(config.data), "data_fingerprint": data_fingerprint(config.data),
@@ -230,8 +243,7 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
             "channel_weights": str(settings.interactions.channel_weights),
             "decay_half_life_days": settings.interactions.decay_half_life_days,
             "customers": full_inter.shape[0], "items": full_inter.shape[1],
-            "events_accepted": dataset.report.accepted.num_rows,
-            "events_rejected": dataset.report.rejects.num_rows,
+            "events_accepted": events.accepted, "events_rejected": events.rejected,
         })  # fmt: skip
         mlflow.log_metrics(flat_metrics(metrics, config.k))
         for name, results in baselines.items():
@@ -264,8 +276,8 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     if version is not None:
         registry.tag_version(version, "omnirec.model", kind)
         promoted, gate = _gate(registry, version, champion_before, settings.mlflow.gate_metric)
-        if len(evaluation.rows) < config.min_test_customers:
-            few = (f"only {len(evaluation.rows)} returning test customers "
+        if returning < config.min_test_customers:
+            few = (f"only {returning} returning test customers "
                    f"(< {config.min_test_customers}): the gate does not decide on so few; ")  # fmt: skip
             if champion_before is None:
                 gate = few + f"v{version} becomes the first champion"
@@ -279,7 +291,77 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
             registry.set_champion(version)
     lap("gate")
     return TrainResult(run_id, version, promoted, champion_before, gate, metrics, baseline,
-                       report_dir, model, full_inter, dataset, timings, baselines, selection)  # fmt: skip
+                       report_dir, model, full_inter, events.dataset, timings, baselines, selection)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PreparedEvents:
+    """The events a run learns from, read by either engine: the split, the interactions of its
+    train part and of all events (built when asked), and how many rows were accepted/rejected."""
+
+    split: EventSplit
+    train_interactions: Callable[[], Interactions]
+    all_interactions: Callable[[], Interactions]
+    accepted: int
+    rejected: int
+    dataset: Dataset | None = None
+
+    @classmethod
+    def local(cls, dataset: Dataset, config: TrainConfig, settings: Settings) -> PreparedEvents:
+        events = dataset.events
+        if config.protocol == "time" and config.model != "auto":
+            # the train part as a mask, not a copy: at 100M events a copy costs ~5 GB
+            before, cut, last = time_cut(events, config.test_days)
+            train_rows = np.asarray(before.to_numpy(zero_copy_only=False), dtype=bool)
+            if train_rows.all() or not train_rows.any():
+                raise DataError(
+                    "<events>", f"cut-off {cut.isoformat()} leaves an empty train or test part"
+                )
+            test = EventSplit(events.slice(0, 0), events.filter(pa.array(~train_rows)), cut, last)
+            return cls(
+                test,
+                lambda: build_interactions(events, settings.interactions, event_rows=train_rows),
+                lambda: build_interactions(events, settings.interactions),
+                events.num_rows, dataset.report.rejects.num_rows, dataset,
+            )  # fmt: skip
+        split = split_events(dataset.events, config.protocol, config.test_days)
+        return cls(
+            split,
+            lambda: build_interactions(split.train, settings.interactions),
+            lambda: build_interactions(dataset.events, settings.interactions),
+            dataset.report.accepted.num_rows, dataset.report.rejects.num_rows, dataset,
+        )  # fmt: skip
+
+
+def _spark_events(config: TrainConfig, settings: Settings) -> PreparedEvents:
+    """Spark SQL reads, validates, stitches, splits and aggregates; only the matrices and the
+    (small) test part come back to this process."""
+    if config.model == "auto":
+        raise ConfigError("--engine spark fits the model you name: pass --model (e.g. als); choosing "
+                          "one (--model auto) evaluates candidates on the events in one process")  # fmt: skip
+    if config.protocol != "time":
+        raise ConfigError(f"--engine spark splits in time (--protocol time), not {config.protocol}")
+    from features.spark_events import (
+        job,
+        read_events,
+        spark_interactions,
+        spark_session,
+        time_split,
+    )
+
+    spark = spark_session()
+    read = read_events(spark, config.data, settings.max_future_seconds)
+    accepted = read.accepted.cache()
+    job(spark, "read, validate and stitch the events (cached)")
+    count = accepted.count()
+    cut = time_split(accepted, config.test_days)
+    split = EventSplit(cut.test.slice(0, 0), cut.test, cut.cutoff, cut.end)
+    return PreparedEvents(
+        split,
+        lambda: spark_interactions(spark, cut.train, settings.interactions),
+        lambda: spark_interactions(spark, accepted, settings.interactions),
+        count, read.rows - count,
+    )  # fmt: skip
 
 
 def _gate(

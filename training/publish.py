@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow as pa
+import scipy.sparse as sp
 
 from features.dataset import Dataset, load_dataset
 from features.encoding import ENCODER, SnapshotMeta
@@ -21,6 +25,7 @@ from omnirec.redis_runtime import redis_target
 from omnirec.settings import Settings
 from training.snapshot import (
     CategoryCodes,
+    GroupPopularity,
     bought_together,
     catalogue_of,
     customer_entries,
@@ -52,6 +57,34 @@ class PublishSummary:
                 + (f"; removed {', '.join(self.cleaned)}" if self.cleaned else ""))  # fmt: skip
 
 
+@dataclass(frozen=True)
+class SnapshotParts:
+    """What a snapshot holds besides the per-customer records, from whichever engine read the
+    events: side tables of the data folder, popularity per channel and store, kept units per
+    customer x item (for bought-together), the number of customers and the newest event."""
+
+    catalogue: pa.Table | None
+    stock: pa.Table | None
+    stores: pa.Table | None  # store_id, latitude, longitude
+    identities: pa.Table
+    groups: GroupPopularity
+    units: sp.csr_matrix
+    customers: int
+    data_end: int  # seconds since 1970
+
+    @property
+    def channels(self) -> list[str]:
+        return self.groups.channels
+
+    @property
+    def store_ids(self) -> list[str]:
+        return self.groups.stores
+
+
+# writes every customer's record of one snapshot; returns the count of keys written
+CustomerWriter = Callable[[RedisFeatureStore, str, CategoryCodes], int]
+
+
 def publish(
     store: RedisFeatureStore,
     model: Recommender,
@@ -67,56 +100,77 @@ def publish(
 
     With `record`, every key written is also recorded into that Parquet file (see
     features.snapshot_file), from which the snapshot can be restored into an empty Redis."""
+    ev = event_arrays(dataset.events, model)
+    units, last_bought = purchases(ev, model.n_items)
+    parts = SnapshotParts(dataset.catalogue, dataset.stock, dataset.stores, dataset.identities.table,
+                          GroupPopularity.of(ev, model.n_items, settings), units, len(ev.customers),
+                          int(ev.at.max(initial=0)))  # fmt: skip
+    n_candidates = candidates or settings.serving.candidates_per_customer
+
+    def write_customers(store: RedisFeatureStore, snapshot: str, categories: CategoryCodes) -> int:
+        progress = Progress(len(ev.customers), "publish", "customers")
+        entries = customer_entries(model, ev, last_bought, categories, n_candidates, progress)
+        written = store.write_batch(snapshot, "c", entries)
+        progress.close()
+        return written
+
+    return publish_parts(store, model, parts, write_customers, version, settings,
+                         activate=activate, record=record)  # fmt: skip
+
+
+def publish_parts(store: RedisFeatureStore, model: Recommender, parts: SnapshotParts,
+                  write_customers: CustomerWriter, version: int, settings: Settings, *,
+                  activate: bool = True, record: Path | None = None) -> PublishSummary:  # fmt: skip
+    """Write a snapshot from `parts` and `write_customers` (this process, or Spark's executors),
+    register it, and switch to it when `activate`; with `record`, every key is also recorded."""
     if record is None:
-        return _publish(store, model, dataset, version, settings, candidates, activate)[0]
+        return _publish(store, model, parts, write_customers, version, settings, activate)[0]
     with SnapshotRecorder(record, store.prefix) as recorder:
         store.recorder = recorder
         try:
-            summary, meta = _publish(store, model, dataset, version, settings, candidates, activate)
+            summary, meta = _publish(
+                store, model, parts, write_customers, version, settings, activate
+            )
         finally:
             store.recorder = None
         recorder.close(meta)
     return summary
 
 
-def _publish(store: RedisFeatureStore, model: Recommender, dataset: Dataset, version: int, settings: Settings,
-             candidates: int | None, activate: bool) -> tuple[PublishSummary, SnapshotMeta]:  # fmt: skip
+def _publish(store: RedisFeatureStore, model: Recommender, parts: SnapshotParts,
+             write_customers: CustomerWriter, version: int, settings: Settings,
+             activate: bool) -> tuple[PublishSummary, SnapshotMeta]:  # fmt: skip
     started = time.perf_counter()
     snapshot = f"v{version}-{time.time_ns() // 1_000_000}"
-    ev = event_arrays(dataset.events, model)
     keys = 0
 
-    bitmaps = list(stock_bitmaps(dataset, model))
-    catalogue = catalogue_of(model, dataset, ev)
+    bitmaps = list(stock_bitmaps(parts.stock, model))
+    catalogue = catalogue_of(model, parts.catalogue, parts.channels, parts.store_ids)
     catalogue.stock_stores = [name for name, _ in bitmaps]
-    if dataset.stores is not None:
+    if parts.stores is not None:
         catalogue.store_locations = [
             (str(s), float(lat), float(lon))
-            for s, lat, lon in zip(dataset.stores["store_id"].to_pylist(), dataset.stores["latitude"].to_pylist(),
-                                   dataset.stores["longitude"].to_pylist(), strict=True)
+            for s, lat, lon in zip(parts.stores["store_id"].to_pylist(), parts.stores["latitude"].to_pylist(),
+                                   parts.stores["longitude"].to_pylist(), strict=True)
             if lat is not None and lon is not None
         ]  # fmt: skip
     live = LiveStock(store.prefix)
-    if dataset.stock is not None and live.empty(store.client):
+    if parts.stock is not None and live.empty(store.client):
         live.seed(
-            store.client, dataset.stock
+            store.client, parts.stock
         )  # the first publish starts the live stock from the file
     store.write_one(snapshot, "catalogue", "", ENCODER.encode(catalogue))
     categories = CategoryCodes.of(catalogue)
-    keys += store.write_batch(snapshot, "popular", popular_lists(model, ev, categories, settings))
-    units, last_bought = purchases(ev, model.n_items)
-    keys += store.write_batch(snapshot, "together", bought_together(units, catalogue.item_ids))
+    keys += store.write_batch(snapshot, "popular", popular_lists(model, parts.groups, categories))
+    keys += store.write_batch(
+        snapshot, "together", bought_together(parts.units, catalogue.item_ids)
+    )
     keys += store.write_batch(snapshot, "stock", bitmaps)
-    keys += store.write_identities(dataset.identities.table)
-
-    n_candidates = candidates or settings.serving.candidates_per_customer
-    progress = Progress(len(ev.customers), "publish", "customers")
-    entries = customer_entries(model, ev, last_bought, categories, n_candidates, progress)
-    keys += store.write_batch(snapshot, "c", entries)
-    progress.close()
-    count = len(ev.customers)
+    keys += store.write_identities(parts.identities)
+    keys += write_customers(store, snapshot, categories)
+    count = parts.customers
     meta = SnapshotMeta(snapshot_id=snapshot, model_version=version, model_kind=model.kind, created_at=int(time.time()),
-                        customers=count, items=model.n_items, data_end=int(ev.at.max(initial=0)))  # fmt: skip
+                        customers=count, items=model.n_items, data_end=parts.data_end)  # fmt: skip
     store.register_snapshot(meta)
     previous = store.activate(snapshot) if activate else store.active_snapshot()
     cleaned = store.cleanup(settings.redis.snapshot_grace_seconds)
@@ -125,23 +179,33 @@ def _publish(store: RedisFeatureStore, model: Recommender, dataset: Dataset, ver
                           count / max(seconds, 1e-9), previous, cleaned), meta  # fmt: skip
 
 
-def publish_version(settings: Settings, version: int, data: Path | None = None) -> PublishSummary:
-    """Publish a registered version: download its model, rebuild features from its data, switch."""
+def publish_version(
+    settings: Settings, version: int, data: Path | None = None, *, engine: str = "local"
+) -> PublishSummary:
+    """Publish a registered version: download its model, rebuild features from its data, switch.
+    With `engine="spark"`, Spark reads the events and its executors score and write customers."""
     registry = ModelRegistry(settings.mlflow)
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(registry.download(version, Path(tmp)))
     run_id = registry.client.get_model_version(registry.name, str(version)).run_id
     run = registry.client.get_run(str(run_id))
     folder = data or Path(run.data.params["data"])
-    dataset = load_dataset(folder, settings.max_future_seconds)
+    dataset = load_dataset(folder, settings.max_future_seconds) if engine == "local" else None
     with redis_target(settings) as target, tempfile.TemporaryDirectory() as tmp:
         store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
         # a version that lost the gate is published, not switched to
         activate = registry.champion() == version
         record = Path(tmp) / SNAPSHOT_FILE
-        summary = publish(
-            store, model, dataset, version, settings, activate=activate, record=record
-        )
+        if dataset is not None:
+            summary = publish(
+                store, model, dataset, version, settings, activate=activate, record=record
+            )
+        else:
+            from features.spark_events import spark_session
+            from training.spark_publish import spark_publish
+
+            summary = spark_publish(spark_session(), store, model, folder, version, settings,
+                                    activate=activate, record=record)  # fmt: skip
         store.close()
         registry.store_snapshot_file(version, record)  # Redis can be rebuilt from it
     registry.tag_version(version, "omnirec.snapshot", summary.snapshot)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from features import arrowkit
-from features.dataset import Dataset
 from features.encoding import ENCODER, EVENT_CODES, Catalogue, CustomerFeatures, ItemList
 from models.base import Recommender
 from omnirec.progress import Progress
@@ -42,7 +42,28 @@ class EventArrays:
     quantity: npt.NDArray[np.int32]
 
 
-def event_arrays(events: pa.Table, model: Recommender) -> EventArrays:
+def _codes_in(column: pa.ChunkedArray | pa.Array, vocabulary: list[str]) -> npt.NDArray[np.int64]:
+    """Each row's position in `vocabulary` (-1 for null or absent)."""
+    values = arrowkit.as_dictionary(column)
+    position = pc.index_in(
+        values.dictionary.cast(pa.string()), value_set=pa.array(vocabulary, pa.string())
+    )
+    table = np.append(np.asarray(position.fill_null(-1).to_numpy(zero_copy_only=False)), -1)
+    return np.asarray(table[arrowkit.codes(values)], dtype=np.int64)
+
+
+def vocabulary(column: pa.ChunkedArray | pa.Array) -> list[str]:
+    """The distinct non-null values of a column, sorted (channel and store codes index these)."""
+    values = arrowkit.compact(arrowkit.as_dictionary(column))
+    return sorted(str(v) for v in values.dictionary.to_pylist() if v is not None)
+
+
+def event_arrays(
+    events: pa.Table, model: Recommender, *, channels: list[str] | None = None,
+    stores: list[str] | None = None,
+) -> EventArrays:  # fmt: skip
+    """The events as EventArrays; channel and store codes index `channels` and `stores` (by
+    default the sorted values of these events: a part of the events passes the whole's)."""
     customer = arrowkit.compact(arrowkit.as_dictionary(events.column("customer_id")))
     cust_codes = arrowkit.codes(customer)
     item = arrowkit.as_dictionary(events.column("item_id"))
@@ -54,10 +75,10 @@ def event_arrays(events: pa.Table, model: Recommender) -> EventArrays:
     etype_map = np.array(
         [EVENT_CODES.get(str(v), 0) for v in etype_dict.dictionary.to_pylist()] + [0], np.uint8
     )
-    channel_dict = arrowkit.as_dictionary(events.column("channel"))
-    channels = [str(v) for v in channel_dict.dictionary.to_pylist()]
-    store_dict = arrowkit.as_dictionary(events.column("store_id"))
-    stores = [str(v) for v in store_dict.dictionary.to_pylist()]
+    channels = vocabulary(events.column("channel")) if channels is None else channels
+    stores = vocabulary(events.column("store_id")) if stores is None else stores
+    channel = _codes_in(events.column("channel"), channels)
+    store = _codes_in(events.column("store_id"), stores)
     at = (
         np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
         // 1_000_000
@@ -69,10 +90,10 @@ def event_arrays(events: pa.Table, model: Recommender) -> EventArrays:
         indptr=np.r_[0, np.cumsum(counts)].astype(np.int64),
         item_col=item_col[order],
         etype=etype_map[arrowkit.codes(etype_dict)][order],
-        channel=arrowkit.codes(channel_dict)[order].astype(np.uint8),
+        channel=channel[order].astype(np.uint8),
         channels=channels,
         at=at[order],
-        store=arrowkit.codes(store_dict)[order].astype(np.int16),
+        store=store[order].astype(np.int16),
         stores=stores,
         quantity=np.asarray(events.column("quantity").to_numpy(), dtype=np.int32)[order],
     )
@@ -134,7 +155,7 @@ def _group_popularity(
     n_items: int,
     weights: npt.NDArray[np.float64],
 ) -> sp.csr_matrix:
-    ok = (ev.item_col >= 0) & (group >= 0)
+    ok = (ev.item_col >= 0) & (group >= 0) & (weights != 0)
     return sp.csr_matrix((weights[ok], (group[ok], ev.item_col[ok])), shape=(n_groups, n_items))
 
 
@@ -158,28 +179,42 @@ class CategoryCodes:
         return cls(names, codes.astype(np.int64))
 
 
+@dataclass(frozen=True)
+class GroupPopularity:
+    """Weighted events per channel x item and weighted purchases per store x item; rows follow
+    `channels` and `stores`."""
+
+    by_channel: sp.csr_matrix
+    channels: list[str]
+    by_store: sp.csr_matrix
+    stores: list[str]
+
+    @classmethod
+    def of(cls, ev: EventArrays, n_items: int, settings: Settings) -> GroupPopularity:
+        weights = _event_weights(ev, settings)
+        purchase_w = np.where(ev.etype == EVENT_CODES["purchase"], weights, 0.0)
+        return cls(
+            _group_popularity(ev, ev.channel.astype(np.int64), len(ev.channels), n_items, weights),
+            ev.channels,
+            _group_popularity(ev, ev.store.astype(np.int64), len(ev.stores), n_items, purchase_w),
+            ev.stores,
+        )
+
+
 def popular_lists(
-    model: Recommender, ev: EventArrays, categories: CategoryCodes, settings: Settings
+    model: Recommender, groups: GroupPopularity, categories: CategoryCodes
 ) -> list[tuple[str, bytes]]:
     """Encoded popular lists: overall (the model's history), per channel (weighted events),
     per store (weighted purchases) and per category (overall within it)."""
     n_items = model.n_items
-    weights = _event_weights(ev, settings)
     lists: list[tuple[str, bytes]] = []
     overall = model.item_popularity()
     top = np.argsort(-overall, kind="stable")[:POPULAR_PER_GROUP]
     lists.append(("all", ENCODER.encode(ItemList.of(top, overall[top]))))
-    for r, items, scores in _top_per_row(
-        _group_popularity(ev, ev.channel.astype(np.int64), len(ev.channels), n_items, weights),
-        POPULAR_PER_GROUP,
-    ):
-        lists.append((f"channel:{ev.channels[r]}", ENCODER.encode(ItemList.of(items, scores))))
-    purchase_w = np.where(ev.etype == EVENT_CODES["purchase"], weights, 0.0)
-    for r, items, scores in _top_per_row(
-        _group_popularity(ev, ev.store.astype(np.int64), len(ev.stores), n_items, purchase_w),
-        POPULAR_PER_GROUP,
-    ):
-        lists.append((f"store:{ev.stores[r]}", ENCODER.encode(ItemList.of(items, scores))))
+    for r, items, scores in _top_per_row(groups.by_channel, POPULAR_PER_GROUP):
+        lists.append((f"channel:{groups.channels[r]}", ENCODER.encode(ItemList.of(items, scores))))
+    for r, items, scores in _top_per_row(groups.by_store, POPULAR_PER_GROUP):
+        lists.append((f"store:{groups.stores[r]}", ENCODER.encode(ItemList.of(items, scores))))
     by_category = sp.csr_matrix(
         (overall, (categories.codes, np.arange(n_items))), shape=(len(categories.names), n_items)
     )
@@ -204,8 +239,11 @@ def bought_together(units: sp.csr_matrix, item_ids: list[str]) -> Iterator[tuple
     )
 
 
-def catalogue_of(model: Recommender, dataset: Dataset, ev: EventArrays) -> Catalogue:
-    """Names, categories, prices and active flags in the model's item order."""
+def catalogue_of(
+    model: Recommender, table: pa.Table | None, channels: list[str], stores: list[str]
+) -> Catalogue:
+    """Names, categories, prices and active flags (from the catalogue `table`, when there is
+    one) in the model's item order."""
     ids = [str(i) for i in model.item_ids.tolist()]
     names, cats, prices, active = (
         list(ids),
@@ -213,8 +251,7 @@ def catalogue_of(model: Recommender, dataset: Dataset, ev: EventArrays) -> Catal
         [0.0] * len(ids),
         [True] * len(ids),
     )
-    if dataset.catalogue is not None:
-        table = dataset.catalogue
+    if table is not None:
         cols = model.columns_of([str(v) for v in table.column("item_id").to_pylist()])
         for col, name, cat, price, act in zip(cols, table.column("name").to_pylist(), table.column("category").to_pylist(),
                                               table.column("price").to_pylist(), table.column("active").to_pylist(), strict=True):  # fmt: skip
@@ -224,14 +261,13 @@ def catalogue_of(model: Recommender, dataset: Dataset, ev: EventArrays) -> Catal
                 prices[col] = float(price) if price is not None else 0.0
                 active[col] = bool(act) if act is not None else True
     return Catalogue(item_ids=ids, names=names, categories=cats, prices=prices, active=active,
-                     channels=ev.channels, stores=ev.stores)  # fmt: skip
+                     channels=channels, stores=stores)  # fmt: skip
 
 
-def stock_bitmaps(dataset: Dataset, model: Recommender) -> Iterator[tuple[str, bytes]]:
+def stock_bitmaps(stock: pa.Table | None, model: Recommender) -> Iterator[tuple[str, bytes]]:
     """(store id, bitmap over the model's item columns of what that store has in stock)."""
-    if dataset.stock is None:
+    if stock is None:
         return
-    stock = dataset.stock
     stores = arrowkit.as_dictionary(stock.column("store_id"))
     store_codes = arrowkit.codes(stores)
     cols = model.columns_of([str(v) for v in stock.column("item_id").to_pylist()])
@@ -270,48 +306,65 @@ def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_ma
             cand_ids[known], cand_scores[known] = model.candidates(block_rows[known], n_candidates)
         return cand_ids, cand_scores
 
-    # whole-array conversions once, so that the per-customer loop only slices
-    hist_items, hist_weights = history.indices.astype(np.int32), history.data.astype(np.float32)
-    bought_items, bought_at = (
-        last_bought.indices.astype(np.int32),
-        last_bought.data.astype(np.int64),
-    )
+    # whole arrays turned into bytes once (per block for the events), so that the per-customer
+    # loop only slices bytes: numpy slicing + tobytes per field was half of the encoding time
+    hist_items = history.indices.astype(np.int32).tobytes()
+    hist_weights = history.data.astype(np.float32).tobytes()
+    bought_items = last_bought.indices.astype(np.int32).tobytes()
+    bought_at = last_bought.data.astype(np.int64).tobytes()
     indptr, h_ptr, b_ptr = ev.indptr.tolist(), history.indptr.tolist(), last_bought.indptr.tolist()
     customer_ids = ev.customers.tolist()
+    vector_width = 0 if vectors is None else vectors.shape[1] * vectors.dtype.itemsize
 
     def encoded(start: int, stop: int, cand_ids: npt.NDArray[np.int64],
                 cand_scores: npt.NDArray[np.float32]) -> Iterator[tuple[str, bytes]]:  # fmt: skip
-        block_rows = rows[start:stop].tolist()
+        block_rows = rows[start:stop]
+        row_list = block_rows.tolist()
         cat_block = cat_counts[start:stop].toarray()
         top_cats = np.argsort(-cat_block, axis=1)[:, :3]
         favourite = [[str(cat_names[k]) for k in top_cats[i] if cat_block[i, k] > 0]
                      for i in range(stop - start)]  # fmt: skip
         valid = (cand_ids >= 0).sum(axis=1).tolist()  # best first, -1 padding last
-        cand32 = cand_ids.astype(np.int32)
+        width = cand_ids.shape[1] * 4
+        cands = np.ascontiguousarray(cand_ids, dtype=np.int32).tobytes()
+        scores = np.ascontiguousarray(cand_scores, dtype=np.float32).tobytes()
+        vecs = (
+            b""
+            if vectors is None
+            else np.ascontiguousarray(vectors[np.maximum(block_rows, 0)]).tobytes()
+        )
+        first_event, last_event = indptr[start], indptr[stop]
+        events = slice(first_event, last_event)
+        items = ev.item_col[events].astype(np.int32, copy=False).tobytes()
+        types = ev.etype[events].astype(np.uint8, copy=False).tobytes()
+        channels = ev.channel[events].astype(np.uint8, copy=False).tobytes()
+        stores = ev.store[events].astype(np.int16, copy=False).tobytes()
+        at = ev.at[events].astype(np.int64, copy=False)
+        stamps, at_list = at.tobytes(), at.tolist()
         for i, c in enumerate(range(start, stop)):
-            lo, hi = indptr[c], indptr[c + 1]
-            recent = slice(max(lo, hi - RECENT_PER_CUSTOMER), hi)
-            row = block_rows[i]
-            h_lo, h_hi = (h_ptr[row], h_ptr[row + 1]) if row >= 0 else (0, 0)
+            lo, hi = indptr[c] - first_event, indptr[c + 1] - first_event
+            r = max(lo, hi - RECENT_PER_CUSTOMER)
+            row = row_list[i]
+            h_lo, h_hi = (4 * h_ptr[row], 4 * h_ptr[row + 1]) if row >= 0 else (0, 0)
             b_lo, b_hi = b_ptr[c], b_ptr[c + 1]
-            n = valid[i]
+            n = 4 * valid[i]
             features = CustomerFeatures(
                 customer_id=customer_ids[c],
-                vector=vectors[row].tobytes() if vectors is not None and row >= 0 else b"",
-                candidates=cand32[i, :n].tobytes(),
-                candidate_scores=cand_scores[i, :n].tobytes(),
-                history_items=hist_items[h_lo:h_hi].tobytes(),
-                history_weights=hist_weights[h_lo:h_hi].tobytes(),
-                purchased_items=bought_items[b_lo:b_hi].tobytes(),
-                purchased_at=bought_at[b_lo:b_hi].tobytes(),
+                vector=vecs[i * vector_width : (i + 1) * vector_width] if row >= 0 else b"",
+                candidates=cands[i * width : i * width + n],
+                candidate_scores=scores[i * width : i * width + n],
+                history_items=hist_items[h_lo:h_hi],
+                history_weights=hist_weights[h_lo:h_hi],
+                purchased_items=bought_items[4 * b_lo : 4 * b_hi],
+                purchased_at=bought_at[8 * b_lo : 8 * b_hi],
                 categories=favourite[i],
-                first_seen=int(ev.at[lo]) if hi > lo else 0,
-                last_seen=int(ev.at[hi - 1]) if hi > lo else 0,
-                recent_items=ev.item_col[recent].tobytes(),
-                recent_types=ev.etype[recent].tobytes(),
-                recent_channels=ev.channel[recent].tobytes(),
-                recent_at=ev.at[recent].tobytes(),
-                recent_stores=ev.store[recent].tobytes(),
+                first_seen=at_list[lo] if hi > lo else 0,
+                last_seen=at_list[hi - 1] if hi > lo else 0,
+                recent_items=items[4 * r : 4 * hi],
+                recent_types=types[r:hi],
+                recent_channels=channels[r:hi],
+                recent_at=stamps[8 * r : 8 * hi],
+                recent_stores=stores[2 * r : 2 * hi],
             )
             yield customer_ids[c], ENCODER.encode(features)
 

@@ -54,6 +54,18 @@ def time_split(
     events: pa.Table, test_days: float = 7.0, cutoff: datetime | None = None
 ) -> EventSplit:
     """Train on events before the cut-off (default: test_days before the last event), test after."""
+    before, cut, last = time_cut(events, test_days, cutoff)
+    train, test = events.filter(before), events.filter(pc.invert(before))
+    if train.num_rows == 0 or test.num_rows == 0:
+        raise DataError("<events>", f"cut-off {cut.isoformat()} leaves an empty train or test part")
+    return EventSplit(train=train, test=test, cutoff=cut, end=last)
+
+
+def time_cut(
+    events: pa.Table, test_days: float = 7.0, cutoff: datetime | None = None
+) -> tuple[pa.BooleanArray, datetime, datetime]:
+    """Which events fall before the cut-off (default: `test_days` before the last event), the
+    cut-off and the last event's time."""
     if events.num_rows == 0:
         raise DataError("<events>", "no events to split")
     stamps = events.column("timestamp")
@@ -65,11 +77,7 @@ def time_split(
             "<events>", f"timestamps out of range ({exc}); validate the events first"
         ) from exc
     scalar = pa.scalar(cut, type=stamps.type)
-    before = pc.less(stamps, scalar)
-    train, test = events.filter(before), events.filter(pc.invert(before))
-    if train.num_rows == 0 or test.num_rows == 0:
-        raise DataError("<events>", f"cut-off {cut.isoformat()} leaves an empty train or test part")
-    return EventSplit(train=train, test=test, cutoff=cut, end=last)
+    return pc.less(stamps, scalar), cut, last
 
 
 def _last_of_each(

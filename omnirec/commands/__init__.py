@@ -44,3 +44,11 @@ def all_commands() -> list[CommandSpec]:
     from omnirec.commands import data, demo, serve, training
 
     return [*data.COMMANDS, *training.COMMANDS, *serve.COMMANDS, *demo.COMMANDS]
+
+
+def add_engine_option(p: argparse.ArgumentParser) -> None:
+    """--engine: who reads the events (this process, or Spark: see README, Scaling)."""
+    p.add_argument("--engine", choices=("local", "spark"), default="local",
+                   help="local (default): this process reads the events; spark: Spark SQL reads and "
+                        "aggregates them ($OMNIREC_SPARK_MASTER, default local[*]) and publishing "
+                        "scores customers on its executors")  # fmt: skip

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from omnirec.commands import CommandSpec, existing_path, positive_int
+from omnirec.commands import CommandSpec, add_engine_option, existing_path, positive_int
 from omnirec.settings import Settings
 
 
@@ -46,12 +46,13 @@ def _configure_publish(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data", type=existing_path, default=None, help="data folder (default: the run's)"
     )
+    add_engine_option(p)
 
 
 def _run_publish(args: argparse.Namespace, settings: Settings) -> int:
     from training.publish import publish_version
 
-    print(publish_version(settings, args.version, args.data))
+    print(publish_version(settings, args.version, args.data, engine=args.engine))
     return 0
 
 

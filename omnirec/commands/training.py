@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omnirec.commands import CommandSpec, existing_path, positive_int
+from omnirec.commands import CommandSpec, add_engine_option, existing_path, positive_int
 from omnirec.errors import ConfigError
 from omnirec.settings import Settings
 
@@ -53,6 +53,7 @@ def _common_train_options(p: argparse.ArgumentParser) -> None:
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
     _common_train_options(p)
+    add_engine_option(p)
     p.add_argument(
         "--params",
         type=_json_params,
@@ -69,7 +70,8 @@ def _train_config(args: argparse.Namespace, settings: Settings, params: dict[str
         raise ConfigError(f"no data at {data}: run `omnirec generate` or pass --data")
     return TrainConfig(data=Path(data), model=args.model, params=params, test_days=args.test_days, k=args.k,
                        relevant=tuple(args.relevant.split(",")), exclude_seen=args.exclude_seen,
-                       protocol=args.protocol, budget_seconds=args.budget)  # fmt: skip
+                       protocol=args.protocol, budget_seconds=args.budget,
+                       engine=getattr(args, "engine", "local"))  # fmt: skip
 
 
 def _print_result(result: Any, k: int) -> None:
@@ -95,14 +97,14 @@ def _train_and_publish(args: argparse.Namespace, settings: Settings, params: dic
     result = train(_train_config(args, settings, params), settings)
     _print_result(result, args.k)
     if not args.no_publish and result.version is not None:
-        _publish(settings, result.version)
+        _publish(settings, result.version, getattr(args, "engine", "local"))
     return 0
 
 
-def _publish(settings: Settings, version: int) -> None:
+def _publish(settings: Settings, version: int, engine: str = "local") -> None:
     from training.publish import publish_version
 
-    summary = publish_version(settings, version)
+    summary = publish_version(settings, version, engine=engine)
     print(summary)
 
 

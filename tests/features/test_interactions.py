@@ -147,3 +147,24 @@ def test_alias_mapped_to_two_customers_is_an_error() -> None:
     with pytest.raises(DataError, match="more than one customer"):
         IdentityMap.from_table(pa.table({"alias_type": ["phone", "phone"], "alias_id": ["+1", "+1"],
                                          "customer_id": ["a", "b"]}), "identity.csv")  # fmt: skip
+
+
+@pytest.mark.parametrize("reference", ["customer", "global"])
+def test_a_row_mask_builds_what_the_filtered_table_builds(reference: str) -> None:
+    table = events(
+        ("c1", "i1", "purchase", "web", "2026-10-01T10:00:00Z", 2),
+        ("c1", "i2", "view", "app", "2026-10-03T10:00:00Z", 1),
+        ("c2", "i1", "purchase", "store", "2026-10-02T10:00:00Z", 1),
+        ("c2", "i3", "return", "store", "2026-10-04T10:00:00Z", 1),
+        ("c3", "i4", "purchase", "web", "2026-10-09T10:00:00Z", 1),  # only in the masked-out part
+        ("c1", "i1", "purchase", "web", "2026-10-09T11:00:00Z", 1),
+    )
+    keep = np.array([True, True, True, True, False, False])
+    settings = InteractionSettings(decay_half_life_days=3.0, decay_reference=reference)
+    copied = build_interactions(table.filter(pa.array(keep)), settings)
+    masked = build_interactions(table, settings, event_rows=keep)
+    assert masked.customer_ids.tolist() == copied.customer_ids.tolist() == ["c1", "c2"]
+    assert masked.item_ids.tolist() == copied.item_ids.tolist() == ["i1", "i2", "i3"]
+    assert (masked.matrix != copied.matrix).nnz == 0
+    assert masked.occasions is not None and copied.occasions is not None
+    assert np.array_equal(masked.occasions.days, copied.occasions.days)
