@@ -80,12 +80,17 @@ def _driver_memory(master: str) -> str:
     return f"{max(4, total // 3 // 2**30)}g"
 
 
+def staging_folder() -> Path:
+    """Where executors leave large results for the driver: $OMNIREC_SPARK_STAGING or the temp
+    folder (on a cluster it must be storage both reach)."""
+    return Path(os.environ.get("OMNIREC_SPARK_STAGING") or tempfile.gettempdir())
+
+
 def collect(frame: DataFrame) -> pa.Table:
     """A result that may be large, on the driver: Spark's executors write it as Parquet into the
     staging folder ($OMNIREC_SPARK_STAGING, default the temp folder; on a cluster, storage the
     driver and executors share) and pyarrow reads it, so the driver's JVM never holds it."""
-    staging = Path(os.environ.get("OMNIREC_SPARK_STAGING") or tempfile.gettempdir())
-    folder = staging / f"omnirec-spark-{uuid.uuid4().hex}"
+    folder = staging_folder() / f"omnirec-spark-{uuid.uuid4().hex}"
     frame.write.parquet(str(folder))
     try:
         return pads.dataset(str(folder), format="parquet").to_table()

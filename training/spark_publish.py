@@ -11,6 +11,7 @@ the snapshot holds the same records, and hands back what it wrote for the snapsh
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from pyspark.sql import functions as F
 
 from features.dataset import load_side_tables
 from features.snapshot_file import SCHEMA, MemoryRecorder, SnapshotRecorder
-from features.spark_events import CANONICAL, collect, job, read_events
+from features.spark_events import CANONICAL, collect, job, read_events, staging_folder
 from features.store import RedisFeatureStore
 from models import load_model
 from models.base import Recommender
@@ -188,7 +189,7 @@ def _spark_publish(spark: SparkSession, store: RedisFeatureStore, model: Recomme
             Path(tmp) / f"model-v{version}-{uuid.uuid4().hex}"
         )  # a new name each time
         spark.sparkContext.addFile(str(model_dir), recursive=True)
-        staged = Path(tmp) / "records"
+        staged = staging_folder() / f"omnirec-spark-records-{uuid.uuid4().hex}"
 
         def write_customers(
             store: RedisFeatureStore, snapshot: str, categories: CategoryCodes
@@ -204,11 +205,14 @@ def _spark_publish(spark: SparkSession, store: RedisFeatureStore, model: Recomme
             records = by_customer.mapInArrow(scoring, "key binary, value binary")
             job(spark, "publish: score and write every customer (executors -> Redis)")
             records.write.mode("overwrite").parquet(str(staged))
-            written = pads.dataset(str(staged), format="parquet", schema=SCHEMA)
-            if isinstance(store.recorder, SnapshotRecorder):  # executors' records join the file
-                for batch in written.to_batches():
-                    store.recorder.append(batch)
-            return int(written.count_rows())
+            try:
+                written = pads.dataset(str(staged), format="parquet", schema=SCHEMA)
+                if isinstance(store.recorder, SnapshotRecorder):  # executors' records join the file
+                    for batch in written.to_batches():
+                        store.recorder.append(batch)
+                return int(written.count_rows())
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
 
         return publish_parts(store, model, parts, write_customers, version, settings,
                              activate=activate, record=record)  # fmt: skip
