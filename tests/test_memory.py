@@ -37,5 +37,6 @@ def released(setting: str) -> int:
 
 def test_freed_arrays_leave_the_process() -> None:
     # in a child: the settings are process-wide, and the measure is the process's own RSS
-    assert released("on") > 400  # MiB: the 450 MiB of blocks went back
-    assert released("off") < 100  # glibc's default keeps them (what the 100M-event run showed)
+    # MiB: the 450 MiB of blocks went back. (With glibc's defaults they stayed in one run here
+    # and went back in another: whether they do depends on where the small arrays land.)
+    assert released("on") > 400
