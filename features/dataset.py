@@ -47,14 +47,17 @@ class SideTables:
     stores: pa.Table | None
 
 
+def load_identities(base: Path) -> IdentityMap:
+    """The identity map found in `base` (validated), or an empty one."""
+    identity_path = _first(base, ("identity.parquet", "identity.csv"))
+    if identity_path is None:
+        return IdentityMap.empty()
+    return IdentityMap.from_table(read_table(identity_path), str(identity_path))
+
+
 def load_side_tables(base: Path) -> SideTables:
     """The catalogue, stock, identity map and store locations found in `base` (each optional)."""
-    identity_path = _first(base, ("identity.parquet", "identity.csv"))
-    identities = (
-        IdentityMap.from_table(read_table(identity_path), str(identity_path))
-        if identity_path
-        else IdentityMap.empty()
-    )
+    identities = load_identities(base)
     catalogue_path = _first(base, ("catalogue.parquet", "catalogue.csv"))
     stock_path = _first(base, ("stock.parquet", "stock.csv"))
     catalogue = _catalogue(read_table(catalogue_path)) if catalogue_path else None

@@ -28,7 +28,8 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.dataset import events_path, load_side_tables
+from features.dataset import events_path, load_identities
+from features.identity import IdentityMap
 from features.interactions import MICROS_PER_DAY, Interactions, Occasions
 from features.schema import EVENT_TYPES, EVENTS, ID_PATTERN
 from features.validation import _CHANNEL_NAME, EVENT_TYPE_SYNONYMS
@@ -115,10 +116,12 @@ def job(spark: SparkSession, description: str) -> None:
 
 
 def read_events(
-    spark: SparkSession, folder: Path, max_future_seconds: float, *, now: float | None = None
-) -> SparkEvents:
+    spark: SparkSession, folder: Path, max_future_seconds: float, *, now: float | None = None,
+    identities: IdentityMap | None = None,
+) -> SparkEvents:  # fmt: skip
     """The data folder's events validated as `features.validation.validate_events` does (the same
-    rules and reasons, the first failing rule per row) and stitched through its identity map."""
+    rules and reasons, the first failing rule per row) and stitched through its identity map
+    (`identities`, when the caller has read it already)."""
     path = events_path(Path(folder))
     if path.is_dir() or path.suffix in {".parquet", ".pq"}:
         raw = spark.read.parquet(str(path))
@@ -148,7 +151,10 @@ def read_events(
     )  # fmt: skip
     job(spark, "count the rows read")
     rows = raw.count()
-    return SparkEvents(_stitched(spark, accepted, Path(folder)), rejects, rows)
+    if identities is None:
+        folder = Path(folder)
+        identities = load_identities(folder if folder.is_dir() else folder.parent)
+    return SparkEvents(_stitched(spark, accepted, identities), rejects, rows)
 
 
 def _validated(raw: DataFrame, latest_micros: int, max_future_seconds: float) -> DataFrame:
@@ -251,8 +257,7 @@ def _price(raw: DataFrame) -> tuple[Column, list[tuple[Column, str]]]:
                     (parsed.isNotNull() & ((parsed < 0) | infinite), "price: negative or infinite")]  # fmt: skip
 
 
-def _stitched(spark: SparkSession, events: DataFrame, folder: Path) -> DataFrame:
-    identities = load_side_tables(folder if folder.is_dir() else folder.parent).identities
+def _stitched(spark: SparkSession, events: DataFrame, identities: IdentityMap) -> DataFrame:
     if identities.table.num_rows == 0:
         return events
     aliases = spark.createDataFrame(

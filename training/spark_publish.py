@@ -26,7 +26,7 @@ from pyspark import SparkFiles
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.dataset import load_side_tables
+from features.dataset import SideTables, load_side_tables
 from features.snapshot_file import SCHEMA, MemoryRecorder, SnapshotRecorder
 from features.spark_events import CANONICAL, collect, job, read_events, staging_folder
 from features.store import RedisFeatureStore
@@ -96,7 +96,7 @@ def _codes(spark: SparkSession, values: list[str], name: str, code: str) -> Data
                                            code: pa.array(np.arange(len(values), dtype=np.int32))}))  # fmt: skip
 
 
-def snapshot_parts(spark: SparkSession, events: DataFrame, model: Recommender, folder: Path,
+def snapshot_parts(spark: SparkSession, events: DataFrame, model: Recommender, side: SideTables,
                    settings: Settings) -> tuple[SnapshotParts, DataFrame]:  # fmt: skip
     """The shared parts of a snapshot from Spark aggregates, and the events with each item's
     model column (`col`, -1 when the model has no such item)."""
@@ -158,7 +158,6 @@ def snapshot_parts(spark: SparkSession, events: DataFrame, model: Recommender, f
         F.max(F.unix_seconds("timestamp")).alias("end"),
     ).first()
     assert totals is not None
-    side = load_side_tables(folder if folder.is_dir() else folder.parent)
     parts = SnapshotParts(side.catalogue, side.stock, side.stores, side.identities.table, groups,
                           units, int(totals["customers"]), int(totals["end"] or 0))  # fmt: skip
     return parts, events
@@ -169,18 +168,20 @@ def spark_publish(spark: SparkSession, store: RedisFeatureStore, model: Recommen
                   record: Path | None = None, candidates: int | None = None) -> PublishSummary:  # fmt: skip
     """`training.publish.publish` with Spark reading the events and its executors scoring and
     writing every customer; the same snapshot, switched to when `activate`."""
-    accepted = read_events(spark, folder, settings.max_future_seconds).accepted.cache()
+    side = load_side_tables(folder if folder.is_dir() else folder.parent)
+    read = read_events(spark, folder, settings.max_future_seconds, identities=side.identities)
+    accepted = read.accepted.cache()
     try:  # read and validated once for the aggregates and the partitions
-        return _spark_publish(spark, store, model, accepted, folder, version, settings,
+        return _spark_publish(spark, store, model, accepted, side, version, settings,
                               activate=activate, record=record, candidates=candidates)  # fmt: skip
     finally:
         accepted.unpersist()
 
 
 def _spark_publish(spark: SparkSession, store: RedisFeatureStore, model: Recommender, events: DataFrame,
-                   folder: Path, version: int, settings: Settings, *, activate: bool,
+                   side: SideTables, version: int, settings: Settings, *, activate: bool,
                    record: Path | None, candidates: int | None) -> PublishSummary:  # fmt: skip
-    parts, events = snapshot_parts(spark, events, model, folder, settings)
+    parts, events = snapshot_parts(spark, events, model, side, settings)
     partitions = max(
         spark.sparkContext.defaultParallelism, -(-parts.customers // CUSTOMERS_PER_PARTITION)
     )

@@ -55,17 +55,15 @@ def time_split(
 ) -> EventSplit:
     """Train on events before the cut-off (default: test_days before the last event), test after."""
     before, cut, last = time_cut(events, test_days, cutoff)
-    train, test = events.filter(before), events.filter(pc.invert(before))
-    if train.num_rows == 0 or test.num_rows == 0:
-        raise DataError("<events>", f"cut-off {cut.isoformat()} leaves an empty train or test part")
-    return EventSplit(train=train, test=test, cutoff=cut, end=last)
+    return EventSplit(train=events.filter(before), test=events.filter(pc.invert(before)),
+                      cutoff=cut, end=last)  # fmt: skip
 
 
 def time_cut(
     events: pa.Table, test_days: float = 7.0, cutoff: datetime | None = None
 ) -> tuple[pa.BooleanArray, datetime, datetime]:
     """Which events fall before the cut-off (default: `test_days` before the last event), the
-    cut-off and the last event's time."""
+    cut-off and the last event's time; a DataError when that leaves either side empty."""
     if events.num_rows == 0:
         raise DataError("<events>", "no events to split")
     stamps = events.column("timestamp")
@@ -76,8 +74,10 @@ def time_cut(
         raise DataError(
             "<events>", f"timestamps out of range ({exc}); validate the events first"
         ) from exc
-    scalar = pa.scalar(cut, type=stamps.type)
-    return pc.less(stamps, scalar), cut, last
+    before = pc.less(stamps, pa.scalar(cut, type=stamps.type))
+    if not pc.any(before).as_py() or pc.all(before).as_py():
+        raise DataError("<events>", f"cut-off {cut.isoformat()} leaves an empty train or test part")
+    return before, cut, last
 
 
 def _last_of_each(
