@@ -84,11 +84,15 @@ class _PartitionJob:
 def _sparse(
     table: pa.Table, rows: str, cols: str, value: str, shape: tuple[int, int]
 ) -> sp.csr_matrix:
-    return sp.csr_matrix(
+    """A CSR matrix of the table's (row, column, value) triples; zeros left out (as the local
+    path leaves out events that weigh nothing)."""
+    matrix = sp.csr_matrix(
         (np.asarray(table[value].to_numpy(), dtype=np.float64),
          (np.asarray(table[rows].to_numpy(), dtype=np.int64), np.asarray(table[cols].to_numpy(), dtype=np.int64))),
         shape=shape,
     )  # fmt: skip
+    matrix.eliminate_zeros()
+    return matrix
 
 
 def _codes(spark: SparkSession, values: list[str], name: str, code: str) -> DataFrame:
