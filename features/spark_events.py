@@ -310,7 +310,8 @@ def to_arrow(events: DataFrame) -> pa.Table:
 # ------------------------------------------------------------ interactions
 
 
-def _weight_of(column: str, weights: dict[str, float], default: float) -> Column:
+def weight_of(column: str, weights: dict[str, float], default: float) -> Column:
+    """Each row's weight by the value of `column` (`default` for values not in `weights`)."""
     if not weights:
         return F.lit(default)
     table = F.create_map(*[F.lit(v) for pair in weights.items() for v in pair])
@@ -324,8 +325,8 @@ def weighted_events(events: DataFrame, settings: InteractionSettings) -> DataFra
     frame = events.select(
         "customer_id", "item_id", "event_type", "session_id", ts.alias("micros"),
         F.greatest(F.col("quantity").cast("double"), F.lit(1.0)).alias("units"),
-        (_weight_of("event_type", settings.event_weights, 0.0)
-         * _weight_of("channel", settings.channel_weights, 1.0)).alias("weight"),
+        (weight_of("event_type", settings.event_weights, 0.0)
+         * weight_of("channel", settings.channel_weights, 1.0)).alias("weight"),
     )  # fmt: skip
     if settings.decay_half_life_days > 0:
         if settings.decay_reference == "customer":
@@ -349,9 +350,12 @@ def sorted_ids(events: DataFrame, column: str) -> npt.NDArray[np.str_]:
     return np.sort(np.asarray(values.to_numpy(zero_copy_only=False)).astype(str))
 
 
-def _indexed(spark: SparkSession, ids: npt.NDArray[np.str_], name: str, index: str) -> DataFrame:
+def indexed(
+    spark: SparkSession, ids: npt.NDArray[np.str_] | list[str], name: str, index: str
+) -> DataFrame:
+    """A DataFrame of `ids` (column `name`) and their positions (column `index`, int32)."""
     return spark.createDataFrame(
-        pa.table({name: pa.array(ids.tolist(), pa.string()),
+        pa.table({name: pa.array(list(ids), pa.string()),
                   index: pa.array(np.arange(len(ids), dtype=np.int32))})
     )  # fmt: skip
 
@@ -366,8 +370,8 @@ def spark_interactions(
     items = sorted_ids(events, "item_id")
     weighted = (
         weighted_events(events, settings)
-        .join(F.broadcast(_indexed(spark, items, "item_id", "col")), "item_id")
-        .join(_indexed(spark, customers, "customer_id", "row"), "customer_id")
+        .join(F.broadcast(indexed(spark, items, "item_id", "col")), "item_id")
+        .join(indexed(spark, customers, "customer_id", "row"), "customer_id")
     )
     kind = F.col("event_type")
     bought, returned = kind == "purchase", kind == "return"

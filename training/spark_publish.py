@@ -28,7 +28,15 @@ from pyspark.sql import functions as F
 
 from features.dataset import SideTables, load_side_tables
 from features.snapshot_file import SCHEMA, MemoryRecorder, SnapshotRecorder
-from features.spark_events import CANONICAL, collect, job, read_events, staging_folder
+from features.spark_events import (
+    CANONICAL,
+    collect,
+    indexed,
+    job,
+    read_events,
+    staging_folder,
+    weight_of,
+)
 from features.store import RedisFeatureStore
 from models import load_model
 from models.base import Recommender
@@ -95,16 +103,11 @@ def _sparse(
     return matrix
 
 
-def _codes(spark: SparkSession, values: list[str], name: str, code: str) -> DataFrame:
-    return spark.createDataFrame(pa.table({name: pa.array(values, pa.string()),
-                                           code: pa.array(np.arange(len(values), dtype=np.int32))}))  # fmt: skip
-
-
 def snapshot_parts(spark: SparkSession, events: DataFrame, model: Recommender, side: SideTables,
                    settings: Settings) -> tuple[SnapshotParts, DataFrame]:  # fmt: skip
     """The shared parts of a snapshot from Spark aggregates, and the events with each item's
     model column (`col`, -1 when the model has no such item)."""
-    items = _codes(spark, [str(i) for i in model.item_ids.tolist()], "item_id", "col")
+    items = indexed(spark, [str(i) for i in model.item_ids.tolist()], "item_id", "col")
     events = events.join(F.broadcast(items), "item_id", "left").withColumn(
         "col", F.coalesce("col", F.lit(-1))
     )
@@ -114,19 +117,15 @@ def snapshot_parts(spark: SparkSession, events: DataFrame, model: Recommender, s
         r[0] for r in events.select("store_id").distinct().collect() if r[0] is not None
     )
     known = events.filter(F.col("col") >= 0)
-    event_weights = settings.interactions.event_weights
-    weight = F.coalesce(
-        F.create_map(*[F.lit(v) for pair in event_weights.items() for v in pair])[F.col("event_type")],
-        F.lit(0.0),
-    ) if event_weights else F.lit(0.0)  # fmt: skip
+    weight = weight_of("event_type", settings.interactions.event_weights, 0.0)
     job(spark, "publish: popular per channel and store")
     by_channel = (
-        known.join(F.broadcast(_codes(spark, channels, "channel", "group")), "channel")
+        known.join(F.broadcast(indexed(spark, channels, "channel", "group")), "channel")
         .groupBy("group", "col").agg(F.sum(weight).alias("w")).toArrow()
     )  # fmt: skip
     by_store = (
         known.filter(F.col("event_type") == "purchase")
-        .join(F.broadcast(_codes(spark, stores, "store_id", "group")), "store_id")
+        .join(F.broadcast(indexed(spark, stores, "store_id", "group")), "store_id")
         .groupBy("group", "col").agg(F.sum(weight).alias("w")).toArrow()
     )  # fmt: skip
     n_items = model.n_items
