@@ -115,8 +115,28 @@ def _catalogue(raw: pa.Table) -> pa.Table:
     active = (
         pc.cast(raw["active"], pa.bool_()) if "active" in raw.column_names else pa.array([True] * n)
     )
-    return pa.table({"item_id": text("item_id"), "name": text("name"), "category": text("category"),
-                     "price": price, "active": active})  # fmt: skip
+    columns = {"item_id": text("item_id"), "name": text("name"), "category": text("category"),
+               "price": price, "active": active}  # fmt: skip
+    for name in raw.column_names:  # the retailer's own columns (brand, margin, added_at, ...)
+        if name not in columns and (kept := _attribute(raw[name])) is not None:
+            columns[name] = kept
+    return pa.table(columns)
+
+
+def _attribute(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """A catalogue column beyond the contract's, as merchandising rules read it: text as text,
+    numbers as float64, dates and timestamps as epoch seconds (float64); None for other types."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = column.cast(kind.value_type), kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column.cast(pa.string())
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return pc.cast(column, pa.float64())
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        seconds = pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64())
+        return pc.cast(seconds, pa.float64())
+    return None
 
 
 def _stock(raw: pa.Table) -> pa.Table:

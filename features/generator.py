@@ -166,6 +166,24 @@ def _online_and_locations(config: GeneratorConfig, catalogue: _Catalogue,
     }), folder / "stores.parquet")  # fmt: skip
 
 
+BRANDS = ("Acme", "Northwind", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Soylent")
+
+
+def _merchandising_columns(config: GeneratorConfig, catalogue: _Catalogue) -> dict[str, pa.Array]:
+    """What merchandisers steer by: `brand`, `margin` (0-0.6) and `added_at` (the date the item
+    was listed; about one item in ten in the last 30 days). Drawn from their own random stream,
+    so the events stay what they were for a seed."""
+    rng = np.random.default_rng([config.seed, 2])
+    n = len(catalogue.ids)
+    end = np.datetime64(config.end.replace(tzinfo=None), "s")
+    age_days = np.where(rng.random(n) < 0.1, rng.integers(0, 30, n), rng.integers(30, 3 * 365, n))
+    return {
+        "brand": pa.array(np.array(BRANDS, dtype=object)[rng.integers(0, len(BRANDS), n)], pa.string()),
+        "margin": pa.array(np.round(rng.uniform(0.0, 0.6, n), 3), pa.float64()),
+        "added_at": pa.array(end - age_days.astype("timedelta64[D]"), pa.timestamp("s", tz="UTC")),
+    }  # fmt: skip
+
+
 def generate(config: GeneratorConfig, folder: Path) -> GeneratedData:
     """Write catalogue, stock, identity map and events (Parquet parts) into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -175,7 +193,10 @@ def generate(config: GeneratorConfig, folder: Path) -> GeneratedData:
         old.unlink()
     rng = np.random.default_rng([config.seed, 0])
     catalogue = _Catalogue(config, rng)
-    pq.write_table(catalogue.table(rng), folder / "catalogue.parquet")
+    table = catalogue.table(rng)
+    for name, column in _merchandising_columns(config, catalogue).items():
+        table = table.append_column(name, column)
+    pq.write_table(table, folder / "catalogue.parquet")
     store_ids = np.array([f"S{s:03d}" for s in range(config.stores)], dtype=object)
     store_weight = rng.dirichlet(np.full(config.stores, 2.0))
     in_stock = rng.random((config.stores, config.items)) < 0.75

@@ -18,10 +18,10 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -39,11 +39,11 @@ RECENT_KEEP = 50
 EVENT_ID_TTL_SECONDS = 7 * 86_400  # how long a stored event id refuses its duplicates
 CHECK_CHUNK = 200  # events validated, then written, between two yields to the event loop
 # One event with an id, on one slot: added to the stream unless its id was seen.
-# KEYS: stream, id key; ARGV: stream maxlen, event, id ttl.
+# KEYS: stream, id key; ARGV: stream maxlen, event, id ttl, field ('e' event, 'f' feedback).
 _STORE_ONCE = """
 local first = redis.call('GET', KEYS[2])
 if first then return {0, first} end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[4], ARGV[2])
 redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
 return {1, id}
 """
@@ -70,6 +70,18 @@ class StreamEvent(msgspec.Struct, array_like=True, frozen=True):
 STREAM_DECODER = msgspec.msgpack.Decoder(StreamEvent)
 
 
+class Stored(Protocol):
+    """What the streams hold: events and feedback (each with its customer and optional id)."""
+
+    @property
+    def customer_id(self) -> str: ...
+    @property
+    def event_id(self) -> str | None: ...
+
+
+S = TypeVar("S", bound=Stored)
+
+
 @dataclass(frozen=True)
 class Rejected:
     """Why one event of a batch was refused."""
@@ -87,6 +99,34 @@ class IngestResult:
     duplicates: int = 0  # accepted events whose event_id had been stored already
 
 
+def event_time(stamp: object, now: float) -> float:
+    """Epoch seconds of a timestamp as callers send it: None (now), epoch seconds, or ISO 8601
+    (UTC when it has no offset); raises ValueError when it cannot be read."""
+    if stamp is None:
+        return now
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+        return datetime.fromtimestamp(float(stamp), UTC).timestamp()
+    when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def text_field(raw: dict[str, object], name: str) -> str | None:
+    """A field as text, stripped; None when absent or empty."""
+    value = raw.get(name)
+    return None if value is None or value == "" else str(value).strip()
+
+
+def check_customer_and_item(raw: dict[str, object], index: int) -> Rejected | None:
+    """Why `customer_id` or `item_id` is refused (missing, not an id), or None."""
+    for name in ("customer_id", "item_id"):
+        value = text_field(raw, name)
+        if value is None:
+            return Rejected(index, name, "missing")
+        if not _ID.match(value):
+            return Rejected(index, name, "invalid characters or longer than 128")
+    return None
+
+
 def check_event(
     raw: dict[str, object],
     index: int,
@@ -96,15 +136,10 @@ def check_event(
     """Validate one event as the bulk validator would; returns the event or why it is refused."""
 
     def text(name: str) -> str | None:
-        value = raw.get(name)
-        return None if value is None or value == "" else str(value).strip()
+        return text_field(raw, name)
 
-    for name in ("customer_id", "item_id"):
-        value = text(name)
-        if value is None:
-            return Rejected(index, name, "missing")
-        if not _ID.match(value):
-            return Rejected(index, name, "invalid characters or longer than 128")
+    if (wrong := check_customer_and_item(raw, index)) is not None:
+        return wrong
     event_type = (text("event_type") or "").lower()
     event_type = EVENT_TYPE_SYNONYMS.get(event_type, event_type)
     if event_type not in EVENT_TYPES:
@@ -112,18 +147,10 @@ def check_event(
     channel = (text("channel") or "").lower()
     if not _CHANNEL.match(channel):
         return Rejected(index, "channel", "missing or not a lowercase name")
-    stamp = raw.get("timestamp")
     try:
-        if stamp is None:
-            when = datetime.now(UTC)
-        elif isinstance(stamp, int | float):
-            when = datetime.fromtimestamp(float(stamp), UTC)
-        else:
-            when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        at = event_time(raw.get("timestamp"), time.time())
     except (ValueError, OverflowError, OSError):
         return Rejected(index, "timestamp", "unparsable")
-    at = when.timestamp()
     if at > (time.time() if now is None else now) + max_future_seconds:
         return Rejected(index, "timestamp", f"more than {max_future_seconds:,.0f} s in the future")
     if at < 0:
@@ -203,21 +230,22 @@ class RealtimeEvents:
         return [check_event(raw, start + i, self.max_future_seconds, now)
                 for i, raw in enumerate(raw_events)]  # fmt: skip
 
-    def _alias_reads(self, events: list[StreamEvent]) -> list[Command]:
+    def alias_reads(self, events: Sequence[Stored]) -> list[Command]:
         return [("GET", f"{self.store.prefix}:id:{e.customer_id}") for e in events]
 
     @staticmethod
-    def _resolved(events: list[StreamEvent], found: list[Reply]) -> list[StreamEvent]:
+    def resolved(events: list[S], found: list[Reply]) -> list[S]:
         """Events whose customer_id was an alias, rewritten to the customer (alias kept)."""
         return [
-            msgspec.structs.replace(e, customer_id=t.decode(), alias_id=e.customer_id)
+            msgspec.structs.replace(e, customer_id=t.decode(), alias_id=e.customer_id)  # type: ignore[type-var]
             if isinstance(t, bytes) and t.decode() != e.customer_id
             else e
             for e, t in zip(events, found, strict=True)
         ]
 
-    def _stream_writes(self, events: list[StreamEvent]) -> list[Command]:
-        """One command per event: XADD, or the store-once script for an event with an id."""
+    def stream_writes(self, events: Sequence[Stored], field: str = "e") -> list[Command]:
+        """One command per event: XADD, or the store-once script for an event with an id; the
+        entry's one field is `e` for an event, `f` for feedback (serving.feedback)."""
         commands: list[Command] = []
         for event in events:
             stream = self.stream_of(event.customer_id)
@@ -225,10 +253,10 @@ class RealtimeEvents:
             if event.event_id:
                 commands.append(("EVAL", _STORE_ONCE, 2, self.stream_key(stream),
                                  self.event_id_key(stream, event.event_id), self.maxlen, encoded,
-                                 EVENT_ID_TTL_SECONDS))  # fmt: skip
+                                 EVENT_ID_TTL_SECONDS, field))  # fmt: skip
             else:
                 commands.append(("XADD", self.stream_key(stream), "MAXLEN", "~", self.maxlen,
-                                 "*", "e", encoded))  # fmt: skip
+                                 "*", field, encoded))  # fmt: skip
         return commands
 
     def _activity_writes(self, stored: list[StreamEvent]) -> list[Command]:
@@ -249,9 +277,7 @@ class RealtimeEvents:
         return commands + self.trending.writes(trend, time.time())
 
     @staticmethod
-    def _stored(
-        events: list[StreamEvent], replies: list[Reply]
-    ) -> tuple[list[str], list[StreamEvent]]:
+    def stored(events: list[S], replies: list[Reply]) -> tuple[list[str], list[S]]:
         """Stream ids of `events` and those stored now (not duplicates of an earlier id)."""
         stream_ids, fresh = [], []
         for event, reply in zip(events, replies, strict=True):
@@ -273,8 +299,8 @@ class RealtimeEvents:
         """Resolve aliases, write the streams, then the recent lists: three round trips. The
         answer is the streams': once they confirmed, the events are stored (a failed list write
         is logged, and the customer's real-time activity misses them until the next event)."""
-        events = self._resolved(events, await send(self._alias_reads(events)))
-        stream_ids, fresh = self._stored(events, await send(self._stream_writes(events)))
+        events = self.resolved(events, await send(self.alias_reads(events)))
+        stream_ids, fresh = self.stored(events, await send(self.stream_writes(events)))
         if fresh:
             try:
                 await send(self._activity_writes(fresh))

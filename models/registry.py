@@ -56,6 +56,20 @@ class ModelRegistry:
         except MlflowException:
             return None
 
+    def alias_version(self, alias: str) -> int | None:
+        """The version an alias (`champion`, `challenger`, ...) points at, or None."""
+        try:
+            return int(self.client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException:
+            return None
+
+    def set_alias(self, alias: str, version: int) -> None:
+        """Point any alias other than `champion` at `version` (`champion` has promote/rollback)."""
+        if alias == CHAMPION:
+            raise RegistryError("move the champion with promote or rollback")
+        self._version(version)
+        self.client.set_registered_model_alias(self.name, alias, str(version))
+
     def metric(self, version: int, name: str) -> float | None:
         """A metric of the run that produced `version`."""
         run_id = self._version(version).run_id

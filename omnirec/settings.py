@@ -84,6 +84,12 @@ class ServingSettings(msgspec.Struct, frozen=True):
     request_read_seconds: float = 10.0  # a request not fully received by then: connection closed
     heavy_process: bool = True  # batch route and bulk events computed in a child process
     trending_refresh_seconds: float = 60.0  # how long a worker keeps the trending lists it read
+    placements_file: Path | None = None  # rule sets and placements (serving.merchandising)
+    experiments_file: Path | None = None  # A/B experiments (serving.experiments)
+    attribution_hours: float = 24.0  # a purchase this long after a click counts for its variant
+    shadow_delay_seconds: float = (
+        0.0  # fault injection (tests): each shadow answer takes this longer
+    )
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -138,6 +144,10 @@ class Settings(msgspec.Struct, frozen=True):
                 request_read_seconds=float(env.get("OMNIREC_REQUEST_READ_SECONDS") or 10),
                 heavy_process=_flag(env, "OMNIREC_HEAVY_PROCESS", True),
                 trending_refresh_seconds=float(env.get("OMNIREC_TRENDING_REFRESH_SECONDS") or 60),
+                placements_file=_path(env, "OMNIREC_PLACEMENTS_FILE"),
+                experiments_file=_path(env, "OMNIREC_EXPERIMENTS_FILE"),
+                attribution_hours=float(env.get("OMNIREC_ATTRIBUTION_HOURS") or 24),
+                shadow_delay_seconds=float(env.get("OMNIREC_SHADOW_DELAY_SECONDS") or 0),
             ),
             interactions=InteractionSettings(
                 event_weights=parse_weights(
@@ -185,6 +195,11 @@ def _file(env: Mapping[str, str], name: str) -> str | None:
     if raw is not None and not Path(raw).is_file():
         raise ConfigError(f"{name}: no such file {raw!r}")
     return raw
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    found = _file(env, name)
+    return None if found is None else Path(found).resolve()
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:

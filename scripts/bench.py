@@ -9,6 +9,7 @@
     ./dev bench redis    the route through redis-py, coredis, valkey-glide; over TLS; on a 3-master cluster
     ./dev bench flood    storefront p99 beside batch and bulk floods, heavy requests in a child process or not
     ./dev bench stock    POST /v1/stock rows/s vs pipelined HSET; recommendations with availability vs without
+    ./dev bench experiments   recommendations with an A/B experiment + merchandising rules vs without
     ./dev bench publish [--customers N]   publish (score + top-200 + encode + write) vs the matrix product alone
     ./dev bench ann [--items N]           HNSW index vs brute force: queries/s and recall@10 on 1M items
     ./dev bench spark [--data FOLDER | --customers N]   `omnirec train` one process vs --engine spark
@@ -307,6 +308,12 @@ def bench_stock(customers: int = 100_000, items: int = 20_000) -> None:
     run(WORK, customers, items)
 
 
+def bench_experiments(customers: int = 100_000, items: int = 20_000) -> None:
+    from scripts.bench_experiments import run
+
+    run(WORK, customers, items)
+
+
 def bench_publish(customers: int, items: int) -> None:
     from scripts.bench_publish import run
 
@@ -344,6 +351,7 @@ def main() -> None:
             "redis",
             "flood",
             "stock",
+            "experiments",
             "publish",
             "ann",
             "spark",
@@ -379,6 +387,8 @@ def main() -> None:
         bench_flood()
     if args.suite in {"stock", "all"}:
         bench_stock()
+    if args.suite in {"experiments", "all"}:
+        bench_experiments()
     if args.suite == "ann":  # --items: the catalogue (1,000,000 unless given)
         bench_ann(args.items if "--items" in sys.argv else 1_000_000)
     if args.suite == "spark":

@@ -29,6 +29,7 @@ from serving.heavy import HeavyWork
 from serving.metrics import metrics_middleware
 from serving.routes.customers import CategoryController, CustomerController, StoreController
 from serving.routes.events import EventController
+from serving.routes.feedback import FeedbackController
 from serving.routes.health import AdminController, HealthController
 from serving.routes.recommendations import RecommendationController
 from serving.routes.stock import StockController
@@ -68,7 +69,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 HeavyWork(settings, target) if settings.serving.heavy_process else None
             )
             tasks = [asyncio.create_task(runtime.poll_forever()),
-                     asyncio.create_task(runtime.watch_features())]  # fmt: skip
+                     asyncio.create_task(runtime.watch_features()),
+                     asyncio.create_task(engine.shadow.run_forever())]  # fmt: skip
             try:
                 yield
             finally:
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             RecommendationController,
             EventController,
+            FeedbackController,
             CustomerController,
             StoreController,
             StockController,

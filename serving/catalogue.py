@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from features.encoding import CATALOGUE_DECODER, ITEMLIST_DECODER, Catalogue, SnapshotMeta
 from features.stock import LiveStock
@@ -46,6 +48,9 @@ class LoadedSnapshot:
     stock: dict[str, npt.NDArray[np.bool_]]
     item_index: dict[str, int]
     loaded_at: float = field(default_factory=time.time)
+    # the catalogue's own columns, over the item columns (merchandising rules read them)
+    texts: dict[str, npt.NDArray[np.object_]] = field(default_factory=dict)
+    numbers: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
     # plain Python lists for building answers without numpy scalar conversions
     id_list: list[str] = field(default_factory=list)
     category_list: list[str] = field(default_factory=list)
@@ -59,6 +64,9 @@ class LoadedSnapshot:
     _allowed_cache: dict[tuple[str | None, str | None], npt.NDArray[np.bool_]] = field(
         default_factory=dict
     )
+
+    # merchandising rule filters: (rule set name, hour) -> allowed items
+    rule_masks: dict[tuple[str, int], npt.NDArray[np.bool_]] = field(default_factory=dict)
 
     _repurchase: tuple[dict[str, float], npt.NDArray[np.float64] | None] | None = None
 
@@ -83,6 +91,14 @@ class LoadedSnapshot:
                 seconds = np.where(np.isnan(configured), base, configured)
             self._repurchase = (days_by_category, seconds)
         return self._repurchase[1]
+
+    def text_column(self, name: str) -> npt.NDArray[np.object_] | None:
+        """A text column over the item columns (`category` or one of the catalogue's own)."""
+        return self.categories if name == "category" else self.texts.get(name)
+
+    def number_column(self, name: str) -> npt.NDArray[np.float64] | None:
+        """A numeric column over the item columns (`price` or one of the catalogue's own)."""
+        return self.prices if name == "price" else self.numbers.get(name)
 
     @property
     def snapshot_id(self) -> str:
@@ -177,6 +193,39 @@ class LoadedSnapshot:
         return mask
 
 
+def loaded_bytes(snap: LoadedSnapshot) -> int:
+    """Memory a loaded version holds, roughly: numpy and scipy buffers of the model and the
+    catalogue, plus the containers beside them (lists, id dictionaries) at CPython's sizes."""
+    seen: set[int] = set()
+
+    def size(value: object, depth: int = 0) -> int:
+        if id(value) in seen or depth > 3:
+            return 0
+        seen.add(id(value))
+        if isinstance(value, np.ndarray):
+            return int(value.nbytes)
+        if sp.issparse(value):
+            return sum(size(getattr(value, a), depth + 1) for a in ("data", "indices", "indptr"))
+        if isinstance(value, dict):
+            keys = (
+                sum(sys.getsizeof(k) for k in list(value)[:100])
+                * len(value)
+                // max(1, min(100, len(value)))
+            )
+            return sys.getsizeof(value) + keys + sum(size(v, depth + 1) for v in value.values())
+        if isinstance(value, list | tuple):
+            return sys.getsizeof(value) + sum(size(v, depth + 1) for v in value[:3]) * len(
+                value
+            ) // max(1, min(3, len(value)))
+        if isinstance(value, str | bytes):
+            return sys.getsizeof(value)
+        if hasattr(value, "__dict__") and not isinstance(value, type):
+            return sum(size(v, depth + 1) for v in vars(value).values())
+        return 0
+
+    return size(snap)
+
+
 def load_snapshot(
     store: RedisFeatureStore, snapshot_id: str, model: Recommender, version: int
 ) -> LoadedSnapshot:
@@ -218,6 +267,8 @@ def load_snapshot(
         prices=np.asarray(catalogue.prices, dtype=np.float64), active=np.asarray(catalogue.active, dtype=bool),
         channels=catalogue.channels, stores=catalogue.stores, popular=popular, stock=stock,
         item_index=item_index, locations={s: (lat, lon) for s, lat, lon in catalogue.store_locations},
+        texts={k: np.asarray(v, dtype=object) for k, v in catalogue.texts.items()},
+        numbers={k: np.asarray(v, dtype=np.float64) for k, v in catalogue.numbers.items()},
     )  # fmt: skip
     loaded.set_levels(levels, stock_version, last_id)
     return loaded

@@ -7,13 +7,16 @@ plain words (`reasons`), the tablet profile (`profile`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from features.encoding import ITEMLIST_DECODER, Activity, CustomerFeatures
+from features.feedback import FeedbackLog, recommendation_id
 from features.realtime import RealtimeEvents
 from features.stock import LiveStock
 from features.store import RedisFeatureStore
@@ -35,12 +38,23 @@ from serving.candidates import (
     trend_scopes,
 )
 from serving.catalogue import LoadedSnapshot
+from serving.experiments import (
+    DEFAULT_VARIANT,
+    Experiment,
+    Variant,
+    VariantHealth,
+    load_experiments,
+)
+from serving.merchandising import RuleSet, load_placements
+from serving.metrics import VARIANT_ANSWERS, VARIANT_STOPPED
 from serving.profile import alias_key, build_profile, decode_aliases, open_cart
 from serving.reads import CustomerReads, CustomerState, RedisBreaker, all_activity
 from serving.reasons import explain as explain_items
 from serving.reasons import session_reason
 from serving.schemas import Item, Profile, Recommendations, Source
+from serving.shadow import Shadow, ShadowJob
 
+log = logging.getLogger("omnirec.serving")
 BOUGHT_WITH_PURCHASES = 3  # explain=true: "often bought with" looks at the last three purchases
 FETCH_CHUNK = 200  # batch-route customers read from Redis per round trip
 BATCH_TURN_SECONDS = 0.002  # the batch route answers customers this long, then yields to the loop
@@ -66,6 +80,11 @@ class Engine:
             if store
             else None
         )
+        self.feedback = (
+            FeedbackLog(self.realtime, settings.serving.attribution_hours * 3600, settings.max_future_seconds)
+            if self.realtime
+            else None
+        )  # fmt: skip
         self.snapshot: LoadedSnapshot | None = None
         target, timeout = (
             (store.target, settings.redis.socket_timeout_seconds)
@@ -86,6 +105,14 @@ class Engine:
         ] = {}
         self._heavy = asyncio.Semaphore(HEAVY_AT_ONCE)
         self._heavy_rest_until = 0.0
+        # merchandising and experiments (configuration files, validated here: a bad file stops
+        # the service from starting, with the file and rule named)
+        self.placements = load_placements(settings.serving.placements_file)
+        self.experiments = load_experiments(settings.serving.experiments_file, self.placements)
+        self.health = VariantHealth()
+        self.shadow = Shadow(self)
+        self.versions: dict[int, LoadedSnapshot] = {}  # other model versions experiments serve
+        self.model_refs: dict[str, int] = {}  # alias or v<N> -> version (the runtime resolves)
 
     async def aclose(self) -> None:
         """Close the asyncio client's connections (on the loop that used them)."""
@@ -246,43 +273,120 @@ class Engine:
                     together.setdefault(str(snap.item_ids[col]), snap.names[snap.item_index[name]])
         return together
 
+    # ------------------------------------------------------------------ experiments
+    def snapshot_for(self, model: str) -> LoadedSnapshot | None:
+        """The loaded (model, snapshot) pair a model reference (alias, v<N>) points at, or None."""
+        snap = self.snapshot
+        version = self.model_refs.get(model)
+        if version is None or (snap is not None and version == snap.version):
+            return snap if version is not None or model == "champion" else None
+        return self.versions.get(version)
+
+    def variant_snapshot(self, variant: Variant) -> LoadedSnapshot | None:
+        return self.snapshot_for(variant.model)
+
+    def choose(self, experiment: Experiment | None,
+               customer_id: str) -> tuple[Variant | None, LoadedSnapshot | None]:  # fmt: skip
+        """The customer's variant and what answers for it: the control when the assigned
+        variant is stopped by the guardrail or its model is not loaded (yet)."""
+        if experiment is None:
+            return None, self.snapshot
+        variant = experiment.assign(customer_id)
+        if variant is not experiment.control and not self.health.is_stopped(
+            experiment.name, variant.name
+        ):
+            snap = self.variant_snapshot(variant)
+            if snap is not None:
+                return variant, snap
+        control = experiment.control
+        return control, self.variant_snapshot(control) or self.snapshot
+
+    def _record(
+        self, experiment: Experiment, variant: Variant, seconds: float, failed: bool
+    ) -> None:
+        """Count a variant's answer; log and show the variants the guardrail stops."""
+        VARIANT_ANSWERS.labels(experiment.name, variant.name, "degraded" if failed else "ok").inc()
+        for name in self.health.record(experiment, variant.name, seconds, failed):
+            VARIANT_STOPPED.labels(experiment.name, name).set(1)
+            log.warning("experiment %s: variant %s stopped by its guardrail (%s); its customers get %s",
+                        experiment.name, name, self.health.stopped[(experiment.name, name)],
+                        experiment.control.name)  # fmt: skip
+
+    @staticmethod
+    def labelled(answer: Recommendations, request_id: str, experiment: Experiment | None,
+                 variant: Variant | None, placement: str | None, index: int | None = None) -> Recommendations:  # fmt: skip
+        """`answer` with its recommendation id, variant, experiment and placement."""
+        name = variant.name if variant is not None else DEFAULT_VARIANT
+        in_experiment = experiment.name if experiment is not None and variant is not None else None
+        return msgspec.structs.replace(
+            answer, recommendation_id=recommendation_id(request_id, in_experiment, name, placement, index),
+            variant=name, experiment=in_experiment, placement=placement,
+        )  # fmt: skip
+
     # ------------------------------------------------------------------ recommendations
     async def recommend(self, customer: str, *, limit: int = 10, channel: str | None = None, store_id: str | None = None,
                   category: str | None = None, exclude_purchased: bool = True, explain: bool = False,
-                  request_id: str = "", availability: bool = False) -> Recommendations:  # fmt: skip
+                  request_id: str = "", availability: bool = False, placement: str | None = None,
+                  request_rules: RuleSet | None = None) -> Recommendations:  # fmt: skip
+        """One customer's answer, in the variant of the experiment covering the placement and
+        channel (if any), under the placement's, the variant's and the request's rules."""
+        base_rules = self.placements.rules_for(placement)
+        experiment = self.experiments.find(placement, channel)
+        started = time.perf_counter()
+        answer, variant = await self._recommend(customer, limit, channel, store_id, category, exclude_purchased,
+                                                explain, request_id, experiment, base_rules, request_rules)  # fmt: skip
+        if experiment is not None and variant is not None:
+            self._record(experiment, variant, time.perf_counter() - started, answer.degraded)
+            if experiment.shadow is not None and not answer.degraded and answer.customer_id:
+                self.shadow.offer(ShadowJob(experiment, answer.customer_id, [i.item_id for i in answer.items], limit,
+                                            channel, store_id, category,
+                                            combined_rules(base_rules, variant, request_rules), request_id))  # fmt: skip
+        answer = self.with_availability(answer, store_id, availability)
+        return self.labelled(answer, request_id, experiment, variant, placement)
+
+    async def _recommend(self, customer: str, limit: int, channel: str | None, store_id: str | None,
+                         category: str | None, exclude_purchased: bool, explain: bool, request_id: str,
+                         experiment: Experiment | None, base_rules: RuleSet | None,
+                         request_rules: RuleSet | None) -> tuple[Recommendations, Variant | None]:  # fmt: skip
         snap = self.snapshot
         if snap is None:
-            return _empty(request_id, customer)
+            return _empty(request_id, customer), None
         try:
             state = (await self.fetch_customers_async(snap, [customer], follow_stock=True))[0]
+            variant, served = self.choose(experiment, state.customer_id)
+            if served is not None and served is not snap:  # another model version's features
+                state = (await self.fetch_customers_async(served, [state.customer_id]))[0]
+                snap = served
         except StoreUnavailableError:
-            answer = _popular(
-                snap, limit, channel, store_id, category, request_id, customer, degraded=True
-            )
-        else:
-            if state.features is None and not state.recent:  # unknown or walk-in: what is hot now
-                trending = await self.load_trending(snap, channel, store_id)
-                answer = _popular(snap, limit, channel, store_id, category, request_id, customer,
-                                  degraded=self.features_missing, trending=trending)  # fmt: skip
-                return self.with_availability(answer, store_id, availability)
-            bought_with = await self._bought_with(snap, state.features) if explain else None
-            answer = self.recommend_state(snap, state, limit=limit, channel=channel, store_id=store_id, category=category,
-                                          exclude_purchased=exclude_purchased, explain=explain, request_id=request_id,
-                                          bought_with=bought_with)  # fmt: skip
-        return self.with_availability(answer, store_id, availability)
+            variant = self.choose(experiment, customer)[0]
+            rules = combined_rules(base_rules, variant, request_rules)
+            return _popular(snap, limit, channel, store_id, category, request_id, customer, degraded=True,
+                            rules=rules), variant  # fmt: skip
+        rules = combined_rules(base_rules, variant, request_rules)
+        if state.features is None and not state.recent:  # unknown or walk-in: what is hot now
+            trending = await self.load_trending(snap, channel, store_id)
+            return _popular(snap, limit, channel, store_id, category, request_id, customer,
+                            degraded=self.features_missing, trending=trending, rules=rules), variant  # fmt: skip
+        bought_with = await self._bought_with(snap, state.features) if explain else None
+        return self.recommend_state(snap, state, limit=limit, channel=channel, store_id=store_id, category=category,
+                                    exclude_purchased=exclude_purchased, explain=explain, request_id=request_id,
+                                    bought_with=bought_with, rules=rules), variant  # fmt: skip
 
     async def trending(self, *, limit: int, channel: str | None, store_id: str | None, category: str | None,
-                       request_id: str, availability: bool = False) -> Recommendations:  # fmt: skip
+                       request_id: str, availability: bool = False, placement: str | None = None,
+                       request_rules: RuleSet | None = None) -> Recommendations:  # fmt: skip
         """What is trending now (the real-time events of the last hours) at the store, on the
         channel or everywhere, then popular: the walk-in customer's list."""
+        rules = combined_rules(self.placements.rules_for(placement), None, request_rules)
         snap = self.snapshot
         if snap is None:
-            return _empty(request_id, None)
+            return self.labelled(_empty(request_id, None), request_id, None, None, placement)
         await self.follow_stock()
         trending = await self.load_trending(snap, channel, store_id)
         answer = _popular(snap, limit, channel, store_id, category, request_id, None,
-                          degraded=self.features_missing, trending=trending)  # fmt: skip
-        return self.with_availability(answer, store_id, availability)
+                          degraded=self.features_missing, trending=trending, rules=rules)  # fmt: skip
+        answer = self.with_availability(answer, store_id, availability)
+        return self.labelled(answer, request_id, None, None, placement)
 
     async def load_trending(self, snap: LoadedSnapshot, channel: str | None,
                             store_id: str | None) -> list[TrendList]:  # fmt: skip
@@ -328,13 +432,14 @@ class Engine:
     def recommend_state(self, snap: LoadedSnapshot, state: CustomerState, *, limit: int, channel: str | None,
                         store_id: str | None, category: str | None, exclude_purchased: bool, explain: bool,
                         request_id: str, extra_exclude: npt.NDArray[np.int64] | None = None,
-                        bought_with: dict[str, str] | None = None) -> Recommendations:  # fmt: skip
+                        bought_with: dict[str, str] | None = None, rules: RuleSet | None = None) -> Recommendations:  # fmt: skip
         """The answer for one customer whose state was read; with `explain`, reasons (`bought_with`:
-        what the customer's purchases are often bought with, read beforehand)."""
+        what the customer's purchases are often bought with, read beforehand); under `rules`
+        (merchandising: filters, boosts, pins, diversity)."""
         features = state.features
         if features is None and not state.recent:
             return _popular(snap, limit, channel, store_id, category, request_id, state.customer_id,
-                            degraded=self.features_missing)  # fmt: skip
+                            degraded=self.features_missing, rules=rules)  # fmt: skip
         now = time.time()
         masked = excluded(
             snap, features, state.recent, exclude_purchased, now, self.repurchase_days
@@ -343,16 +448,23 @@ class Engine:
             masked = np.concatenate([masked, extra_exclude])
         fresh = [a for a in state.recent if a.timestamp > snap.meta.data_end]
         mask = snap.allowed(store_id, category).copy()
+        if rules is not None and rules.filters:
+            mask &= rules.mask(snap, now)
         mask[masked] = False
+        pool = limit if rules is None else rules.pool(limit)
         session = current_session(snap, state.recent, now)
         because: dict[int, Activity] = {}
         if session is not None:  # what they look at now moves the list
-            picked, scores, because = session_best(snap, features, fresh, mask, limit,
+            picked, scores, because = session_best(snap, features, fresh, mask, pool,
                                                    self.settings.interactions, session)  # fmt: skip
         else:
             picked, scores = best_items(
-                snap, features, fresh, mask, limit, self.settings.interactions
+                snap, features, fresh, mask, pool, self.settings.interactions
             )
+        if rules is not None and rules.boosts:
+            picked, scores = rules.boosted(snap, picked, scores, now)
+        if len(picked) > limit * 3:  # the deeper pool reordered: enough for the diversity cap
+            picked, scores = picked[: limit * 3], scores[: limit * 3]
         ids, names, categories, prices = (
             snap.id_list,
             snap.names,
@@ -363,7 +475,11 @@ class Engine:
         items = [Item(ids[c], round(s * 1e6) / 1e6, names[c], categories[c], prices[c], "personalized",
                       [session_reason(because[c], snap.names[snap.item_index[because[c].item_id]])] if c in because else [])
                  for c, s in zip(picked.tolist(), scores.tolist(), strict=True)]  # fmt: skip
-        if len(items) < limit:
+        if rules is not None and rules.reorders:
+            mask[picked] = False
+            items = rules.finish(snap, items, limit, _backfill(snap, channel, store_id, category, mask),
+                                 snap.allowed(store_id, None))  # fmt: skip
+        elif len(items) < limit:
             mask[picked] = False
             items += fill_popular(snap, limit - len(items), channel, store_id, category, mask)
         if explain:
@@ -375,15 +491,19 @@ class Engine:
 
     # ------------------------------------------------------------------ items and orders
     def similar(
-        self, item_id: str, *, limit: int, store_id: str | None, request_id: str
-    ) -> Recommendations:
+        self, item_id: str, *, limit: int, store_id: str | None, request_id: str,
+        rules: RuleSet | None = None,
+    ) -> Recommendations:  # fmt: skip
+        """Items like `item_id`, under the filters of `rules`."""
         snap = self.snapshot
         if snap is None:
             return _empty(request_id, None)
         col = snap.item_index.get(item_id)
         mask = snap.allowed(store_id, None).copy()
+        if rules is not None and rules.filters:
+            mask &= rules.mask(snap, time.time())
         if col is None:  # a new item with no interactions: popular items instead
-            return _popular(snap, limit, None, store_id, None, request_id, None)
+            return _popular(snap, limit, None, store_id, None, request_id, None, rules=rules)
         mask[col] = False
         sims = snap.model.item_similarity(np.array([col], np.int64))
         sims[0, ~mask] = -np.inf
@@ -407,16 +527,18 @@ class Engine:
         store_id: str | None,
         request_id: str,
         availability: bool = False,
+        rules: RuleSet | None = None,
     ) -> Recommendations:
         """Bought together with the order first, then personal; never the ordered items, never
-        out of stock (at `store_id`, the pickup store for click-and-collect)."""
+        out of stock (at `store_id`, the pickup store for click-and-collect), never what the
+        filters of `rules` keep out."""
         await self.follow_stock()
         answer = await self._complements(customer, ordered, limit=limit, store_id=store_id,
-                                         request_id=request_id)  # fmt: skip
+                                         request_id=request_id, rules=rules)  # fmt: skip
         return self.with_availability(answer, store_id, availability)
 
-    async def cart_complements(self, customer: str, *, limit: int, store_id: str | None,
-                               request_id: str, availability: bool = False) -> Recommendations:  # fmt: skip
+    async def cart_complements(self, customer: str, *, limit: int, store_id: str | None, request_id: str,
+                               availability: bool = False, rules: RuleSet | None = None) -> Recommendations:  # fmt: skip
         """What completes the customer's open cart (added on any channel, not removed or bought)."""
         snap = self.snapshot
         if snap is None:
@@ -424,17 +546,19 @@ class Engine:
         try:
             state = (await self.fetch_customers_async(snap, [customer]))[0]
         except StoreUnavailableError:
-            return _popular(snap, limit, None, store_id, None, request_id, customer, degraded=True)
+            return _popular(
+                snap, limit, None, store_id, None, request_id, customer, degraded=True, rules=rules
+            )
         cart = [a.item_id for a in open_cart(all_activity(snap, state.features, state.recent))]
         if not cart:
             answer = self.recommend_state(snap, state, limit=limit, channel=None, store_id=store_id, category=None,
-                                          exclude_purchased=True, explain=False, request_id=request_id)  # fmt: skip
+                                          exclude_purchased=True, explain=False, request_id=request_id, rules=rules)  # fmt: skip
             return self.with_availability(answer, store_id, availability)
         return await self.complements(state.customer_id, cart, limit=limit, store_id=store_id,
-                                      request_id=request_id, availability=availability)  # fmt: skip
+                                      request_id=request_id, availability=availability, rules=rules)  # fmt: skip
 
     async def _complements(self, customer: str, ordered: list[str], *, limit: int,
-                           store_id: str | None, request_id: str) -> Recommendations:  # fmt: skip
+                           store_id: str | None, request_id: str, rules: RuleSet | None) -> Recommendations:  # fmt: skip
         snap = self.snapshot
         if snap is None:
             return _empty(request_id, customer)
@@ -442,6 +566,8 @@ class Engine:
             [c for c in (snap.item_index.get(i) for i in ordered) if c is not None], np.int64
         )
         mask = snap.allowed(store_id, None).copy()
+        if rules is not None and rules.filters:
+            mask &= rules.mask(snap, time.time())
         mask[ordered_cols] = False
         items: list[Item] = []
         degraded = False
@@ -476,18 +602,34 @@ class Engine:
                                request_id=request_id, degraded=degraded or self.features_missing, customer_id=customer)  # fmt: skip
 
     def batch(self, customers: list[str], *, limit: int, channel: str | None, store_id: str | None,
-              request_id: str) -> list[Recommendations]:  # fmt: skip
-        """Answers for many customers (blocking: the `omnirec batch` command)."""
+              request_id: str, placement: str | None = None, first_index: int = 0) -> list[Recommendations]:  # fmt: skip
+        """Answers for many customers (blocking: the `omnirec batch` command, the heavy-request
+        process); answer k's recommendation id ends in `-<first_index + k>`."""
         self.follow_stock_blocking()
         snap = self.snapshot
+        experiment = self.experiments.find(placement, channel)
         try:
             states = self.fetch_customers(snap, customers) if snap else None
+            assigned = self._assigned(experiment, customers, states)
+            if states is not None:
+                for served, ks in _other_versions(snap, assigned):
+                    again = self.fetch_customers(served, [states[k].customer_id for k in ks])
+                    for k, one in zip(ks, again, strict=True):
+                        states[k] = one
         except StoreUnavailableError:
             states = None
-        return self._batch_answers(snap, customers, states, limit, channel, store_id, request_id)
+            assigned = self._assigned(experiment, customers, None)
+        return self._batch_answers(snap, customers, states, assigned, limit, channel, store_id,
+                                   request_id, placement, experiment, first_index)  # fmt: skip
+
+    def _assigned(self, experiment: Experiment | None, customers: list[str],
+                  states: list[CustomerState] | None) -> list[tuple[Variant | None, LoadedSnapshot | None]]:  # fmt: skip
+        """Each customer's variant and the snapshot that answers for it."""
+        ids = customers if states is None else [s.customer_id for s in states]
+        return [self.choose(experiment, c) for c in ids]
 
     async def batch_async(self, customers: list[str], *, limit: int, channel: str | None, store_id: str | None,
-                          request_id: str) -> list[Recommendations]:  # fmt: skip
+                          request_id: str, placement: str | None = None) -> list[Recommendations]:  # fmt: skip
         """`batch` for the batch route, sharing the event loop fairly with light requests: the
         customers are read FETCH_CHUNK at a time and answered for BATCH_TURN_SECONDS at a time
         with a yield to the loop in between; one batch at a time per worker; and
@@ -498,21 +640,30 @@ class Engine:
             await self.follow_stock()
             started = time.monotonic()
             snap = self.snapshot
+            experiment = self.experiments.find(placement, channel)
             states: list[CustomerState] | None = [] if snap else None
             try:
                 for start in range(0, len(customers), FETCH_CHUNK):
                     if snap is not None and states is not None:
                         chunk = customers[start : start + FETCH_CHUNK]
                         states += await self.fetch_customers_async(snap, chunk)
+                assigned = self._assigned(experiment, customers, states)
+                for served, ks in _other_versions(snap, assigned):
+                    fetched = states or []
+                    again = await self.fetch_customers_async(
+                        served, [fetched[k].customer_id for k in ks]
+                    )
+                    for k, one in zip(ks, again, strict=True):
+                        fetched[k] = one
             except StoreUnavailableError:
                 states = None
+                assigned = self._assigned(experiment, customers, None)
             answers: list[Recommendations] = []
             turn_ends = time.monotonic() + BATCH_TURN_SECONDS
             for k, customer in enumerate(customers):
                 state = [states[k]] if states is not None else None
-                answers += self._batch_answers(
-                    snap, [customer], state, limit, channel, store_id, request_id
-                )
+                answers += self._batch_answers(snap, [customer], state, [assigned[k]], limit, channel, store_id,
+                                               request_id, placement, experiment, k)  # fmt: skip
                 if (
                     time.monotonic() > turn_ends
                 ):  # a customer rescored over the catalogue takes ~1 ms
@@ -523,14 +674,27 @@ class Engine:
             return answers
 
     def _batch_answers(self, snap: LoadedSnapshot | None, customers: list[str], states: list[CustomerState] | None,
-                       limit: int, channel: str | None, store_id: str | None, request_id: str) -> list[Recommendations]:  # fmt: skip
-        if snap is None:
-            return [_empty(request_id, c) for c in customers]
-        if states is None:
-            return [_popular(snap, limit, channel, store_id, None, request_id, c, degraded=True)
-                    for c in customers]  # fmt: skip
-        return [self.recommend_state(snap, s, limit=limit, channel=channel, store_id=store_id, category=None,
-                                     exclude_purchased=True, explain=False, request_id=request_id) for s in states]  # fmt: skip
+                       assigned: list[tuple[Variant | None, LoadedSnapshot | None]], limit: int, channel: str | None,
+                       store_id: str | None, request_id: str, placement: str | None,
+                       experiment: Experiment | None, first_index: int) -> list[Recommendations]:  # fmt: skip
+        base_rules = self.placements.rules_for(placement)
+        answers = []
+        for k, customer in enumerate(customers):
+            variant, served = assigned[k]
+            rules = combined_rules(base_rules, variant, None)
+            if snap is None:
+                answer = _empty(request_id, customer)
+            elif states is None:
+                answer = _popular(snap, limit, channel, store_id, None, request_id, customer, degraded=True,
+                                  rules=rules)  # fmt: skip
+            else:
+                answer = self.recommend_state(served or snap, states[k], limit=limit, channel=channel, store_id=store_id,
+                                              category=None, exclude_purchased=True, explain=False,
+                                              request_id=request_id, rules=rules)  # fmt: skip
+            answers.append(
+                self.labelled(answer, request_id, experiment, variant, placement, first_index + k)
+            )
+        return answers
 
     # ------------------------------------------------------------------ profile
     async def resolve_alias(self, alias_type: str, value: str) -> str:
@@ -555,12 +719,46 @@ class Engine:
         return build_profile(snap, state, aliases, request_id, store_id)
 
 
+def _other_versions(snap: LoadedSnapshot | None,
+                    assigned: list[tuple[Variant | None, LoadedSnapshot | None]]) -> list[tuple[LoadedSnapshot, list[int]]]:  # fmt: skip
+    """(snapshot, positions of its customers) for the customers answered by another model
+    version than the champion's."""
+    groups: dict[int, tuple[LoadedSnapshot, list[int]]] = {}
+    for k, (_, served) in enumerate(assigned):
+        if served is not None and served is not snap:
+            groups.setdefault(served.version, (served, []))[1].append(k)
+    return list(groups.values())
+
+
+def combined_rules(placement: RuleSet | None, variant: Variant | None,
+                   request: RuleSet | None) -> RuleSet | None:  # fmt: skip
+    """The placement's rules, then the variant's, then the request's (each narrowing)."""
+    rules = placement
+    for more in (variant.rules if variant is not None else None, request):
+        if more is not None:
+            rules = more if rules is None else rules.then(more)
+    return rules
+
+
+def _backfill(snap: LoadedSnapshot, channel: str | None, store_id: str | None, category: str | None,
+              mask: npt.NDArray[np.bool_]) -> Callable[[int], list[Item]]:  # fmt: skip
+    """Popular items that pass `mask` (the same filters), `n` at a time."""
+    return lambda n: fill_popular(snap, n, channel, store_id, category, mask)
+
+
 def _popular(snap: LoadedSnapshot, limit: int, channel: str | None, store_id: str | None, category: str | None,
              request_id: str, customer: str | None, degraded: bool = False,
-             trending: list[TrendList] | None = None) -> Recommendations:  # fmt: skip
+             trending: list[TrendList] | None = None, rules: RuleSet | None = None) -> Recommendations:  # fmt: skip
     mask = snap.allowed(store_id, category).copy()
-    items = fill_trending(snap, limit, trending or [], mask)
-    items += fill_popular(snap, limit - len(items), channel, store_id, category, mask)
+    if rules is not None and rules.filters:
+        mask &= rules.mask(snap, time.time())
+    pool = limit if rules is None else rules.pool(limit)
+    items = fill_trending(snap, pool, trending or [], mask)
+    items += fill_popular(snap, pool - len(items), channel, store_id, category, mask)
+    if rules is not None:
+        items = rules.reordered(snap, items, time.time())
+        items = rules.finish(snap, items, limit, _backfill(snap, channel, store_id, category, mask),
+                             snap.allowed(store_id, None)) if rules.reorders else items[:limit]  # fmt: skip
     source: Source = items[0].source if items else "none"
     return Recommendations(items=items, source=source, model_version=snap.version,
                            snapshot=snap.snapshot_id, request_id=request_id, degraded=degraded, customer_id=customer)  # fmt: skip

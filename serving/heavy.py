@@ -106,9 +106,11 @@ class HeavyWork:
             self.close()
             return None
 
-    async def batch(self, customers: list[str], limit: int, channel: str | None,
-                    store_id: str | None, request_id: str) -> BatchAnswer | None:  # fmt: skip
-        answer = await self._call(_batch, customers, limit, channel, store_id, request_id)
+    async def batch(self, customers: list[str], limit: int, channel: str | None, store_id: str | None,
+                    request_id: str, placement: str | None = None) -> BatchAnswer | None:  # fmt: skip
+        answer = await self._call(
+            _batch, customers, limit, channel, store_id, request_id, placement
+        )
         return answer if isinstance(answer, BatchAnswer) else None
 
     async def ingest(self, body: bytes) -> IngestResult | BulkRefused | None:
@@ -162,10 +164,10 @@ def _has_model() -> bool:
 
 
 def _batch(customers: list[str], limit: int, channel: str | None, store_id: str | None,
-           request_id: str) -> BatchAnswer:  # fmt: skip
+           request_id: str, placement: str | None) -> BatchAnswer:  # fmt: skip
     engine = _follow_champion()
     answers = engine.batch(customers, limit=limit, channel=channel, store_id=store_id,
-                           request_id=request_id)  # fmt: skip
+                           request_id=request_id, placement=placement)  # fmt: skip
     version = engine.snapshot.version if engine.snapshot else None
     body = ENCODER.encode(BatchResponse(answers, version, request_id))
     return BatchAnswer(body, sum(a.degraded for a in answers))

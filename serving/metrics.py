@@ -36,6 +36,40 @@ HEAVY = Counter(
     ["route", "where"],
 )
 EVENTS = Counter("omnirec_events_total", "events posted", ["outcome"])
+LOADED_BYTES = Gauge(
+    "omnirec_loaded_model_bytes", "memory of a loaded model version and its catalogue, per worker",
+    ["version", "role"],
+)  # fmt: skip
+VARIANT_ANSWERS = Counter(
+    "omnirec_variant_answers_total", "answers per experiment variant", ["experiment", "variant", "outcome"]
+)  # fmt: skip
+VARIANT_STOPPED = Gauge(
+    "omnirec_variant_stopped", "1 when the guardrail stopped a variant in this worker", ["experiment", "variant"],
+)  # fmt: skip
+FEEDBACK = Counter(
+    "omnirec_feedback_total", "feedback events stored",
+    ["type", "experiment", "variant", "placement", "channel"],
+)  # fmt: skip
+SHADOW = Counter(
+    "omnirec_shadow_total", "shadow (challenger) answers computed off the request path",
+    ["experiment", "outcome"],
+)  # fmt: skip
+SHADOW_OVERLAP = Histogram(
+    "omnirec_shadow_overlap", "share of the served items the shadow model also put in its list", ["experiment"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)  # fmt: skip
+SHADOW_RANK_CORRELATION = Histogram(
+    "omnirec_shadow_rank_correlation", "Kendall's tau of the shared items' ranks (served vs shadow)",
+    ["experiment"], buckets=(-0.5, 0.0, 0.25, 0.5, 0.75, 0.9, 1.0),
+)  # fmt: skip
+ATTRIBUTED = Counter(
+    "omnirec_attributed_purchases_total", "purchases within the attribution window of a click on a recommendation",
+    ["experiment", "variant", "placement"],
+)  # fmt: skip
+ATTRIBUTED_REVENUE = Counter(
+    "omnirec_attributed_revenue_total", "revenue of attributed purchases (price x quantity)",
+    ["experiment", "variant", "placement"],
+)  # fmt: skip
 STOCK = Counter("omnirec_stock_updates_total", "stock feed rows", ["outcome"])
 REQUESTS = Counter("omnirec_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -21,9 +22,9 @@ from models.registry import ModelRegistry
 from omnirec.errors import OmnirecError, RegistryError
 from omnirec.redis_access import primaries_info
 from omnirec.settings import Settings
-from serving.catalogue import load_snapshot
+from serving.catalogue import LoadedSnapshot, load_snapshot, loaded_bytes
 from serving.engine import Engine
-from serving.metrics import REDIS_DURABLE, SNAPSHOT_MISSING, SNAPSHOT_RESTORES
+from serving.metrics import LOADED_BYTES, REDIS_DURABLE, SNAPSHOT_MISSING, SNAPSHOT_RESTORES
 
 log = logging.getLogger("omnirec.serving")
 RESTORE_LOCK_SECONDS = 600  # one restore at a time across workers and replicas
@@ -84,6 +85,8 @@ class ModelRuntime:
         self.snapshot_state = "none"  # ok | missing | restoring | none (no champion yet)
         self.durable: bool | None = None  # Redis keeps acknowledged writes; None until checked
         self.durability: str | None = None  # why acknowledged events may be lost, or None
+        self.rule_problems: list[str] = []  # what the rules read that the catalogue lacks
+        self.experiment_problems: dict[int, str] = {}  # experiment versions that did not load
         self._refreshing = threading.Lock()
         self._retry_restore_at = 0.0
 
@@ -131,14 +134,66 @@ class ModelRuntime:
             and current.version == version
             and current.snapshot_id == snapshot_id
         ):
-            return False
-        model = load_model(self._model_folder(version))
-        loaded = load_snapshot(store, snapshot_id, model, version)
+            return self._follow_experiments(version)
+        loaded = self._load(version, snapshot_id)
         self.engine.snapshot = loaded  # requests already running keep the object they hold
         self.last_error = None
+        LOADED_BYTES.labels(str(version), "champion").set(loaded_bytes(loaded))
+        if current is not None and current.version != version:
+            with contextlib.suppress(KeyError):
+                LOADED_BYTES.remove(str(current.version), "champion")
+        self._follow_experiments(version)
         settle_heap()
         log.info("serving model v%s with snapshot %s", version, snapshot_id)
         return True
+
+    def _load(self, version: int, snapshot_id: str) -> LoadedSnapshot:
+        assert self.engine.store is not None
+        model = load_model(self._model_folder(version))
+        loaded = load_snapshot(self.engine.store, snapshot_id, model, version)
+        self.rule_problems = self.engine.placements.check_columns(loaded)
+        for problem in self.rule_problems:
+            log.warning("%s", problem)
+        return loaded
+
+    def _follow_experiments(self, champion: int) -> bool:
+        """Resolve the models the experiments name (aliases, v<N>) and hold those versions
+        besides the champion; versions no experiment names any more are let go (their memory
+        with them). Returns True when what is held changed. A version that cannot be loaded
+        (no published snapshot) is skipped: its variants answer with the control meanwhile."""
+        refs = self.engine.experiments.model_refs()
+        resolved: dict[str, int] = {}
+        for ref in refs:
+            version = (
+                int(ref[1:])
+                if ref[0] == "v" and ref[1:].isdigit()
+                else self.registry.alias_version(ref)
+            )
+            if version is not None:
+                resolved[ref] = version
+        wanted = set(resolved.values()) - {champion}
+        held = {v: s for v, s in self.engine.versions.items() if v in wanted}
+        for version in sorted(wanted - held.keys()):
+            snapshot_id = self.registry.version_tag(version, "omnirec.snapshot")
+            try:
+                if snapshot_id is None:
+                    raise RegistryError("no published snapshot (omnirec publish VERSION)")
+                held[version] = self._load(version, snapshot_id)
+            except Exception as exc:
+                self.experiment_problems[version] = f"v{version}: {exc}"
+                log.warning("experiment model v%s not loaded: %s", version, exc)
+                continue
+            self.experiment_problems.pop(version, None)
+            LOADED_BYTES.labels(str(version), "experiment").set(loaded_bytes(held[version]))
+            log.info("holding model v%s for experiments", version)
+        for version in set(self.engine.versions) - held.keys():
+            with contextlib.suppress(KeyError):
+                LOADED_BYTES.remove(str(version), "experiment")
+            log.info("let go of model v%s: no experiment uses it", version)
+        changed = held.keys() != self.engine.versions.keys() or resolved != self.engine.model_refs
+        self.engine.versions = held
+        self.engine.model_refs = resolved
+        return changed
 
     def _missing(self, version: int, snapshot_id: str) -> None:
         """The champion's snapshot is not in Redis: answer degraded, restore it from MLflow."""

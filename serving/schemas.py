@@ -8,7 +8,9 @@ import msgspec
 
 from features.schema import ID_PATTERN
 
-Source = Literal["personalized", "popular", "trending", "similar", "bought_together", "none"]
+Source = Literal[
+    "personalized", "popular", "trending", "similar", "bought_together", "pinned", "none"
+]
 Id = Annotated[
     str,
     msgspec.Meta(pattern=ID_PATTERN, description="customer, alias or item id"),
@@ -39,7 +41,9 @@ class Item(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class Recommendations(msgspec.Struct, frozen=True):
-    """An answer for one customer (or item, or order)."""
+    """An answer for one customer (or item, or order). `recommendation_id` identifies this answer
+    in feedback (POST /v1/feedback); `variant` is the experiment variant that produced it
+    (`default` outside every experiment)."""
 
     items: list[Item]
     source: Source
@@ -48,6 +52,13 @@ class Recommendations(msgspec.Struct, frozen=True):
     request_id: str
     degraded: bool = False
     customer_id: str | None = None
+    recommendation_id: str = ""
+    variant: str = "default"
+    experiment: str | None = None
+    placement: str | None = None
+
+
+Placement = Annotated[str, msgspec.Meta(max_length=24, description="a configured placement")]
 
 
 class BatchRequest(msgspec.Struct, frozen=True):
@@ -57,6 +68,7 @@ class BatchRequest(msgspec.Struct, frozen=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
     channel: str | None = None
     store_id: Id | None = None
+    placement: Placement | None = None  # e.g. post_purchase_email: its rules and experiment
 
 
 class BatchResponse(msgspec.Struct, frozen=True):
@@ -73,6 +85,7 @@ class OrderRequest(msgspec.Struct, frozen=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
     store_id: Id | None = None  # click-and-collect: only what this (pickup) store has
     availability: bool = False  # per item, where it can be had
+    placement: Placement | None = None
 
 
 class EventIn(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -92,6 +105,29 @@ class EventIn(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class EventsIn(msgspec.Struct, frozen=True):
     events: Annotated[list[EventIn], msgspec.Meta(min_length=1, max_length=10_000)]
+
+
+class FeedbackIn(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a customer did with a recommendation: `impression`, `click`, `add_to_cart` or
+    `purchase`, with the answer's `recommendation_id` and the 1-based `position` it was shown at
+    when known. A purchase without an id counts for the recommendation whose item the customer
+    clicked within the attribution window."""
+
+    type: str
+    customer_id: str
+    item_id: str
+    recommendation_id: str | None = None
+    position: int | None = None
+    channel: str | None = None
+    placement: str | None = None
+    timestamp: str | float | None = None
+    price: float | None = None  # a purchase's unit price (revenue = price x quantity)
+    quantity: int = 1
+    event_id: str | None = None  # your id: a retry with the same id is stored once
+
+
+class FeedbackPost(msgspec.Struct, frozen=True):
+    feedback: Annotated[list[FeedbackIn], msgspec.Meta(min_length=1, max_length=10_000)]
 
 
 class EventError(msgspec.Struct, frozen=True):

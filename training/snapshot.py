@@ -260,8 +260,40 @@ def catalogue_of(
                 cats[col] = cat or "unknown"
                 prices[col] = float(price) if price is not None else 0.0
                 active[col] = bool(act) if act is not None else True
+    texts, numbers = _attributes(model, table)
     return Catalogue(item_ids=ids, names=names, categories=cats, prices=prices, active=active,
-                     channels=channels, stores=stores)  # fmt: skip
+                     channels=channels, stores=stores, texts=texts, numbers=numbers)  # fmt: skip
+
+
+CONTRACT_COLUMNS = frozenset({"item_id", "name", "category", "price", "active"})
+
+
+def _attributes(
+    model: Recommender, table: pa.Table | None
+) -> tuple[dict[str, list[str]], dict[str, list[float]]]:
+    """The catalogue's own columns in the model's item order: text ("" where unknown) and
+    numbers (NaN where unknown)."""
+    texts: dict[str, list[str]] = {}
+    numbers: dict[str, list[float]] = {}
+    if table is None:
+        return texts, numbers
+    cols = model.columns_of([str(v) for v in table.column("item_id").to_pylist()])
+    found = cols >= 0
+    for name in table.column_names:
+        if name in CONTRACT_COLUMNS:
+            continue
+        column = table.column(name)
+        if pa.types.is_string(column.type):
+            values = np.full(model.n_items, "", dtype=object)
+            raw = np.asarray(column.fill_null("").to_numpy(zero_copy_only=False), dtype=object)
+            values[cols[found]] = raw[found]
+            texts[name] = [str(v) for v in values.tolist()]
+        elif pa.types.is_floating(column.type):
+            numbers_of = np.full(model.n_items, np.nan)
+            raw_numbers = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+            numbers_of[cols[found]] = raw_numbers[found]
+            numbers[name] = numbers_of.tolist()
+    return texts, numbers
 
 
 def stock_bitmaps(stock: pa.Table | None, model: Recommender) -> Iterator[tuple[str, bytes]]:

@@ -41,9 +41,15 @@ def positive_int(value: str) -> int:
 
 def all_commands() -> list[CommandSpec]:
     """Every subcommand, in the order `--help` lists them."""
-    from omnirec.commands import data, demo, serve, training
+    from omnirec.commands import data, demo, experiments, serve, training
 
-    return [*data.COMMANDS, *training.COMMANDS, *serve.COMMANDS, *demo.COMMANDS]
+    return [
+        *data.COMMANDS,
+        *training.COMMANDS,
+        *serve.COMMANDS,
+        *experiments.COMMANDS,
+        *demo.COMMANDS,
+    ]
 
 
 def add_engine_option(p: argparse.ArgumentParser) -> None:

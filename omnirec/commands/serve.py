@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import time
 from pathlib import Path
 
@@ -33,6 +34,13 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from serving.http_protocol import DeadlineHttpToolsProtocol, raise_open_file_limit
 
     raise_open_file_limit()
+    from serving.experiments import load_experiments
+    from serving.merchandising import load_placements
+
+    # a bad placements or experiments file stops here, naming the file and the rule
+    load_experiments(
+        settings.serving.experiments_file, load_placements(settings.serving.placements_file)
+    )
     # every worker uses the same Redis: REDIS_URL, or the data folder's shared embedded server
     with redis_target(settings) as target:
         os.environ["REDIS_URL"] = target.url
@@ -91,6 +99,10 @@ def _run_export(args: argparse.Namespace, settings: Settings) -> int:
         )
         store.close()
     print(f"exported {result.events:,} events into {len(result.files)} file(s) under {out}")
+    if result.feedback:
+        from features.export import feedback_folder
+
+        print(f"exported {result.feedback:,} feedback records under {feedback_folder(out)}")
     return 0
 
 
@@ -104,6 +116,11 @@ def _configure_batch(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output .csv or .parquet")
     p.add_argument("--limit", type=positive_int, default=10, help="items per customer")
     p.add_argument("--store-id", default=None, help="only items in stock at this store")
+    p.add_argument(
+        "--placement",
+        default=None,
+        help="a configured placement (e.g. post_purchase_email): its rules and experiment",
+    )
 
 
 def _read_customers(path: Path) -> list[str]:
@@ -133,13 +150,15 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
             raise SystemExit(f"no champion model with a published snapshot: {runtime.last_error}")
         loaded = time.perf_counter()
         rows: dict[str, list[object]] = {k: [] for k in ("customer_id", "rank", "item_id", "score", "source",
-                                                          "model_version", "snapshot")}  # fmt: skip
+                                                          "model_version", "snapshot", "recommendation_id",
+                                                          "variant")}  # fmt: skip
         progress = Progress(len(customers), "batch", "customers")
+        engine.placements.rules_for(args.placement)  # an unknown placement stops here
+        run_id = f"{random.getrandbits(128):032x}"  # the recommendation ids' common part
         for start in range(0, len(customers), 1000):
             chunk = customers[start : start + 1000]
-            answers = engine.batch(
-                chunk, limit=args.limit, channel=None, store_id=args.store_id, request_id="batch"
-            )
+            answers = engine.batch(chunk, limit=args.limit, channel=None, store_id=args.store_id, request_id=run_id,
+                                   placement=args.placement, first_index=start)  # fmt: skip
             progress.update(len(chunk))
             for answer, customer in zip(answers, chunk, strict=True):
                 n = len(answer.items)
@@ -150,6 +169,8 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
                 rows["source"] += [item.source for item in answer.items]
                 rows["model_version"] += [answer.model_version] * n
                 rows["snapshot"] += [answer.snapshot] * n
+                rows["recommendation_id"] += [answer.recommendation_id] * n
+                rows["variant"] += [answer.variant] * n
         progress.close()
         answered = time.perf_counter()
         store.close()

@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from features.schema import ID_PATTERN, KNOWN_CHANNELS
 from omnirec.errors import InvalidRequestError
 from serving.engine import Engine
+from serving.merchandising import RuleSet
 
 MAX_LIMIT = 100  # items per answer
 MAX_TEXT = 128  # ids and category names
@@ -38,6 +39,20 @@ Availability = Annotated[
     Parameter(description="per item, where it can be had: here, the nearest stores, online"),
 ]
 ItemId = Annotated[str, Parameter(pattern=ID_PATTERN, max_length=MAX_TEXT, description="item id")]
+PlacementName = Annotated[
+    str | None,
+    Parameter(max_length=24, description="a configured placement (home, product_page, cart, ...): "
+              "its merchandising rules and experiment"),
+]  # fmt: skip
+PriceBound = Annotated[
+    float | None, Parameter(ge=0, description="only items at this price or above")
+]
+PriceCap = Annotated[float | None, Parameter(ge=0, description="only items at this price or below")]
+ExcludeItems = Annotated[
+    str | None,
+    Parameter(max_length=4096, description="comma-separated item ids never to show"),
+]
+MAX_EXCLUDED = 200
 _ID = re.compile(ID_PATTERN)
 
 
@@ -89,3 +104,26 @@ def check_ids(field: str, values: list[str]) -> None:
     for i, value in enumerate(values):
         if not _ID.match(value):
             raise InvalidRequestError(f"{field}[{i}]", "invalid characters or longer than 128")
+
+
+def request_rules(price_min: float | None, price_max: float | None,
+                  exclude_items: str | None) -> RuleSet | None:  # fmt: skip
+    """The request's own filters as a rule set (None without any); 400s name the parameter."""
+    if price_min is None and price_max is None and not exclude_items:
+        return None
+    if price_min is not None and price_max is not None and price_min > price_max:
+        raise InvalidRequestError("price_min", "is above price_max")
+    excluded = [i.strip() for i in (exclude_items or "").split(",") if i.strip()]
+    if len(excluded) > MAX_EXCLUDED:
+        raise InvalidRequestError("exclude_items", f"more than {MAX_EXCLUDED} item ids")
+    check_ids("exclude_items", excluded)
+    name = f"request:{price_min}:{price_max}:{','.join(sorted(excluded))}"
+    return RuleSet(
+        name=name, price_min=price_min, price_max=price_max, exclude_items=frozenset(excluded)
+    )
+
+
+def check_placement(engine: Engine, placement: str | None) -> str | None:
+    """A configured placement; anything else is a 400 naming `placement`."""
+    engine.placements.rules_for(placement)
+    return placement

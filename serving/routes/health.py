@@ -41,6 +41,9 @@ class HealthController(Controller):
             FEATURE_AGE.set(age or 0)
         ok = redis_ok and snap is not None
         warnings = [w for w in (runtime.durability, runtime.last_error) if w]
+        warnings += runtime.rule_problems + list(runtime.experiment_problems.values())
+        warnings += [f"experiment {e} variant {v} stopped by its guardrail: {why}"
+                     for (e, v), why in engine.health.stopped.items()]  # fmt: skip
         if runtime.snapshot_state in {"missing", "restoring"}:
             warnings.append(
                 "the feature snapshot is not in Redis: answers are degraded until it is restored"

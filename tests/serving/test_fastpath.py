@@ -67,7 +67,13 @@ QUERIES = [
 
 
 def _without_request_id(body: dict[str, object]) -> dict[str, object]:
-    return {k: v for k, v in body.items() if k != "request_id"}
+    """The answer without what differs per request: its request id, and the same id at the
+    start of its recommendation id (which must carry the request id, then the variant)."""
+    rid = str(body["request_id"])
+    recommendation = str(body["recommendation_id"])
+    assert recommendation.startswith(rid + ".")
+    return {**{k: v for k, v in body.items() if k != "request_id"},
+            "recommendation_id": recommendation.removeprefix(rid)}  # fmt: skip
 
 
 def _served(dep: Deployment, outcome: str) -> float:

@@ -39,9 +39,17 @@ def batch(dep: Deployment, customers: list[str]) -> dict[str, object]:
 
 
 def without_request_ids(body: dict[str, object]) -> object:
+    """The answers without their request's id; each recommendation id is that id, then the
+    answer's place in the batch, then the variant (checked, then compared without the id)."""
     results = body["results"]
     assert isinstance(results, list)
-    return [{k: v for k, v in r.items() if k != "request_id"} for r in results]
+    rid = str(body["request_id"])
+    for k, r in enumerate(results):
+        assert r["recommendation_id"] == f"{rid}-{k}._.default._", r["recommendation_id"]
+    return [
+        {k: v for k, v in r.items() if k not in {"request_id", "recommendation_id"}}
+        for r in results
+    ]
 
 
 def test_batch_in_the_child_process_answers_as_the_worker_does(deployment: Deployment) -> None:

@@ -1,0 +1,205 @@
+"""Feedback on recommendations (impressions, clicks, add-to-cart, purchases), stored like events:
+validated one by one, aliases resolved, written to the same event streams (entry field `f`), and
+exported beside the event log (`features.export`).
+
+A recommendation id names the experiment, variant and placement that produced the answer
+(`<request>[-<k>].<experiment>.<variant>.<placement>`, `_` for none), so feedback quoting it is
+counted for that variant without a lookup. A click is remembered for the attribution window
+(`<prefix>:clicked:<customer>:<item>` -> its recommendation id), so a purchase of the clicked
+item within the window counts for the click's variant even when it does not quote an id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from features.realtime import (
+    RealtimeEvents,
+    Rejected,
+    check_customer_and_item,
+    event_time,
+    text_field,
+)
+from features.schema import ID_PATTERN, MAX_FUTURE_SECONDS
+from omnirec.redis_access import Command, Reply
+
+FEEDBACK_TYPES: tuple[str, ...] = ("impression", "click", "add_to_cart", "purchase")
+NONE_MARK = "_"  # in a recommendation id: no experiment, no placement
+CHECK_CHUNK = 500
+_ID = re.compile(ID_PATTERN)
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,23}\Z")
+_CHANNEL = re.compile(r"^[a-z][a-z0-9_\-]{0,31}\Z")
+
+
+@dataclass(frozen=True)
+class RecommendationRef:
+    """What a recommendation id says: which experiment, variant and placement answered."""
+
+    experiment: str | None
+    variant: str
+    placement: str | None
+
+
+def recommendation_id(request_id: str, experiment: str | None, variant: str,
+                      placement: str | None, index: int | None = None) -> str:  # fmt: skip
+    """`<request id>[-<index>].<experiment>.<variant>.<placement>` (`_` for none)."""
+    base = request_id if index is None else f"{request_id}-{index}"
+    return f"{base}.{experiment or NONE_MARK}.{variant}.{placement or NONE_MARK}"
+
+
+def parse_recommendation_id(value: str) -> RecommendationRef | None:
+    """The parts of a recommendation id this service gave, or None."""
+    parts = value.split(".")
+    if len(parts) != 4 or not re.fullmatch(r"[0-9a-z]+(-[0-9]+)?", parts[0]):
+        return None
+    _, experiment, variant, placement = parts
+    if not all(p == NONE_MARK or _NAME.match(p) for p in (experiment, placement)):
+        return None
+    if not _NAME.match(variant):
+        return None
+    return RecommendationRef(None if experiment == NONE_MARK else experiment, variant,
+                             None if placement == NONE_MARK else placement)  # fmt: skip
+
+
+class FeedbackEvent(msgspec.Struct, array_like=True, frozen=True):
+    """One feedback record as stored in the stream (customer resolved, id parsed)."""
+
+    feedback_type: str
+    customer_id: str
+    item_id: str
+    timestamp: int  # epoch microseconds
+    channel: str | None = None
+    recommendation_id: str | None = None
+    position: int | None = None  # 1 = first
+    experiment: str | None = None
+    variant: str | None = None
+    placement: str | None = None
+    price: float | None = None
+    quantity: int = 1
+    event_id: str | None = None
+    alias_id: str | None = None
+
+
+FEEDBACK_DECODER = msgspec.msgpack.Decoder(FeedbackEvent)
+
+
+def check_feedback(raw: dict[str, object], index: int, now: float,
+                   max_future_seconds: float = MAX_FUTURE_SECONDS) -> FeedbackEvent | Rejected:  # fmt: skip
+    """Validate one feedback record; returns it or why it is refused (the field at fault)."""
+
+    def text(name: str) -> str | None:
+        return text_field(raw, name)
+
+    kind = (text("type") or "").lower()
+    if kind not in FEEDBACK_TYPES:
+        return Rejected(index, "type", f"not one of {', '.join(FEEDBACK_TYPES)}")
+    if (wrong := check_customer_and_item(raw, index)) is not None:
+        return wrong
+    rid = text("recommendation_id")
+    ref = None
+    if rid is not None:
+        ref = parse_recommendation_id(rid) if len(rid) <= 128 else None
+        if ref is None:
+            return Rejected(index, "recommendation_id", "not a recommendation id this service gave")
+    position = raw.get("position")
+    if position is not None and (not isinstance(position, int) or isinstance(position, bool)
+                                 or not 1 <= position <= 1000):  # fmt: skip
+        return Rejected(index, "position", "must be a whole number from 1 to 1000")
+    channel = text("channel")
+    if channel is not None and not _CHANNEL.match(channel.lower()):
+        return Rejected(index, "channel", "not a lowercase channel name")
+    placement = text("placement")
+    if placement is not None and not _NAME.match(placement):
+        return Rejected(index, "placement", "not a placement name")
+    try:
+        when = event_time(raw.get("timestamp"), now)
+    except (ValueError, OverflowError, OSError):
+        return Rejected(index, "timestamp", "unparsable")
+    if when > now + max_future_seconds or when < 0:
+        return Rejected(index, "timestamp", "in the future or before 1970")
+    price = raw.get("price")
+    if price is not None and (
+        not isinstance(price, int | float) or isinstance(price, bool) or price < 0
+    ):
+        return Rejected(index, "price", "negative or not a number")
+    quantity = raw.get("quantity", 1)
+    if not isinstance(quantity, int) or isinstance(quantity, bool) or not 0 < quantity <= 1_000_000:
+        return Rejected(index, "quantity", "must be a positive whole number")
+    event_id = text("event_id")
+    if event_id is not None and not _ID.match(event_id):
+        return Rejected(index, "event_id", "invalid characters or longer than 128")
+    return FeedbackEvent(
+        feedback_type=kind, customer_id=str(text("customer_id")), item_id=str(text("item_id")),
+        timestamp=int(when * 1_000_000), channel=None if channel is None else channel.lower(),
+        recommendation_id=rid, position=position, experiment=ref.experiment if ref else None,
+        variant=ref.variant if ref else None, placement=placement or (ref.placement if ref else None),
+        price=None if price is None else float(price), quantity=quantity, event_id=event_id,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    accepted: int
+    rejected: list[Rejected]
+    duplicates: int
+    stored: list[
+        FeedbackEvent
+    ]  # stored now (not duplicates), with the click they are attributed to
+    attributed: list[FeedbackEvent]  # purchases whose click (or own id) names a recommendation
+
+
+class FeedbackLog:
+    """Stores feedback in the event streams, through `send` (the service's auto-pipeline)."""
+
+    def __init__(self, realtime: RealtimeEvents, attribution_seconds: float,
+                 max_future_seconds: float = MAX_FUTURE_SECONDS) -> None:  # fmt: skip
+        self.realtime = realtime
+        self.window = max(1, int(attribution_seconds))
+        self.max_future_seconds = max_future_seconds
+
+    def click_key(self, customer_id: str, item_id: str) -> str:
+        return f"{self.realtime.store.prefix}:clicked:{customer_id}:{item_id}"
+
+    async def store(self, send: Callable[[list[Command]], Awaitable[list[Reply]]],
+                    raw: list[dict[str, object]]) -> FeedbackResult:  # fmt: skip
+        """Validate, resolve aliases, store; returns once Redis confirmed the streams' writes."""
+        now = time.time()
+        checked: list[FeedbackEvent | Rejected] = []
+        for start in range(0, len(raw), CHECK_CHUNK):
+            checked += [check_feedback(r, start + k, now, self.max_future_seconds)
+                        for k, r in enumerate(raw[start : start + CHECK_CHUNK])]  # fmt: skip
+            await asyncio.sleep(0)
+        events = [c for c in checked if isinstance(c, FeedbackEvent)]
+        rejected = [c for c in checked if isinstance(c, Rejected)]
+        if not events:
+            return FeedbackResult(0, rejected, 0, [], [])
+        rt = self.realtime
+        events = rt.resolved(events, await send(rt.alias_reads(events)))
+        # a purchase that does not quote a recommendation: the click it follows, if any
+        unquoted = [k for k, e in enumerate(events)
+                    if e.feedback_type == "purchase" and e.recommendation_id is None]  # fmt: skip
+        if unquoted:
+            found = await send([("GET", self.click_key(events[k].customer_id, events[k].item_id))
+                                for k in unquoted])  # fmt: skip
+            for k, rid in zip(unquoted, found, strict=True):
+                ref = parse_recommendation_id(rid.decode()) if isinstance(rid, bytes) else None
+                if ref is not None and isinstance(rid, bytes):
+                    events[k] = msgspec.structs.replace(
+                        events[k], recommendation_id=rid.decode(), experiment=ref.experiment,
+                        variant=ref.variant, placement=events[k].placement or ref.placement,
+                    )  # fmt: skip
+        _, fresh = rt.stored(events, await send(rt.stream_writes(events, "f")))
+        clicks: list[Command] = [
+            ("SET", self.click_key(e.customer_id, e.item_id), e.recommendation_id, "EX", self.window)
+            for e in fresh if e.feedback_type == "click" and e.recommendation_id
+        ]  # fmt: skip
+        if clicks:
+            await send(clicks)
+        attributed = [e for e in fresh if e.feedback_type == "purchase" and e.recommendation_id]
+        return FeedbackResult(len(events), rejected, len(events) - len(fresh), fresh, attributed)

@@ -1,0 +1,77 @@
+"""Feedback on recommendations: 202 once stored in the event streams (like events), counted per
+variant, placement and channel on /metrics, purchases attributed to the click before them."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, Response, post
+from litestar.di import Provide
+
+from features.feedback import FeedbackEvent
+from omnirec.errors import StoreUnavailableError
+from serving.auth import needs
+from serving.engine import Engine
+from serving.metrics import ATTRIBUTED, ATTRIBUTED_REVENUE, EVENTS, FEEDBACK
+from serving.routes.common import get_engine, request_id
+from serving.schemas import EventError, EventsAccepted, FeedbackPost
+
+OTHER = "other"  # the label of names the configuration does not know (bounded label values)
+NONE = "none"
+
+
+def _labels(engine: Engine, event: FeedbackEvent) -> tuple[str, str, str]:
+    """(experiment, variant, placement) as metric labels: only configured names."""
+    experiment = engine.experiments.by_name(event.experiment) if event.experiment else None
+    if event.experiment is None:
+        names = (
+            NONE,
+            event.variant
+            if event.variant == "default"
+            else NONE
+            if event.variant is None
+            else OTHER,
+        )
+    elif experiment is None:
+        names = (OTHER, OTHER)
+    else:
+        known = {v.name for v in experiment.variants}
+        names = (experiment.name, event.variant if event.variant in known else OTHER)
+    placement = (NONE if event.placement is None
+                 else event.placement if event.placement in engine.placements.placements else OTHER)  # fmt: skip
+    return names[0], names[1], placement
+
+
+class FeedbackController(Controller):
+    path = "/v1/feedback"
+    tags = ["feedback"]
+    dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
+    opt = needs("events")
+
+    @post("/", operation_id="postFeedback", status_code=202,
+          summary="Store impressions, clicks, add-to-carts and purchases of recommended items")  # fmt: skip
+    async def post_feedback(self, engine: Engine, data: FeedbackPost) -> Response[EventsAccepted]:
+        """202 once stored (durable like events, exported beside them); a rejected record is
+        reported with the field at fault; 503 while Redis cannot store."""
+        if engine.feedback is None or engine.breaker.open:
+            EVENTS.labels("unavailable").inc(len(data.feedback))
+            raise StoreUnavailableError("Redis is unavailable")
+        raw = [msgspec.structs.asdict(f) for f in data.feedback]
+        try:
+            result = await engine.feedback.store(engine.pipeline.checked, raw)
+        except StoreUnavailableError:
+            engine.breaker.trip()
+            raise
+        for event in result.stored:
+            experiment, variant, placement = _labels(engine, event)
+            FEEDBACK.labels(
+                event.feedback_type, experiment, variant, placement, event.channel or "unknown"
+            ).inc()
+        for event in result.attributed:
+            experiment, variant, placement = _labels(engine, event)
+            ATTRIBUTED.labels(experiment, variant, placement).inc()
+            ATTRIBUTED_REVENUE.labels(experiment, variant, placement).inc(
+                (event.price or 0.0) * event.quantity
+            )
+        errors = [EventError(r.index, r.field, r.message) for r in result.rejected]
+        body = EventsAccepted(result.accepted, len(errors), errors, request_id(), result.duplicates)
+        return Response(body, status_code=202)

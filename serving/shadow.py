@@ -1,0 +1,124 @@
+"""Shadow answers: for a sample of an experiment's requests, the shadow model's answer for the
+same customer is computed after the served answer went out, off the request path, and compared
+with it (overlap of the lists, Kendall's tau of the shared items' ranks) on /metrics.
+
+Never on the request path: a request only appends to a bounded queue (full: the newest is
+dropped and counted); one background task works the queue, computes each answer in a thread, and
+gets at most SHADOW_SHARE of the time (after spending t it rests t x (1/share - 1)), so a slow
+challenger falls behind and drops samples instead of slowing the storefront.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import stats
+
+from serving.experiments import Experiment
+from serving.merchandising import RuleSet
+from serving.metrics import SHADOW, SHADOW_OVERLAP, SHADOW_RANK_CORRELATION
+
+if TYPE_CHECKING:
+    from serving.engine import Engine
+
+log = logging.getLogger("omnirec.serving")
+QUEUE = 64  # shadow requests waiting at most
+SHADOW_SHARE = 0.25  # of the time the shadow worker may spend computing
+
+
+@dataclass(frozen=True)
+class ShadowJob:
+    experiment: Experiment
+    customer_id: str
+    served: list[str]
+    limit: int
+    channel: str | None
+    store_id: str | None
+    category: str | None
+    rules: RuleSet | None
+    request_id: str
+
+
+def compare(served: list[str], shadow: list[str]) -> tuple[float, float | None]:
+    """(share of the served items in the shadow list, Kendall's tau of the ranks of the items
+    both lists hold; None with fewer than two)."""
+    if not served:
+        return 0.0, None
+    position = {item: k for k, item in enumerate(shadow)}
+    shared = [item for item in served if item in position]
+    overlap = len(shared) / len(served)
+    if len(shared) < 2:
+        return overlap, None
+    tau = stats.kendalltau(np.arange(len(shared)), [position[item] for item in shared]).statistic
+    return overlap, float(tau)
+
+
+class Shadow:
+    """The queue of sampled requests and the task that answers them with the shadow model."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.queue: deque[ShadowJob] = deque()
+        self.ready = asyncio.Event()
+
+    def offer(self, job: ShadowJob) -> None:
+        """Queue a request for its shadow answer when it is sampled (never blocks)."""
+        experiment = job.experiment
+        if experiment.shadow is None or random.random() >= experiment.shadow_sample:
+            return
+        if len(self.queue) >= QUEUE:
+            SHADOW.labels(experiment.name, "dropped").inc()
+            return
+        self.queue.append(job)
+        SHADOW.labels(experiment.name, "queued").inc()
+        self.ready.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            while self.queue:
+                job = self.queue.popleft()
+                started = time.monotonic()
+                try:
+                    outcome = await self._answer(job)
+                except Exception as exc:  # a failing challenger never fails the service
+                    outcome = "failed"
+                    log.warning(
+                        "shadow answer failed (%s): %s", job.experiment.name, type(exc).__name__
+                    )
+                SHADOW.labels(job.experiment.name, outcome).inc()
+                spent = time.monotonic() - started
+                await asyncio.sleep(spent * (1 / SHADOW_SHARE - 1))
+
+    async def _answer(self, job: ShadowJob) -> str:
+        engine = self.engine
+        assert job.experiment.shadow is not None
+        snap = engine.snapshot_for(job.experiment.shadow)
+        if snap is None:
+            return "unloaded"
+        state = (await engine.fetch_customers_async(snap, [job.customer_id]))[0]
+
+        def compute() -> list[str]:
+            if engine.settings.serving.shadow_delay_seconds:
+                time.sleep(
+                    engine.settings.serving.shadow_delay_seconds
+                )  # a slow challenger (tests)
+            answer = engine.recommend_state(snap, state, limit=job.limit, channel=job.channel, store_id=job.store_id,
+                                            category=job.category, exclude_purchased=True, explain=False,
+                                            request_id=job.request_id, rules=job.rules)  # fmt: skip
+            return [item.item_id for item in answer.items]
+
+        shadow = await asyncio.to_thread(compute)
+        overlap, tau = compare(job.served, shadow)
+        SHADOW_OVERLAP.labels(job.experiment.name).observe(overlap)
+        if tau is not None:
+            SHADOW_RANK_CORRELATION.labels(job.experiment.name).observe(tau)
+        return "done"
