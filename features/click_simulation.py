@@ -1,8 +1,9 @@
-"""A simulated A/B experiment whose true effect is known: customers with latent tastes over the
-catalogue's categories see ten-item lists from a control (popular items, blind to taste) and a
-treatment (popular items drawn leaning, by `tailoring`, towards the customer's taste); each shown item is
-clicked with a probability that grows with the customer's taste for its category and falls with
-its position; a click turns into a purchase with a fixed probability within hours.
+"""A simulated A/B experiment whose true effect is known, on the synthetic customers' latent tastes
+(features.generator.latent_tastes): customers see ten-item lists from a control (popular items,
+blind to taste) and a treatment (popular items drawn leaning, by `tailoring`, towards the
+customer's tastes); each shown item is clicked with a probability that grows with the customer's
+latent interest in its category and falls with its position; a click turns into a purchase with a
+fixed probability within hours.
 
 The expected click-through rate of every list is computed from those probabilities, so the true
 lift of the treatment over the control is known exactly (for the lists shown), and a report
@@ -19,6 +20,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from features.generator import LatentTastes
+
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
@@ -30,23 +33,23 @@ class SimulatedExperiment:
     impressions: dict[str, int]
 
 
-def simulate_experiment(item_ids: list[str], categories: list[str], prices: list[float], *,
-                        experiment: str = "simulated", variants: tuple[str, str] = ("control", "tailored"),
-                        customers: int = 20_000, lists_per_customer: int = 3, list_length: int = 10,
-                        tailoring: float = 0.15, base_click: float = 0.012, purchase_share: float = 0.3, seed: int = 7,
+def simulate_experiment(tastes: LatentTastes, *, experiment: str = "simulated",
+                        variants: tuple[str, str] = ("control", "tailored"), customers: int | None = None,
+                        lists_per_customer: int = 3, list_length: int = 10, tailoring: float = 0.15,
+                        base_click: float = 0.012, purchase_share: float = 0.3, seed: int = 7,
                         start: datetime = datetime(2026, 11, 1, tzinfo=UTC)) -> SimulatedExperiment:  # fmt: skip
-    """Simulate the experiment; half the customers (at random) in each variant. `tailoring`
-    (0-1): how far the treatment's draw leans on the customer's tastes (0: the control's)."""
+    """Simulate the experiment on the first `customers` customers (all by default), half of
+    them (at random) in each variant. `tailoring` (0-1): how far the treatment's draw leans on
+    the customer's tastes (0: the control's)."""
     rng = np.random.default_rng(seed)
-    names, category_of = np.unique(
-        np.asarray(categories, dtype=object).astype(str), return_inverse=True
-    )
-    n_items, n_cat = len(item_ids), len(names)
-    taste = rng.dirichlet(np.full(n_cat, 0.4), customers)  # latent: share of interest per category
+    taste = tastes.taste[:customers]
+    category_of = tastes.item_category
+    n_customers, n_cat = taste.shape
+    n_items = len(tastes.item_ids)
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
     popularity = popularity[rng.permutation(n_items)]
-    treated = rng.random(customers) < 0.5
-    who = np.repeat(np.arange(customers), lists_per_customer)
+    treated: npt.NDArray[np.bool_] = np.asarray(rng.random(n_customers) < 0.5)
+    who = np.repeat(np.arange(n_customers), lists_per_customer)
     lists = np.empty((len(who), list_length), dtype=np.int64)
     for k, customer in enumerate(who.tolist()):  # one small draw per list (tens of thousands)
         lean = taste[customer][category_of] * n_cat if treated[customer] else 1.0
@@ -64,24 +67,33 @@ def simulate_experiment(item_ids: list[str], categories: list[str], prices: list
     clicked = rng.random(p_click.shape) < p_click
     shown_at = (np.datetime64(start.replace(tzinfo=None), "us").astype(np.int64)
                 + rng.integers(0, 14 * 86_400_000_000, len(who)))  # fmt: skip
-    table = _records(item_ids, prices, experiment, variants, who, lists, list_treated, clicked, shown_at,
-                     purchase_share, rng)  # fmt: skip
+    table = _records(
+        tastes,
+        experiment,
+        variants,
+        who,
+        lists,
+        list_treated,
+        clicked,
+        shown_at,
+        purchase_share,
+        rng,
+    )
     counts = {variants[0]: int((~list_treated).sum()), variants[1]: int(list_treated.sum())}
     return SimulatedExperiment(
         table, expected, expected[variants[1]] / expected[variants[0]] - 1, counts
     )
 
 
-def _records(item_ids: list[str], prices: list[float], experiment: str, variants: tuple[str, str],
-             who: npt.NDArray[np.int64], lists: npt.NDArray[np.int64], treated: npt.NDArray[np.bool_],
-             clicked: npt.NDArray[np.bool_], shown_at: npt.NDArray[np.int64], purchase_share: float,
-             rng: np.random.Generator) -> pa.Table:  # fmt: skip
+def _records(tastes: LatentTastes, experiment: str, variants: tuple[str, str], who: npt.NDArray[np.int64],
+             lists: npt.NDArray[np.int64], treated: npt.NDArray[np.bool_], clicked: npt.NDArray[np.bool_],
+             shown_at: npt.NDArray[np.int64], purchase_share: float, rng: np.random.Generator) -> pa.Table:  # fmt: skip
     n_lists, length = lists.shape
     rid = np.array([f"{k:032x}.{experiment}.{variants[int(t)]}.home" for k, t in enumerate(treated.tolist())],
                    dtype=object)  # fmt: skip
     variant = np.where(treated, variants[1], variants[0]).astype(object)
-    customer = np.array([f"SIM{c:07d}" for c in who.tolist()], dtype=object)
-    ids = np.asarray(item_ids, dtype=object)
+    customer = np.asarray(tastes.customer_ids, dtype=object)[who]
+    ids = np.asarray(tastes.item_ids, dtype=object)
     row = np.repeat(np.arange(n_lists), length)
     items = lists.ravel()
     positions = np.tile(np.arange(1, length + 1), n_lists)
@@ -107,7 +119,7 @@ def _records(item_ids: list[str], prices: list[float], experiment: str, variants
         "variant": pa.array(np.concatenate([variant[row], variant[row[click_rows]],
                                             np.full(len(bought), None, dtype=object)]), pa.string()),
         "placement": pa.array(["home"] * len(take), pa.string()),
-        "price": pa.array(np.asarray(prices, dtype=np.float64)[items[take]], pa.float64()),
+        "price": pa.array(tastes.prices[items[take]], pa.float64()),
         "quantity": pa.array(np.ones(len(take), np.int32), pa.int32()),
         "event_id": pa.nulls(len(take), pa.string()),
     })  # fmt: skip

@@ -10,7 +10,8 @@ generated in chunks, each written as one Parquet part, so memory stays flat at a
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.schema import TIMESTAMP
+from omnirec.errors import DataError
 from omnirec.progress import Progress
 
 CATEGORY_NAMES = (
@@ -193,6 +195,9 @@ def generate(config: GeneratorConfig, folder: Path) -> GeneratedData:
         old.unlink()
     rng = np.random.default_rng([config.seed, 0])
     catalogue = _Catalogue(config, rng)
+    (folder / "generator.json").write_text(
+        json.dumps({**asdict(config), "end": config.end.isoformat()})
+    )
     table = catalogue.table(rng)
     for name, column in _merchandising_columns(config, catalogue).items():
         table = table.append_column(name, column)
@@ -228,13 +233,54 @@ def generate(config: GeneratorConfig, folder: Path) -> GeneratedData:
     )
 
 
+def _tastes(rng: np.random.Generator, n_categories: int, count: int) -> npt.NDArray[np.float64]:
+    """Each customer's latent share of interest per category: the first draw of a chunk."""
+    return np.asarray(rng.dirichlet(np.full(n_categories, 0.3), count), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class LatentTastes:
+    """What the generator drew and the data only shows through behaviour: each customer's share
+    of interest per category (customers x categories), and each item's category."""
+
+    customer_ids: list[str]
+    taste: npt.NDArray[np.float64]
+    item_ids: list[str]
+    item_category: npt.NDArray[np.int64]
+    prices: npt.NDArray[np.float64]
+
+
+def latent_tastes(config: GeneratorConfig) -> LatentTastes:
+    """The latent tastes of the data `generate(config, ...)` writes (drawn again, the same)."""
+    catalogue = _Catalogue(config, np.random.default_rng([config.seed, 0]))
+    parts = []
+    for chunk, first in enumerate(range(0, config.customers, config.chunk_customers)):
+        count = min(config.chunk_customers, config.customers - first)
+        parts.append(
+            _tastes(np.random.default_rng([config.seed, 1, chunk]), catalogue.n_categories, count)
+        )
+    ids = [f"C{i:08d}" for i in range(config.customers)]
+    return LatentTastes(ids, np.concatenate(parts), [str(i) for i in catalogue.ids.tolist()],
+                        catalogue.category_of.astype(np.int64), catalogue.price.astype(np.float64))  # fmt: skip
+
+
+def read_config(folder: Path) -> GeneratorConfig:
+    """The configuration a synthetic data folder was generated with (its generator.json)."""
+    path = folder / "generator.json"
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(str(path), f"not a synthetic data folder of this version ({exc})") from exc
+    return GeneratorConfig(**{**raw, "end": datetime.fromisoformat(raw["end"])})
+
+
 def _customer_chunk(
     config: GeneratorConfig, catalogue: _Catalogue, store_ids: npt.NDArray[np.object_],
     store_weight: npt.NDArray[np.float64], chunk: int, first: int, count: int,
 ) -> tuple[pa.Table, pa.Table]:  # fmt: skip
     rng = np.random.default_rng([config.seed, 1, chunk])
     n_cat = catalogue.n_categories
-    taste = np.cumsum(rng.dirichlet(np.full(n_cat, 0.3), count), axis=1)
+    taste = np.cumsum(_tastes(rng, n_cat, count), axis=1)
     style = rng.random(count)
     app_share = rng.beta(2, 2, count)
     store_share = rng.beta(1.2, 2.5, count)

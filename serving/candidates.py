@@ -49,9 +49,12 @@ def excluded(snap: LoadedSnapshot, features: CustomerFeatures | None, recent: li
 
 
 def best_items(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
-               mask: npt.NDArray[np.bool_], limit: int, weights: InteractionSettings) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:  # fmt: skip
-    """The customer's best allowed items (`mask`): the published shortlist, or the whole catalogue
-    rescored when events arrived after the snapshot (`fresh`) or the filters emptied the shortlist."""
+               mask: npt.NDArray[np.bool_], limit: int, weights: InteractionSettings,
+               needed: int | None = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:  # fmt: skip
+    """Up to `limit` of the customer's best allowed items (`mask`): the published shortlist, or
+    the whole catalogue rescored when events arrived after the snapshot (`fresh`) or the filters
+    left fewer than `needed` (default `limit`: a deeper pool for rules needs only the answer's
+    length from the shortlist)."""
     if fresh and snap.model.uses_history:
         return rescore(snap, features, fresh, mask, limit, weights)
     if features is not None and features.candidates:
@@ -59,7 +62,9 @@ def best_items(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: l
         cand_scores = np.frombuffer(features.candidate_scores, np.float32)
         keep = mask[cands]
         picked, scores = cands[keep][:limit].astype(np.int64), cand_scores[keep][:limit]
-        if len(picked) < limit and features.vector:  # filters emptied the shortlist
+        if (
+            len(picked) < (limit if needed is None else needed) and features.vector
+        ):  # filters emptied it
             return rescore(snap, features, [], mask, limit, weights)
         return picked, scores
     return np.zeros(0, np.int64), np.zeros(0, np.float32)

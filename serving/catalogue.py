@@ -65,8 +65,10 @@ class LoadedSnapshot:
         default_factory=dict
     )
 
-    # merchandising rule filters: (rule set name, hour) -> allowed items
+    # merchandising rules: filters and boost factors per (rule set name, hour), text codes
     rule_masks: dict[tuple[str, int], npt.NDArray[np.bool_]] = field(default_factory=dict)
+    rule_boosts: dict[tuple[str, int], npt.NDArray[np.float32]] = field(default_factory=dict)
+    _text_codes: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
 
     _repurchase: tuple[dict[str, float], npt.NDArray[np.float64] | None] | None = None
 
@@ -95,6 +97,18 @@ class LoadedSnapshot:
     def text_column(self, name: str) -> npt.NDArray[np.object_] | None:
         """A text column over the item columns (`category` or one of the catalogue's own)."""
         return self.categories if name == "category" else self.texts.get(name)
+
+    def text_codes(self, name: str) -> npt.NDArray[np.int64] | None:
+        """A text column as integer codes (one per distinct value), computed once."""
+        codes = self._text_codes.get(name)
+        if codes is None:
+            column = self.text_column(name)
+            if column is None:
+                return None
+            codes = self._text_codes[name] = np.unique(column.astype(str), return_inverse=True)[
+                1
+            ].astype(np.int64)
+        return codes
 
     def number_column(self, name: str) -> npt.NDArray[np.float64] | None:
         """A numeric column over the item columns (`price` or one of the catalogue's own)."""
@@ -199,7 +213,7 @@ def loaded_bytes(snap: LoadedSnapshot) -> int:
     seen: set[int] = set()
 
     def size(value: object, depth: int = 0) -> int:
-        if id(value) in seen or depth > 3:
+        if id(value) in seen or depth > 5:
             return 0
         seen.add(id(value))
         if isinstance(value, np.ndarray):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 import numpy.typing as npt
+from prometheus_client import Counter
 
 from features.encoding import ITEMLIST_DECODER, Activity, CustomerFeatures
 from features.feedback import FeedbackLog, recommendation_id
@@ -110,6 +111,8 @@ class Engine:
         self.placements = load_placements(settings.serving.placements_file)
         self.experiments = load_experiments(settings.serving.experiments_file, self.placements)
         self.health = VariantHealth()
+        # each (experiment, variant, outcome)'s Prometheus child, looked up once
+        self._variant_counters: dict[tuple[str, str, str], Counter] = {}
         self.shadow = Shadow(self)
         self.versions: dict[int, LoadedSnapshot] = {}  # other model versions experiments serve
         self.model_refs: dict[str, int] = {}  # alias or v<N> -> version (the runtime resolves)
@@ -305,7 +308,11 @@ class Engine:
         self, experiment: Experiment, variant: Variant, seconds: float, failed: bool
     ) -> None:
         """Count a variant's answer; log and show the variants the guardrail stops."""
-        VARIANT_ANSWERS.labels(experiment.name, variant.name, "degraded" if failed else "ok").inc()
+        key = (experiment.name, variant.name, "degraded" if failed else "ok")
+        counter = self._variant_counters.get(key)
+        if counter is None:
+            counter = self._variant_counters[key] = VARIANT_ANSWERS.labels(*key)
+        counter.inc()
         for name in self.health.record(experiment, variant.name, seconds, failed):
             VARIANT_STOPPED.labels(experiment.name, name).set(1)
             log.warning("experiment %s: variant %s stopped by its guardrail (%s); its customers get %s",
@@ -352,11 +359,16 @@ class Engine:
         if snap is None:
             return _empty(request_id, customer), None
         try:
+            # the variant of the id asked for, read in the same round trip as the customer;
+            # an alias is assigned as its customer (one more trip when that changes the model)
+            variant, served = self.choose(experiment, customer)
+            snap = served or snap
             state = (await self.fetch_customers_async(snap, [customer], follow_stock=True))[0]
-            variant, served = self.choose(experiment, state.customer_id)
-            if served is not None and served is not snap:  # another model version's features
-                state = (await self.fetch_customers_async(served, [state.customer_id]))[0]
-                snap = served
+            if state.customer_id != customer and experiment is not None:
+                variant, served = self.choose(experiment, state.customer_id)
+                if served is not None and served is not snap:  # another model version's features
+                    state = (await self.fetch_customers_async(served, [state.customer_id]))[0]
+                    snap = served
         except StoreUnavailableError:
             variant = self.choose(experiment, customer)[0]
             rules = combined_rules(base_rules, variant, request_rules)
@@ -459,12 +471,12 @@ class Engine:
                                                    self.settings.interactions, session)  # fmt: skip
         else:
             picked, scores = best_items(
-                snap, features, fresh, mask, pool, self.settings.interactions
+                snap, features, fresh, mask, pool, self.settings.interactions, needed=limit
             )
-        if rules is not None and rules.boosts:
-            picked, scores = rules.boosted(snap, picked, scores, now)
-        if len(picked) > limit * 3:  # the deeper pool reordered: enough for the diversity cap
-            picked, scores = picked[: limit * 3], scores[: limit * 3]
+        settled = arranged = False
+        if rules is not None and (rules.boosts or rules.diversity):
+            picked, scores, settled = rules.arranged(snap, picked, scores, limit, now)
+            arranged = True
         ids, names, categories, prices = (
             snap.id_list,
             snap.names,
@@ -478,7 +490,7 @@ class Engine:
         if rules is not None and rules.reorders:
             mask[picked] = False
             items = rules.finish(snap, items, limit, _backfill(snap, channel, store_id, category, mask),
-                                 snap.allowed(store_id, None))  # fmt: skip
+                                 snap.allowed(store_id, None), settled, arranged)  # fmt: skip
         elif len(items) < limit:
             mask[picked] = False
             items += fill_popular(snap, limit - len(items), channel, store_id, category, mask)

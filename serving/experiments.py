@@ -250,7 +250,7 @@ class VariantHealth:
         self.failures: dict[tuple[str, str], int] = {}
         self.latencies: dict[tuple[str, str], deque[float]] = {}
         self.stopped: dict[tuple[str, str], str] = {}  # -> why
-        self._checked_at: dict[str, int] = {}
+        self._checked_at: dict[str, int] = {}  # answers since the guardrail last looked
 
     def record(
         self, experiment: Experiment, variant: str, seconds: float, failed: bool
@@ -265,11 +265,12 @@ class VariantHealth:
         if window is None:
             window = self.latencies[key] = deque(maxlen=LATENCY_WINDOW)
         window.append(seconds)
-        total = sum(self.answers.get((experiment.name, v.name), 0) for v in experiment.variants)
-        if total - self._checked_at.get(experiment.name, 0) >= 100:  # check every 100 answers
-            self._checked_at[experiment.name] = total
-            return self.check(experiment)
-        return []
+        since = self._checked_at.get(experiment.name, 0) + 1
+        if since < 100:  # the guardrail looks every 100 answers of the experiment
+            self._checked_at[experiment.name] = since
+            return []
+        self._checked_at[experiment.name] = 0
+        return self.check(experiment)
 
     def is_stopped(self, experiment: str, variant: str) -> bool:
         return (experiment, variant) in self.stopped

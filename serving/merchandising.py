@@ -62,24 +62,22 @@ class Boost:
     values: frozenset[str] = frozenset()
     new_days: float | None = None
 
-    def factors(
-        self, snap: LoadedSnapshot, cols: npt.NDArray[np.int64], now: float
-    ) -> npt.NDArray[np.float64]:
-        """Per candidate column: the multiplier (1 where the boost does not apply)."""
+    def factors(self, snap: LoadedSnapshot, now: float) -> npt.NDArray[np.float64]:
+        """Per item of the catalogue: the multiplier (1 where the boost does not apply)."""
+        n = len(snap.item_ids)
         if self.new_days is not None:
-            hit = _listed_since(snap, now - self.new_days * 86_400)[cols]
-            return np.where(hit, self.factor, 1.0)
+            return np.where(_listed_since(snap, now - self.new_days * 86_400), self.factor, 1.0)
         assert self.column is not None
         if self.values:
             text = snap.text_column(self.column)
             if text is None:
-                return np.ones(len(cols))
-            return np.where(np.isin(text[cols], list(self.values)), self.factor, 1.0)
+                return np.ones(n)
+            return np.where(np.isin(text, list(self.values)), self.factor, 1.0)
         numbers = snap.number_column(self.column)
-        if numbers is None:
-            return np.ones(len(cols))
+        if numbers is None or not np.isfinite(numbers).any():
+            return np.ones(n)
         low, high = np.nanmin(numbers), np.nanmax(numbers)
-        share = np.nan_to_num((numbers[cols] - low) / (high - low)) if high > low else 0.0
+        share = np.nan_to_num((numbers - low) / (high - low)) if high > low else np.zeros(n)
         return np.asarray(1.0 + (self.factor - 1.0) * share, dtype=np.float64)
 
 
@@ -114,11 +112,15 @@ class RuleSet:
     pins: tuple[Pin, ...] = ()
     diversity: Diversity | None = None
     filters: bool = field(init=False, default=False)
+    hourly_boosts: bool = field(
+        init=False, default=False
+    )  # new arrivals: factors change by the hour
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "filters", bool(
             self.include or self.exclude or self.exclude_items or self.price_min is not None
             or self.price_max is not None or self.new_arrivals_days is not None))  # fmt: skip
+        object.__setattr__(self, "hourly_boosts", any(b.new_days is not None for b in self.boosts))
 
     @property
     def reorders(self) -> bool:
@@ -186,18 +188,46 @@ class RuleSet:
         """How many candidates to score for an answer of `limit` items."""
         return limit * POOL_FACTOR + 20 if self.boosts or self.diversity else limit
 
+    def boost_vector(self, snap: LoadedSnapshot, now: float) -> npt.NDArray[np.float32]:
+        """Per item: the product of every boost's and bury's factor; cached per snapshot (and
+        hour, when new arrivals count), so a request only gathers its candidates' factors."""
+        key = (self.name, int(now // 3600) if self.hourly_boosts else 0)
+        cached = snap.rule_boosts.get(key)
+        if cached is not None:
+            return cached
+        vector = np.ones(len(snap.item_ids), np.float32)
+        for boost in self.boosts:
+            vector *= boost.factors(snap, now).astype(np.float32)
+        if len(snap.rule_boosts) < MASK_CACHE:
+            snap.rule_boosts[key] = vector
+        return vector
+
     def boosted(self, snap: LoadedSnapshot, picked: npt.NDArray[np.int64],
                 scores: npt.NDArray[np.float32], now: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:  # fmt: skip
-        """The candidates reordered by their scores (scaled to 0-1 among them) times the boosts."""
+        """The candidates reordered by their scores (shifted to start at 0 among them) times the
+        boosts; the scores returned are those products scaled to a peak of 1. Every answer of a
+        placement with boosts runs this: it is kept to a few numpy calls."""
         if not self.boosts or not len(picked):
             return picked, scores
-        low, high = float(scores.min()), float(scores.max())
-        scaled = (scores - low) / (high - low) if high > low else np.ones(len(scores))
-        adjusted = np.asarray(scaled, dtype=np.float64)
-        for boost in self.boosts:
-            adjusted = adjusted * boost.factors(snap, picked, now)
+        adjusted = (scores - np.minimum.reduce(scores)) * self.boost_vector(snap, now)[picked]
         order = np.argsort(-adjusted, kind="stable")
-        return picked[order], adjusted[order].astype(np.float32)
+        picked, adjusted = picked[order], adjusted[order]
+        peak = float(adjusted[0])
+        return picked, adjusted / peak if peak > 0 else np.ones(len(adjusted), np.float32)
+
+    def arranged(self, snap: LoadedSnapshot, picked: npt.NDArray[np.int64], scores: npt.NDArray[np.float32],
+                 limit: int, now: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:  # fmt: skip
+        """Scored candidates boosted, then ordered by the diversity cap, cut to `limit`; and
+        whether that order is final (no cap, or the cap's top is full: `finish` need not look
+        again unless the list is short)."""
+        picked, scores = self.boosted(snap, picked, scores, now)
+        settled = True
+        if self.diversity is not None and len(picked):
+            order, settled = _diversity_order(snap, picked, self.diversity, limit)
+            if order[:limit] != list(range(min(limit, len(picked)))):
+                chosen = np.array(order[:limit], np.int64)
+                return picked[chosen], scores[chosen], settled
+        return picked[:limit], scores[:limit], settled
 
     def reordered(self, snap: LoadedSnapshot, items: list[Item], now: float) -> list[Item]:
         """Items (popular, trending) in the order their scores times the boosts give."""
@@ -209,15 +239,23 @@ class RuleSet:
         order, _ = self.boosted(snap, cols, scores, now)
         return [items[positions[int(c)]] for c in order.tolist()]
 
-    def finish(self, snap: LoadedSnapshot, items: list[Item], limit: int,
-               backfill: Callable[[int], list[Item]], pinnable: npt.NDArray[np.bool_]) -> list[Item]:  # fmt: skip
-        """The answer from ranked candidates: filled with popular items (`backfill(n)`, the same
-        filters) when short, capped per category (or column), pinned items at their places."""
-        short = limit - len(items)
-        if short > 0 or self.diversity is not None:
-            items = items + backfill(max(short, 0) + (limit if self.diversity is not None else 0))
-        if self.diversity is not None:
-            items = _diversified(snap, items, self.diversity, limit)
+    def finish(self, snap: LoadedSnapshot, items: list[Item], limit: int, backfill: Callable[[int], list[Item]],
+               pinnable: npt.NDArray[np.bool_], settled: bool = False, arranged: bool = False) -> list[Item]:  # fmt: skip
+        """The answer from ranked candidates: capped per category (or column), filled with
+        popular items (`backfill(n)`, the same filters) when short or when the cap left the top
+        with gaps, pinned items at their places. `arranged`: `items` come from `arranged`;
+        `settled`: and that order is final."""
+        if settled and len(items) >= limit:
+            items = items[:limit]
+        elif self.diversity is not None:
+            # arranged but not settled: the cap's top has gaps, no need to look again first
+            items, full = (
+                (items, False) if arranged else _diversified(snap, items, self.diversity, limit)
+            )
+            if not full or len(items) < limit:  # other categories from the popular items
+                items, _ = _diversified(snap, items + backfill(limit), self.diversity, limit)
+        elif len(items) < limit:
+            items = items + backfill(limit - len(items))
         items = items[:limit]
         return _pinned(snap, items, self.pins, limit, pinnable) if self.pins else items
 
@@ -235,26 +273,38 @@ def _listed_since(snap: LoadedSnapshot, since: float) -> npt.NDArray[np.bool_]:
     return np.asarray(np.nan_to_num(added, nan=-np.inf) >= since, dtype=bool)
 
 
-def _diversified(
-    snap: LoadedSnapshot, items: list[Item], rule: Diversity, limit: int
-) -> list[Item]:
-    """`items` in order, except that an item whose value of the column already has `max_items`
-    in the top `top` moves below the top (the top filled by the next items that fit)."""
+def _diversity_order(snap: LoadedSnapshot, cols: npt.NDArray[np.int64], rule: Diversity,
+                     limit: int) -> tuple[list[int], bool]:  # fmt: skip
+    """Positions of `cols` in capped order: an item whose value of the column already has
+    `max_items` in the top `top` moves below it (the top filled by the next items that fit);
+    and whether the top is full."""
     top = min(rule.top or limit, limit)
-    column = snap.text_column(rule.column)
-    if column is None:
-        return items
-    counts: dict[object, int] = {}
-    head: list[Item] = []
-    rest: list[Item] = []
-    for item in items:
-        value = column[snap.item_index[item.item_id]] if item.item_id in snap.item_index else None
-        if len(head) < top and counts.get(value, 0) < rule.max_items:
-            counts[value] = counts.get(value, 0) + 1
-            head.append(item)
+    codes = snap.text_codes(rule.column)
+    if codes is None:
+        return list(range(len(cols))), True
+    counts: dict[int, int] = {}
+    head: list[int] = []
+    rest: list[int] = []
+    for position, code in enumerate(codes[cols].tolist()):
+        if len(head) < top and counts.get(code, 0) < rule.max_items:
+            counts[code] = counts.get(code, 0) + 1
+            head.append(position)
         else:
-            rest.append(item)
-    return head + rest
+            rest.append(position)
+        if len(head) == top and len(head) + len(rest) >= limit:  # the answer is decided
+            return head + rest + list(range(position + 1, len(cols))), True
+    return head + rest, len(head) == top
+
+
+def _diversified(snap: LoadedSnapshot, items: list[Item], rule: Diversity,
+                 limit: int) -> tuple[list[Item], bool]:  # fmt: skip
+    """`items` in capped order (see `_diversity_order`), and whether the top is full."""
+    index = snap.item_index
+    cols = np.array([index.get(i.item_id, -1) for i in items], np.int64)
+    known = cols >= 0
+    order, full = _diversity_order(snap, cols[known], rule, limit)
+    kept = [item for item, ok in zip(items, known.tolist(), strict=True) if ok]
+    return [kept[k] for k in order], full
 
 
 def _pinned(snap: LoadedSnapshot, items: list[Item], pins: tuple[Pin, ...], limit: int,

@@ -66,6 +66,8 @@ Try these (keys are for this demo run only):
   e-mail:      curl -s -H 'X-API-Key: {keys["recommend"]}' -H 'Content-Type: application/json' -d '{{"customer_id":"{customer}","item_ids":["I000010"],"limit":5}}' {base}/v1/orders/complements
   batch:       curl -s -H 'X-API-Key: {keys["recommend"]}' -H 'Content-Type: application/json' -d '{{"customer_ids":["{customer}","C00000002"],"limit":3}}' {base}/v1/recommendations/batch
   event:       curl -s -H 'X-API-Key: {keys["events"]}' -H 'Content-Type: application/json' -d '{{"customer_id":"{customer}","item_id":"I000020","event_type":"view","channel":"web"}}' {base}/v1/events
+  feedback:    curl -s -H 'X-API-Key: {keys["events"]}' -H 'Content-Type: application/json' -d '{{"feedback":[{{"type":"click","customer_id":"{customer}","item_id":"I000020","position":1}}]}}' {base}/v1/feedback   (add the answer's "recommendation_id")
+  placement:   curl -s -H 'X-API-Key: {keys["recommend"]}' '{base}/v1/customers/{customer}/recommendations?placement=home&limit=5'   (rules: OMNIREC_PLACEMENTS_FILE; A/B tests: OMNIREC_EXPERIMENTS_FILE)
   tablet:      open {base}/tablet and enter the key {keys["tablet"]}, then look up customer id {customer}
   readiness:   curl -s {base}/health/ready ;  metrics: curl -s {base}/metrics
 """)

@@ -36,8 +36,10 @@ def _configure(p: argparse.ArgumentParser) -> None:
         "--out", type=Path, required=True, help="folder for the simulated feedback (Parquet)"
     )
     simulate.add_argument("--data", type=existing_path, default=None,
-                          help="data folder whose catalogue is shown (default: $OMNIREC_DATA_DIR/synthetic)")  # fmt: skip
-    simulate.add_argument("--customers", type=positive_int, default=20_000)
+                          help="a synthetic data folder (omnirec generate; default: $OMNIREC_DATA_DIR/synthetic)")  # fmt: skip
+    simulate.add_argument(
+        "--customers", type=positive_int, default=None, help="the first N customers (default: all)"
+    )
     simulate.add_argument("--seed", type=int, default=7)
 
 
@@ -104,16 +106,11 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     import pyarrow.parquet as pq
 
     from features.click_simulation import simulate_experiment
-    from features.dataset import load_side_tables
+    from features.generator import latent_tastes, read_config
 
     data = args.data or settings.data_dir / "synthetic"
-    catalogue = load_side_tables(data).catalogue
-    if catalogue is None:
-        raise SystemExit(f"no catalogue in {data} (omnirec generate writes one)")
-    sim = simulate_experiment([str(i) for i in catalogue["item_id"].to_pylist()],
-                              [str(c) for c in catalogue["category"].to_pylist()],
-                              [float(p or 0.0) for p in catalogue["price"].to_pylist()], experiment=args.name,
-                              customers=args.customers, seed=args.seed)  # fmt: skip
+    sim = simulate_experiment(latent_tastes(read_config(data)), experiment=args.name, customers=args.customers,
+                              seed=args.seed)  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     pq.write_table(sim.feedback, args.out / "simulated.parquet")
     rates = ", ".join(

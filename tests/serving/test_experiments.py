@@ -337,3 +337,27 @@ def test_the_shadow_model_is_computed_off_the_request_path_and_compared(lab: Dep
         time.sleep(0.5)
     assert counted("done") > before["done"]
     assert _metric(lab, "omnirec_shadow_overlap_count", experiment="margin") > compared
+
+
+def test_each_worker_holds_the_versions_its_experiments_name_and_lets_go_of_the_rest(
+    lab: Deployment,
+) -> None:
+    def held(version: str, role: str) -> float:
+        return _metric(lab, "omnirec_loaded_model_bytes", version=version, role=role)
+
+    assert held("1", "champion") > 100_000 and held("2", "experiment") > 10_000
+    registry = ModelRegistry(lab.settings.mlflow)
+    registry.set_alias("challenger", 1)  # no experiment names v2 any more
+    try:
+        deadline = time.monotonic() + 30
+        while held("2", "experiment") and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert held("2", "experiment") == 0
+        body = _get(lab, f"/v1/customers/{CUSTOMERS[0]}/recommendations", placement="home").json()
+        assert body["model_version"] == 1  # both variants now answer with v1
+    finally:
+        registry.set_alias("challenger", 2)
+    deadline = time.monotonic() + 30
+    while not held("2", "experiment") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert held("2", "experiment") > 10_000

@@ -1,25 +1,27 @@
-"""The experiment report on simulated experiments whose true lift is known, and attribution on
-hand-made clicks and purchases."""
+"""The experiment report on simulated experiments whose true lift is known (clicks drawn from the
+synthetic customers' latent tastes), and attribution on hand-made clicks and purchases."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from features.click_simulation import simulate_experiment
+from features.generator import GeneratorConfig, generate, latent_tastes, read_config
 from training.experiment_report import attribute, experiment_report
 
-ITEMS = [f"I{i:04d}" for i in range(400)]
-CATEGORIES = [f"cat{i % 12}" for i in range(400)]
-PRICES = [float(5 + i % 40) for i in range(400)]
+CONFIG = GeneratorConfig(customers=8000, items=400, seed=5)
 
 
 def _simulated(tailoring: float, seed: int) -> tuple[float, pa.Table]:
-    sim = simulate_experiment(ITEMS, CATEGORIES, PRICES, experiment="sim", customers=8000, tailoring=tailoring,
-                              seed=seed)  # fmt: skip
+    sim = simulate_experiment(
+        latent_tastes(CONFIG), experiment="sim", tailoring=tailoring, seed=seed
+    )
     return sim.true_lift, sim.feedback
 
 
@@ -67,3 +69,22 @@ def test_a_purchase_is_attributed_to_the_latest_click_before_it_within_the_windo
     rows, revenue = attribute(clicks, purchases, 24 * 3600)
     assert rows.tolist() == [1, -1, -1, -1, 3]
     assert np.asarray(revenue).tolist() == [10.0, 20.0, 30.0, 40.0, 50.0]
+
+
+def test_the_latent_tastes_are_the_ones_the_data_was_generated_from(tmp_path: Path) -> None:
+    # the generator's customers buy most in the categories their latent tastes favour
+    config = GeneratorConfig(customers=300, items=120, seed=9)
+    generate(config, tmp_path)
+    assert read_config(tmp_path) == config
+    tastes = latent_tastes(config)
+    events = pq.read_table(tmp_path / "events").to_pydict()
+    column = {item: k for k, item in enumerate(tastes.item_ids)}
+    favourite_share = []
+    for customer in range(0, 300, 10):
+        bought = [tastes.item_category[column[i]] for c, i in zip(events["customer_id"], events["item_id"], strict=True)
+                  if c == tastes.customer_ids[customer]]  # fmt: skip
+        favourite = np.argsort(-tastes.taste[customer])[:2]
+        favourite_share.append(np.isin(bought, favourite).mean() if bought else 1.0)
+    assert (
+        np.mean(favourite_share) > 0.6
+    )  # vs 2 / n_categories (~0.2) for a customer without tastes
