@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -222,7 +223,7 @@ def loaded_bytes(snap: LoadedSnapshot) -> int:
             return sum(size(getattr(value, a), depth + 1) for a in ("data", "indices", "indptr"))
         if isinstance(value, dict):
             keys = (
-                sum(sys.getsizeof(k) for k in list(value)[:100])
+                sum(sys.getsizeof(k) for k in itertools.islice(value, 100))
                 * len(value)
                 // max(1, min(100, len(value)))
             )

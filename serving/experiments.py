@@ -31,7 +31,6 @@ import re
 import time
 import tomllib
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,6 +303,3 @@ class VariantHealth:
             return None
         p99 = float(np.percentile(np.fromiter(self.latencies[key], float), 99))
         return self.failures.get(key, 0) / answers, p99
-
-    def snapshot(self) -> Mapping[tuple[str, str], tuple[int, int]]:
-        return {k: (n, self.failures.get(k, 0)) for k, n in self.answers.items()}

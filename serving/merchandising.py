@@ -111,6 +111,9 @@ class RuleSet:
     boosts: tuple[Boost, ...] = ()
     pins: tuple[Pin, ...] = ()
     diversity: Diversity | None = None
+    per_request: bool = (
+        False  # a request's own filters: its masks are not kept (they rarely repeat)
+    )
     filters: bool = field(init=False, default=False)
     hourly_boosts: bool = field(
         init=False, default=False
@@ -139,7 +142,7 @@ class RuleSet:
             price_max=_tighter(self.price_max, other.price_max, min),
             new_arrivals_days=_tighter(self.new_arrivals_days, other.new_arrivals_days, min),
             boosts=self.boosts + other.boosts, pins=tuple(pins[k] for k in sorted(pins)),
-            diversity=other.diversity or self.diversity,
+            diversity=other.diversity or self.diversity, per_request=self.per_request or other.per_request,
         )  # fmt: skip
 
     def columns(self) -> list[tuple[str, str]]:
@@ -157,7 +160,8 @@ class RuleSet:
         return wanted
 
     def mask(self, snap: LoadedSnapshot, now: float) -> npt.NDArray[np.bool_]:
-        """Items these filters allow (all True without filters); cached per snapshot and hour."""
+        """Items these filters allow (all True without filters); cached per snapshot and hour
+        (a request's own filters are computed each time: a cache of them would only grow)."""
         key = (self.name, int(now // 3600) if self.new_arrivals_days is not None else 0)
         cached = snap.rule_masks.get(key)
         if cached is not None:
@@ -180,7 +184,7 @@ class RuleSet:
             allowed &= snap.prices <= self.price_max
         if self.new_arrivals_days is not None:
             allowed &= _listed_since(snap, now - self.new_arrivals_days * 86_400)
-        if len(snap.rule_masks) < MASK_CACHE:
+        if len(snap.rule_masks) < MASK_CACHE and not self.per_request:
             snap.rule_masks[key] = allowed
         return allowed
 

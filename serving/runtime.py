@@ -134,7 +134,9 @@ class ModelRuntime:
             and current.version == version
             and current.snapshot_id == snapshot_id
         ):
-            return self._follow_experiments(version)
+            if changed := self._follow_experiments(version):
+                settle_heap()  # the versions held for experiments out of the collector's walks
+            return changed
         loaded = self._load(version, snapshot_id)
         self.engine.snapshot = loaded  # requests already running keep the object they hold
         self.last_error = None

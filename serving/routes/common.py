@@ -118,9 +118,8 @@ def request_rules(price_min: float | None, price_max: float | None,
         raise InvalidRequestError("exclude_items", f"more than {MAX_EXCLUDED} item ids")
     check_ids("exclude_items", excluded)
     name = f"request:{price_min}:{price_max}:{','.join(sorted(excluded))}"
-    return RuleSet(
-        name=name, price_min=price_min, price_max=price_max, exclude_items=frozenset(excluded)
-    )
+    return RuleSet(name=name, price_min=price_min, price_max=price_max,
+                   exclude_items=frozenset(excluded), per_request=True)  # fmt: skip
 
 
 def check_placement(engine: Engine, placement: str | None) -> str | None:
