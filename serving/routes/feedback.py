@@ -3,6 +3,8 @@ variant, placement and channel on /metrics, purchases attributed to the click be
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import msgspec
 from litestar import Controller, Response, post
 from litestar.di import Provide
@@ -11,6 +13,7 @@ from features.feedback import FeedbackEvent
 from omnirec.errors import StoreUnavailableError
 from serving.auth import needs
 from serving.engine import Engine
+from serving.experiments import DEFAULT_VARIANT
 from serving.metrics import ATTRIBUTED, ATTRIBUTED_REVENUE, EVENTS, FEEDBACK
 from serving.routes.common import get_engine, request_id
 from serving.schemas import EventError, EventsAccepted, FeedbackPost
@@ -20,25 +23,20 @@ NONE = "none"
 
 
 def _labels(engine: Engine, event: FeedbackEvent) -> tuple[str, str, str]:
-    """(experiment, variant, placement) as metric labels: only configured names."""
+    """(experiment, variant, placement) as metric labels: configured names, `none` for an
+    absent one, `other` for a name the configuration does not know (label values stay bounded)."""
+
+    def known(name: str | None, names: Collection[str]) -> str:
+        return NONE if name is None else name if name in names else OTHER
+
     experiment = engine.experiments.by_name(event.experiment) if event.experiment else None
-    if event.experiment is None:
-        names = (
-            NONE,
-            event.variant
-            if event.variant == "default"
-            else NONE
-            if event.variant is None
-            else OTHER,
-        )
-    elif experiment is None:
-        names = (OTHER, OTHER)
-    else:
-        known = {v.name for v in experiment.variants}
-        names = (experiment.name, event.variant if event.variant in known else OTHER)
-    placement = (NONE if event.placement is None
-                 else event.placement if event.placement in engine.placements.placements else OTHER)  # fmt: skip
-    return names[0], names[1], placement
+    variants = [v.name for v in experiment.variants] if experiment else [DEFAULT_VARIANT]
+    experiment_label = known(event.experiment, [experiment.name] if experiment else [])
+    return (
+        experiment_label,
+        known(event.variant, variants),
+        known(event.placement, engine.placements.placements),
+    )
 
 
 class FeedbackController(Controller):
