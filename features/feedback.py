@@ -22,6 +22,7 @@ import msgspec
 from features.realtime import (
     RealtimeEvents,
     Rejected,
+    StreamEvent,
     check_customer_and_item,
     event_time,
     text_field,
@@ -165,6 +166,19 @@ class FeedbackLog:
 
     def click_key(self, customer_id: str, item_id: str) -> str:
         return f"{self.realtime.store.prefix}:clicked:{customer_id}:{item_id}"
+
+    async def clicked(self, send: Callable[[list[Command]], Awaitable[list[Reply]]],
+                      purchases: list[StreamEvent]) -> list[tuple[StreamEvent, RecommendationRef]]:  # fmt: skip
+        """The purchases (posted as events) that follow a remembered click on the same item by
+        the same customer, each with the recommendation that click was on (one round trip)."""
+        if not purchases:
+            return []
+        found = await send([("GET", self.click_key(p.customer_id, p.item_id)) for p in purchases])
+        refs = [
+            parse_recommendation_id(rid.decode()) if isinstance(rid, bytes) else None
+            for rid in found
+        ]
+        return [(p, ref) for p, ref in zip(purchases, refs, strict=True) if ref is not None]
 
     async def store(self, send: Callable[[list[Command]], Awaitable[list[Reply]]],
                     raw: list[dict[str, object]]) -> FeedbackResult:  # fmt: skip

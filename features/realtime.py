@@ -19,7 +19,7 @@ import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -97,6 +97,7 @@ class IngestResult:
     stream_ids: list[str]
     rejected: list[Rejected]
     duplicates: int = 0  # accepted events whose event_id had been stored already
+    purchases: list[StreamEvent] = field(default_factory=list)  # stored now (for attribution)
 
 
 def event_time(stamp: object, now: float) -> float:
@@ -308,7 +309,8 @@ class RealtimeEvents:
                 log.warning(
                     "%d stored events missed the recent-activity lists: %s", len(fresh), exc
                 )
-        return IngestResult(len(events), stream_ids, [], len(events) - len(fresh))
+        purchases = [e for e in fresh if e.event_type == "purchase"]
+        return IngestResult(len(events), stream_ids, [], len(events) - len(fresh), purchases)
 
     def ingest(self, raw_events: list[dict[str, object]]) -> IngestResult:
         """Validate, resolve aliases, store (blocking). Returns only after Redis confirmed the
@@ -321,7 +323,9 @@ class RealtimeEvents:
             return run_pipelined(self.store.client, commands)
 
         stored = _run_now(self._store(events, send))
-        return IngestResult(stored.accepted, stored.stream_ids, rejected, stored.duplicates)
+        return IngestResult(
+            stored.accepted, stored.stream_ids, rejected, stored.duplicates, stored.purchases
+        )
 
     async def ingest_async(
         self,
@@ -346,6 +350,7 @@ class RealtimeEvents:
             [i for r in results for i in r.stream_ids],
             rejected,
             sum(r.duplicates for r in results),
+            [p for r in results for p in r.purchases],
         )
 
     def recent(

@@ -15,6 +15,7 @@ from serving.fastpath import FAST_PATH, send_json
 from serving.heavy import HeavyWork
 from serving.metrics import EVENTS, HEAVY
 from serving.routes.common import get_engine, request_id
+from serving.routes.feedback import count_attributed
 from serving.schemas import EventError, EventIn, EventsAccepted, EventsIn
 
 ENCODER = msgspec.json.Encoder()
@@ -32,7 +33,23 @@ async def _ingest(engine: Engine, events: list[EventIn]) -> Response[EventsAccep
         engine.breaker.trip()
         EVENTS.labels("unavailable").inc(len(events))
         raise
+    await _attribute(engine, result)
     return Response(_accepted(result), status_code=202)
+
+
+async def _attribute(engine: Engine, result: IngestResult) -> None:
+    """Purchases that follow a click on a recommended item (within the attribution window)
+    count for that recommendation's variant on /metrics: one more round trip, only when the post
+    held purchases; the events are stored whatever happens here."""
+    if not result.purchases or engine.feedback is None:
+        return
+    try:
+        found = await engine.feedback.clicked(engine.pipeline.checked, result.purchases)
+    except StoreUnavailableError:
+        return
+    for event, ref in found:
+        count_attributed(engine, ref.experiment, ref.variant, ref.placement,
+                         (event.price or 0.0) * event.quantity)  # fmt: skip
 
 
 def _accepted(result: IngestResult) -> EventsAccepted:
@@ -61,6 +78,7 @@ async def bulk_in_process(scope: Scope, body: bytes, send: Send) -> bool:
     if not isinstance(result, IngestResult):
         return False
     HEAVY.labels("events", "process").inc()
+    await _attribute(engine, result)
     await send_json(send, ENCODER.encode(_accepted(result)), status=202)
     return True
 

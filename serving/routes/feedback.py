@@ -9,7 +9,6 @@ import msgspec
 from litestar import Controller, Response, post
 from litestar.di import Provide
 
-from features.feedback import FeedbackEvent
 from omnirec.errors import StoreUnavailableError
 from serving.auth import needs
 from serving.engine import Engine
@@ -22,21 +21,30 @@ OTHER = "other"  # the label of names the configuration does not know (bounded l
 NONE = "none"
 
 
-def _labels(engine: Engine, event: FeedbackEvent) -> tuple[str, str, str]:
+def _labels(engine: Engine, experiment_name: str | None, variant: str | None,
+            placement: str | None) -> tuple[str, str, str]:  # fmt: skip
     """(experiment, variant, placement) as metric labels: configured names, `none` for an
     absent one, `other` for a name the configuration does not know (label values stay bounded)."""
 
     def known(name: str | None, names: Collection[str]) -> str:
         return NONE if name is None else name if name in names else OTHER
 
-    experiment = engine.experiments.by_name(event.experiment) if event.experiment else None
+    experiment = engine.experiments.by_name(experiment_name) if experiment_name else None
     variants = [v.name for v in experiment.variants] if experiment else [DEFAULT_VARIANT]
-    experiment_label = known(event.experiment, [experiment.name] if experiment else [])
+    experiment_label = known(experiment_name, [experiment.name] if experiment else [])
     return (
         experiment_label,
-        known(event.variant, variants),
-        known(event.placement, engine.placements.placements),
+        known(variant, variants),
+        known(placement, engine.placements.placements),
     )
+
+
+def count_attributed(engine: Engine, experiment: str | None, variant: str | None, placement: str | None,
+                     revenue: float) -> None:  # fmt: skip
+    """One purchase attributed to a recommendation, and its revenue, on /metrics."""
+    labels = _labels(engine, experiment, variant, placement)
+    ATTRIBUTED.labels(*labels).inc()
+    ATTRIBUTED_REVENUE.labels(*labels).inc(revenue)
 
 
 class FeedbackController(Controller):
@@ -60,16 +68,15 @@ class FeedbackController(Controller):
             engine.breaker.trip()
             raise
         for event in result.stored:
-            experiment, variant, placement = _labels(engine, event)
+            experiment, variant, placement = _labels(
+                engine, event.experiment, event.variant, event.placement
+            )
             FEEDBACK.labels(
                 event.feedback_type, experiment, variant, placement, event.channel or "unknown"
             ).inc()
         for event in result.attributed:
-            experiment, variant, placement = _labels(engine, event)
-            ATTRIBUTED.labels(experiment, variant, placement).inc()
-            ATTRIBUTED_REVENUE.labels(experiment, variant, placement).inc(
-                (event.price or 0.0) * event.quantity
-            )
+            count_attributed(engine, event.experiment, event.variant, event.placement,
+                             (event.price or 0.0) * event.quantity)  # fmt: skip
         errors = [EventError(r.index, r.field, r.message) for r in result.rejected]
         body = EventsAccepted(result.accepted, len(errors), errors, request_id(), result.duplicates)
         return Response(body, status_code=202)

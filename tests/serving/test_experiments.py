@@ -302,6 +302,40 @@ def test_feedback_is_stored_counted_attributed_and_exported(lab: Deployment) -> 
     )
 
 
+def test_a_purchase_posted_as_an_event_counts_for_the_clicked_recommendation(
+    lab: Deployment,
+) -> None:
+    customer = CUSTOMERS[5]
+    answer = _get(
+        lab, f"/v1/customers/{customer}/recommendations", placement="home", limit=3
+    ).json()
+    variant, item = answer["variant"], answer["items"][2]["item_id"]
+    attributed = _metric(
+        lab, "omnirec_attributed_purchases_total", variant=variant, placement="home"
+    )
+    revenue = _metric(lab, "omnirec_attributed_revenue_total", variant=variant, placement="home")
+    with lab.client("events") as c:
+        click = {"type": "click", "customer_id": customer, "item_id": item,
+                 "recommendation_id": answer["recommendation_id"], "position": 3}  # fmt: skip
+        assert c.post("/v1/feedback", json={"feedback": [click]}).status_code == 202
+        bought = [{"customer_id": customer, "item_id": item, "event_type": "purchase", "channel": "store",
+                   "price": 7.0, "quantity": 3},
+                  {"customer_id": customer, "item_id": "I000199", "event_type": "purchase", "channel": "store",
+                   "price": 99.0}]  # fmt: skip
+        assert c.post("/v1/events/bulk", json={"events": bought}).status_code == 202
+    # only the clicked item's purchase counts, price x quantity
+    assert (
+        _metric(lab, "omnirec_attributed_purchases_total", variant=variant, placement="home")
+        - attributed
+        == 1
+    )
+    assert (
+        _metric(lab, "omnirec_attributed_revenue_total", variant=variant, placement="home")
+        - revenue
+        == 21.0
+    )
+
+
 def test_a_bad_experiments_file_stops_the_service_naming_it(
     lab: Deployment, tmp_path: Path
 ) -> None:
