@@ -14,9 +14,16 @@ from pathlib import Path
 from models.registry import ModelRegistry
 from omnirec.redis_runtime import EmbeddedRedis
 from omnirec.settings import Settings
-from scripts.bench_serve import KEY, LUA, ROUND_SECONDS, bench_env, serving_data, start_server, wrk
-from training.pipeline import TrainConfig, train
-from training.publish import publish_version
+from scripts.bench_serve import (
+    KEY,
+    LUA,
+    ROUND_SECONDS,
+    bench_env,
+    publish_als,
+    serving_data,
+    start_server,
+    wrk,
+)
 
 ROUNDS = 4
 PLACEMENTS = """
@@ -72,13 +79,8 @@ def run(work: Path, customers: int, items: int) -> None:
         env = bench_env(var, redis_server.url, "recommend")
         settings = Settings.from_env(env)
         started = time.perf_counter()
-        versions = []
-        for factors in (64, 48):  # the champion, then a challenger to split traffic with
-            result = train(TrainConfig(data=folder, model="als", params={"factors": factors},
-                                       max_eval_users=1_000), settings)  # fmt: skip
-            assert result.version is not None
-            publish_version(settings, result.version)
-            versions.append(result.version)
+        # the champion, then a challenger to split traffic with
+        versions = [publish_als(folder, env, factors) for factors in (64, 48)]
         registry = ModelRegistry(settings.mlflow)
         registry.set_champion(versions[0])
         registry.set_alias("challenger", versions[1])

@@ -146,16 +146,19 @@ def bench_env(var: Path, redis_url: str, scopes: str) -> dict[str, str]:
             "OMNIREC_API_KEYS": f"{KEY}:{scopes}", "OMNIREC_REDIS_PREFIX": "bench"}  # fmt: skip
 
 
-def publish_als(folder: Path, env: dict[str, str]) -> None:
-    """Train ALS (64 factors) on `folder`, register it and publish it, with settings from `env`."""
+def publish_als(folder: Path, env: dict[str, str], factors: int = 64) -> int:
+    """Train ALS on `folder`, register it and publish it, with settings from `env`; returns
+    the registered version."""
     from omnirec.settings import Settings
     from training.pipeline import TrainConfig, train
     from training.publish import publish_version
 
     settings = Settings.from_env(env)
-    result = train(TrainConfig(data=folder, model="als", params={"factors": 64},
+    result = train(TrainConfig(data=folder, model="als", params={"factors": factors},
                                max_eval_users=1_000), settings)  # fmt: skip
-    publish_version(settings, result.version or 1)
+    assert result.version is not None
+    publish_version(settings, result.version)
+    return result.version
 
 
 def run(work: Path, customers: int, items: int) -> None:

@@ -285,9 +285,6 @@ class Engine:
             return snap if version is not None or model == "champion" else None
         return self.versions.get(version)
 
-    def variant_snapshot(self, variant: Variant) -> LoadedSnapshot | None:
-        return self.snapshot_for(variant.model)
-
     def choose(self, experiment: Experiment | None,
                customer_id: str) -> tuple[Variant | None, LoadedSnapshot | None]:  # fmt: skip
         """The customer's variant and what answers for it: the control when the assigned
@@ -298,11 +295,11 @@ class Engine:
         if variant is not experiment.control and not self.health.is_stopped(
             experiment.name, variant.name
         ):
-            snap = self.variant_snapshot(variant)
+            snap = self.snapshot_for(variant.model)
             if snap is not None:
                 return variant, snap
         control = experiment.control
-        return control, self.variant_snapshot(control) or self.snapshot
+        return control, self.snapshot_for(control.model) or self.snapshot
 
     def _record(
         self, experiment: Experiment, variant: Variant, seconds: float, failed: bool
@@ -344,7 +341,7 @@ class Engine:
                                                 explain, request_id, experiment, base_rules, request_rules)  # fmt: skip
         if experiment is not None and variant is not None:
             self._record(experiment, variant, time.perf_counter() - started, answer.degraded)
-            if experiment.shadow is not None and not answer.degraded and answer.customer_id:
+            if not answer.degraded and answer.customer_id and self.shadow.sampled(experiment):
                 self.shadow.offer(ShadowJob(experiment, answer.customer_id, [i.item_id for i in answer.items], limit,
                                             channel, store_id, category,
                                             combined_rules(base_rules, variant, request_rules), request_id))  # fmt: skip
@@ -459,9 +456,7 @@ class Engine:
         if extra_exclude is not None:
             masked = np.concatenate([masked, extra_exclude])
         fresh = [a for a in state.recent if a.timestamp > snap.meta.data_end]
-        mask = snap.allowed(store_id, category).copy()
-        if rules is not None and rules.filters:
-            mask &= rules.mask(snap, now)
+        mask = allowed_under(snap, store_id, category, rules, now)
         mask[masked] = False
         pool = limit if rules is None else rules.pool(limit)
         session = current_session(snap, state.recent, now)
@@ -511,9 +506,7 @@ class Engine:
         if snap is None:
             return _empty(request_id, None)
         col = snap.item_index.get(item_id)
-        mask = snap.allowed(store_id, None).copy()
-        if rules is not None and rules.filters:
-            mask &= rules.mask(snap, time.time())
+        mask = allowed_under(snap, store_id, None, rules, time.time())
         if col is None:  # a new item with no interactions: popular items instead
             return _popular(snap, limit, None, store_id, None, request_id, None, rules=rules)
         mask[col] = False
@@ -577,9 +570,7 @@ class Engine:
         ordered_cols = np.array(
             [c for c in (snap.item_index.get(i) for i in ordered) if c is not None], np.int64
         )
-        mask = snap.allowed(store_id, None).copy()
-        if rules is not None and rules.filters:
-            mask &= rules.mask(snap, time.time())
+        mask = allowed_under(snap, store_id, None, rules, time.time())
         mask[ordered_cols] = False
         items: list[Item] = []
         degraded = False
@@ -742,6 +733,15 @@ def _other_versions(snap: LoadedSnapshot | None,
     return list(groups.values())
 
 
+def allowed_under(snap: LoadedSnapshot, store_id: str | None, category: str | None, rules: RuleSet | None,
+                  now: float) -> npt.NDArray[np.bool_]:  # fmt: skip
+    """A fresh mask (the caller changes it) of the items that may be shown: active, in stock at
+    `store_id`, in `category`, and allowed by the filters of `rules`."""
+    if rules is not None and rules.filters:
+        return np.logical_and(snap.allowed(store_id, category), rules.mask(snap, now))
+    return snap.allowed(store_id, category).copy()
+
+
 def combined_rules(placement: RuleSet | None, variant: Variant | None,
                    request: RuleSet | None) -> RuleSet | None:  # fmt: skip
     """The placement's rules, then the variant's, then the request's (each narrowing)."""
@@ -761,9 +761,7 @@ def _backfill(snap: LoadedSnapshot, channel: str | None, store_id: str | None, c
 def _popular(snap: LoadedSnapshot, limit: int, channel: str | None, store_id: str | None, category: str | None,
              request_id: str, customer: str | None, degraded: bool = False,
              trending: list[TrendList] | None = None, rules: RuleSet | None = None) -> Recommendations:  # fmt: skip
-    mask = snap.allowed(store_id, category).copy()
-    if rules is not None and rules.filters:
-        mask &= rules.mask(snap, time.time())
+    mask = allowed_under(snap, store_id, category, rules, time.time())
     pool = limit if rules is None else rules.pool(limit)
     items = fill_trending(snap, pool, trending or [], mask)
     items += fill_popular(snap, pool - len(items), channel, store_id, category, mask)

@@ -68,11 +68,14 @@ class Shadow:
         self.queue: deque[ShadowJob] = deque()
         self.ready = asyncio.Event()
 
+    @staticmethod
+    def sampled(experiment: Experiment) -> bool:
+        """Whether this request of `experiment` gets a shadow answer (its `shadow_sample`)."""
+        return experiment.shadow is not None and random.random() < experiment.shadow_sample
+
     def offer(self, job: ShadowJob) -> None:
-        """Queue a request for its shadow answer when it is sampled (never blocks)."""
+        """Queue a sampled request for its shadow answer (never blocks; dropped when full)."""
         experiment = job.experiment
-        if experiment.shadow is None or random.random() >= experiment.shadow_sample:
-            return
         if len(self.queue) >= QUEUE:
             SHADOW.labels(experiment.name, "dropped").inc()
             return
