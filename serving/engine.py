@@ -482,7 +482,11 @@ class Engine:
         items = [Item(ids[c], round(s * 1e6) / 1e6, names[c], categories[c], prices[c], "personalized",
                       [session_reason(because[c], snap.names[snap.item_index[because[c].item_id]])] if c in because else [])
                  for c, s in zip(picked.tolist(), scores.tolist(), strict=True)]  # fmt: skip
-        if rules is not None and rules.reorders:
+        if (
+            rules is not None
+            and rules.reorders
+            and not (settled and len(items) >= limit and not rules.pins)
+        ):
             mask[picked] = False
             items = rules.finish(snap, items, limit, _backfill(snap, channel, store_id, category, mask),
                                  snap.allowed(store_id, None), settled, arranged)  # fmt: skip

@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from omnirec.errors import ConfigError, InvalidRequestError
+from serving.arrange import NO_CODES, NO_FACTORS, arrange
 from serving.catalogue import LoadedSnapshot
 from serving.schemas import Item
 
@@ -206,32 +207,21 @@ class RuleSet:
             snap.rule_boosts[key] = vector
         return vector
 
-    def boosted(self, snap: LoadedSnapshot, picked: npt.NDArray[np.int64],
-                scores: npt.NDArray[np.float32], now: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:  # fmt: skip
-        """The candidates reordered by their scores (shifted to start at 0 among them) times the
-        boosts; the scores returned are those products scaled to a peak of 1. Every answer of a
-        placement with boosts runs this: it is kept to a few numpy calls."""
-        if not self.boosts or not len(picked):
-            return picked, scores
-        adjusted = (scores - np.minimum.reduce(scores)) * self.boost_vector(snap, now)[picked]
-        order = np.argsort(-adjusted, kind="stable")
-        picked, adjusted = picked[order], adjusted[order]
-        peak = float(adjusted[0])
-        return picked, adjusted / peak if peak > 0 else np.ones(len(adjusted), np.float32)
-
     def arranged(self, snap: LoadedSnapshot, picked: npt.NDArray[np.int64], scores: npt.NDArray[np.float32],
                  limit: int, now: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:  # fmt: skip
-        """Scored candidates boosted, then ordered by the diversity cap, cut to `limit`; and
-        whether that order is final (no cap, or the cap's top is full: `finish` need not look
-        again unless the list is short)."""
-        picked, scores = self.boosted(snap, picked, scores, now)
-        settled = True
-        if self.diversity is not None and len(picked):
-            order, settled = _diversity_order(snap, picked, self.diversity, limit)
-            if order[:limit] != list(range(min(limit, len(picked)))):
-                chosen = np.array(order[:limit], np.int64)
-                return picked[chosen], scores[chosen], settled
-        return picked[:limit], scores[:limit], settled
+        """Scored candidates (best first) boosted, then ordered by the diversity cap, cut to
+        `limit` (one compiled pass, `serving.arrange`); and whether that order is final (no cap,
+        or the cap's top is full: `finish` need not look again unless the list is short). The
+        scores of a boosted answer are the boosted ones, scaled to a peak of 1."""
+        codes, max_items, top = NO_CODES, 0, 0
+        if self.diversity is not None:
+            column = snap.text_codes(self.diversity.column)
+            if column is not None:
+                codes, max_items = column, self.diversity.max_items
+                top = min(self.diversity.top or limit, limit)
+        factors = self.boost_vector(snap, now) if self.boosts else NO_FACTORS
+        return arrange(np.ascontiguousarray(picked, np.int64), np.ascontiguousarray(scores, np.float32),
+                       factors, codes, max_items, top, limit)  # fmt: skip
 
     def reordered(self, snap: LoadedSnapshot, items: list[Item], now: float) -> list[Item]:
         """Items (popular, trending) in the order their scores times the boosts give."""
@@ -240,7 +230,7 @@ class RuleSet:
         cols = np.array([snap.item_index[i.item_id] for i in items], np.int64)
         scores = np.array([i.score for i in items], np.float32)
         positions = {int(c): k for k, c in enumerate(cols.tolist())}
-        order, _ = self.boosted(snap, cols, scores, now)
+        order, _, _ = arrange(cols, scores, self.boost_vector(snap, now), NO_CODES, 0, 0, len(cols))
         return [items[positions[int(c)]] for c in order.tolist()]
 
     def finish(self, snap: LoadedSnapshot, items: list[Item], limit: int, backfill: Callable[[int], list[Item]],

@@ -1,0 +1,86 @@
+"""The merchandising pass over one answer's scored candidates, compiled (numba): boosts, a
+stable sort, the diversity cap and the cut in one call instead of a dozen numpy calls and a
+Python loop (`./dev bench experiments`; the engine alone: a boost cost 7.9 µs an answer as numpy
+calls, a boost + bury + diversity cap 16 µs).
+
+Compiled when this module is imported (types fixed below) and cached on disk beside it, so no
+request waits for the compiler; where the folder is read-only numba compiles in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+NO_FACTORS = np.zeros(0, np.float32)  # no boosts: the scores as they come
+NO_CODES = np.zeros(0, np.int64)  # no diversity cap
+
+
+@njit(
+    "Tuple((int64[::1], float32[::1], boolean))"
+    "(int64[::1], float32[::1], float32[::1], int64[::1], int64, int64, int64)",
+    cache=True,
+    nogil=True,
+)
+def arrange(
+    picked: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    factors: npt.NDArray[np.float32],
+    codes: npt.NDArray[np.int64],
+    max_items: int,
+    top: int,
+    limit: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:  # pragma: no cover (compiled)
+    """The first `limit` of `picked` (item columns, best first) in the order the rules give,
+    their scores, and whether that order is final.
+
+    factors (per item column; empty: none): the scores, shifted to start at 0 among the
+    candidates, times the factor, reorder them (stable: ties keep their order); the scores
+    returned are those products scaled to a peak of 1.
+    codes (per item column; empty: no cap): in the top `top`, at most `max_items` per code; an
+    item over the cap moves below the top, which the next items that fit fill. Final means the
+    top is full (else the caller fills it from other candidates)."""
+    n = picked.shape[0]
+    values = scores.copy()
+    order = np.arange(n)
+    if factors.shape[0] > 0 and n > 0:
+        floor = scores.min()
+        for p in range(n):
+            values[p] = (scores[p] - floor) * factors[picked[p]]
+        order = np.argsort(-values, kind="mergesort")
+        peak = values[order[0]]
+        for p in range(n):
+            values[p] = values[p] / peak if peak > 0 else np.float32(1.0)
+    settled = True
+    if codes.shape[0] > 0:
+        head = np.empty(n, np.int64)  # positions in `order`
+        rest = np.empty(n, np.int64)
+        head_codes = np.empty(n, np.int64)
+        heads = rests = 0
+        for p in range(n):
+            code = codes[picked[order[p]]]
+            same = 0
+            for h in range(heads):
+                if head_codes[h] == code:
+                    same += 1
+            if heads < top and same < max_items:
+                head[heads] = order[p]
+                head_codes[heads] = code
+                heads += 1
+            else:
+                rest[rests] = order[p]
+                rests += 1
+            if heads == top and heads + rests >= limit:  # the answer is decided
+                break
+        settled = heads == top
+        for h in range(heads):
+            order[h] = head[h]
+        for r in range(min(rests, n - heads)):
+            order[heads + r] = rest[r]
+    kept = min(limit, n)
+    out_picked = np.empty(kept, np.int64)
+    out_scores = np.empty(kept, np.float32)
+    for p in range(kept):
+        out_picked[p] = picked[order[p]]
+        out_scores[p] = values[order[p]]
+    return out_picked, out_scores, settled
