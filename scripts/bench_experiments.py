@@ -19,7 +19,6 @@ from omnirec.settings import Settings
 from scripts.bench_serve import (
     KEY,
     LUA,
-    ROUND_SECONDS,
     bench_env,
     publish_als,
     serving_data,
@@ -27,7 +26,10 @@ from scripts.bench_serve import (
     wrk,
 )
 
-ROUNDS = 4
+# many short rounds, the configurations alternating in each: the machine's neighbours change
+# its speed from one ten-second stretch to the next, and a ratio within a round pairs like with like
+ROUNDS = 10
+ROUND_SECONDS = 4
 PLACEMENTS = """
 [rules.filter]
 exclude = { category = ["bags"] }
