@@ -137,11 +137,12 @@ def run(work: Path, customers: int, items: int) -> None:
             for process in servers:
                 process.terminate()
                 process.wait(timeout=30)
-        engine_alone(settings, redis_server.url, var / "placements.toml", customers)
+        engine_alone(settings, redis_server.url, var / "placements.toml", customers,
+                     float(np.median(rates["plain"])))  # fmt: skip
 
 
 def engine_alone(settings: Settings, redis_url: str, placements: Path, customers: int,
-                 answers: int = 2_000) -> None:  # fmt: skip
+                 http_rate: float, answers: int = 2_000) -> None:  # fmt: skip
     """The rules' own cost, without HTTP or Redis (far less noisy than the wrk rounds): the
     engine answers the same customers, their state read once, under each placement's rules;
     configurations alternate over 7 rounds, median microseconds per answer."""
@@ -168,7 +169,7 @@ def engine_alone(settings: Settings, redis_url: str, placements: Path, customers
             timings[name].append((time.perf_counter() - started) / len(states) * 1e6)
     base = float(np.median(timings["plain"]))
     print(f"the engine alone ({len(states):,} customers' states read once, 7 alternating rounds, "
-          f"median us per answer; an answer over HTTP costs ~{1e6 / 5_500:.0f} us of one core):")  # fmt: skip
+          f"median us per answer; the baseline's median {http_rate:,.0f} req/s over HTTP is ~{1e6 / http_rate:.0f} us a request):")  # fmt: skip
     for name in names:
         median = float(np.median(timings[name]))
         print(f"  {CONFIGURATIONS.get(name, name) if name != 'plain' else 'no rules':<68} "

@@ -267,38 +267,23 @@ def _listed_since(snap: LoadedSnapshot, since: float) -> npt.NDArray[np.bool_]:
     return np.asarray(np.nan_to_num(added, nan=-np.inf) >= since, dtype=bool)
 
 
-def _diversity_order(snap: LoadedSnapshot, cols: npt.NDArray[np.int64], rule: Diversity,
-                     limit: int) -> tuple[list[int], bool]:  # fmt: skip
-    """Positions of `cols` in capped order: an item whose value of the column already has
-    `max_items` in the top `top` moves below it (the top filled by the next items that fit);
-    and whether the top is full."""
-    top = min(rule.top or limit, limit)
-    codes = snap.text_codes(rule.column)
-    if codes is None:
-        return list(range(len(cols))), True
-    counts: dict[int, int] = {}
-    head: list[int] = []
-    rest: list[int] = []
-    for position, code in enumerate(codes[cols].tolist()):
-        if len(head) < top and counts.get(code, 0) < rule.max_items:
-            counts[code] = counts.get(code, 0) + 1
-            head.append(position)
-        else:
-            rest.append(position)
-        if len(head) == top and len(head) + len(rest) >= limit:  # the answer is decided
-            return head + rest + list(range(position + 1, len(cols))), True
-    return head + rest, len(head) == top
-
-
 def _diversified(snap: LoadedSnapshot, items: list[Item], rule: Diversity,
                  limit: int) -> tuple[list[Item], bool]:  # fmt: skip
-    """`items` in capped order (see `_diversity_order`), and whether the top is full."""
+    """`items` (of the catalogue) in capped order: an item whose value of the column already has
+    `max_items` in the top (`top`, at most `limit`) moves below it, the top filled by the next
+    items that fit; and whether the top is full. The same compiled pass as `arranged`, over
+    positions in `items`."""
     index = snap.item_index
     cols = np.array([index.get(i.item_id, -1) for i in items], np.int64)
     known = cols >= 0
-    order, full = _diversity_order(snap, cols[known], rule, limit)
     kept = [item for item, ok in zip(items, known.tolist(), strict=True) if ok]
-    return [kept[k] for k in order], full
+    codes = snap.text_codes(rule.column)
+    if codes is None:
+        return kept, True
+    positions = np.arange(len(kept), dtype=np.int64)
+    order, _, full = arrange(positions, np.zeros(len(kept), np.float32), NO_FACTORS, codes[cols[known]],
+                             rule.max_items, min(rule.top or limit, limit), len(kept))  # fmt: skip
+    return [kept[k] for k in order.tolist()], full
 
 
 def _pinned(snap: LoadedSnapshot, items: list[Item], pins: tuple[Pin, ...], limit: int,
