@@ -30,12 +30,12 @@ import hashlib
 import re
 import time
 import tomllib
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from omnirec.errors import ConfigError
 from serving.merchandising import Placements, RuleSet, check_name
@@ -247,7 +247,9 @@ class VariantHealth:
     def __init__(self) -> None:
         self.answers: dict[tuple[str, str], int] = {}
         self.failures: dict[tuple[str, str], int] = {}
-        self.latencies: dict[tuple[str, str], deque[float]] = {}
+        # the last LATENCY_WINDOW latencies per variant, a ring (a numpy array: the p99 is
+        # read every 100 answers without copying the window first)
+        self.latencies: dict[tuple[str, str], npt.NDArray[np.float64]] = {}
         self.stopped: dict[tuple[str, str], str] = {}  # -> why
         self._checked_at: dict[str, int] = {}  # answers since the guardrail last looked
 
@@ -262,8 +264,8 @@ class VariantHealth:
             self.failures[key] = self.failures.get(key, 0) + 1
         window = self.latencies.get(key)
         if window is None:
-            window = self.latencies[key] = deque(maxlen=LATENCY_WINDOW)
-        window.append(seconds)
+            window = self.latencies[key] = np.full(LATENCY_WINDOW, np.nan)
+        window[(self.answers[key] - 1) % LATENCY_WINDOW] = seconds
         since = self._checked_at.get(experiment.name, 0) + 1
         if since < 100:  # the guardrail looks every 100 answers of the experiment
             self._checked_at[experiment.name] = since
@@ -301,5 +303,6 @@ class VariantHealth:
         answers = self.answers.get(key, 0)
         if answers < least:
             return None
-        p99 = float(np.percentile(np.fromiter(self.latencies[key], float), 99))
+        window = self.latencies[key]
+        p99 = float(np.percentile(window if answers >= LATENCY_WINDOW else window[:answers], 99))
         return self.failures.get(key, 0) / answers, p99
