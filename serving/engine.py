@@ -482,13 +482,8 @@ class Engine:
         items = [Item(ids[c], round(s * 1e6) / 1e6, names[c], categories[c], prices[c], "personalized",
                       [session_reason(because[c], snap.names[snap.item_index[because[c].item_id]])] if c in because else [])
                  for c, s in zip(picked.tolist(), scores.tolist(), strict=True)]  # fmt: skip
-        if (
-            rules is not None
-            and rules.reorders
-            and not (settled and len(items) >= limit and not rules.pins)
-        ):
-            mask[picked] = False
-            items = rules.finish(snap, items, limit, _backfill(snap, channel, store_id, category, mask),
+        if rules is not None and rules.reorders:
+            items = rules.finish(snap, items, limit, _backfill(snap, channel, store_id, category, mask, picked),
                                  snap.allowed(store_id, None), settled, arranged)  # fmt: skip
         elif len(items) < limit:
             mask[picked] = False
@@ -757,9 +752,16 @@ def combined_rules(placement: RuleSet | None, variant: Variant | None,
 
 
 def _backfill(snap: LoadedSnapshot, channel: str | None, store_id: str | None, category: str | None,
-              mask: npt.NDArray[np.bool_]) -> Callable[[int], list[Item]]:  # fmt: skip
-    """Popular items that pass `mask` (the same filters), `n` at a time."""
-    return lambda n: fill_popular(snap, n, channel, store_id, category, mask)
+              mask: npt.NDArray[np.bool_], taken: npt.NDArray[np.int64] | None = None) -> Callable[[int], list[Item]]:  # fmt: skip
+    """Popular items that pass `mask` (the same filters) and are not `taken`, `n` at a time;
+    the mask is narrowed only when some are asked for (most ranked answers never need them)."""
+
+    def fill(n: int) -> list[Item]:
+        if taken is not None:
+            mask[taken] = False
+        return fill_popular(snap, n, channel, store_id, category, mask)
+
+    return fill
 
 
 def _popular(snap: LoadedSnapshot, limit: int, channel: str | None, store_id: str | None, category: str | None,
