@@ -486,8 +486,7 @@ class Engine:
             items = rules.finish(snap, items, limit, _backfill(snap, channel, store_id, category, mask, picked),
                                  snap.allowed(store_id, None), settled, arranged)  # fmt: skip
         elif len(items) < limit:
-            mask[picked] = False
-            items += fill_popular(snap, limit - len(items), channel, store_id, category, mask)
+            items += _backfill(snap, channel, store_id, category, mask, picked)(limit - len(items))
         if explain:
             activity = all_activity(snap, features, state.recent)
             items = explain_items(items, activity, features, bought_with or {}, now)
