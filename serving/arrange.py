@@ -79,7 +79,7 @@ def _arrange(
         settled = heads == top
         for h in range(heads):
             order[h] = head[h]
-        for r in range(min(rests, n - heads)):
+        for r in range(rests):
             order[heads + r] = rest[r]
     kept = min(limit, n)
     out_picked = np.empty(kept, np.int64)

@@ -213,12 +213,7 @@ class RuleSet:
         `limit` (one compiled pass, `serving.arrange`); and whether that order is final (no cap,
         or the cap's top is full: `finish` need not look again unless the list is short). The
         scores of a boosted answer are the boosted ones, scaled to a peak of 1."""
-        codes, max_items, top = NO_CODES, 0, 0
-        if self.diversity is not None:
-            column = snap.text_codes(self.diversity.column)
-            if column is not None:
-                codes, max_items = column, self.diversity.max_items
-                top = min(self.diversity.top or limit, limit)
+        codes, max_items, top = _cap(snap, self.diversity, limit) or (NO_CODES, 0, 0)
         factors = self.boost_vector(snap, now) if self.boosts else NO_FACTORS
         return arrange(np.ascontiguousarray(picked, np.int64), np.ascontiguousarray(scores, np.float32),
                        factors, codes, max_items, top, limit)  # fmt: skip
@@ -277,13 +272,24 @@ def _diversified(snap: LoadedSnapshot, items: list[Item], rule: Diversity,
     cols = np.array([index.get(i.item_id, -1) for i in items], np.int64)
     known = cols >= 0
     kept = [item for item, ok in zip(items, known.tolist(), strict=True) if ok]
-    codes = snap.text_codes(rule.column)
-    if codes is None:
+    cap = _cap(snap, rule, limit)
+    if cap is None:
         return kept, True
+    codes, max_items, top = cap
     positions = np.arange(len(kept), dtype=np.int64)
     order, _, full = arrange(positions, np.zeros(len(kept), np.float32), NO_FACTORS, codes[cols[known]],
-                             rule.max_items, min(rule.top or limit, limit), len(kept))  # fmt: skip
+                             max_items, top, len(kept))  # fmt: skip
     return [kept[k] for k in order.tolist()], full
+
+
+def _cap(snap: LoadedSnapshot, rule: Diversity | None,
+         limit: int) -> tuple[npt.NDArray[np.int64], int, int] | None:  # fmt: skip
+    """A diversity rule as the compiled pass takes it: the column's codes per item, the most per
+    value, and the top it applies to (at most `limit`); None without a rule or the column."""
+    codes = None if rule is None else snap.text_codes(rule.column)
+    if rule is None or codes is None:
+        return None
+    return codes, rule.max_items, min(rule.top or limit, limit)
 
 
 def _pinned(snap: LoadedSnapshot, items: list[Item], pins: tuple[Pin, ...], limit: int,
