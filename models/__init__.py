@@ -12,13 +12,15 @@ from models.base import FORMAT_VERSION, Recommender
 from models.factor import ALSRecommender, BPRRecommender
 from models.neighbours import EASERecommender, ItemKNNRecommender
 from models.popularity import BuyAgainRecommender, PopularityRecommender
+from models.ranked import RankedRepeatRecommender
 from models.repeat import RepeatExploreRecommender
 from omnirec.errors import ModelError, ModelFormatError
 
 MODEL_KINDS: dict[str, type[Recommender]] = {
     cls.kind: cls
     for cls in (ALSRecommender, BPRRecommender, ItemKNNRecommender, EASERecommender,
-                PopularityRecommender, BuyAgainRecommender, RepeatExploreRecommender)
+                PopularityRecommender, BuyAgainRecommender, RepeatExploreRecommender,
+                RankedRepeatRecommender)
 }  # fmt: skip
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "EASERecommender",
     "ItemKNNRecommender",
     "PopularityRecommender",
+    "RankedRepeatRecommender",
     "Recommender",
     "RepeatExploreRecommender",
     "create_model",

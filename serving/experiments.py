@@ -26,6 +26,7 @@ replica, for as long as the shares stay the same. Two experiments may not cover 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -93,6 +94,7 @@ class Experiment:
         return self.variants[-1]
 
 
+@functools.lru_cache(maxsize=65_536)  # a returning customer's point is hashed once per worker
 def bucket(experiment: str, customer_id: str) -> float:
     """A point in [0, 1) from a hash of the experiment and customer (BLAKE2b: the same in every
     process, unlike Python's salted `hash`)."""

@@ -108,6 +108,7 @@ NEXT_BASKET_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("popularity", {}),
     ("buy_again", {}),
     ("repeat", {}),
+    ("repeat_ranked", {}),
     ("itemknn", {}),
     ("als", {"factors": 64, "regularization": 20.0, "alpha": 2.0, "iterations": 15}),
     ("bpr", {}),

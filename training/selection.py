@@ -23,21 +23,22 @@ EASE_MAX_ITEMS = 12_000  # a dense items x items inverse: 12k items = 1.1 GiB wh
 REPEAT_SHARE_TO_KEEP = 0.2  # more repeat purchases than this: bought items stay recommendable
 
 # (kind, params) tried, cheapest first; values are the searched defaults that held across data
-# sets (MovieLens, Complete Journey, synthetic): heavily regularised ALS and EASE, and the
-# repeat model with two decays
+# sets (MovieLens, Complete Journey, synthetic): heavily regularised ALS and EASE, the
+# repeat model with two decays, and its candidates re-ranked by a learned LambdaRank model
 CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("popularity", {}),
     ("buy_again", {}),
     ("repeat", {}),
     ("repeat", {"half_life_days": 90.0, "shrinkage": 20.0}),
     ("repeat", {"half_life_days": 90.0, "shrinkage": 20.0, "basket_prior": 10.0}),
+    ("repeat_ranked", {}),
     ("itemknn", {}),
     ("ease", {"l2": 300.0}),
     ("ease", {"l2": 1000.0}),
     ("als", {"factors": 64, "regularization": 20.0, "alpha": 2.0, "iterations": 15}),
     ("als", {"factors": 64, "regularization": 1.0, "alpha": 10.0, "iterations": 15}),
 )
-REPEAT_KINDS = frozenset({"buy_again", "repeat"})
+REPEAT_KINDS = frozenset({"buy_again", "repeat", "repeat_ranked"})
 
 
 @dataclass

@@ -40,6 +40,11 @@ SEARCH_SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
         "own_weight": t.suggest_float("own_weight", 0.5, 1.0),
         "shrinkage": t.suggest_float("shrinkage", 1.0, 50.0, log=True),
     },
+    "repeat_ranked": lambda t: {
+        "half_life_days": t.suggest_float("half_life_days", 14.0, 365.0, log=True),
+        "levels": t.suggest_int("levels", 2, 8),
+        "candidates": t.suggest_int("candidates", 20, 150, log=True),
+    },
 }
 
 

@@ -126,6 +126,7 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
     from features.interactions import build_interactions
     from training.evaluation import build_evaluation_set
     from training.pipeline import use_mlflow
+    from training.selection import REPEAT_KINDS
     from training.splits import split_events
     from training.tuning import tune
 
@@ -139,7 +140,7 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
     inner_train = build_interactions(inner.train, settings.interactions)
     exclude_seen = config.exclude_seen
     if exclude_seen is None:
-        exclude_seen = args.model not in {"buy_again", "repeat"}
+        exclude_seen = args.model not in REPEAT_KINDS
     evaluation = build_evaluation_set(inner, inner_train, relevant_types=config.relevant,
                                       exclude_seen=exclude_seen, seed=settings.seed)  # fmt: skip
     use_mlflow(settings)

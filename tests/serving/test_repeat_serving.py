@@ -1,5 +1,6 @@
-"""A repeat model served: bought items come back once the window the model learned has passed,
-never before, and items almost nobody buys twice do not come back."""
+"""A repeat model served (plain, and with its candidates re-ranked by the learned ranker): bought
+items come back once the window the model learned has passed, never before, and items almost
+nobody buys twice do not come back."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ from models.repeat import RepeatExploreRecommender
 from tests.deploy import Deployment, make_deployment
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[Deployment]:
-    dep = make_deployment(tmp_path_factory.mktemp("repeat"), redis_server)
-    result = dep.train_and_publish("repeat", {"neighbours": 20})
+@pytest.fixture(scope="module", params=["repeat", "repeat_ranked"])
+def served(tmp_path_factory: pytest.TempPathFactory, redis_server: str,
+           request: pytest.FixtureRequest) -> Iterator[Deployment]:  # fmt: skip
+    dep = make_deployment(tmp_path_factory.mktemp(request.param), redis_server)
+    params = {"neighbours": 20, **({"levels": 3} if request.param == "repeat_ranked" else {})}
+    result = dep.train_and_publish(request.param, params)
+    assert result.model.kind == request.param
     assert result.version is not None
     ModelRegistry(dep.settings.mlflow).set_champion(result.version)  # whatever the gate said
     dep.start_server()
