@@ -12,8 +12,9 @@ COPY models ./models
 COPY training ./training
 COPY serving ./serving
 RUN /opt/venv/bin/pip install --no-deps .
-# the merchandising pass (numba) compiled once here, cached beside the installed module
-RUN /opt/venv/bin/python -c "import serving.arrange"
+# the merchandising pass and publishing's exact top-k (numba) compiled once here, cached beside
+# the installed modules
+RUN /opt/venv/bin/python -c "import serving.arrange, models.dense_topk"
 
 FROM python:3.11-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/* \

@@ -1,0 +1,54 @@
+"""The compiled exact top-k against numpy's stable sort, ties and short catalogues included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.ann import exact_top
+from models.dense_topk import dense_top_k
+
+
+def expected(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k best columns by a stable sort (ties: the lower column first), padded."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    best = np.take_along_axis(scores, order, axis=1)
+    pad = k - order.shape[1]
+    return (np.pad(order, ((0, 0), (0, pad)), constant_values=-1),
+            np.pad(best, ((0, 0), (0, pad)), constant_values=-np.inf))  # fmt: skip
+
+
+@pytest.mark.parametrize(("rows", "items", "k"), [(64, 20_000, 200), (50, 3_001, 10), (7, 12, 5),
+                                                 (5, 12, 15), (9, 33, 3), (30, 1_000, 1)])  # fmt: skip
+def test_matches_a_stable_sort(rows: int, items: int, k: int) -> None:
+    rng = np.random.default_rng(rows * items + k)
+    scores = rng.standard_normal((rows, items), dtype=np.float32)
+    ids, best = dense_top_k(scores, k)
+    want_ids, want_best = expected(scores, k)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(best, want_best)
+
+
+def test_ties_negative_scores_and_a_flat_row() -> None:
+    """Scores rounded to a few values (many ties across the threshold), all negative in one row,
+    all equal in another."""
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.standard_normal((40, 5_000)), 1).astype(np.float32)
+    scores[1] = -np.abs(scores[1]) - 1.0
+    scores[2] = 0.25
+    for k in (1, 17, 200):
+        ids, best = dense_top_k(scores, k)
+        want_ids, want_best = expected(scores, k)
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_array_equal(best, want_best)
+
+
+def test_exact_top_is_the_inner_product_top_k() -> None:
+    rng = np.random.default_rng(5)
+    items = rng.standard_normal((2_000, 16), dtype=np.float32)
+    queries = rng.standard_normal((300, 16), dtype=np.float32)
+    ids, scores = exact_top(items, queries, 50)
+    products = queries @ items.T
+    want_ids, _ = expected(products, 50)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, np.take_along_axis(products, ids, axis=1))
