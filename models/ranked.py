@@ -16,13 +16,13 @@ is stored as LightGBM's text model inside the npz (no pickle).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from features.interactions import Interactions, Occasions
 from models.base import InteractionData, check_finite
 from models.basket_stats import (
     CANDIDATE_FEATURES,
@@ -43,23 +43,6 @@ RANKER_PARAMS = {  # LambdaRank on nDCG; searched on Complete Journey's validati
     "deterministic": True, "force_row_wise": True, "verbosity": -1,
 }  # fmt: skip
 BOOST_ROUNDS = 300
-
-
-@dataclass(frozen=True)
-class _Level:
-    """A view of the data as it was before some held-out baskets (fits a repeat model)."""
-
-    matrix: sp.csr_matrix
-    customer_ids: npt.NDArray[np.str_]
-    item_ids: npt.NDArray[np.str_]
-    occasions: PurchaseOccasions
-
-
-@dataclass(frozen=True)
-class _Occasions:
-    rows: npt.NDArray[np.int64]
-    cols: npt.NDArray[np.int64]
-    days: npt.NDArray[np.float64]
 
 
 class RankedRepeatRecommender(RepeatExploreRecommender):
@@ -102,7 +85,7 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
                 )
             if len(customers) == 0:
                 break
-            base = self._base_on(interactions, _Occasions(rows[before], cols[before], days[before]))
+            base = self._base_on(interactions, Occasions(rows[before], cols[before], days[before]))
             stats = purchase_stats(rows[before], cols[before], days[before], self.history.shape)
             n_items = self.history.shape[1]
             truth = np.unique(rows[held].astype(np.int64) * n_items + cols[held])
@@ -119,17 +102,15 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
         self.ranker_text = str(self._booster.model_to_string())
         return self
 
-    def _base_on(
-        self, interactions: InteractionData, before: _Occasions
-    ) -> RankedRepeatRecommender:
+    def _base_on(self, interactions: InteractionData, before: Occasions) -> RankedRepeatRecommender:
         """A repeat model (this one's parameters, no ranker) fitted on the occasions `before`."""
         shape = self.history.shape
         matrix = sp.csr_matrix(
             (np.ones(len(before.rows), np.float32), (before.rows, before.cols)), shape=shape
         )
         base = RankedRepeatRecommender(**self.params)
-        RepeatExploreRecommender.fit(base, _Level(matrix, interactions.customer_ids,
-                                                  interactions.item_ids, before))  # fmt: skip
+        RepeatExploreRecommender.fit(base, Interactions(matrix, interactions.customer_ids,
+                                                        interactions.item_ids, before))  # fmt: skip
         return base
 
     def _top_k(self) -> int:
