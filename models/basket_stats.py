@@ -85,11 +85,13 @@ def purchase_stats(
     cols: npt.NDArray[np.int64],
     days: npt.NDArray[np.float64],
     shape: tuple[int, int],
+    rank: npt.NDArray[np.int64] | None = None,
 ) -> PurchaseStats:
     """The statistics of the occasions (one per customer, item, basket) of customers `shape[0]`
-    over items `shape[1]`; vectorised (one sort)."""
+    over items `shape[1]`; vectorised (one sort). `rank`: the occasions' `visit_rank`, when the
+    caller has it."""
     n_rows, n_items = shape
-    rank = visit_rank(rows, days)
+    rank = visit_rank(rows, days) if rank is None else rank
     last = np.full(n_rows, -np.inf)
     np.maximum.at(last, rows, days)
     first = np.full(n_rows, np.inf)

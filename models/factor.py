@@ -56,14 +56,14 @@ class _FactorModel(Recommender):
     def candidates(
         self, rows: npt.NDArray[np.int64], n: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Top-n by compiled k-selection (threads, the GIL released): exact by faiss's flat
-        inner-product search, or from the HNSW index on a big catalogue; several times numpy's
+        """Top-n by compiled k-selection (threads, the GIL released): exact (BLAS blocks and
+        `models.dense_topk`), or from the HNSW index on a big catalogue; several times numpy's
         argpartition over the dense block (`./dev bench publish`)."""
         k = min(n, self.n_items)
         query = np.ascontiguousarray(self.user_factors[rows], dtype=np.float32)
         if self.index is not None:  # a big catalogue: the HNSW graph
             ids, scores = self.index.search(query, k)
-        else:  # exact: faiss's blocked product + heap selection in compiled threads
+        else:  # exact: blocked products + the compiled selection in threads
             ids, scores = exact_top(self.item_factors, query, k)
         if k < n:
             ids = np.pad(ids, ((0, 0), (0, n - k)), constant_values=-1)

@@ -34,6 +34,7 @@ from models.basket_stats import (
     visit_rank,
 )
 from models.repeat import PurchaseOccasions, RepeatExploreRecommender
+from models.topk import top_k
 from omnirec.errors import ModelError, ModelFormatError
 
 SCORE_BLOCK = 512  # customers whose candidates are described and ranked at once
@@ -72,8 +73,9 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
             raise ModelError("repeat_ranked learns from dated purchase baskets; this data has none")
         super().fit(interactions)
         rows, cols, days = occasions.rows, occasions.cols, occasions.days
-        self.stats = purchase_stats(rows, cols, days, self.history.shape)
         rank = visit_rank(rows, days)
+        self.stats = purchase_stats(rows, cols, days, self.history.shape, rank)
+        n_items = self.history.shape[1]
         features, labels, groups = [], [], []
         rng = np.random.default_rng(int(self.params["seed"]))
         for level in range(1, int(self.params["levels"]) + 1):
@@ -86,8 +88,9 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
             if len(customers) == 0:
                 break
             base = self._base_on(interactions, Occasions(rows[before], cols[before], days[before]))
-            stats = purchase_stats(rows[before], cols[before], days[before], self.history.shape)
-            n_items = self.history.shape[1]
+            # the baskets before the held-out ones: each customer's ranks move down by `level`
+            stats = purchase_stats(rows[before], cols[before], days[before], self.history.shape,
+                                   rank[before] - level)  # fmt: skip
             truth = np.unique(rows[held].astype(np.int64) * n_items + cols[held])
             for start in range(0, len(customers), SCORE_BLOCK):
                 block = customers[start : start + SCORE_BLOCK]
@@ -131,14 +134,7 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
         stats: PurchaseStats,
         k: int,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else (
-            np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy())  # fmt: skip
-        best = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-best, axis=1, kind="stable")
-        part, best = (
-            np.take_along_axis(part, order, axis=1),
-            np.take_along_axis(best, order, axis=1),
-        )
+        part, best = top_k(scores, k)  # best first
         cand_rows, cand_cols = np.repeat(rows, part.shape[1]), part.ravel().astype(np.int64)
         own = np.asarray(self.history[cand_rows, cand_cols], dtype=np.float32).ravel()
         ranks = np.tile(np.arange(part.shape[1], dtype=np.float32), len(rows))
