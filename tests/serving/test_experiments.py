@@ -366,8 +366,13 @@ def test_the_shadow_model_is_computed_off_the_request_path_and_compared(lab: Dep
     sampled = counted("queued") - before["queued"] + counted("dropped") - before["dropped"]
     assert sampled == 12
     assert counted("done") - before["done"] < 12  # the answers came back before their shadows
+    # wait for this test's own comparisons: a shadow queued by an earlier test may finish between
+    # the readings above (its overlap then counts in `compared` and its "done" after `before`)
     deadline = time.monotonic() + 60
-    while counted("done") == before["done"] and time.monotonic() < deadline:
+    while (
+        _metric(lab, "omnirec_shadow_overlap_count", experiment="margin") == compared
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.5)
     assert counted("done") > before["done"]
     assert _metric(lab, "omnirec_shadow_overlap_count", experiment="margin") > compared
