@@ -68,6 +68,11 @@ def run(work: Path, customers: int, items: int = 20_000, with_numpy_baseline: bo
     model, ev = synthetic_model(customers, items)
     categories = CategoryCodes(np.array(["all"]), np.zeros(items, np.int64))
     last_bought = sp.csr_matrix((customers, items), dtype=np.float64)
+    started = time.perf_counter()
+    import models.dense_topk  # noqa: F401  (numba and the compiled selection: once per process)
+
+    print(f"compiled selection loaded in {time.perf_counter() - started:.1f} s (once per process, "
+          "not in the rates)", flush=True)  # fmt: skip
     baseline = matmul_rate(model)
     print(f"matrix product alone: {baseline:,.0f} customers/s", flush=True)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp), persist=False) as server:
@@ -92,6 +97,10 @@ def run(work: Path, customers: int, items: int = 20_000, with_numpy_baseline: bo
                   f"= {before / baseline:.0%} of the matrix product alone", flush=True)  # fmt: skip
         rate = publish("publish")
         store.close()
-    print(f"publish (exact top-{CANDIDATES} compiled: run maxima, a threshold, the runs above it sorted; the next block "
-          f"scored while this one is encoded and written): {rate:,.0f} customers/s = {rate / baseline:.0%} of the matrix "
+    # the product again: the ratio is to the faster of the two (the machine is shared)
+    after = matmul_rate(model)
+    print(f"matrix product alone, again: {after:,.0f} customers/s", flush=True)
+    baseline = max(baseline, after)
+    print(f"publish (exact top-{CANDIDATES} compiled: tiles of the product and their selection on every core, "
+          f"the next block scored while this one is encoded and written): {rate:,.0f} customers/s = {rate / baseline:.0%} of the matrix "
           "product alone (target 50 %)")  # fmt: skip

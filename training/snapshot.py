@@ -4,6 +4,7 @@ one feature record per customer (candidates scored by the model, history, recent
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from omnirec.settings import Settings
 RECENT_PER_CUSTOMER = 20
 POPULAR_PER_GROUP = 500
 TOGETHER_PER_ITEM = 20
-CANDIDATE_BLOCK = 4096  # customers scored at once when publishing (one block ahead in a thread)
+CANDIDATE_BLOCK = 4096  # customers scored at once when publishing
+SCORED_AHEAD = 2  # blocks scored ahead of the one being encoded and written (in a thread)
 
 
 @dataclass(frozen=True)
@@ -400,17 +402,18 @@ def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_ma
             )
             yield customer_ids[c], ENCODER.encode(features)
 
-    # the next block is scored in a thread (the selection releases the GIL) while this one is
-    # encoded and written
+    # the next blocks are scored in a thread (the selection releases the GIL) while this one is
+    # encoded and written: SCORED_AHEAD of them, so that the scoring never waits for the writing
+    starts = range(0, len(ev.customers), block)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        following: Future[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = pool.submit(
-            scored, 0
+        ahead: deque[Future[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]] = deque(
+            pool.submit(scored, start) for start in starts[:SCORED_AHEAD]
         )
-        for start in range(0, len(ev.customers), block):
-            cand_ids, cand_scores = following.result()
+        for position, start in enumerate(starts):
+            cand_ids, cand_scores = ahead.popleft().result()
+            if position + SCORED_AHEAD < len(starts):
+                ahead.append(pool.submit(scored, starts[position + SCORED_AHEAD]))
             stop = min(start + block, len(ev.customers))
-            if stop < len(ev.customers):
-                following = pool.submit(scored, stop)
             yield from encoded(start, stop, cand_ids, cand_scores)
             if progress is not None:
                 progress.update(stop - start)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from threadpoolctl import ThreadpoolController
 
+from models import ann
 from models.ann import exact_top
 from models.dense_topk import dense_top_k
 
@@ -43,12 +45,25 @@ def test_ties_negative_scores_and_a_flat_row() -> None:
         np.testing.assert_array_equal(best, want_best)
 
 
-def test_exact_top_is_the_inner_product_top_k() -> None:
+@pytest.mark.parametrize("tile_scores", [8_000_000, 40_000, 2_000])
+def test_exact_top_is_the_inner_product_top_k(
+    tile_scores: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One tile (here, BLAS as configured), tiles of 20 rows and of 16 (the least) taken by the
+    threads: the same exact answer, and BLAS's threads as they were afterwards."""
+    monkeypatch.setattr(ann, "EXACT_TILE_SCORES", tile_scores)
     rng = np.random.default_rng(5)
     items = rng.standard_normal((2_000, 16), dtype=np.float32)
-    queries = rng.standard_normal((300, 16), dtype=np.float32)
+    queries = rng.standard_normal((301, 16), dtype=np.float32)
+    blas_before = [lib["num_threads"] for lib in ThreadpoolController().info()]
     ids, scores = exact_top(items, queries, 50)
+    assert [lib["num_threads"] for lib in ThreadpoolController().info()] == blas_before
     products = queries @ items.T
     want_ids, _ = expected(products, 50)
     np.testing.assert_array_equal(ids, want_ids)
-    np.testing.assert_allclose(scores, np.take_along_axis(products, ids, axis=1))
+    np.testing.assert_allclose(scores, np.take_along_axis(products, ids, axis=1), rtol=1e-5)
+
+
+def test_exact_top_of_no_queries() -> None:
+    ids, scores = exact_top(np.ones((10, 4), np.float32), np.ones((0, 4), np.float32), 3)
+    assert ids.shape == scores.shape == (0, 3)
