@@ -26,10 +26,12 @@ from scripts.bench_serve import (
     wrk,
 )
 
-# many short rounds, the configurations alternating in each: the machine's neighbours change
-# its speed from one ten-second stretch to the next, and a ratio within a round pairs like with like
-ROUNDS = 10
-ROUND_SECONDS = 4
+# many short pairs: each configuration's second right beside a second of the baseline (the order
+# swapped every round), so that a ratio pairs like with like on a machine whose neighbours change
+# its speed from one few-second stretch to the next; an A/A pair (the baseline against itself)
+# shows how far that noise alone moves a ratio
+ROUNDS = 20
+ROUND_SECONDS = 1
 PLACEMENTS = """
 [rules.filter]
 exclude = { category = ["bags"] }
@@ -113,32 +115,60 @@ def run(work: Path, customers: int, items: int) -> None:
             for placement in CONFIGURATIONS:
                 wrk(base + "/", 3, scripts[placement])  # warm-up
             wrk(shadowed_base + "/", 3, scripts["ab_heavy"])
-            rates: dict[str, list[float]] = {p: [] for p in [*CONFIGURATIONS, "shadow"]}
-            for _ in range(ROUNDS):
-                for placement, label in CONFIGURATIONS.items():
-                    rate, latency = wrk(base + "/", ROUND_SECONDS, scripts[placement])
-                    rates[placement].append(rate)
-                    print(
-                        f"wrk -t1 -c16 {ROUND_SECONDS}s  {label:<68} {rate:8,.0f} req/s   {latency}"
+            ratios: dict[str, list[float]] = {name: [] for name in [*CONFIGURATIONS, "shadow"]}
+            rates: list[float] = []
+            for round_ in range(ROUNDS):
+                line = []
+                for name in [*CONFIGURATIONS, "shadow"]:
+                    measured = (
+                        (shadowed_base, scripts["ab_heavy"])
+                        if name == "shadow"
+                        else (base, scripts[name])
                     )
-                rate, latency = wrk(shadowed_base + "/", ROUND_SECONDS, scripts["ab_heavy"])
-                rates["shadow"].append(rate)
-                print(f"wrk -t1 -c16 {ROUND_SECONDS}s  {'the same + a slow shadow challenger on every request':<68} "
-                      f"{rate:8,.0f} req/s   {latency}")  # fmt: skip
-            print(f"median share of the baseline's throughput over {ROUNDS} rounds (per round: "
-                  "the configuration / the baseline of that round; target >= 90 %):")  # fmt: skip
-            for name in [*list(CONFIGURATIONS)[1:], "shadow"]:
-                ratios = sorted(r / b for r, b in zip(rates[name], rates["plain"], strict=True))
-                label = CONFIGURATIONS.get(name, "heavy rules + slow shadow (second server)")
-                print(
-                    f"  {label:<68} {ratios[len(ratios) // 2]:.0%} (min {ratios[0]:.0%}, max {ratios[-1]:.0%})"
+                    baseline, rate = paired(
+                        (base, scripts["plain"]), measured, swap=round_ % 2 == 1
+                    )
+                    rates.append(baseline)
+                    ratios[name].append(rate / baseline)
+                    line.append(f"{'A/A' if name == 'plain' else name} {rate / baseline:4.0%}")
+                print(f"round {round_ + 1:2}: baseline {rates[-1]:6,.0f} req/s; " + "  ".join(line))
+            print(f"median share of the baseline's throughput over {ROUNDS} rounds (each: the configuration "
+                  f"/ the baseline in the {ROUND_SECONDS} s beside it; target >= 90 %):")  # fmt: skip
+            for name in [*CONFIGURATIONS, "shadow"]:
+                ordered = sorted(ratios[name])
+                quartiles = f"{ordered[len(ordered) // 4]:.0%}-{ordered[3 * len(ordered) // 4]:.0%}"
+                label = ("the baseline against itself (A/A: the noise)" if name == "plain" else
+                         CONFIGURATIONS.get(name, "heavy rules + slow shadow (second server)"))  # fmt: skip
+                print(f"  {label:<68} {float(np.median(ordered)):.0%} (middle half {quartiles}, "
+                      f"min {ordered[0]:.0%}, max {ordered[-1]:.0%})")  # fmt: skip
+            print("latency, one 3 s run each (wrk -t1 -c16):")
+            for name, label in [
+                *CONFIGURATIONS.items(),
+                ("shadow", "heavy rules + slow shadow (second server)"),
+            ]:
+                url, script = (
+                    (shadowed_base, scripts["ab_heavy"])
+                    if name == "shadow"
+                    else (base, scripts[name])
                 )
+                rate, latency = wrk(url + "/", 3, script)
+                print(f"  {label:<68} {rate:8,.0f} req/s   {latency}")
         finally:
             for process in servers:
                 process.terminate()
                 process.wait(timeout=30)
         engine_alone(settings, redis_server.url, var / "placements.toml", customers,
-                     float(np.median(rates["plain"])))  # fmt: skip
+                     float(np.median(rates)))  # fmt: skip
+
+
+def paired(
+    baseline: tuple[str, Path], measured: tuple[str, Path], swap: bool
+) -> tuple[float, float]:
+    """(baseline, measured) requests/s, each for ROUND_SECONDS, one right after the other (the
+    measured configuration first when `swap`)."""
+    order = [measured, baseline] if swap else [baseline, measured]
+    first, second = (wrk(url + "/", ROUND_SECONDS, script)[0] for url, script in order)
+    return (second, first) if swap else (first, second)
 
 
 def engine_alone(settings: Settings, redis_url: str, placements: Path, customers: int,

@@ -6,6 +6,7 @@ import itertools
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,9 +63,10 @@ class LoadedSnapshot:
         self.category_list = [str(c) for c in self.categories.tolist()]
         self.price_list = [float(p) for p in self.prices.tolist()]
 
-    _allowed_cache: dict[tuple[str | None, str | None], npt.NDArray[np.bool_]] = field(
-        default_factory=dict
-    )
+    # (store, category, (rule set, hour) or None) -> the items allowed there (see `allowed`)
+    _allowed_cache: dict[
+        tuple[str | None, str | None, tuple[str, int] | None], npt.NDArray[np.bool_]
+    ] = field(default_factory=dict)
 
     # merchandising rules: filters and boost factors per (rule set name, hour), text codes
     rule_masks: dict[tuple[str, int], npt.NDArray[np.bool_]] = field(default_factory=dict)
@@ -189,20 +191,27 @@ class LoadedSnapshot:
         array = self.levels.get(store_id)
         return int(array[col]) if array is not None else -1
 
-    def allowed(self, store_id: str | None, category: str | None) -> npt.NDArray[np.bool_]:
+    def allowed(self, store_id: str | None, category: str | None,
+                filters: tuple[tuple[str, int], Callable[[], npt.NDArray[np.bool_]]] | None = None,
+                ) -> npt.NDArray[np.bool_]:  # fmt: skip
         """Items that may be shown: active, not sold out everywhere, in stock at `store_id` (when
-        the store has stock data), in `category`."""
-        key = (store_id, category)
+        the store has stock data), in `category`; with `filters` ((rule set, hour), its mask),
+        also allowed by that rule set. Cached until the stock changes (one array per request,
+        read-only: a request's own filters are not cached, their masks are computed each time)."""
+        key = (store_id, category, None if filters is None else filters[0])
         cached = self._allowed_cache.get(key)
         if cached is not None:
             return cached
-        mask = self.active.copy()
-        if len(self.sold_out) == len(mask):
-            mask &= ~self.sold_out
-        if store_id is not None and store_id in self.stock:
-            mask &= self.stock[store_id]
-        if category is not None:
-            mask &= self.categories == category
+        if filters is not None:
+            mask = np.asarray(np.logical_and(self.allowed(store_id, category), filters[1]()))
+        else:
+            mask = self.active.copy()
+            if len(self.sold_out) == len(mask):
+                mask &= ~self.sold_out
+            if store_id is not None and store_id in self.stock:
+                mask &= self.stock[store_id]
+            if category is not None:
+                mask &= self.categories == category
         if len(self._allowed_cache) < 4096:
             self._allowed_cache[key] = mask
         return mask

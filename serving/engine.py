@@ -735,9 +735,14 @@ def allowed_under(snap: LoadedSnapshot, store_id: str | None, category: str | No
                   now: float) -> npt.NDArray[np.bool_]:  # fmt: skip
     """A fresh mask (the caller changes it) of the items that may be shown: active, in stock at
     `store_id`, in `category`, and allowed by the filters of `rules`."""
-    if rules is not None and rules.filters:
+    if rules is None or not rules.filters:
+        return snap.allowed(store_id, category).copy()
+    if rules.per_request:
         return np.logical_and(snap.allowed(store_id, category), rules.mask(snap, now))
-    return snap.allowed(store_id, category).copy()
+    # a placement's or a variant's rules: their mask and the stock's, together, cached (one copy
+    # a request instead of an element-wise and of two catalogue-long masks)
+    filters = (rules.mask_key(now), lambda: rules.mask(snap, now))
+    return snap.allowed(store_id, category, filters).copy()
 
 
 def combined_rules(placement: RuleSet | None, variant: Variant | None,

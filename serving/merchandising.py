@@ -160,10 +160,14 @@ class RuleSet:
             wanted.append((self.diversity.column, "text"))
         return wanted
 
+    def mask_key(self, now: float) -> tuple[str, int]:
+        """What the mask depends on besides the snapshot: the rule set and, with new arrivals, the hour."""
+        return self.name, int(now // 3600) if self.new_arrivals_days is not None else 0
+
     def mask(self, snap: LoadedSnapshot, now: float) -> npt.NDArray[np.bool_]:
         """Items these filters allow (all True without filters); cached per snapshot and hour
         (a request's own filters are computed each time: a cache of them would only grow)."""
-        key = (self.name, int(now // 3600) if self.new_arrivals_days is not None else 0)
+        key = self.mask_key(now)
         cached = snap.rule_masks.get(key)
         if cached is not None:
             return cached

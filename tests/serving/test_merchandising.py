@@ -4,6 +4,7 @@ placements file's validation (errors name the file, the entry and the rule)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from features.interactions import Interactions
 from models.popularity import PopularityRecommender
 from omnirec.errors import ConfigError, InvalidRequestError
 from serving.catalogue import LoadedSnapshot
-from serving.engine import _popular
+from serving.engine import _popular, allowed_under
 from serving.merchandising import load_placements, parse_rules
 from serving.schemas import Item
 
@@ -138,6 +139,27 @@ def test_rules_combine_narrowing() -> None:
     snap = _snapshot()
     answer = _popular(snap, 5, None, None, None, "r", None, rules=both)
     assert [i.item_id for i in answer.items] == list("AFG")
+
+
+def test_a_placements_filter_follows_the_live_stock_and_a_requests_own_is_not_kept() -> None:
+    """The items a placement's filters allow at a store are kept per snapshot until the stock
+    changes; a request's own filters are computed each time and never kept."""
+    snap = _snapshot()
+    wine = parse_rules("wine", {"include": {"category": ["wine"]}}, "test")
+    store_levels = np.ones(len(CATALOGUE), np.int32)
+    snap.set_levels({"s1": store_levels.copy()}, 1, "1-0")
+    shown = allowed_under(snap, "s1", None, wine, NOW)
+    assert snap.item_ids[shown].tolist() == list("ABDG")
+    shown[:] = False  # the caller's copy: changing it changes nothing kept
+    assert snap.item_ids[allowed_under(snap, "s1", None, wine, NOW)].tolist() == list("ABDG")
+    snap.apply_levels(["s1"], ["B"], [0], 2, "2-0")  # B sold out at the store
+    assert snap.item_ids[allowed_under(snap, "s1", None, wine, NOW)].tolist() == list("ADG")
+    cached = len(snap._allowed_cache)
+    own = replace(parse_rules("request", {"price_max": 25.0}, "request"), per_request=True)
+    assert snap.item_ids[allowed_under(snap, "s1", None, wine.then(own), NOW)].tolist() == list(
+        "AG"
+    )
+    assert len(snap._allowed_cache) == cached
 
 
 def test_finish_backfills_then_caps_then_pins() -> None:
