@@ -133,5 +133,10 @@ def _threads() -> int:
 
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
-    """One thread per core, kept for the process's life."""
+    """One thread per core, kept for the process's life (a forked child starts its own: the
+    parent's threads do not exist there)."""
     return ThreadPoolExecutor(_threads(), thread_name_prefix="exact-top")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.cache_clear)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 from threadpoolctl import ThreadpoolController
@@ -67,3 +70,25 @@ def test_exact_top_is_the_inner_product_top_k(
 def test_exact_top_of_no_queries() -> None:
     ids, scores = exact_top(np.ones((10, 4), np.float32), np.ones((0, 4), np.float32), 3)
     assert ids.shape == scores.shape == (0, 3)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_searches_with_threads_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent's pool threads do not exist in a forked child: the child's search must not wait
+    on them (it would hang)."""
+    monkeypatch.setattr(ann, "EXACT_TILE_SCORES", 2_000)
+    rng = np.random.default_rng(9)
+    items = rng.standard_normal((500, 8), dtype=np.float32)
+    queries = rng.standard_normal((100, 8), dtype=np.float32)
+    want, _ = exact_top(items, queries, 5)  # the parent's pool now has threads
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: search, report whether it matched, leave at once
+        signal.alarm(30)  # a hang (waiting on threads that are not there) ends the child
+        ids, _ = exact_top(items, queries, 5)
+        os.write(write, b"1" if np.array_equal(ids, want) else b"0")
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert os.waitstatus_to_exitcode(status) == 0
