@@ -348,6 +348,7 @@ def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_ma
     bought_at = last_bought.data.astype(np.int64).tobytes()
     indptr, h_ptr, b_ptr = ev.indptr.tolist(), history.indptr.tolist(), last_bought.indptr.tolist()
     customer_ids = ev.customers.tolist()
+    names_of = [str(name) for name in cat_names.tolist()]
     vector_width = 0 if vectors is None else vectors.shape[1] * vectors.dtype.itemsize
 
     def encoded(start: int, stop: int, cand_ids: npt.NDArray[np.int64],
@@ -356,8 +357,10 @@ def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_ma
         row_list = block_rows.tolist()
         cat_block = cat_counts[start:stop].toarray()
         top_cats = np.argsort(-cat_block, axis=1)[:, :3]
-        favourite = [[str(cat_names[k]) for k in top_cats[i] if cat_block[i, k] > 0]
-                     for i in range(stop - start)]  # fmt: skip
+        bought_in = (np.take_along_axis(cat_block, top_cats, axis=1) > 0).tolist()
+        # plain lists: indexing numpy scalars per customer was 15 % of the encoding
+        favourite = [[names_of[k] for k, bought in zip(cats, got, strict=True) if bought]
+                     for cats, got in zip(top_cats.tolist(), bought_in, strict=True)]  # fmt: skip
         valid = (cand_ids >= 0).sum(axis=1).tolist()  # best first, -1 padding last
         width = cand_ids.shape[1] * 4
         cands = np.ascontiguousarray(cand_ids, dtype=np.int32).tobytes()
