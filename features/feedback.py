@@ -6,7 +6,9 @@ A recommendation id names the experiment, variant and placement that produced th
 (`<request>[-<k>].<experiment>.<variant>.<placement>`, `_` for none), so feedback quoting it is
 counted for that variant without a lookup. A click is remembered for the attribution window
 (`<prefix>:clicked:<customer>:<item>` -> its recommendation id), so a purchase of the clicked
-item within the window counts for the click's variant even when it does not quote an id.
+item within the window counts for the click's variant even when it does not quote an id. A
+purchase counts once per recommendation and item in the window (`<prefix>:attributed:...`): the
+same purchase posted as feedback and as an event is not counted twice.
 """
 
 from __future__ import annotations
@@ -167,18 +169,35 @@ class FeedbackLog:
     def click_key(self, customer_id: str, item_id: str) -> str:
         return f"{self.realtime.store.prefix}:clicked:{customer_id}:{item_id}"
 
+    async def first_attributions(self, send: Callable[[list[Command]], Awaitable[list[Reply]]],
+                                 purchases: list[tuple[str, str, str]]) -> list[bool]:  # fmt: skip
+        """For each (customer, item, recommendation id) purchase: whether it is the first one
+        attributed to that recommendation in the window (one marker each, SET NX): the same
+        purchase posted as feedback and as an event, or retried, counts once."""
+        if not purchases:
+            return []
+        prefix = self.realtime.store.prefix
+        replies = await send([("SET", f"{prefix}:attributed:{customer}:{item}:{rid}", "1", "NX",
+                               "EX", self.window) for customer, item, rid in purchases])  # fmt: skip
+        return [reply is not None and reply is not False for reply in replies]
+
     async def clicked(self, send: Callable[[list[Command]], Awaitable[list[Reply]]],
                       purchases: list[StreamEvent]) -> list[tuple[StreamEvent, RecommendationRef]]:  # fmt: skip
         """The purchases (posted as events) that follow a remembered click on the same item by
-        the same customer, each with the recommendation that click was on (one round trip)."""
+        the same customer and were not attributed to that click's recommendation before, each with
+        the recommendation (one round trip, a second when a click is found)."""
         if not purchases:
             return []
         found = await send([("GET", self.click_key(p.customer_id, p.item_id)) for p in purchases])
-        refs = [
-            parse_recommendation_id(rid.decode()) if isinstance(rid, bytes) else None
-            for rid in found
-        ]
-        return [(p, ref) for p, ref in zip(purchases, refs, strict=True) if ref is not None]
+        clicked: list[tuple[StreamEvent, str, RecommendationRef]] = []
+        for purchase, rid in zip(purchases, found, strict=True):
+            ref = parse_recommendation_id(rid.decode()) if isinstance(rid, bytes) else None
+            if ref is not None and isinstance(rid, bytes):
+                clicked.append((purchase, rid.decode(), ref))
+        first = await self.first_attributions(
+            send, [(p.customer_id, p.item_id, rid) for p, rid, _ in clicked]
+        )
+        return [(p, ref) for (p, _, ref), new in zip(clicked, first, strict=True) if new]
 
     async def store(self, send: Callable[[list[Command]], Awaitable[list[Reply]]],
                     raw: list[dict[str, object]]) -> FeedbackResult:  # fmt: skip
@@ -215,5 +234,9 @@ class FeedbackLog:
         ]  # fmt: skip
         if clicks:
             await send(clicks)
-        attributed = [e for e in fresh if e.feedback_type == "purchase" and e.recommendation_id]
+        quoting = [e for e in fresh if e.feedback_type == "purchase" and e.recommendation_id]
+        first = await self.first_attributions(
+            send, [(e.customer_id, e.item_id, e.recommendation_id or "") for e in quoting]
+        )
+        attributed = [e for e, new in zip(quoting, first, strict=True) if new]
         return FeedbackResult(len(events), rejected, len(events) - len(fresh), fresh, attributed)

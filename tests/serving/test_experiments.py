@@ -323,7 +323,15 @@ def test_a_purchase_posted_as_an_event_counts_for_the_clicked_recommendation(
                   {"customer_id": customer, "item_id": "I000199", "event_type": "purchase", "channel": "store",
                    "price": 99.0}]  # fmt: skip
         assert c.post("/v1/events/bulk", json={"events": bought}).status_code == 202
-    # only the clicked item's purchase counts, price x quantity
+        # the storefront reports the same purchase as feedback, quoting the recommendation and
+        # not: it is stored, and not counted a second time
+        again = [{"type": "purchase", "customer_id": customer, "item_id": item, "price": 7.0, "quantity": 3,
+                  "recommendation_id": answer["recommendation_id"], "event_id": "again-quoted"},
+                 {"type": "purchase", "customer_id": customer, "item_id": item, "price": 7.0, "quantity": 3,
+                  "event_id": "again-unquoted"}]  # fmt: skip
+        posted = c.post("/v1/feedback", json={"feedback": again})
+        assert posted.status_code == 202 and posted.json()["accepted"] == 2, posted.text
+    # only the clicked item's purchase counts, once, price x quantity
     assert (
         _metric(lab, "omnirec_attributed_purchases_total", variant=variant, placement="home")
         - attributed
