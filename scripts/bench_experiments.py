@@ -74,6 +74,9 @@ CONFIGURATIONS = {  # placement -> what it measures
 }
 
 
+SHADOW_LABEL = "heavy rules + slow shadow (second server)"
+
+
 def run(work: Path, customers: int, items: int) -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -115,18 +118,20 @@ def run(work: Path, customers: int, items: int) -> None:
             for placement in CONFIGURATIONS:
                 wrk(base + "/", 3, scripts[placement])  # warm-up
             wrk(shadowed_base + "/", 3, scripts["ab_heavy"])
+
+            def target(name: str) -> tuple[str, Path]:
+                """The server and wrk script a configuration is measured with."""
+                if name == "shadow":  # heavy rules on the server whose challenger shadows
+                    return shadowed_base, scripts["ab_heavy"]
+                return base, scripts[name]
+
             ratios: dict[str, list[float]] = {name: [] for name in [*CONFIGURATIONS, "shadow"]}
             rates: list[float] = []
             for round_ in range(ROUNDS):
                 line = []
                 for name in [*CONFIGURATIONS, "shadow"]:
-                    measured = (
-                        (shadowed_base, scripts["ab_heavy"])
-                        if name == "shadow"
-                        else (base, scripts[name])
-                    )
                     baseline, rate = paired(
-                        (base, scripts["plain"]), measured, swap=round_ % 2 == 1
+                        (base, scripts["plain"]), target(name), swap=round_ % 2 == 1
                     )
                     rates.append(baseline)
                     ratios[name].append(rate / baseline)
@@ -138,20 +143,12 @@ def run(work: Path, customers: int, items: int) -> None:
                 ordered = sorted(ratios[name])
                 quartiles = f"{ordered[len(ordered) // 4]:.0%}-{ordered[3 * len(ordered) // 4]:.0%}"
                 label = ("the baseline against itself (A/A: the noise)" if name == "plain" else
-                         CONFIGURATIONS.get(name, "heavy rules + slow shadow (second server)"))  # fmt: skip
+                         CONFIGURATIONS.get(name, SHADOW_LABEL))  # fmt: skip
                 print(f"  {label:<68} {float(np.median(ordered)):.0%} (middle half {quartiles}, "
                       f"min {ordered[0]:.0%}, max {ordered[-1]:.0%})")  # fmt: skip
             print("latency, one 3 s run each (wrk -t1 -c16):")
-            for name, label in [
-                *CONFIGURATIONS.items(),
-                ("shadow", "heavy rules + slow shadow (second server)"),
-            ]:
-                url, script = (
-                    (shadowed_base, scripts["ab_heavy"])
-                    if name == "shadow"
-                    else (base, scripts[name])
-                )
-                rate, latency = wrk(url + "/", 3, script)
+            for name, label in [*CONFIGURATIONS.items(), ("shadow", SHADOW_LABEL)]:
+                rate, latency = wrk(target(name)[0] + "/", 3, target(name)[1])
                 print(f"  {label:<68} {rate:8,.0f} req/s   {latency}")
         finally:
             for process in servers:
