@@ -12,9 +12,9 @@ COPY models ./models
 COPY training ./training
 COPY serving ./serving
 RUN /opt/venv/bin/pip install --no-deps .
-# the merchandising pass and publishing's exact top-k (numba) compiled once here, cached beside
+# the merchandising pass, publishing's exact top-k and record encoder (numba) compiled once here, cached beside
 # the installed modules
-RUN /opt/venv/bin/python -c "import serving.arrange, models.dense_topk"
+RUN /opt/venv/bin/python -c "import serving.arrange, models.dense_topk, features.customer_records"
 
 FROM python:3.11-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/* \

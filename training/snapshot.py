@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from features import arrowkit
-from features.encoding import ENCODER, EVENT_CODES, Catalogue, CustomerFeatures, ItemList
+from features.encoding import ENCODER, EVENT_CODES, Catalogue, ItemList
 from models.base import Recommender
 from omnirec.progress import Progress
 from omnirec.settings import Settings
@@ -318,8 +319,11 @@ def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_ma
                       progress: Progress | None = None) -> Iterator[tuple[str, bytes]]:  # fmt: skip
     """(customer id, encoded CustomerFeatures) per customer with events: the model's best
     `n_candidates` items, the training history, purchases, top categories and recent activity."""
+    from features.customer_records import CustomerColumns, EventColumns, encode_block  # numba
+
     cat_codes, cat_names = categories.codes, categories.names
-    rows = model.rows_of(ev.customers.tolist())
+    customer_ids = ev.customers.tolist()
+    rows = model.rows_of(customer_ids)
     history = model.history
     vectors = model.customer_vectors()
     n_cat = len(cat_names)
@@ -329,94 +333,42 @@ def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_ma
         (np.ones(valid.sum()), (per_customer[valid], cat_codes[ev.item_col[valid]])),
         shape=(len(ev.customers), max(1, n_cat)),
     )
+    columns = CustomerColumns.of(ev.customers, history.indptr, history.indices, history.data,
+                                 last_bought.indptr, last_bought.indices, last_bought.data,
+                                 [str(name) for name in cat_names.tolist()])  # fmt: skip
+    events = EventColumns(ev.indptr, ev.item_col, ev.etype, ev.channel, ev.at, ev.store)
     block = CANDIDATE_BLOCK
 
-    def scored(start: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        block_rows = rows[start : start + block]
+    def block_records(start: int) -> tuple[bytes, list[int]]:
+        """The records of the block from `start` (compiled: see features.customer_records)."""
+        stop = min(start + block, len(ev.customers))
+        block_rows = rows[start:stop]
         known = block_rows >= 0
         cand_ids = np.full((len(block_rows), n_candidates), -1, np.int64)
         cand_scores = np.zeros((len(block_rows), n_candidates), np.float32)
         if known.any():
             cand_ids[known], cand_scores[known] = model.candidates(block_rows[known], n_candidates)
-        return cand_ids, cand_scores
-
-    # whole arrays turned into bytes once (per block for the events), so that the per-customer
-    # loop only slices bytes: numpy slicing + tobytes per field was half of the encoding time
-    hist_items = history.indices.astype(np.int32).tobytes()
-    hist_weights = history.data.astype(np.float32).tobytes()
-    bought_items = last_bought.indices.astype(np.int32).tobytes()
-    bought_at = last_bought.data.astype(np.int64).tobytes()
-    indptr, h_ptr, b_ptr = ev.indptr.tolist(), history.indptr.tolist(), last_bought.indptr.tolist()
-    customer_ids = ev.customers.tolist()
-    names_of = [str(name) for name in cat_names.tolist()]
-    vector_width = 0 if vectors is None else vectors.shape[1] * vectors.dtype.itemsize
-
-    def encoded(start: int, stop: int, cand_ids: npt.NDArray[np.int64],
-                cand_scores: npt.NDArray[np.float32]) -> Iterator[tuple[str, bytes]]:  # fmt: skip
-        block_rows = rows[start:stop]
-        row_list = block_rows.tolist()
         cat_block = cat_counts[start:stop].toarray()
         top_cats = np.argsort(-cat_block, axis=1)[:, :3]
-        bought_in = (np.take_along_axis(cat_block, top_cats, axis=1) > 0).tolist()
-        # plain lists: indexing numpy scalars per customer was 15 % of the encoding
-        favourite = [[names_of[k] for k, bought in zip(cats, got, strict=True) if bought]
-                     for cats, got in zip(top_cats.tolist(), bought_in, strict=True)]  # fmt: skip
-        valid = (cand_ids >= 0).sum(axis=1).tolist()  # best first, -1 padding last
-        width = cand_ids.shape[1] * 4
-        cands = np.ascontiguousarray(cand_ids, dtype=np.int32).tobytes()
-        scores = np.ascontiguousarray(cand_scores, dtype=np.float32).tobytes()
-        vecs = (
-            b""
-            if vectors is None
-            else np.ascontiguousarray(vectors[np.maximum(block_rows, 0)]).tobytes()
-        )
-        first_event, last_event = indptr[start], indptr[stop]
-        events = slice(first_event, last_event)
-        items = ev.item_col[events].astype(np.int32, copy=False).tobytes()
-        types = ev.etype[events].astype(np.uint8, copy=False).tobytes()
-        channels = ev.channel[events].astype(np.uint8, copy=False).tobytes()
-        stores = ev.store[events].astype(np.int16, copy=False).tobytes()
-        at = ev.at[events].astype(np.int64, copy=False)
-        stamps, at_list = at.tobytes(), at.tolist()
-        for i, c in enumerate(range(start, stop)):
-            lo, hi = indptr[c] - first_event, indptr[c + 1] - first_event
-            r = max(lo, hi - RECENT_PER_CUSTOMER)
-            row = row_list[i]
-            h_lo, h_hi = (4 * h_ptr[row], 4 * h_ptr[row + 1]) if row >= 0 else (0, 0)
-            b_lo, b_hi = b_ptr[c], b_ptr[c + 1]
-            n = 4 * valid[i]
-            features = CustomerFeatures(
-                customer_id=customer_ids[c],
-                vector=vecs[i * vector_width : (i + 1) * vector_width] if row >= 0 else b"",
-                candidates=cands[i * width : i * width + n],
-                candidate_scores=scores[i * width : i * width + n],
-                history_items=hist_items[h_lo:h_hi],
-                history_weights=hist_weights[h_lo:h_hi],
-                purchased_items=bought_items[4 * b_lo : 4 * b_hi],
-                purchased_at=bought_at[8 * b_lo : 8 * b_hi],
-                categories=favourite[i],
-                first_seen=at_list[lo] if hi > lo else 0,
-                last_seen=at_list[hi - 1] if hi > lo else 0,
-                recent_items=items[4 * r : 4 * hi],
-                recent_types=types[r:hi],
-                recent_channels=channels[r:hi],
-                recent_at=stamps[8 * r : 8 * hi],
-                recent_stores=stores[2 * r : 2 * hi],
-            )
-            yield customer_ids[c], ENCODER.encode(features)
+        bought_in = np.take_along_axis(cat_block, top_cats, axis=1) > 0
+        favourite = np.where(bought_in, top_cats, -1)
+        block_vectors = None if vectors is None else vectors[np.maximum(block_rows, 0)]
+        return encode_block(columns, events, start, stop, block_rows, block_vectors, cand_ids,
+                            cand_scores, favourite, RECENT_PER_CUSTOMER)  # fmt: skip
 
-    # the next blocks are scored in a thread (the selection releases the GIL) while this one is
-    # encoded and written: SCORED_AHEAD of them, so that the scoring never waits for the writing
+    # the next blocks are scored and encoded in a thread (the selection and the encoding release
+    # the GIL) while this one is written: SCORED_AHEAD of them, so that the scoring never waits
     starts = range(0, len(ev.customers), block)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead: deque[Future[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]] = deque(
-            pool.submit(scored, start) for start in starts[:SCORED_AHEAD]
+        ahead: deque[Future[tuple[bytes, list[int]]]] = deque(
+            pool.submit(block_records, start) for start in starts[:SCORED_AHEAD]
         )
         for position, start in enumerate(starts):
-            cand_ids, cand_scores = ahead.popleft().result()
+            records, offsets = ahead.popleft().result()
             if position + SCORED_AHEAD < len(starts):
-                ahead.append(pool.submit(scored, starts[position + SCORED_AHEAD]))
+                ahead.append(pool.submit(block_records, starts[position + SCORED_AHEAD]))
             stop = min(start + block, len(ev.customers))
-            yield from encoded(start, stop, cand_ids, cand_scores)
+            for customer, (lo, hi) in zip(customer_ids[start:stop], pairwise(offsets), strict=True):
+                yield customer, records[lo:hi]
             if progress is not None:
                 progress.update(stop - start)
