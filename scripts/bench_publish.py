@@ -102,5 +102,5 @@ def run(work: Path, customers: int, items: int = 20_000, with_numpy_baseline: bo
     print(f"matrix product alone, again: {after:,.0f} customers/s", flush=True)
     baseline = max(baseline, after)
     print(f"publish (exact top-{CANDIDATES} compiled: tiles of the product and their selection on every core, "
-          f"the next block scored while this one is encoded and written): {rate:,.0f} customers/s = {rate / baseline:.0%} of the matrix "
+          f"the next blocks scored and encoded (compiled) while this one is written): {rate:,.0f} customers/s = {rate / baseline:.0%} of the matrix "
           "product alone (target 50 %)")  # fmt: skip
