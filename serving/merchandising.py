@@ -219,8 +219,7 @@ class RuleSet:
         scores of a boosted answer are the boosted ones, scaled to a peak of 1."""
         codes, max_items, top = _cap(snap, self.diversity, limit) or (NO_CODES, 0, 0)
         factors = self.boost_vector(snap, now) if self.boosts else NO_FACTORS
-        return arrange(np.ascontiguousarray(picked, np.int64), np.ascontiguousarray(scores, np.float32),
-                       factors, codes, max_items, top, limit)  # fmt: skip
+        return arrange(picked, scores, factors, codes, max_items, top, limit)
 
     def reordered(self, snap: LoadedSnapshot, items: list[Item], now: float) -> list[Item]:
         """Items (popular, trending) in the order their scores times the boosts give."""

@@ -53,7 +53,7 @@ def test_the_compiled_pass_matches_the_rules_as_written(seed: int) -> None:
     for use_factors in (False, True):
         for use_codes in (False, True):
             got_items, got_scores, got_settled = arrange(
-                picked, scores, factors if use_factors else NO_FACTORS,
+                picked.copy(), scores.copy(), factors if use_factors else NO_FACTORS,
                 codes if use_codes else NO_CODES, max_items if use_codes else 0, top if use_codes else 0, limit,
             )  # fmt: skip
             want_items, want_scores, want_settled = _reference(
@@ -72,7 +72,7 @@ def test_a_boost_and_a_cap_worked_out_by_hand() -> None:
     scores = np.array([1.0, 0.9, 0.8, 0.7, 0.6, 0.0], np.float32)
     factors = np.array([1, 1, 1, 2, 1, 1], np.float32)
     codes = np.array([0, 0, 0, 2, 3, 0], np.int64)
-    items, values, settled = arrange(picked, scores, factors, codes, 1, 3, 5)
+    items, values, settled = arrange(picked.copy(), scores.copy(), factors, codes, 1, 3, 5)
     # boosted: 3 -> 1.4, 0 -> 1.0, 1 -> 0.9, 2 -> 0.8, 4 -> 0.6, 5 -> 0.0
     assert items.tolist() == [3, 0, 4, 1, 2]
     np.testing.assert_allclose(values, [1.0, 1.0 / 1.4, 0.6 / 1.4, 0.9 / 1.4, 0.8 / 1.4], rtol=1e-6)
@@ -82,3 +82,22 @@ def test_a_boost_and_a_cap_worked_out_by_hand() -> None:
         picked[:4], scores[:4], NO_FACTORS, np.array([0, 1, 0, 0], np.int64), 1, 4, 4
     )
     assert items.tolist() == [0, 1, 2, 3] and not settled
+
+
+def test_the_answer_is_written_over_writable_inputs_and_read_only_ones_are_copied() -> None:
+    picked = np.array([0, 1, 2, 3, 4], np.int64)
+    scores = np.array([1.0, 0.9, 0.8, 0.7, 0.0], np.float32)  # shifted to 0 at the last
+    factors = np.array([1, 1, 1, 4, 1], np.float32)  # item 3: 0.7 x 4 overtakes item 0
+    items, values, _ = arrange(picked, scores, factors, NO_CODES, 0, 0, 2)
+    assert items.tolist() == [3, 0] and picked[:2].tolist() == [3, 0]  # in place: no copy made
+    assert np.shares_memory(items, picked) and np.shares_memory(values, scores)
+    frozen = np.frombuffer(np.arange(5, dtype=np.int64).tobytes(), np.int64)  # read-only
+    frozen_scores = np.frombuffer(
+        np.array([1.0, 0.9, 0.8, 0.7, 0.0], np.float32).tobytes(), np.float32
+    )
+    items, _, _ = arrange(frozen, frozen_scores, factors, NO_CODES, 0, 0, 2)
+    assert items.tolist() == [3, 0] and frozen.tolist() == [0, 1, 2, 3, 4]
+    items, _, _ = arrange(
+        np.arange(8)[::2], scores, NO_FACTORS, NO_CODES, 0, 0, 3
+    )  # a strided view
+    assert items.tolist() == [0, 2, 4]
