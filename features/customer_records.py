@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -209,9 +210,15 @@ except RuntimeError:  # nowhere to keep the cache (a read-only file system): com
     _compiled = njit(SIGNATURE, nogil=True)(_encode_block)
 
 
+def _owned(values: npt.ArrayLike, dtype: type) -> npt.NDArray[Any]:
+    """The values as a contiguous, writable array of `dtype` (the same array where it is one):
+    the compiled pass has no version for read-only arrays (a zero-copy view of Arrow data)."""
+    return np.require(values, dtype, ["C", "W"])
+
+
 def _raw(values: npt.NDArray[np.generic], dtype: type) -> npt.NDArray[np.uint8]:
     """The values as `dtype`, their bytes as a flat uint8 array (a view where no copy is needed)."""
-    return np.ascontiguousarray(values, dtype=dtype).reshape(-1).view(np.uint8)
+    return _owned(values, dtype).reshape(-1).view(np.uint8)
 
 
 def utf8_table(texts: Sequence[str] | npt.NDArray[np.str_]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:  # fmt: skip
@@ -245,9 +252,9 @@ class CustomerColumns:
            bought_at: npt.NDArray[np.integer], category_names: Sequence[str]) -> CustomerColumns:  # fmt: skip
         ids, id_offsets = utf8_table(customer_ids)
         names, name_offsets = utf8_table(list(category_names))
-        return cls(ids, id_offsets, np.asarray(history_indptr, np.int64),
+        return cls(ids, id_offsets, _owned(history_indptr, np.int64),
                    _raw(history_items, np.int32), _raw(history_weights, np.float32),
-                   np.asarray(bought_indptr, np.int64), _raw(bought_items, np.int32),
+                   _owned(bought_indptr, np.int64), _raw(bought_items, np.int32),
                    _raw(bought_at, np.int64), names, name_offsets)  # fmt: skip
 
 
@@ -276,22 +283,21 @@ def encode_block(columns: CustomerColumns, events: EventColumns, start: int, sto
     m = stop - start
     first_event, last_event = int(events.indptr[start]), int(events.indptr[stop])
     window = slice(first_event, last_event)
-    at = np.ascontiguousarray(events.at[window], dtype=np.int64)
+    at = _owned(events.at[window], np.int64)
     vector_bytes = (
         np.zeros((m, 0), np.uint8)
         if vectors is None
-        else np.ascontiguousarray(vectors, dtype=np.float32).view(np.uint8).reshape(m, -1)
+        else _owned(vectors, np.float32).view(np.uint8).reshape(m, -1)
     )
     buffer, offsets = _compiled(
         columns.ids[columns.id_offsets[start] : columns.id_offsets[stop]],
         columns.id_offsets[start : stop + 1] - columns.id_offsets[start],
-        np.ascontiguousarray(rows, dtype=np.int64), vector_bytes,
-        np.ascontiguousarray(candidates, dtype=np.int32).view(np.uint8),
-        np.ascontiguousarray(scores, dtype=np.float32).view(np.uint8),
+        _owned(rows, np.int64), vector_bytes, _owned(candidates, np.int32).view(np.uint8),
+        _owned(scores, np.float32).view(np.uint8),
         (np.asarray(candidates) >= 0).sum(axis=1).astype(np.int64),
         columns.hist_ptr, columns.hist_items, columns.hist_weights,
         columns.bought_ptr[start : stop + 1], columns.bought_items, columns.bought_at,
-        np.ascontiguousarray(favourite, dtype=np.int64), columns.names, columns.name_offsets,
+        _owned(favourite, np.int64), columns.names, columns.name_offsets,
         events.indptr[start : stop + 1] - first_event, _raw(events.items[window], np.int32),
         _raw(events.types[window], np.uint8), _raw(events.channels[window], np.uint8),
         at.view(np.uint8), _raw(events.stores[window], np.int16), at, recent,

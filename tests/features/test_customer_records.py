@@ -105,3 +105,28 @@ def test_each_record_is_byte_for_byte_what_msgspec_writes(with_vectors: bool, n_
         got = [buffer[lo:hi] for lo, hi in itertools.pairwise(offsets)]
         assert got == expected
         assert [CUSTOMER_DECODER.decode(g).customer_id for g in got] == ids[start:stop]
+
+
+def test_read_only_inputs_are_taken() -> None:
+    """Arrays that are zero-copy views of Arrow or of bytes (read-only) encode like their copies."""
+    frozen = lambda values: np.frombuffer(values.tobytes(), values.dtype).reshape(values.shape)  # noqa: E731
+    indptr = np.array([0, 2, 5], np.int64)
+    ev = EventColumns(frozen(indptr), frozen(np.array([3, 4, 5, 6, 7], np.int32)),
+                      frozen(np.array([0, 3, 3, 0, 2], np.uint8)), frozen(np.zeros(5, np.uint8)),
+                      frozen(np.arange(5, dtype=np.int64) + 1_790_000_000), frozen(np.full(5, -1, np.int16)))  # fmt: skip
+    empty = np.zeros(0, np.int64)
+    columns = CustomerColumns.of(["A", "B"], frozen(np.array([0, 0])), empty, np.zeros(0, np.float32),
+                                 frozen(np.zeros(3, np.int64)), empty, empty, ["x"])  # fmt: skip
+    writable = EventColumns(
+        *(np.array(a) for a in (ev.indptr, ev.items, ev.types, ev.channels, ev.at, ev.stores))
+    )
+    args = (
+        np.array([-1, -1]),
+        None,
+        frozen(np.array([[1, -1], [2, 3]])),
+        frozen(np.array([[0.5, 0.0], [0.2, 0.1]], np.float32)),
+        frozen(np.array([[0], [-1]])),
+        RECENT,
+    )
+    assert not ev.at.flags.writeable
+    assert encode_block(columns, ev, 0, 2, *args) == encode_block(columns, writable, 0, 2, *args)
