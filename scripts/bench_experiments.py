@@ -119,36 +119,43 @@ def run(work: Path, customers: int, items: int) -> None:
                 wrk(base + "/", 3, scripts[placement])  # warm-up
             wrk(shadowed_base + "/", 3, scripts["ab_heavy"])
 
-            def target(name: str) -> tuple[str, Path]:
-                """The server and wrk script a configuration is measured with."""
+            def target(name: str) -> tuple[str, Path, int]:
+                """The server, wrk script and server process a configuration is measured with."""
                 if name == "shadow":  # heavy rules on the server whose challenger shadows
-                    return shadowed_base, scripts["ab_heavy"]
-                return base, scripts[name]
+                    return shadowed_base, scripts["ab_heavy"], shadowed.pid
+                return base, scripts[name], server.pid
 
-            ratios: dict[str, list[float]] = {name: [] for name in [*CONFIGURATIONS, "shadow"]}
+            names = [*CONFIGURATIONS, "shadow"]
+            ratios: dict[str, list[float]] = {name: [] for name in names}
+            cpu_ratios: dict[str, list[float]] = {name: [] for name in names}
             rates: list[float] = []
+            costs: list[float] = []
             for round_ in range(ROUNDS):
                 line = []
-                for name in [*CONFIGURATIONS, "shadow"]:
-                    baseline, rate = paired(
-                        (base, scripts["plain"]), target(name), swap=round_ % 2 == 1
+                for name in names:
+                    (baseline, cost), (rate, cpu) = paired(
+                        (base, scripts["plain"], server.pid), target(name), swap=round_ % 2 == 1
                     )
                     rates.append(baseline)
+                    costs.append(cost)
                     ratios[name].append(rate / baseline)
+                    cpu_ratios[name].append(cost / cpu)
                     line.append(f"{'A/A' if name == 'plain' else name} {rate / baseline:4.0%}")
-                print(f"round {round_ + 1:2}: baseline {rates[-1]:6,.0f} req/s; " + "  ".join(line))
+                print(f"round {round_ + 1:2}: baseline {rates[-1]:6,.0f} req/s, {costs[-1]:4.0f} us of "
+                      "server CPU a request; " + "  ".join(line))  # fmt: skip
             print(f"median share of the baseline's throughput over {ROUNDS} rounds (each: the configuration "
-                  f"/ the baseline in the {ROUND_SECONDS} s beside it; target >= 90 %):")  # fmt: skip
-            for name in [*CONFIGURATIONS, "shadow"]:
-                ordered = sorted(ratios[name])
-                quartiles = f"{ordered[len(ordered) // 4]:.0%}-{ordered[3 * len(ordered) // 4]:.0%}"
+                  f"/ the baseline in the {ROUND_SECONDS} s beside it; target >= 90 %), and the same share "
+                  "from the server's CPU time per request (the baseline's / the configuration's):")  # fmt: skip
+            for name in names:
                 label = ("the baseline against itself (A/A: the noise)" if name == "plain" else
                          CONFIGURATIONS.get(name, SHADOW_LABEL))  # fmt: skip
-                print(f"  {label:<68} {float(np.median(ordered)):.0%} (middle half {quartiles}, "
-                      f"min {ordered[0]:.0%}, max {ordered[-1]:.0%})")  # fmt: skip
+                print(f"  {label:<68} {_spread(ratios[name])}   CPU {_spread(cpu_ratios[name])}")
+            print(f"baseline: median {float(np.median(rates)):,.0f} req/s, "
+                  f"{float(np.median(costs)):.0f} us of server CPU a request")  # fmt: skip
             print("latency, one 3 s run each (wrk -t1 -c16):")
             for name, label in [*CONFIGURATIONS.items(), ("shadow", SHADOW_LABEL)]:
-                rate, latency = wrk(target(name)[0] + "/", 3, target(name)[1])
+                url, script, _ = target(name)
+                rate, latency = wrk(url + "/", 3, script)
                 print(f"  {label:<68} {rate:8,.0f} req/s   {latency}")
         finally:
             for process in servers:
@@ -159,13 +166,35 @@ def run(work: Path, customers: int, items: int) -> None:
 
 
 def paired(
-    baseline: tuple[str, Path], measured: tuple[str, Path], swap: bool
-) -> tuple[float, float]:
-    """(baseline, measured) requests/s, each for ROUND_SECONDS, one right after the other (the
-    measured configuration first when `swap`)."""
+    baseline: tuple[str, Path, int], measured: tuple[str, Path, int], swap: bool
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(requests/s, microseconds of the server's CPU a request) of the baseline and of the
+    measured configuration, each for ROUND_SECONDS, one right after the other (the measured
+    configuration first when `swap`)."""
     order = [measured, baseline] if swap else [baseline, measured]
-    first, second = (wrk(url + "/", ROUND_SECONDS, script)[0] for url, script in order)
+    first, second = (_round(url, script, pid) for url, script, pid in order)
     return (second, first) if swap else (first, second)
+
+
+def _round(url: str, script: Path, pid: int) -> tuple[float, float]:
+    """One wrk round: requests/s and the server process's CPU microseconds a request (user +
+    system, all its threads: what bounds its throughput once it has a core to itself)."""
+    before = _cpu_seconds(pid)
+    rate, _ = wrk(url + "/", ROUND_SECONDS, script)
+    return rate, (_cpu_seconds(pid) - before) / max(rate * ROUND_SECONDS, 1.0) * 1e6
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _spread(values: list[float]) -> str:
+    """Median (middle half, min, max) of ratios, as percentages."""
+    ordered = sorted(values)
+    quartiles = f"{ordered[len(ordered) // 4]:.0%}-{ordered[3 * len(ordered) // 4]:.0%}"
+    return f"{float(np.median(ordered)):4.0%} (middle half {quartiles}, min {ordered[0]:.0%}, max {ordered[-1]:.0%})"
 
 
 def engine_alone(settings: Settings, redis_url: str, placements: Path, customers: int,

@@ -3,6 +3,11 @@ stable sort, the diversity cap and the cut in one call of ~2 µs instead of a do
 a Python loop (`./dev bench experiments`, the engine alone: a boost cost 10 µs an answer that way,
 a filter + boosts + bury + diversity cap 19 µs; now 5 and 7 µs, the rest outside this pass).
 
+`shortlist` runs the same pass fused with the selection that comes before it on the usual path
+(a customer's published candidates, the first ones the filters and exclusions let through): one
+compiled call an answer, with or without rules, instead of a catalogue-long mask copied and
+written per request, five numpy calls and a second dispatch for the rules.
+
 Compiled when this module is imported (the types are fixed below) and cached on disk (beside the
 module, else in the user's cache folder; the image compiles it at build), so no request waits for
 the compiler; with nowhere to write, it is compiled in memory at import."""
@@ -10,31 +15,46 @@ the compiler; with nowhere to write, it is compiled in memory at import."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+from numba import njit, types
 
 NO_FACTORS = np.zeros(0, np.float32)  # no boosts: the scores as they come
-NO_CODES = np.zeros(0, np.int64)  # no diversity cap
+NO_CODES = np.zeros(0, np.int32)  # no diversity cap
+FEW_EXCLUDED = 16  # up to this many excluded items are looked up one by one, more in a mask
 
 
-# the answer is written over the inputs and only its length and whether it is final come back:
-# returning arrays costs each call two boxings (numba unpickles their types in Python), ~2.5 us
-# of a request once the caches have gone cold between requests
-SIGNATURE = "int64(int64[::1], float32[::1], float32[::1], int64[::1], int64, int64, int64)"
-Arranged = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]
+class Arrangement(NamedTuple):
+    """What the pass applies: per item column, boost factors (empty: none) and the diversity
+    column's codes (empty: no cap), at most `max_items` per code in the first `top`."""
+
+    factors: npt.NDArray[np.float32] = NO_FACTORS
+    codes: npt.NDArray[np.int32] = NO_CODES
+    max_items: int = 0
+    top: int = 0
 
 
-def _arrange(
-    picked: npt.NDArray[np.int64],
-    scores: npt.NDArray[np.float32],
-    factors: npt.NDArray[np.float32],
-    codes: npt.NDArray[np.int64],
-    max_items: int,
-    top: int,
-    limit: int,
-) -> int:
+AS_SCORED = Arrangement()  # no rules that reorder: the candidates in their scored order
+
+
+def _jit(signature: Any | None = None) -> Callable[[Callable[..., Any]], Any]:
+    """njit (compiled at import when `signature` is given), cached on disk; compiled in memory
+    where there is nowhere to keep the cache."""
+
+    def compiled(function: Callable[..., Any]) -> Any:
+        try:
+            return njit(signature, cache=True, nogil=True)(function)
+        except RuntimeError:  # a read-only file system
+            return njit(signature, nogil=True)(function)
+
+    return compiled
+
+
+@_jit()
+def _arrange_in_place(picked: Any, scores: Any, factors: Any, codes: Any, max_items: int,
+                      top: int, limit: int) -> int:  # fmt: skip
     """Rewrites `picked` (item columns, best first) and `scores` so that their first `kept`
     entries are the first `limit` in the order the rules give, with their scores; returns
     2 * kept + (1 if that order is final else 0).
@@ -60,7 +80,7 @@ def _arrange(
     if codes.shape[0] > 0:
         head = np.empty(n, np.int64)  # positions in `order`
         rest = np.empty(n, np.int64)
-        head_codes = np.empty(n, np.int64)
+        head_codes = np.empty(n, np.int32)
         heads = rests = 0
         for p in range(n):
             code = codes[picked[order[p]]]
@@ -90,21 +110,130 @@ def _arrange(
     return int(2 * kept + (1 if settled else 0))
 
 
-try:
-    _compiled: Callable[..., int] = njit(SIGNATURE, cache=True, nogil=True)(_arrange)
-except RuntimeError:  # nowhere to keep the cache (a read-only file system): compiled in memory
-    _compiled = njit(SIGNATURE, nogil=True)(_arrange)
+# the answer is written over the inputs and only its length and whether it is final come back:
+# returning arrays costs each call two boxings (numba unpickles their types in Python), ~2.5 us
+# of a request once the caches have gone cold between requests
+_I64, _F32 = types.Array(types.int64, 1, "C"), types.Array(types.float32, 1, "C")
+_READ_F32 = types.Array(types.float32, 1, "C", readonly=True)  # writable arrays match these too
+_READ_I32 = types.Array(types.int32, 1, "C", readonly=True)
+_READ_BOOL = types.Array(types.bool_, 1, "C", readonly=True)
+_ARRANGE = types.int64(_I64, _F32, _READ_F32, _READ_I32, types.int64, types.int64, types.int64)
+_SHORTLIST = types.int64(_READ_I32, _READ_F32, _READ_BOOL, _READ_I32, _READ_F32, _READ_I32,
+                         types.int64, types.int64, types.int64, types.int64, _I64, _F32)  # fmt: skip
+
+
+@_jit(_ARRANGE)
+def _arrange(picked: Any, scores: Any, factors: Any, codes: Any, max_items: int, top: int,
+             limit: int) -> int:  # fmt: skip
+    return _arrange_in_place(picked, scores, factors, codes, max_items, top, limit)  # type: ignore[no-any-return]
+
+
+@_jit()
+def _select(candidates: Any, candidate_scores: Any, allowed: Any, excluded: Any, blocked: Any,
+            pool: int, items: Any, scores: Any) -> int:  # fmt: skip
+    """Writes into `items` and `scores` the first `pool` candidates that `allowed` lets through
+    and `excluded` (or, when there are many, the mask `blocked` made of them) does not name;
+    returns how many, times 2, plus 1 if candidates remained unread."""
+    n_items = allowed.shape[0]
+    many = blocked.shape[0] > 0
+    passed = 0
+    total = min(candidates.shape[0], candidate_scores.shape[0])
+    for p in range(total):
+        if passed == pool:
+            return 2 * passed + 1
+        col = candidates[p]
+        if col < 0 or col >= n_items or not allowed[col]:
+            continue
+        if many:
+            if blocked[col]:
+                continue
+        else:
+            seen = False
+            for other in excluded:
+                if other == col:
+                    seen = True
+                    break
+            if seen:
+                continue
+        items[passed] = col
+        scores[passed] = candidate_scores[p]
+        passed += 1
+    return 2 * passed
+
+
+@_jit(_SHORTLIST)
+def _shortlist(candidates: Any, candidate_scores: Any, allowed: Any, excluded: Any, factors: Any,
+               codes: Any, max_items: int, top: int, pool: int, limit: int, items: Any,
+               scores: Any) -> int:  # fmt: skip
+    """Writes into `items` and `scores` the first `pool` candidates (best first) that `allowed`
+    (per item column) lets through and `excluded` does not name, arranges them (see
+    `_arrange_in_place`) and returns passed * 2**32 + that pass's packed answer. When a
+    diversity cap cannot fill its top from the pool, every candidate that passes is arranged
+    instead (the customer's own items fill the gaps before popular ones have to)."""
+    n_items = allowed.shape[0]
+    blocked = np.zeros(n_items if excluded.shape[0] > FEW_EXCLUDED else 0, np.bool_)
+    if blocked.shape[0] > 0:
+        for col in excluded:
+            if 0 <= col < n_items:
+                blocked[col] = True
+    selected = _select(
+        candidates, candidate_scores, allowed, excluded, blocked, pool, items, scores
+    )
+    passed = selected >> 1
+    packed = _arrange_in_place(
+        items[:passed], scores[:passed], factors, codes, max_items, top, limit
+    )
+    if codes.shape[0] > 0 and packed % 2 == 0 and selected % 2 == 1:  # the top has gaps
+        deeper = min(items.shape[0], candidates.shape[0])
+        passed = (
+            _select(candidates, candidate_scores, allowed, excluded, blocked, deeper, items, scores)
+            >> 1
+        )
+        packed = _arrange_in_place(
+            items[:passed], scores[:passed], factors, codes, max_items, top, limit
+        )
+    return int((passed << 32) + packed)
+
+
+Arranged = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]
+_compiled: Callable[..., int] = _arrange
+_shortlisted: Callable[..., int] = _shortlist
 
 
 def arrange(picked: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], factors: npt.NDArray[np.float32],
-            codes: npt.NDArray[np.int64], max_items: int, top: int, limit: int) -> Arranged:  # fmt: skip
-    """(items, scores, final): see `_arrange`. `picked` and `scores` are rearranged in place when
-    they are writable contiguous arrays of the kernel's types (else copies are), and the answer is
-    their first entries."""
+            codes: npt.NDArray[np.int32], max_items: int, top: int, limit: int) -> Arranged:  # fmt: skip
+    """(items, scores, final): see `_arrange_in_place`. `picked` and `scores` are rearranged in
+    place when they are writable contiguous arrays of the kernel's types (else copies are), and
+    the answer is their first entries."""
     try:  # no checks first: asking an array for its flags and dtype costs more than the pass
         packed = int(_compiled(picked, scores, factors, codes, max_items, top, limit))
     except TypeError:  # read-only, strided or of other types: no compiled version takes them
         picked, scores = np.array(picked, np.int64), np.array(scores, np.float32)
-        packed = int(_compiled(picked, scores, factors, codes, max_items, top, limit))
+        factors = np.ascontiguousarray(factors, np.float32)
+        packed = int(_compiled(picked, scores, factors, np.ascontiguousarray(codes, np.int32),
+                               max_items, top, limit))  # fmt: skip
     kept = packed >> 1
     return picked[:kept], scores[:kept], bool(packed & 1)
+
+
+def shortlist(candidates: npt.NDArray[np.int32], candidate_scores: npt.NDArray[np.float32],
+              allowed: npt.NDArray[np.bool_], excluded: npt.NDArray[np.int32], arrangement: Arrangement,
+              pool: int, limit: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool, int]:  # fmt: skip
+    """The first `pool` of a customer's candidates (item columns, best first, with their scores)
+    that `allowed` lets through and `excluded` does not name, arranged and cut to `limit`: (items,
+    scores, final, how many passed). One compiled call; the inputs are only read. Under a
+    diversity cap whose top the pool cannot fill, every candidate that passes is arranged."""
+    room = max(pool, len(candidates)) if len(arrangement.codes) else pool
+    items, scores = np.empty(room, np.int64), np.empty(room, np.float32)
+    factors, codes, max_items, top = arrangement
+    try:
+        packed = int(_shortlisted(candidates, candidate_scores, allowed, excluded, factors, codes,
+                                  max_items, top, pool, limit, items, scores))  # fmt: skip
+    except TypeError:  # strided or of other types: as the compiled version takes them
+        packed = int(_shortlisted(
+            np.ascontiguousarray(candidates, np.int32), np.ascontiguousarray(candidate_scores, np.float32),
+            np.ascontiguousarray(allowed, np.bool_), np.ascontiguousarray(excluded, np.int32),
+            np.ascontiguousarray(factors, np.float32), np.ascontiguousarray(codes, np.int32),
+            int(max_items), int(top), pool, limit, items, scores))  # fmt: skip
+    kept = (packed & 0xFFFFFFFF) >> 1
+    return items[:kept], scores[:kept], bool(packed & 1), packed >> 32

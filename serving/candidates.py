@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from features.encoding import Activity, CustomerFeatures
 from models.topk import top_k
 from omnirec.settings import InteractionSettings
+from serving.arrange import AS_SCORED, Arrangement, arrange, shortlist
 from serving.catalogue import LoadedSnapshot
 from serving.reasons import popular_reason, trending_reason
 from serving.schemas import Item, Source
@@ -48,26 +49,46 @@ def excluded(snap: LoadedSnapshot, features: CustomerFeatures | None, recent: li
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def without(
+    allowed: npt.NDArray[np.bool_], *taken: npt.NDArray[np.integer]
+) -> npt.NDArray[np.bool_]:
+    """A fresh mask (the caller may change it): `allowed` less the item columns in `taken`."""
+    mask = allowed.copy()
+    for cols in taken:
+        mask[cols] = False
+    return mask
+
+
 def best_items(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
-               mask: npt.NDArray[np.bool_], limit: int, weights: InteractionSettings,
-               needed: int | None = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:  # fmt: skip
-    """Up to `limit` of the customer's best allowed items (`mask`): the published shortlist, or
-    the whole catalogue rescored when events arrived after the snapshot (`fresh`) or the filters
-    left fewer than `needed` (default `limit`: a deeper pool for rules needs only the answer's
-    length from the shortlist)."""
-    if fresh and snap.model.uses_history:
-        return rescore(snap, features, fresh, mask, limit, weights)
-    if features is not None and features.candidates:
+               allowed: npt.NDArray[np.bool_], excluded_items: npt.NDArray[np.int32], pool: int,
+               weights: InteractionSettings, limit: int,
+               arrangement: Arrangement = AS_SCORED) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:  # fmt: skip
+    """Up to `limit` of the customer's best items that `allowed` (shared, only read) lets through
+    and `excluded_items` does not name, in the order `arrangement` gives to the best `pool` of
+    them, and whether that order is final: from the published shortlist (one compiled pass,
+    `serving.arrange.shortlist`), or the whole catalogue rescored when events arrived after the
+    snapshot (`fresh`) or the filters left fewer than `limit`."""
+    rescoring = bool(fresh) and snap.model.uses_history
+    if not rescoring and features is not None and features.candidates:
         cands = np.frombuffer(features.candidates, np.int32)
         cand_scores = np.frombuffer(features.candidate_scores, np.float32)
-        keep = mask[cands]
-        picked, scores = cands[keep][:limit].astype(np.int64), cand_scores[keep][:limit]
-        if (
-            len(picked) < (limit if needed is None else needed) and features.vector
-        ):  # filters emptied it
-            return rescore(snap, features, [], mask, limit, weights)
-        return picked, scores
-    return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        picked, scores, settled, passed = shortlist(cands, cand_scores, allowed, excluded_items,
+                                                    arrangement, pool, limit)  # fmt: skip
+        if passed >= limit or not features.vector:
+            return picked, scores, settled
+        rescoring = True  # the filters emptied the shortlist
+    if not rescoring:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32), True
+    picked, scores = rescore(snap, features, fresh, without(allowed, excluded_items), pool, weights)
+    return arranged(picked, scores, arrangement, limit)
+
+
+def arranged(picked: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], arrangement: Arrangement,
+             limit: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:  # fmt: skip
+    """Scored candidates (best first) in the order `arrangement` gives, cut to `limit`."""
+    if arrangement is AS_SCORED:
+        return picked[:limit], scores[:limit], True
+    return arrange(picked, scores, *arrangement, limit)
 
 
 def rescore(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,9 @@ from features.stock import LiveStock
 from features.store import RedisFeatureStore
 from models.base import Recommender
 from omnirec.errors import FeatureStoreError
+
+if TYPE_CHECKING:
+    from serving.arrange import Arrangement
 
 EARTH_KM = 6371.0
 
@@ -71,7 +75,9 @@ class LoadedSnapshot:
     # merchandising rules: filters and boost factors per (rule set name, hour), text codes
     rule_masks: dict[tuple[str, int], npt.NDArray[np.bool_]] = field(default_factory=dict)
     rule_boosts: dict[tuple[str, int], npt.NDArray[np.float32]] = field(default_factory=dict)
-    _text_codes: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+    # (rule set name, answer length, hour) -> boosts and diversity cap as the compiled pass takes them
+    rule_arrangements: dict[tuple[str, int, int], Arrangement] = field(default_factory=dict)
+    _text_codes: dict[str, npt.NDArray[np.int32]] = field(default_factory=dict)
 
     _repurchase: tuple[dict[str, float], npt.NDArray[np.float64] | None] | None = None
 
@@ -101,16 +107,15 @@ class LoadedSnapshot:
         """A text column over the item columns (`category` or one of the catalogue's own)."""
         return self.categories if name == "category" else self.texts.get(name)
 
-    def text_codes(self, name: str) -> npt.NDArray[np.int64] | None:
+    def text_codes(self, name: str) -> npt.NDArray[np.int32] | None:
         """A text column as integer codes (one per distinct value), computed once."""
         codes = self._text_codes.get(name)
         if codes is None:
             column = self.text_column(name)
             if column is None:
                 return None
-            codes = self._text_codes[name] = np.unique(column.astype(str), return_inverse=True)[
-                1
-            ].astype(np.int64)
+            values = np.unique(column.astype(str), return_inverse=True)[1]
+            codes = self._text_codes[name] = values.astype(np.int32)  # compact: read per answer
         return codes
 
     def number_column(self, name: str) -> npt.NDArray[np.float64] | None:
@@ -212,6 +217,7 @@ class LoadedSnapshot:
                 mask &= self.stock[store_id]
             if category is not None:
                 mask &= self.categories == category
+        mask.flags.writeable = False  # shared by every request until the stock changes
         if len(self._allowed_cache) < 4096:
             self._allowed_cache[key] = mask
         return mask

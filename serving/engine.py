@@ -14,7 +14,6 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import Counter
 
 from features.encoding import ITEMLIST_DECODER, Activity, CustomerFeatures
 from features.feedback import FeedbackLog, recommendation_id
@@ -26,9 +25,11 @@ from models.topk import top_k
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
 from omnirec.redis_access import AutoPipeline, Command, RedisTarget, Reply, run_pipelined
 from omnirec.settings import Settings
+from serving.arrange import AS_SCORED
 from serving.availability import with_availability
 from serving.candidates import (
     TrendList,
+    arranged,
     best_items,
     current_session,
     excluded,
@@ -37,6 +38,7 @@ from serving.candidates import (
     make_item,
     session_best,
     trend_scopes,
+    without,
 )
 from serving.catalogue import LoadedSnapshot
 from serving.experiments import (
@@ -111,8 +113,7 @@ class Engine:
         self.placements = load_placements(settings.serving.placements_file)
         self.experiments = load_experiments(settings.serving.experiments_file, self.placements)
         self.health = VariantHealth()
-        # each (experiment, variant, outcome)'s Prometheus child, looked up once
-        self._variant_counters: dict[tuple[str, str, str], Counter] = {}
+        VARIANT_ANSWERS.watch(self.health)  # /metrics counts the answers from its tallies
         self.shadow = Shadow(self)
         self.versions: dict[int, LoadedSnapshot] = {}  # other model versions experiments serve
         self.model_refs: dict[str, int] = {}  # alias or v<N> -> version (the runtime resolves)
@@ -305,11 +306,6 @@ class Engine:
         self, experiment: Experiment, variant: Variant, seconds: float, failed: bool
     ) -> None:
         """Count a variant's answer; log and show the variants the guardrail stops."""
-        key = (experiment.name, variant.name, "degraded" if failed else "ok")
-        counter = self._variant_counters.get(key)
-        if counter is None:
-            counter = self._variant_counters[key] = VARIANT_ANSWERS.labels(*key)
-        counter.inc()
         for name in self.health.record(experiment, variant.name, seconds, failed):
             VARIANT_STOPPED.labels(experiment.name, name).set(1)
             log.warning("experiment %s: variant %s stopped by its guardrail (%s); its customers get %s",
@@ -454,24 +450,22 @@ class Engine:
             snap, features, state.recent, exclude_purchased, now, self.repurchase_days
         )
         if extra_exclude is not None:
-            masked = np.concatenate([masked, extra_exclude])
+            masked = np.concatenate([masked, extra_exclude]).astype(np.int32, copy=False)
         fresh = [a for a in state.recent if a.timestamp > snap.meta.data_end]
-        mask = allowed_under(snap, store_id, category, rules, now)
-        mask[masked] = False
-        pool = limit if rules is None else rules.pool(limit)
+        # only read: a writable copy is made where a path needs one (rescoring, the backfill)
+        allowed = shared_allowed(snap, store_id, category, rules, now)
+        pool, arrangement = (limit, AS_SCORED) if rules is None else (rules.pool(limit), rules.arrangement(snap, limit, now))  # fmt: skip
         session = current_session(snap, state.recent, now)
         because: dict[int, Activity] = {}
         if session is not None:  # what they look at now moves the list
-            picked, scores, because = session_best(snap, features, fresh, mask, pool,
+            picked, scores, because = session_best(snap, features, fresh, without(allowed, masked), pool,
                                                    self.settings.interactions, session)  # fmt: skip
+            picked, scores, settled = arranged(picked, scores, arrangement, limit)
         else:
-            picked, scores = best_items(
-                snap, features, fresh, mask, pool, self.settings.interactions, needed=limit
-            )
-        settled = arranged = False
-        if rules is not None and (rules.boosts or rules.diversity):
-            picked, scores, settled = rules.arranged(snap, picked, scores, limit, now)
-            arranged = True
+            picked, scores, settled = best_items(snap, features, fresh, allowed, masked, pool,
+                                                 self.settings.interactions, limit, arrangement)  # fmt: skip
+        reordered = arrangement is not AS_SCORED
+        settled = settled and reordered
         ids, names, categories, prices = (
             snap.id_list,
             snap.names,
@@ -482,11 +476,15 @@ class Engine:
         items = [Item(ids[c], round(s * 1e6) / 1e6, names[c], categories[c], prices[c], "personalized",
                       [session_reason(because[c], snap.names[snap.item_index[because[c].item_id]])] if c in because else [])
                  for c, s in zip(picked.tolist(), scores.tolist(), strict=True)]  # fmt: skip
+        backfill = _backfill(
+            snap, channel, store_id, category, lambda: without(allowed, masked, picked)
+        )
         if rules is not None and rules.reorders:
-            items = rules.finish(snap, items, limit, _backfill(snap, channel, store_id, category, mask, picked),
-                                 snap.allowed(store_id, None), settled, arranged)  # fmt: skip
+            items = rules.finish(
+                snap, items, limit, backfill, snap.allowed(store_id, None), settled, reordered
+            )
         elif len(items) < limit:
-            items += _backfill(snap, channel, store_id, category, mask, picked)(limit - len(items))
+            items += backfill(limit - len(items))
         if explain:
             activity = all_activity(snap, features, state.recent)
             items = explain_items(items, activity, features, bought_with or {}, now)
@@ -731,18 +729,23 @@ def _other_versions(snap: LoadedSnapshot | None,
     return list(groups.values())
 
 
-def allowed_under(snap: LoadedSnapshot, store_id: str | None, category: str | None, rules: RuleSet | None,
-                  now: float) -> npt.NDArray[np.bool_]:  # fmt: skip
-    """A fresh mask (the caller changes it) of the items that may be shown: active, in stock at
-    `store_id`, in `category`, and allowed by the filters of `rules`."""
+def shared_allowed(snap: LoadedSnapshot, store_id: str | None, category: str | None, rules: RuleSet | None,
+                   now: float) -> npt.NDArray[np.bool_]:  # fmt: skip
+    """The items that may be shown: active, in stock at `store_id`, in `category`, and allowed by
+    the filters of `rules`; shared with other requests (read-only) where it is cached."""
     if rules is None or not rules.filters:
-        return snap.allowed(store_id, category).copy()
+        return snap.allowed(store_id, category)
     if rules.per_request:
         return np.logical_and(snap.allowed(store_id, category), rules.mask(snap, now))
-    # a placement's or a variant's rules: their mask and the stock's, together, cached (one copy
-    # a request instead of an element-wise and of two catalogue-long masks)
-    filters = (rules.mask_key(now), lambda: rules.mask(snap, now))
-    return snap.allowed(store_id, category, filters).copy()
+    # a placement's or a variant's rules: their mask and the stock's, together, cached (no
+    # element-wise and of two catalogue-long masks per request)
+    return snap.allowed(store_id, category, (rules.mask_key(now), lambda: rules.mask(snap, now)))
+
+
+def allowed_under(snap: LoadedSnapshot, store_id: str | None, category: str | None, rules: RuleSet | None,
+                  now: float) -> npt.NDArray[np.bool_]:  # fmt: skip
+    """`shared_allowed` as a fresh mask (the caller changes it)."""
+    return shared_allowed(snap, store_id, category, rules, now).copy()
 
 
 def combined_rules(placement: RuleSet | None, variant: Variant | None,
@@ -756,14 +759,12 @@ def combined_rules(placement: RuleSet | None, variant: Variant | None,
 
 
 def _backfill(snap: LoadedSnapshot, channel: str | None, store_id: str | None, category: str | None,
-              mask: npt.NDArray[np.bool_], taken: npt.NDArray[np.int64] | None = None) -> Callable[[int], list[Item]]:  # fmt: skip
-    """Popular items that pass `mask` (the same filters) and are not `taken`, `n` at a time;
-    the mask is narrowed only when some are asked for (most ranked answers never need them)."""
+              mask: Callable[[], npt.NDArray[np.bool_]]) -> Callable[[int], list[Item]]:  # fmt: skip
+    """Popular items that pass `mask()` (the same filters, less what the answer holds), `n` at a
+    time; the mask is made only when some are asked for (most ranked answers never need them)."""
 
     def fill(n: int) -> list[Item]:
-        if taken is not None:
-            mask[taken] = False
-        return fill_popular(snap, n, channel, store_id, category, mask)
+        return fill_popular(snap, n, channel, store_id, category, mask())
 
     return fill
 
@@ -777,7 +778,7 @@ def _popular(snap: LoadedSnapshot, limit: int, channel: str | None, store_id: st
     items += fill_popular(snap, pool - len(items), channel, store_id, category, mask)
     if rules is not None:
         items = rules.reordered(snap, items, time.time())
-        items = rules.finish(snap, items, limit, _backfill(snap, channel, store_id, category, mask),
+        items = rules.finish(snap, items, limit, _backfill(snap, channel, store_id, category, lambda: mask),
                              snap.allowed(store_id, None)) if rules.reorders else items[:limit]  # fmt: skip
     source: Source = items[0].source if items else "none"
     return Recommendations(items=items, source=source, model_version=snap.version,

@@ -242,16 +242,26 @@ def _overlap(a: frozenset[str] | None, b: frozenset[str] | None) -> bool:
 LATENCY_WINDOW = 2000  # latencies kept per variant for its p99
 
 
-class VariantHealth:
-    """Per (experiment, variant) in this worker: answers, failed answers (degraded or raised)
-    and recent latencies; stops a variant that the guardrail finds worse than the control."""
+class Tally:
+    """One variant's answers in one worker: how many, how many failed (degraded or raised), and
+    the last LATENCY_WINDOW latencies, a ring (a numpy array: the p99 is read every 100 answers
+    without copying the window first)."""
+
+    __slots__ = ("answers", "failures", "latencies")
 
     def __init__(self) -> None:
-        self.answers: dict[tuple[str, str], int] = {}
-        self.failures: dict[tuple[str, str], int] = {}
-        # the last LATENCY_WINDOW latencies per variant, a ring (a numpy array: the p99 is
-        # read every 100 answers without copying the window first)
-        self.latencies: dict[tuple[str, str], npt.NDArray[np.float64]] = {}
+        self.answers = 0
+        self.failures = 0
+        self.latencies = np.full(LATENCY_WINDOW, np.nan)
+
+
+class VariantHealth:
+    """Per (experiment, variant) in this worker: a Tally of its answers; stops a variant that the
+    guardrail finds worse than the control. The tallies are also what /metrics counts
+    (`omnirec_variant_answers_total`, read when scraped: nothing else is bumped per answer)."""
+
+    def __init__(self) -> None:
+        self.tallies: dict[tuple[str, str], Tally] = {}
         self.stopped: dict[tuple[str, str], str] = {}  # -> why
         self._checked_at: dict[str, int] = {}  # answers since the guardrail last looked
 
@@ -260,19 +270,18 @@ class VariantHealth:
     ) -> list[str]:
         """Count one answer; every 100 answers of the experiment, the guardrail looks (returns
         the variants it stopped now)."""
-        key = (experiment.name, variant)
-        self.answers[key] = self.answers.get(key, 0) + 1
-        if failed:
-            self.failures[key] = self.failures.get(key, 0) + 1
-        window = self.latencies.get(key)
-        if window is None:
-            window = self.latencies[key] = np.full(LATENCY_WINDOW, np.nan)
-        window[(self.answers[key] - 1) % LATENCY_WINDOW] = seconds
-        since = self._checked_at.get(experiment.name, 0) + 1
+        name = experiment.name
+        tally = self.tallies.get((name, variant))
+        if tally is None:
+            tally = self.tallies[(name, variant)] = Tally()
+        tally.latencies[tally.answers % LATENCY_WINDOW] = seconds
+        tally.answers += 1
+        tally.failures += failed
+        since = self._checked_at.get(name, 0) + 1
         if since < 100:  # the guardrail looks every 100 answers of the experiment
-            self._checked_at[experiment.name] = since
+            self._checked_at[name] = since
             return []
-        self._checked_at[experiment.name] = 0
+        self._checked_at[name] = 0
         return self.check(experiment)
 
     def is_stopped(self, experiment: str, variant: str) -> bool:
@@ -301,10 +310,20 @@ class VariantHealth:
         return stopped
 
     def _figures(self, experiment: str, variant: str, least: int) -> tuple[float, float] | None:
-        key = (experiment, variant)
-        answers = self.answers.get(key, 0)
-        if answers < least:
+        tally = self.tallies.get((experiment, variant))
+        if tally is None or tally.answers < least:
             return None
-        window = self.latencies[key]
-        p99 = float(np.percentile(window if answers >= LATENCY_WINDOW else window[:answers], 99))
-        return self.failures.get(key, 0) / answers, p99
+        window = tally.latencies
+        p99 = percentile_99(window if tally.answers >= LATENCY_WINDOW else window[: tally.answers])
+        return tally.failures / tally.answers, p99
+
+
+def percentile_99(values: npt.NDArray[np.float64]) -> float:
+    """`np.percentile(values, 99)` (linear interpolation between the two nearest ranks) from a
+    partial sort: ~5 µs over the 2,000 latencies of a window where np.percentile takes ~55 µs,
+    and the guardrail reads two every 100 answers."""
+    position = 0.99 * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    ranked = np.partition(values, (low, high))
+    return float(ranked[low] + (ranked[high] - ranked[low]) * (position - low))

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from omnirec.errors import ConfigError, InvalidRequestError
-from serving.arrange import NO_CODES, NO_FACTORS, arrange
+from serving.arrange import AS_SCORED, NO_CODES, NO_FACTORS, Arrangement, arrange
 from serving.catalogue import LoadedSnapshot
 from serving.schemas import Item
 
@@ -211,15 +211,22 @@ class RuleSet:
             snap.rule_boosts[key] = vector
         return vector
 
-    def arranged(self, snap: LoadedSnapshot, picked: npt.NDArray[np.int64], scores: npt.NDArray[np.float32],
-                 limit: int, now: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:  # fmt: skip
-        """Scored candidates (best first) boosted, then ordered by the diversity cap, cut to
-        `limit` (one compiled pass, `serving.arrange`); and whether that order is final (no cap,
-        or the cap's top is full: `finish` need not look again unless the list is short). The
-        scores of a boosted answer are the boosted ones, scaled to a peak of 1."""
-        codes, max_items, top = _cap(snap, self.diversity, limit) or (NO_CODES, 0, 0)
-        factors = self.boost_vector(snap, now) if self.boosts else NO_FACTORS
-        return arrange(picked, scores, factors, codes, max_items, top, limit)
+    def arrangement(self, snap: LoadedSnapshot, limit: int, now: float) -> Arrangement:
+        """The boosts and the diversity cap as the compiled pass (`serving.arrange`) takes them
+        for an answer of `limit` (`AS_SCORED` for rules that only filter or pin): candidates
+        boosted, then ordered by the cap, cut to `limit`; the scores of a boosted answer are the
+        boosted ones, scaled to a peak of 1."""
+        if not (self.boosts or self.diversity):
+            return AS_SCORED
+        key = (self.name, limit, int(now // 3600) if self.hourly_boosts else 0)
+        cached = snap.rule_arrangements.get(key)
+        if cached is None:  # cached per snapshot like the boost vector (a request looks it up)
+            codes, max_items, top = _cap(snap, self.diversity, limit) or (NO_CODES, 0, 0)
+            factors = self.boost_vector(snap, now) if self.boosts else NO_FACTORS
+            cached = Arrangement(factors, codes, max_items, top)
+            if len(snap.rule_arrangements) < MASK_CACHE:
+                snap.rule_arrangements[key] = cached
+        return cached
 
     def reordered(self, snap: LoadedSnapshot, items: list[Item], now: float) -> list[Item]:
         """Items (popular, trending) in the order their scores times the boosts give."""
@@ -235,8 +242,8 @@ class RuleSet:
                pinnable: npt.NDArray[np.bool_], settled: bool = False, arranged: bool = False) -> list[Item]:  # fmt: skip
         """The answer from ranked candidates: capped per category (or column), filled with
         popular items (`backfill(n)`, the same filters) when short or when the cap left the top
-        with gaps, pinned items at their places. `arranged`: `items` come from `arranged`;
-        `settled`: and that order is final."""
+        with gaps, pinned items at their places. `arranged`: `items` come in the order of
+        `arrangement`; `settled`: and that order is final."""
         if settled and len(items) >= limit:
             items = items[:limit]
         elif self.diversity is not None:
@@ -269,8 +276,8 @@ def _diversified(snap: LoadedSnapshot, items: list[Item], rule: Diversity,
                  limit: int) -> tuple[list[Item], bool]:  # fmt: skip
     """`items` (of the catalogue) in capped order: an item whose value of the column already has
     `max_items` in the top (`top`, at most `limit`) moves below it, the top filled by the next
-    items that fit; and whether the top is full. The same compiled pass as `arranged`, over
-    positions in `items`."""
+    items that fit; and whether the top is full. The same compiled pass that `arrangement`
+    feeds, over positions in `items`."""
     index = snap.item_index
     cols = np.array([index.get(i.item_id, -1) for i in items], np.int64)
     known = cols >= 0
@@ -286,7 +293,7 @@ def _diversified(snap: LoadedSnapshot, items: list[Item], rule: Diversity,
 
 
 def _cap(snap: LoadedSnapshot, rule: Diversity | None,
-         limit: int) -> tuple[npt.NDArray[np.int64], int, int] | None:  # fmt: skip
+         limit: int) -> tuple[npt.NDArray[np.int32], int, int] | None:  # fmt: skip
     """A diversity rule as the compiled pass takes it: the column's codes per item, the most per
     value, and the top it applies to (at most `limit`); None without a rule or the column."""
     codes = None if rule is None else snap.text_codes(rule.column)

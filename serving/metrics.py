@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 FALLBACKS = Counter(
     "omnirec_fallbacks_total", "answers served from a fallback", ["route", "reason"]
@@ -40,9 +44,53 @@ LOADED_BYTES = Gauge(
     "omnirec_loaded_model_bytes", "memory of a loaded model version and its catalogue, per worker",
     ["version", "role"],
 )  # fmt: skip
-VARIANT_ANSWERS = Counter(
-    "omnirec_variant_answers_total", "answers per experiment variant", ["experiment", "variant", "outcome"]
-)  # fmt: skip
+
+
+class Tallied(Protocol):
+    """One variant's counts (serving.experiments.Tally)."""
+
+    @property
+    def answers(self) -> int: ...
+
+    @property
+    def failures(self) -> int: ...
+
+
+class Tallies(Protocol):
+    """What keeps them (serving.experiments.VariantHealth): (experiment, variant) -> counts."""
+
+    @property
+    def tallies(self) -> Mapping[tuple[str, str], Tallied]: ...
+
+
+class VariantAnswers(Collector):
+    """`omnirec_variant_answers_total{experiment, variant, outcome}`: each variant's answers,
+    `ok` or `degraded`, read when /metrics is scraped from the guardrail's tallies of this
+    process's engines, so that an answer bumps one count (the tally) instead of two."""
+
+    def __init__(self) -> None:
+        self._sources: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def watch(self, source: Tallies) -> None:
+        self._sources.add(source)
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily("omnirec_variant_answers", "answers per experiment variant",
+                                     labels=["experiment", "variant", "outcome"])  # fmt: skip
+        totals: dict[tuple[str, str], list[int]] = {}
+        for source in list(self._sources):
+            for key, tally in list(source.tallies.items()):
+                counts = totals.setdefault(key, [0, 0])
+                counts[0] += tally.answers - tally.failures
+                counts[1] += tally.failures
+        for (experiment, variant), (ok, degraded) in sorted(totals.items()):
+            family.add_metric([experiment, variant, "ok"], ok)
+            family.add_metric([experiment, variant, "degraded"], degraded)
+        yield family
+
+
+VARIANT_ANSWERS = VariantAnswers()
+REGISTRY.register(VARIANT_ANSWERS)
 VARIANT_STOPPED = Gauge(
     "omnirec_variant_stopped", "1 when the guardrail stopped a variant in this worker", ["experiment", "variant"],
 )  # fmt: skip

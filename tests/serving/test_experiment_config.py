@@ -5,11 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from features.feedback import parse_recommendation_id, recommendation_id
 from omnirec.errors import ConfigError
-from serving.experiments import Experiment, Guardrail, Variant, VariantHealth, load_experiments
+from serving.experiments import (
+    Experiment,
+    Guardrail,
+    Variant,
+    VariantHealth,
+    load_experiments,
+    percentile_99,
+)
 from serving.merchandising import load_placements
 
 PLACEMENTS = """
@@ -136,3 +144,10 @@ def test_the_guardrail_stops_a_variant_that_fails_more_and_keeps_a_healthy_one()
     for k in range(200):
         health.record(experiment, "b", 0.002, k % 10 == 0)  # now 7 %
     assert health.is_stopped("ab", "b") and "error share" in health.stopped[("ab", "b")]
+
+
+def test_the_guardrails_p99_is_numpys_percentile() -> None:
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 99, 100, 101, 2_000):
+        latencies = rng.exponential(0.002, n)
+        assert percentile_99(latencies) == pytest.approx(np.percentile(latencies, 99), rel=1e-12)

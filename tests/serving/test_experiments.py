@@ -104,6 +104,9 @@ def test_each_customer_sees_one_variant_on_every_server_and_alias(lab: Deploymen
         lab.data, dict(lab.env), lab.settings
     )  # a second replica, same Redis and MLflow
     other.start_server()
+    counted = {v: _metric(lab, "omnirec_variant_answers_total", experiment="model-ab", variant=v,
+                          outcome="ok") for v in ("control", "challenger")}  # fmt: skip
+    served: Counter[str] = Counter()
     try:
         seen: dict[str, set[str]] = {}
         for customer in CUSTOMERS:
@@ -112,6 +115,7 @@ def test_each_customer_sees_one_variant_on_every_server_and_alias(lab: Deploymen
                     server, f"/v1/customers/{customer}/recommendations", placement="home"
                 ).json()
                 seen.setdefault(customer, set()).add(body["variant"])
+                served[body["variant"]] += server is lab
                 expected = _variant_of("model-ab", customer, ("control", "challenger"))
                 assert body["variant"] == expected and body["experiment"] == "model-ab"
                 assert body["model_version"] == (1 if expected == "control" else 2)
@@ -119,6 +123,10 @@ def test_each_customer_sees_one_variant_on_every_server_and_alias(lab: Deploymen
     finally:
         other.stop_server()
     assert all(len(v) == 1 for v in seen.values())
+    for variant, before in counted.items():  # /metrics counts each variant's answers, per worker
+        after = _metric(lab, "omnirec_variant_answers_total", experiment="model-ab",
+                        variant=variant, outcome="ok")  # fmt: skip
+        assert after - before == served[variant] > 0
     assert Counter(v.pop() for v in seen.values()).keys() == {"control", "challenger"}
     # by an alias (the tablet's loyalty card), the customer's own variant
     customer = CUSTOMERS[0]
