@@ -7,10 +7,12 @@ OMNIREC_SHADOW_DELAY_SECONDS) on a second server: its latency must stay off the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from models.registry import ModelRegistry
@@ -152,6 +154,8 @@ def run(work: Path, customers: int, items: int) -> None:
                 print(f"  {label:<68} {_spread(ratios[name])}   CPU {_spread(cpu_ratios[name])}")
             print(f"baseline: median {float(np.median(rates)):,.0f} req/s, "
                   f"{float(np.median(costs)):.0f} us of server CPU a request")  # fmt: skip
+            for label, url in (("experiment server", base), ("shadow server", shadowed_base)):
+                print(f"{label}: {_variants_served(url)}")
             print("latency, one 3 s run each (wrk -t1 -c16):")
             for name, label in [*CONFIGURATIONS.items(), ("shadow", SHADOW_LABEL)]:
                 url, script, _ = target(name)
@@ -188,6 +192,25 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (/proc/PID/stat, fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _variants_served(url: str) -> str:
+    """What each variant of the experiment answered, from /metrics, and whether the guardrail
+    stopped one (then its customers got the control, and the figures would hold one version)."""
+    served: dict[str, float] = {}
+    stopped = []
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("omnirec_variant_answers_total{") or line.startswith(
+            "omnirec_variant_stopped{"
+        ):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            value = float(line.rsplit(" ", 1)[1])
+            if line.startswith("omnirec_variant_stopped{") and value:
+                stopped.append(labels["variant"])
+            elif labels.get("outcome") == "ok":
+                served[labels["variant"]] = served.get(labels["variant"], 0) + value
+    answers = ", ".join(f"{name} {count:,.0f}" for name, count in sorted(served.items()))
+    return f"answers per variant: {answers or 'none'}; stopped by the guardrail: {', '.join(stopped) or 'none'}"
 
 
 def _spread(values: list[float]) -> str:

@@ -476,15 +476,18 @@ class Engine:
         items = [Item(ids[c], round(s * 1e6) / 1e6, names[c], categories[c], prices[c], "personalized",
                       [session_reason(because[c], snap.names[snap.item_index[because[c].item_id]])] if c in because else [])
                  for c, s in zip(picked.tolist(), scores.tolist(), strict=True)]  # fmt: skip
-        backfill = _backfill(
-            snap, channel, store_id, category, lambda: without(allowed, masked, picked)
-        )
-        if rules is not None and rules.reorders:
-            items = rules.finish(
-                snap, items, limit, backfill, snap.allowed(store_id, None), settled, reordered
+        # most ranked answers are complete and final here: no backfill, no second look
+        unfinished = rules is not None and rules.reorders and (bool(rules.pins) or not settled)
+        if unfinished or len(items) < limit:
+            backfill = _backfill(
+                snap, channel, store_id, category, lambda: without(allowed, masked, picked)
             )
-        elif len(items) < limit:
-            items += backfill(limit - len(items))
+            if rules is not None and rules.reorders:
+                items = rules.finish(
+                    snap, items, limit, backfill, snap.allowed(store_id, None), settled, reordered
+                )
+            else:
+                items += backfill(limit - len(items))
         if explain:
             activity = all_activity(snap, features, state.recent)
             items = explain_items(items, activity, features, bought_with or {}, now)

@@ -119,16 +119,14 @@ class RuleSet:
     hourly_boosts: bool = field(
         init=False, default=False
     )  # new arrivals: factors change by the hour
+    reorders: bool = field(init=False, default=False)  # boosts, a diversity cap or pins
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "filters", bool(
             self.include or self.exclude or self.exclude_items or self.price_min is not None
             or self.price_max is not None or self.new_arrivals_days is not None))  # fmt: skip
         object.__setattr__(self, "hourly_boosts", any(b.new_days is not None for b in self.boosts))
-
-    @property
-    def reorders(self) -> bool:
-        return bool(self.boosts or self.diversity or self.pins)
+        object.__setattr__(self, "reorders", bool(self.boosts or self.diversity or self.pins))
 
     def then(self, other: RuleSet | None) -> RuleSet:
         """These rules and `other`'s: both sets of filters (the narrower price range), `other`'s
