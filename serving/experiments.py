@@ -6,7 +6,7 @@ recommendation ids that say which variant answered, and the guardrail that stops
     channels = ["web", "app"]               # scope (default: every channel)
     shadow = "challenger"                   # optional: also computed off the request path
     shadow_sample = 0.05                    #   for this share of requests, and compared
-    guardrail = { max_error_increase = 0.02, max_latency_ratio = 1.5, min_requests = 200 }
+    guardrail = { max_error_increase = 0.02, max_latency_ratio = 1.5, min_requests = 200, failed_checks = 3 }
 
     [[experiments.margin-test.variants]]
     name = "control"                        # the first variant is the control
@@ -49,11 +49,16 @@ _MODEL_REF = re.compile(r"^(v[1-9][0-9]{0,8}|[A-Za-z][A-Za-z0-9_\-]{0,63})\Z")
 class Guardrail:
     """A variant is stopped (its customers get the control) when, after `min_requests` answers
     each, its error share exceeds the control's by more than `max_error_increase`, or its p99
-    latency exceeds the control's times `max_latency_ratio`."""
+    latency exceeds the control's times `max_latency_ratio`, at `failed_checks` checks in a row
+    (a check every 100 answers of the experiment). Latencies are compared once both windows hold
+    LATENCY_SAMPLES answers: the p99 of a few hundred is their two or three slowest, which a
+    garbage collection or a freshly loaded version's first answers make; and a variant worse in
+    earnest stays worse from check to check."""
 
     max_error_increase: float = 0.02
     max_latency_ratio: float = 1.5
     min_requests: int = 200
+    failed_checks: int = 3
 
 
 @dataclass(frozen=True)
@@ -222,7 +227,7 @@ def _variant(body: Any, where: str, placements: Placements) -> Variant:
 def _guardrail(body: Any, where: str) -> Guardrail:
     if not isinstance(body, dict):
         raise ConfigError(f"{where}: must be a table")
-    unknown = sorted(set(body) - {"max_error_increase", "max_latency_ratio", "min_requests"})
+    unknown = sorted(set(body) - set(Guardrail().__dict__))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
     values = {**Guardrail().__dict__, **body}
@@ -230,8 +235,10 @@ def _guardrail(body: Any, where: str) -> Guardrail:
         isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values.values()
     ):
         raise ConfigError(f"{where}: values must be positive numbers")
+    if not isinstance(values["failed_checks"], int):
+        raise ConfigError(f"{where}: failed_checks must be a whole number")
     return Guardrail(float(values["max_error_increase"]), float(values["max_latency_ratio"]),
-                     int(values["min_requests"]))  # fmt: skip
+                     int(values["min_requests"]), values["failed_checks"])  # fmt: skip
 
 
 def _overlap(a: frozenset[str] | None, b: frozenset[str] | None) -> bool:
@@ -240,6 +247,7 @@ def _overlap(a: frozenset[str] | None, b: frozenset[str] | None) -> bool:
 
 # ---------------------------------------------------------------------- guardrail
 LATENCY_WINDOW = 2000  # latencies kept per variant for its p99
+LATENCY_SAMPLES = 1000  # answers a window needs before its p99 counts (its 10 slowest set it)
 
 
 class Tally:
@@ -264,6 +272,7 @@ class VariantHealth:
         self.tallies: dict[tuple[str, str], Tally] = {}
         self.stopped: dict[tuple[str, str], str] = {}  # -> why
         self._checked_at: dict[str, int] = {}  # answers since the guardrail last looked
+        self._failed: dict[tuple[str, str], int] = {}  # checks in a row that found it worse
 
     def record(
         self, experiment: Experiment, variant: str, seconds: float, failed: bool
@@ -302,17 +311,24 @@ class VariantHealth:
             why = None
             if figures[0] > base[0] + rail.max_error_increase:
                 why = f"error share {figures[0]:.3f} vs control {base[0]:.3f}"
-            elif figures[1] > base[1] * rail.max_latency_ratio:
+            elif (figures[1] is not None and base[1] is not None
+                  and figures[1] > base[1] * rail.max_latency_ratio):  # fmt: skip
                 why = f"p99 {figures[1] * 1000:.1f} ms vs control {base[1] * 1000:.1f} ms"
-            if why is not None:
-                self.stopped[key] = f"{why} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+            failed = self._failed[key] = self._failed.get(key, 0) + 1 if why is not None else 0
+            if why is not None and failed >= rail.failed_checks:
+                when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                self.stopped[key] = f"{why} at {failed} checks in a row, the last at {when}"
                 stopped.append(variant.name)
         return stopped
 
-    def _figures(self, experiment: str, variant: str, least: int) -> tuple[float, float] | None:
+    def _figures(self, experiment: str, variant: str,
+                 least: int) -> tuple[float, float | None] | None:  # fmt: skip
+        """(error share, p99 latency or None while the window is short), None before `least`."""
         tally = self.tallies.get((experiment, variant))
         if tally is None or tally.answers < least:
             return None
+        if tally.answers < max(least, LATENCY_SAMPLES):
+            return tally.failures / tally.answers, None
         window = tally.latencies
         p99 = percentile_99(window if tally.answers >= LATENCY_WINDOW else window[: tally.answers])
         return tally.failures / tally.answers, p99

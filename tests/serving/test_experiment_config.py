@@ -11,6 +11,7 @@ import pytest
 from features.feedback import parse_recommendation_id, recommendation_id
 from omnirec.errors import ConfigError
 from serving.experiments import (
+    LATENCY_SAMPLES,
     Experiment,
     Guardrail,
     Variant,
@@ -128,11 +129,15 @@ def test_recommendation_ids_say_what_answered() -> None:
 def test_the_guardrail_stops_a_slower_variant_after_enough_answers() -> None:
     health, experiment = VariantHealth(), _experiment(min_requests=100, max_latency_ratio=1.5)
     stopped: list[str] = []
-    for _ in range(150):
+    for _ in range(LATENCY_SAMPLES):  # a p99 counts from LATENCY_SAMPLES answers each
+        stopped += health.record(experiment, "control", 0.002, False)
+        stopped += health.record(experiment, "b", 0.004, False)
+    assert stopped == [] and not health.is_stopped("ab", "b")  # one failed check so far
+    for _ in range(100):  # two more checks, every 100 answers of the experiment
         stopped += health.record(experiment, "control", 0.002, False)
         stopped += health.record(experiment, "b", 0.004, False)
     assert stopped == ["b"] and health.is_stopped("ab", "b")
-    assert "p99 4.0 ms vs control 2.0 ms" in health.stopped[("ab", "b")]
+    assert "p99 4.0 ms vs control 2.0 ms at 3 checks in a row" in health.stopped[("ab", "b")]
 
 
 def test_the_guardrail_stops_a_variant_that_fails_more_and_keeps_a_healthy_one() -> None:
@@ -142,8 +147,24 @@ def test_the_guardrail_stops_a_variant_that_fails_more_and_keeps_a_healthy_one()
         health.record(experiment, "b", 0.002, k % 100 < 2)  # 2 %: within the allowance
     assert not health.is_stopped("ab", "b")
     for k in range(200):
-        health.record(experiment, "b", 0.002, k % 10 == 0)  # now 7 %
+        health.record(experiment, "b", 0.002, k % 10 == 0)  # now 10 %: two failed checks
+    assert not health.is_stopped("ab", "b")
+    for k in range(100):
+        health.record(experiment, "b", 0.002, k % 10 == 0)  # the third in a row
     assert health.is_stopped("ab", "b") and "error share" in health.stopped[("ab", "b")]
+
+
+def test_a_freshly_loaded_variants_first_slow_answers_do_not_stop_it() -> None:
+    # the bench's challenger was stopped this way: p99 10.2 ms vs 6.5 ms over its first ~250
+    # answers, a few of them slow (its version just loaded, a garbage collection), then like the
+    # control's; over a window that short the p99 is those few slowest answers
+    health, experiment = VariantHealth(), _experiment(min_requests=200, max_latency_ratio=1.5)
+    rng = np.random.default_rng(3)
+    for k in range(3_000):
+        health.record(experiment, "control", float(rng.uniform(0.002, 0.004)), False)
+        slow = k in {3, 40, 77, 150, 420}  # five spikes in the first 500 answers
+        health.record(experiment, "b", 0.02 if slow else float(rng.uniform(0.002, 0.004)), False)
+    assert not health.is_stopped("ab", "b")
 
 
 def test_the_guardrails_p99_is_numpys_percentile() -> None:
