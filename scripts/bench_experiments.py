@@ -54,9 +54,14 @@ rules = "light"
 [placements.ab_heavy]
 rules = "heavy"
 """
+# the latency guardrail out of reach: with its defaults it stopped the healthy challenger of the
+# experiment server about a minute into the rounds under wrk's saturation (p99 4.0 vs 2.6 ms at
+# 3 checks in a row), and the rounds after measured the control alone; what each variant answered
+# is printed at the end, so a stop still shows
 EXPERIMENT = """
 [experiments.bench]
 placements = ["ab", "ab_filter", "ab_light", "ab_heavy"]
+guardrail = { max_latency_ratio = 1000 }
 %s
 [[experiments.bench.variants]]
 name = "control"
@@ -210,7 +215,10 @@ def _variants_served(url: str) -> str:
             elif labels.get("outcome") == "ok":
                 served[labels["variant"]] = served.get(labels["variant"], 0) + value
     answers = ", ".join(f"{name} {count:,.0f}" for name, count in sorted(served.items()))
-    return f"answers per variant: {answers or 'none'}; stopped by the guardrail: {', '.join(stopped) or 'none'}"
+    why = [w for w in httpx.get(f"{url}/health/ready", timeout=30).json().get("warnings", [])
+           if "guardrail" in w]  # fmt: skip
+    return (f"answers per variant: {answers or 'none'}; stopped by the guardrail: "
+            f"{'; '.join(why) if why else ', '.join(stopped) or 'none'}")  # fmt: skip
 
 
 def _spread(values: list[float]) -> str:

@@ -76,7 +76,7 @@ def best_items(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: l
                                                     arrangement, pool, limit)  # fmt: skip
         if passed >= limit or not features.vector:
             return picked, scores, settled
-        rescoring = True  # the filters emptied the shortlist
+        fresh, rescoring = [], True  # the filters emptied the shortlist: the customer's own row
     if not rescoring:
         return np.zeros(0, np.int64), np.zeros(0, np.float32), True
     picked, scores = rescore(snap, features, fresh, without(allowed, excluded_items), pool, weights)
