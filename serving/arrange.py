@@ -196,8 +196,6 @@ def _shortlist(candidates: Any, candidate_scores: Any, allowed: Any, excluded: A
 
 
 Arranged = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]
-_compiled: Callable[..., int] = _arrange
-_shortlisted: Callable[..., int] = _shortlist
 
 
 def arrange(picked: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], factors: npt.NDArray[np.float32],
@@ -206,11 +204,11 @@ def arrange(picked: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], fact
     place when they are writable contiguous arrays of the kernel's types (else copies are), and
     the answer is their first entries."""
     try:  # no checks first: asking an array for its flags and dtype costs more than the pass
-        packed = int(_compiled(picked, scores, factors, codes, max_items, top, limit))
+        packed = int(_arrange(picked, scores, factors, codes, max_items, top, limit))
     except TypeError:  # read-only, strided or of other types: no compiled version takes them
         picked, scores = np.array(picked, np.int64), np.array(scores, np.float32)
         factors = np.ascontiguousarray(factors, np.float32)
-        packed = int(_compiled(picked, scores, factors, np.ascontiguousarray(codes, np.int32),
+        packed = int(_arrange(picked, scores, factors, np.ascontiguousarray(codes, np.int32),
                                max_items, top, limit))  # fmt: skip
     kept = packed >> 1
     return picked[:kept], scores[:kept], bool(packed & 1)
@@ -227,10 +225,10 @@ def shortlist(candidates: npt.NDArray[np.int32], candidate_scores: npt.NDArray[n
     items, scores = np.empty(room, np.int64), np.empty(room, np.float32)
     factors, codes, max_items, top = arrangement
     try:
-        packed = int(_shortlisted(candidates, candidate_scores, allowed, excluded, factors, codes,
+        packed = int(_shortlist(candidates, candidate_scores, allowed, excluded, factors, codes,
                                   max_items, top, pool, limit, items, scores))  # fmt: skip
     except TypeError:  # strided or of other types: as the compiled version takes them
-        packed = int(_shortlisted(
+        packed = int(_shortlist(
             np.ascontiguousarray(candidates, np.int32), np.ascontiguousarray(candidate_scores, np.float32),
             np.ascontiguousarray(allowed, np.bool_), np.ascontiguousarray(excluded, np.int32),
             np.ascontiguousarray(factors, np.float32), np.ascontiguousarray(codes, np.int32),

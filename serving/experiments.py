@@ -255,12 +255,13 @@ class Tally:
     the last LATENCY_WINDOW latencies, a ring (a numpy array: the p99 is read every 100 answers
     without copying the window first)."""
 
-    __slots__ = ("answers", "failures", "latencies")
+    __slots__ = ("answers", "failed_checks", "failures", "latencies")
 
     def __init__(self) -> None:
         self.answers = 0
         self.failures = 0
         self.latencies = np.full(LATENCY_WINDOW, np.nan)
+        self.failed_checks = 0  # guardrail checks in a row that found this variant worse
 
 
 class VariantHealth:
@@ -272,7 +273,6 @@ class VariantHealth:
         self.tallies: dict[tuple[str, str], Tally] = {}
         self.stopped: dict[tuple[str, str], str] = {}  # -> why
         self._checked_at: dict[str, int] = {}  # answers since the guardrail last looked
-        self._failed: dict[tuple[str, str], int] = {}  # checks in a row that found it worse
 
     def record(
         self, experiment: Experiment, variant: str, seconds: float, failed: bool
@@ -314,7 +314,8 @@ class VariantHealth:
             elif (figures[1] is not None and base[1] is not None
                   and figures[1] > base[1] * rail.max_latency_ratio):  # fmt: skip
                 why = f"p99 {figures[1] * 1000:.1f} ms vs control {base[1] * 1000:.1f} ms"
-            failed = self._failed[key] = self._failed.get(key, 0) + 1 if why is not None else 0
+            tally = self.tallies[key]  # there: _figures found its answers
+            failed = tally.failed_checks = tally.failed_checks + 1 if why is not None else 0
             if why is not None and failed >= rail.failed_checks:
                 when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 self.stopped[key] = f"{why} at {failed} checks in a row, the last at {when}"

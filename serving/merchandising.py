@@ -160,7 +160,7 @@ class RuleSet:
 
     def mask_key(self, now: float) -> tuple[str, int]:
         """What the mask depends on besides the snapshot: the rule set and, with new arrivals, the hour."""
-        return self.name, int(now // 3600) if self.new_arrivals_days is not None else 0
+        return self.name, _hour(now, self.new_arrivals_days is not None)
 
     def mask(self, snap: LoadedSnapshot, now: float) -> npt.NDArray[np.bool_]:
         """Items these filters allow (all True without filters); cached per snapshot and hour
@@ -198,7 +198,7 @@ class RuleSet:
     def boost_vector(self, snap: LoadedSnapshot, now: float) -> npt.NDArray[np.float32]:
         """Per item: the product of every boost's and bury's factor; cached per snapshot (and
         hour, when new arrivals count), so a request only gathers its candidates' factors."""
-        key = (self.name, int(now // 3600) if self.hourly_boosts else 0)
+        key = (self.name, _hour(now, self.hourly_boosts))
         cached = snap.rule_boosts.get(key)
         if cached is not None:
             return cached
@@ -216,7 +216,7 @@ class RuleSet:
         boosted ones, scaled to a peak of 1."""
         if not (self.boosts or self.diversity):
             return AS_SCORED
-        key = (self.name, limit, int(now // 3600) if self.hourly_boosts else 0)
+        key = (self.name, limit, _hour(now, self.hourly_boosts))
         cached = snap.rule_arrangements.get(key)
         if cached is None:  # cached per snapshot like the boost vector (a request looks it up)
             codes, max_items, top = _cap(snap, self.diversity, limit) or (NO_CODES, 0, 0)
@@ -255,6 +255,12 @@ class RuleSet:
             items = items + backfill(limit - len(items))
         items = items[:limit]
         return _pinned(snap, items, self.pins, limit, pinnable) if self.pins else items
+
+
+def _hour(now: float, hourly: bool) -> int:
+    """What a cached mask or factor vector depends on in time: the hour when new arrivals count
+    (they change by the hour), else nothing (0)."""
+    return int(now // 3600) if hourly else 0
 
 
 def _tighter(
