@@ -45,9 +45,9 @@ from serving.experiments import (
     DEFAULT_VARIANT,
     Experiment,
     Variant,
-    VariantHealth,
     load_experiments,
 )
+from serving.guardrail import VariantHealth
 from serving.merchandising import RuleSet, load_placements
 from serving.metrics import VARIANT_ANSWERS, VARIANT_STOPPED
 from serving.profile import alias_key, build_profile, decode_aliases, open_cart

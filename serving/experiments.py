@@ -1,5 +1,6 @@
 """A/B experiments as configuration (OMNIREC_EXPERIMENTS_FILE, TOML), deterministic assignment,
-recommendation ids that say which variant answered, and the guardrail that stops a variant.
+recommendation ids that say which variant answered, and the guardrail's settings (serving.guardrail
+holds what it counts and judges).
 
     [experiments.margin-test]
     placements = ["home", "product_page"]   # scope (default: every placement and none)
@@ -29,14 +30,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 from omnirec.errors import ConfigError
 from serving.merchandising import Placements, RuleSet, check_name
@@ -47,13 +44,15 @@ _MODEL_REF = re.compile(r"^(v[1-9][0-9]{0,8}|[A-Za-z][A-Za-z0-9_\-]{0,63})\Z")
 
 @dataclass(frozen=True)
 class Guardrail:
-    """A variant is stopped (its customers get the control) when, after `min_requests` answers
-    each, its error share exceeds the control's by more than `max_error_increase`, or its p99
-    latency exceeds the control's times `max_latency_ratio`, at `failed_checks` checks in a row
-    (a check every 100 answers of the experiment). Latencies are compared once both windows hold
-    LATENCY_SAMPLES answers: the p99 of a few hundred is their two or three slowest, which a
-    garbage collection or a freshly loaded version's first answers make; and a variant worse in
-    earnest stays worse from check to check."""
+    """A variant is stopped (its customers get the control) when it is found worse than the
+    control in `failed_checks` rounds in a row: its error share higher by more than
+    `max_error_increase` over a round of `min_requests` answers of each, or its p99 latency above
+    the control's times `max_latency_ratio` over a round of LATENCY_SAMPLES answers of each (the
+    p99 of a few hundred is their two or three slowest, which a garbage collection or a freshly
+    loaded version's first answers make). The two sides of a round cover the same stretch of
+    time, and rounds follow one another without overlap: a variant worse in earnest is worse
+    round after round, a burst of slow answers falls on both sides and in one round
+    (serving.guardrail)."""
 
     max_error_increase: float = 0.02
     max_latency_ratio: float = 1.5
@@ -243,104 +242,3 @@ def _guardrail(body: Any, where: str) -> Guardrail:
 
 def _overlap(a: frozenset[str] | None, b: frozenset[str] | None) -> bool:
     return a is None or b is None or bool(a & b)
-
-
-# ---------------------------------------------------------------------- guardrail
-LATENCY_WINDOW = 2000  # latencies kept per variant for its p99
-LATENCY_SAMPLES = 1000  # answers a window needs before its p99 counts (its 10 slowest set it)
-
-
-class Tally:
-    """One variant's answers in one worker: how many, how many failed (degraded or raised), and
-    the last LATENCY_WINDOW latencies, a ring (a numpy array: the p99 is read every 100 answers
-    without copying the window first)."""
-
-    __slots__ = ("answers", "failed_checks", "failures", "latencies")
-
-    def __init__(self) -> None:
-        self.answers = 0
-        self.failures = 0
-        self.latencies = np.full(LATENCY_WINDOW, np.nan)
-        self.failed_checks = 0  # guardrail checks in a row that found this variant worse
-
-
-class VariantHealth:
-    """Per (experiment, variant) in this worker: a Tally of its answers; stops a variant that the
-    guardrail finds worse than the control. The tallies are also what /metrics counts
-    (`omnirec_variant_answers_total`, read when scraped: nothing else is bumped per answer)."""
-
-    def __init__(self) -> None:
-        self.tallies: dict[tuple[str, str], Tally] = {}
-        self.stopped: dict[tuple[str, str], str] = {}  # -> why
-        self._checked_at: dict[str, int] = {}  # answers since the guardrail last looked
-
-    def record(
-        self, experiment: Experiment, variant: str, seconds: float, failed: bool
-    ) -> list[str]:
-        """Count one answer; every 100 answers of the experiment, the guardrail looks (returns
-        the variants it stopped now)."""
-        name = experiment.name
-        tally = self.tallies.get((name, variant))
-        if tally is None:
-            tally = self.tallies[(name, variant)] = Tally()
-        tally.latencies[tally.answers % LATENCY_WINDOW] = seconds
-        tally.answers += 1
-        tally.failures += failed
-        since = self._checked_at.get(name, 0) + 1
-        if since < 100:  # the guardrail looks every 100 answers of the experiment
-            self._checked_at[name] = since
-            return []
-        self._checked_at[name] = 0
-        return self.check(experiment)
-
-    def is_stopped(self, experiment: str, variant: str) -> bool:
-        return (experiment, variant) in self.stopped
-
-    def check(self, experiment: Experiment) -> list[str]:
-        """Stop the variants the guardrail finds worse than the control; returns newly stopped."""
-        rail, control = experiment.guardrail, experiment.control.name
-        base = self._figures(experiment.name, control, rail.min_requests)
-        if base is None:
-            return []
-        stopped = []
-        for variant in experiment.variants[1:]:
-            key = (experiment.name, variant.name)
-            figures = self._figures(experiment.name, variant.name, rail.min_requests)
-            if key in self.stopped or figures is None:
-                continue
-            why = None
-            if figures[0] > base[0] + rail.max_error_increase:
-                why = f"error share {figures[0]:.3f} vs control {base[0]:.3f}"
-            elif (figures[1] is not None and base[1] is not None
-                  and figures[1] > base[1] * rail.max_latency_ratio):  # fmt: skip
-                why = f"p99 {figures[1] * 1000:.1f} ms vs control {base[1] * 1000:.1f} ms"
-            tally = self.tallies[key]  # there: _figures found its answers
-            failed = tally.failed_checks = tally.failed_checks + 1 if why is not None else 0
-            if why is not None and failed >= rail.failed_checks:
-                when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                self.stopped[key] = f"{why} at {failed} checks in a row, the last at {when}"
-                stopped.append(variant.name)
-        return stopped
-
-    def _figures(self, experiment: str, variant: str,
-                 least: int) -> tuple[float, float | None] | None:  # fmt: skip
-        """(error share, p99 latency or None while the window is short), None before `least`."""
-        tally = self.tallies.get((experiment, variant))
-        if tally is None or tally.answers < least:
-            return None
-        if tally.answers < max(least, LATENCY_SAMPLES):
-            return tally.failures / tally.answers, None
-        window = tally.latencies
-        p99 = percentile_99(window if tally.answers >= LATENCY_WINDOW else window[: tally.answers])
-        return tally.failures / tally.answers, p99
-
-
-def percentile_99(values: npt.NDArray[np.float64]) -> float:
-    """`np.percentile(values, 99)` (linear interpolation between the two nearest ranks) from a
-    partial sort: ~5 µs over the 2,000 latencies of a window where np.percentile takes ~55 µs,
-    and the guardrail reads two every 100 answers."""
-    position = 0.99 * (len(values) - 1)
-    low = int(position)
-    high = min(low + 1, len(values) - 1)
-    ranked = np.partition(values, (low, high))
-    return float(ranked[low] + (ranked[high] - ranked[low]) * (position - low))

@@ -11,7 +11,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 FALLBACKS = Counter(
@@ -56,17 +56,37 @@ class Tallied(Protocol):
     def failures(self) -> int: ...
 
 
+class Judged(Protocol):
+    """One measure of a variant against the control, round by round (serving.experiments.Comparison)."""
+
+    @property
+    def rounds(self) -> int: ...
+
+    @property
+    def worse(self) -> int: ...
+
+    @property
+    def last(self) -> float: ...
+
+
 class Tallies(Protocol):
-    """What keeps them (serving.experiments.VariantHealth): (experiment, variant) -> counts."""
+    """What keeps them (serving.experiments.VariantHealth): (experiment, variant) -> counts,
+    and the guardrail's rounds."""
 
     @property
     def tallies(self) -> Mapping[tuple[str, str], Tallied]: ...
+
+    def rounds(self) -> Iterable[tuple[str, str, str, Judged]]: ...
 
 
 class VariantAnswers(Collector):
     """`omnirec_variant_answers_total{experiment, variant, outcome}`: each variant's answers,
     `ok` or `degraded`, read when /metrics is scraped from the guardrail's tallies of this
-    process's engines, so that an answer bumps one count (the tally) instead of two."""
+    process's engines, so that an answer bumps one count (the tally) instead of two; and the
+    guardrail's rounds, `omnirec_guardrail_rounds_total{experiment, variant, measure, verdict}`
+    (`errors` or `latency`; `worse` or `ok`) and `omnirec_guardrail_last_round{...}` (the last
+    round's p99 over the control's, or its error share less the control's): how near a
+    variant is to its stop."""
 
     def __init__(self) -> None:
         self._sources: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -74,7 +94,7 @@ class VariantAnswers(Collector):
     def watch(self, source: Tallies) -> None:
         self._sources.add(source)
 
-    def collect(self) -> Iterable[CounterMetricFamily]:
+    def collect(self) -> Iterable[Metric]:
         family = CounterMetricFamily("omnirec_variant_answers", "answers per experiment variant",
                                      labels=["experiment", "variant", "outcome"])  # fmt: skip
         totals: dict[tuple[str, str], list[int]] = {}
@@ -87,6 +107,21 @@ class VariantAnswers(Collector):
             family.add_metric([experiment, variant, "ok"], ok)
             family.add_metric([experiment, variant, "degraded"], degraded)
         yield family
+        labels = ["experiment", "variant", "measure"]
+        rounds = CounterMetricFamily("omnirec_guardrail_rounds", "guardrail rounds judged, per verdict",
+                                     labels=[*labels, "verdict"])  # fmt: skip
+        last = GaugeMetricFamily("omnirec_guardrail_last_round", "the last round's p99 ratio to the "
+                                 "control (latency) or error share increase over it (errors)", labels=labels)  # fmt: skip
+        for source in list(self._sources):
+            for experiment, variant, measure, judged in source.rounds():
+                rounds.add_metric([experiment, variant, measure, "worse"], judged.worse)
+                rounds.add_metric(
+                    [experiment, variant, measure, "ok"], judged.rounds - judged.worse
+                )
+                if judged.rounds:
+                    last.add_metric([experiment, variant, measure], judged.last)
+        yield rounds
+        yield last
 
 
 VARIANT_ANSWERS = VariantAnswers()

@@ -10,13 +10,13 @@ import pytest
 
 from features.feedback import parse_recommendation_id, recommendation_id
 from omnirec.errors import ConfigError
-from serving.experiments import (
+from serving.experiments import Experiment, Guardrail, Variant, load_experiments
+from serving.guardrail import (
+    FOLD_EVERY,
     LATENCY_SAMPLES,
-    Experiment,
-    Guardrail,
-    Variant,
+    STRETCH_LATENCIES,
+    Stretch,
     VariantHealth,
-    load_experiments,
     percentile_99,
 )
 from serving.merchandising import load_placements
@@ -126,32 +126,161 @@ def test_recommendation_ids_say_what_answered() -> None:
     )
 
 
-def test_the_guardrail_stops_a_slower_variant_after_enough_answers() -> None:
-    health, experiment = VariantHealth(), _experiment(min_requests=100, max_latency_ratio=1.5)
+def _answer_both(health: VariantHealth, experiment: Experiment, answers: int, control: float,
+                 variant: float, variant_fails: int = 0) -> list[str]:  # fmt: skip
+    """`answers` of each, alternating (the variant first: its rounds start with its first
+    answer), at fixed latencies, then folded in; the variant's first `variant_fails` answers
+    failed. Returns the variants stopped."""
     stopped: list[str] = []
-    for _ in range(LATENCY_SAMPLES):  # a p99 counts from LATENCY_SAMPLES answers each
-        stopped += health.record(experiment, "control", 0.002, False)
-        stopped += health.record(experiment, "b", 0.004, False)
-    assert stopped == [] and not health.is_stopped("ab", "b")  # one failed check so far
-    for _ in range(100):  # two more checks, every 100 answers of the experiment
-        stopped += health.record(experiment, "control", 0.002, False)
-        stopped += health.record(experiment, "b", 0.004, False)
-    assert stopped == ["b"] and health.is_stopped("ab", "b")
-    assert "p99 4.0 ms vs control 2.0 ms at 3 checks in a row" in health.stopped[("ab", "b")]
+    for k in range(answers):
+        stopped += health.record(experiment, "b", variant, k < variant_fails)
+        stopped += health.record(experiment, "control", control, False)
+    return stopped + health.fold(experiment)
+    return stopped
+
+
+def test_the_guardrail_stops_a_slower_variant_in_three_rounds_in_a_row() -> None:
+    health, experiment = VariantHealth(), _experiment(min_requests=100, max_latency_ratio=1.5)
+    # a latency round ends once both answered LATENCY_SAMPLES times in it: two slow rounds
+    assert _answer_both(health, experiment, 2 * LATENCY_SAMPLES, 0.002, 0.004) == []
+    # a round as fast as the control's starts the count again
+    assert _answer_both(health, experiment, LATENCY_SAMPLES, 0.002, 0.0025) == []
+    assert _answer_both(health, experiment, 2 * LATENCY_SAMPLES, 0.002, 0.004) == []
+    assert not health.is_stopped("ab", "b")
+    assert _answer_both(health, experiment, LATENCY_SAMPLES - 1, 0.002, 0.004) == []
+    assert _answer_both(health, experiment, 1, 0.002, 0.004) == ["b"]  # the third round's last
+    assert health.is_stopped("ab", "b")
+    why = health.stopped[("ab", "b")]
+    assert "p99 4.0 ms vs control 2.0 ms, in 3 rounds in a row" in why
+    # stopped: its customers get the control, and nothing the control answers judges it again
+    assert _answer_both(health, experiment, LATENCY_SAMPLES, 0.002, 0.004) == []
+    assert health.stopped[("ab", "b")] == why
 
 
 def test_the_guardrail_stops_a_variant_that_fails_more_and_keeps_a_healthy_one() -> None:
     health, experiment = VariantHealth(), _experiment(min_requests=100, max_error_increase=0.02)
-    for k in range(200):
-        health.record(experiment, "control", 0.002, k % 100 == 0)  # 1 % failures
+    for k in range(300):  # three error rounds of 100 answers each
         health.record(experiment, "b", 0.002, k % 100 < 2)  # 2 %: within the allowance
+        health.record(experiment, "control", 0.002, k % 100 == 0)  # 1 % failures
+    assert health.fold(experiment) == [] and not health.is_stopped("ab", "b")
+    for _ in range(2):  # two rounds at 10 %
+        _answer_both(health, experiment, 100, 0.002, 0.002, variant_fails=10)
     assert not health.is_stopped("ab", "b")
-    for k in range(200):
-        health.record(experiment, "b", 0.002, k % 10 == 0)  # now 10 %: two failed checks
-    assert not health.is_stopped("ab", "b")
-    for k in range(100):
-        health.record(experiment, "b", 0.002, k % 10 == 0)  # the third in a row
-    assert health.is_stopped("ab", "b") and "error share" in health.stopped[("ab", "b")]
+    _answer_both(health, experiment, 100, 0.002, 0.002, variant_fails=10)  # the third in a row
+    assert (
+        health.is_stopped("ab", "b")
+        and "error share 0.100 vs control 0.000" in health.stopped[("ab", "b")]
+    )
+
+
+def test_a_variant_is_judged_only_against_the_control_of_the_same_time() -> None:
+    # the variant's customers failed while the control answered none (a quiet night for the
+    # control's customers): nothing to compare with, so no verdict; then both answer, alike
+    health, experiment = VariantHealth(), _experiment(min_requests=100, max_error_increase=0.02)
+    for _ in range(500):
+        health.record(experiment, "b", 0.002, True)
+    assert health.fold(experiment) == []
+    _answer_both(health, experiment, 1_000, 0.002, 0.002)  # the first round holds those 500
+    assert health.is_stopped("ab", "b") is False
+
+
+def test_a_slow_start_of_every_load_does_not_stop_the_less_assigned_variant() -> None:
+    # the experiments bench, where the guardrail stopped a healthy challenger (p99 4.0 vs 2.6 ms
+    # at 3 checks in a row): load after load, each opening with a burst of slow answers, and the
+    # challenger assigned a few customers fewer than the control. A window of each side's last
+    # 2,000 answers stretched further back for the challenger, over the slow start, check after
+    # check; both sides of a round cover the same time
+    health, experiment = VariantHealth(), _experiment(max_latency_ratio=1.5)
+    rng = np.random.default_rng(11)
+    for _ in range(40):  # loads of ~4,500 answers, the first 150 slow
+        slow = np.arange(4_500) < 150
+        latency = np.where(slow, rng.uniform(0.004, 0.007, 4_500), rng.uniform(0.001, 0.003, 4_500))
+        for seconds, challenger in zip(latency, rng.random(4_500) < 0.49, strict=True):
+            assert (
+                health.record(experiment, "b" if challenger else "control", float(seconds), False)
+                == []
+            )
+    assert health.fold(experiment) == [] and not health.is_stopped("ab", "b")
+
+
+def test_a_variant_with_a_small_share_is_compared_over_its_rounds() -> None:
+    # 5 % of the answers: a round holds ~19,000 of the control's, kept as a sample spread over
+    # the round (every 8th), and the variant twice as slow is stopped in three rounds
+    health, experiment = VariantHealth(), _experiment(max_latency_ratio=1.5)
+    rng = np.random.default_rng(5)
+    stopped: list[str] = []
+    answered = 0
+    while not stopped and answered < 100_000:
+        variant = rng.random() < 0.05
+        seconds = float(rng.uniform(0.001, 0.003)) * (2 if variant else 1)
+        stopped += health.record(experiment, "b" if variant else "control", seconds, False)
+        answered += 1
+    assert stopped == ["b"] and 50_000 < answered < 70_000  # three rounds of ~20,000 answers
+
+
+def test_a_rounds_latency_sample_spans_the_round_in_bounded_memory() -> None:
+    stretch = Stretch(latencies=True)
+    latencies = np.random.default_rng(2).exponential(0.002, 50_000)
+    latencies[40_000:] *= 3  # the round's last fifth is slower: the sample must hold it
+    for start in range(0, len(latencies), 100):
+        stretch.add(latencies[start : start + 100], np.zeros(100, dtype=bool))
+    assert stretch.answers == 50_000 and STRETCH_LATENCIES // 2 <= stretch.kept <= STRETCH_LATENCIES
+    assert stretch.latencies is not None and len(stretch.latencies) == STRETCH_LATENCIES
+    every = latencies[
+        stretch.stride - 1 :: stretch.stride
+    ]  # the answers numbered stride, 2 x stride...
+    assert np.array_equal(stretch.latencies[: stretch.kept], every)
+    assert stretch.figure() == pytest.approx(np.percentile(every, 99))
+    assert stretch.figure() == pytest.approx(np.percentile(latencies, 99), rel=0.1)
+
+
+def test_folding_answers_in_batches_judges_as_answer_by_answer() -> None:
+    # three variants: b fails a little more (within the allowance, over some rounds not), c
+    # turns slower; folded after every answer, or every FOLD_EVERY: the same rounds, verdicts
+    # and stop
+    experiment = Experiment("ab", (Variant("control", "champion", 0.5), Variant("b", "challenger", 0.3),
+                                   Variant("c", "v3", 0.2)),
+                            guardrail=Guardrail(min_requests=150, max_latency_ratio=1.3, failed_checks=4))  # fmt: skip
+    rng = np.random.default_rng(17)
+    one_by_one, batched = VariantHealth(), VariantHealth()
+    stops: tuple[list[str], list[str]] = ([], [])
+    for k in range(60_000):
+        variant = str(rng.choice(["control", "b", "c"], p=[0.5, 0.3, 0.2]))
+        slow = variant == "c" and k > 10_000
+        seconds = float(rng.exponential(0.002)) * (1.6 if slow else 1.0)
+        failed = bool(rng.random() < (0.018 if variant == "b" else 0.01))
+        stops[0].extend(
+            one_by_one.record(experiment, variant, seconds, failed) + one_by_one.fold(experiment)
+        )
+        stops[1].extend(batched.record(experiment, variant, seconds, failed))
+    stops[1].extend(batched.fold(experiment))
+    assert stops[0] == stops[1] == ["c"]
+
+    def verdicts(health: VariantHealth) -> list[tuple[str, str, int, int, int, float]]:
+        return sorted((v, m, c.rounds, c.worse, c.failed, c.last) for _, v, m, c in health.rounds())
+
+    assert verdicts(one_by_one) == verdicts(batched)
+    assert all(rounds > 3 for _, _, rounds, *_ in verdicts(batched))
+    assert any(worse for v, m, _, worse, *_ in verdicts(batched) if (v, m) == ("b", "errors"))
+    assert {key: (t.answers, t.failures) for key, t in one_by_one.tallies.items()} == {
+        key: (t.answers, t.failures) for key, t in batched.tallies.items()
+    }
+    assert sum(t.answers for t in batched.tallies.values()) == 60_000
+    assert (
+        one_by_one.stopped[("ab", "c")].split(", the last")[0]
+        == batched.stopped[("ab", "c")].split(", the last")[0]
+    )
+
+
+def test_answers_not_folded_in_yet_are_counted_for_metrics() -> None:
+    health, experiment = VariantHealth(), _experiment()
+    answers = FOLD_EVERY + 5  # one fold, and five answers after it
+    for k in range(answers):
+        health.record(experiment, "b" if k % 2 else "control", 0.002, k % 10 == 0)
+    counted = {key: (t.answers, t.failures) for key, t in health.tallies.items()}
+    control = range(0, answers, 2)
+    assert counted == {("ab", "control"): (len(control), sum(k % 10 == 0 for k in control)),
+                       ("ab", "b"): (answers // 2, 0)}  # fmt: skip
 
 
 def test_a_freshly_loaded_variants_first_slow_answers_do_not_stop_it() -> None:

@@ -138,6 +138,40 @@ def test_each_customer_sees_one_variant_on_every_server_and_alias(lab: Deploymen
     assert by_alias["variant"] == _variant_of("model-ab", customer, ("control", "challenger"))
 
 
+def test_metrics_show_the_guardrails_rounds_of_each_variant(lab: Deployment) -> None:
+    # an error round ends once both sides answered min_requests (200) times in it: 500 answers
+    # of each variant end at least one, and the healthy challenger is found no worse
+    before = _metric(lab, "omnirec_guardrail_rounds_total", experiment="model-ab", variant="challenger",
+                     measure="errors", verdict="ok")  # fmt: skip
+    counts: Counter[str] = Counter()
+    with httpx.Client(
+        base_url=lab.base_url, headers=lab.headers("recommend"), timeout=30
+    ) as client:
+        for k in range(5_000):
+            customer = CUSTOMERS[k % len(CUSTOMERS)]
+            variant = _variant_of("model-ab", customer, ("control", "challenger"))
+            if counts[variant] >= 500:
+                if min(counts.values()) >= 500:
+                    break
+                continue
+            answer = client.get(f"/v1/customers/{customer}/recommendations",
+                                params={"placement": "home"}).json()  # fmt: skip
+            assert answer["variant"] == variant and not answer["degraded"]
+            counts[variant] += 1
+    assert counts["control"] == counts["challenger"] == 500
+    after = _metric(lab, "omnirec_guardrail_rounds_total", experiment="model-ab", variant="challenger",
+                    measure="errors", verdict="ok")  # fmt: skip
+    assert after - before >= 2
+    worse = _metric(lab, "omnirec_guardrail_rounds_total", experiment="model-ab", variant="challenger",
+                    measure="errors", verdict="worse")  # fmt: skip
+    assert worse == 0
+    assert _metric(lab, "omnirec_guardrail_last_round", experiment="model-ab", variant="challenger",
+                   measure="errors") == 0.0  # fmt: skip
+    assert "stopped by its guardrail" not in " ".join(
+        httpx.get(f"{lab.base_url}/health/ready").json().get("warnings", [])
+    )
+
+
 def test_outside_every_experiment_the_variant_is_default(lab: Deployment) -> None:
     body = _get(lab, "/v1/customers/C00000100/recommendations", placement="cart").json()
     assert (body["variant"], body["experiment"], body["placement"]) == ("default", None, "cart")
