@@ -32,7 +32,7 @@ from scripts.bench_serve import (
 # swapped every round), so that a ratio pairs like with like on a machine whose neighbours change
 # its speed from one few-second stretch to the next; an A/A pair (the baseline against itself)
 # shows how far that noise alone moves a ratio
-ROUNDS = 20
+ROUNDS = 30
 ROUND_SECONDS = 1
 PLACEMENTS = """
 [rules.filter]
@@ -240,7 +240,8 @@ def engine_alone(settings: Settings, redis_url: str, var: Path, customers: int, 
     Redis (their states read once: the rules' own cost), then through the route's engine call
     on an event loop (`Engine.recommend`, one Redis round trip each: the variant, the second
     version, the guardrail's tally and the answer's labels too), in CPU time of this process.
-    Configurations alternate over 7 rounds; medians in microseconds per answer."""
+    Configurations alternate (the route's, customer by customer) over 7 rounds; medians in
+    microseconds per answer."""
     import asyncio
 
     from features.store import RedisFeatureStore
@@ -261,9 +262,15 @@ def engine_alone(settings: Settings, redis_url: str, var: Path, customers: int, 
     alone: dict[str, list[float]] = {name: [] for name in names}
     routed: dict[str, list[float]] = {name: [] for name in names}
 
-    async def route(placement: str | None) -> None:
+    async def route(spent: dict[str, float]) -> None:
+        """Each customer answered under every configuration in turn: what the machine's
+        neighbours do to one answer they do to the others."""
         for customer in ids:
-            await engine.recommend(customer, limit=10, placement=placement, request_id="r")
+            for name in names:
+                started = time.process_time()
+                await engine.recommend(customer, limit=10, placement=None if name == "plain" else name,
+                                       request_id="r")  # fmt: skip
+                spent[name] += time.process_time() - started
 
     loop = asyncio.new_event_loop()
     for _ in range(7):
@@ -274,9 +281,10 @@ def engine_alone(settings: Settings, redis_url: str, var: Path, customers: int, 
                 engine.recommend_state(snap, state, limit=10, channel=None, store_id=None, category=None,
                                        exclude_purchased=True, explain=False, request_id="r", rules=rules)  # fmt: skip
             alone[name].append((time.perf_counter() - started) / len(states) * 1e6)
-            started = time.process_time()
-            loop.run_until_complete(route(None if name == "plain" else name))
-            routed[name].append((time.process_time() - started) / len(ids) * 1e6)
+        spent = dict.fromkeys(names, 0.0)
+        loop.run_until_complete(route(spent))
+        for name in names:
+            routed[name].append(spent[name] / len(ids) * 1e6)
     loop.run_until_complete(engine.aclose())
     loop.close()
     base_alone, base_routed = float(np.median(alone["plain"])), float(np.median(routed["plain"]))
