@@ -137,10 +137,8 @@ class VariantHealth:
 
     def __init__(self) -> None:
         self.stopped: dict[tuple[str, str], str] = {}  # -> why
-        # (experiment, variant) -> (errors, latency), stopped variants included; and by
-        # experiment, the variants still compared
-        self.comparisons: dict[tuple[str, str], tuple[Comparison, Comparison]] = {}
-        self._compared: dict[str, dict[str, tuple[Comparison, Comparison]]] = {}
+        # (experiment, variant) -> (errors, latency), stopped variants included
+        self._comparisons: dict[tuple[str, str], tuple[Comparison, Comparison]] = {}
         self._folded: dict[tuple[str, str], Tally] = {}
         self._pending: dict[str, Answers] = {}
 
@@ -187,22 +185,22 @@ class VariantHealth:
                 tally = self._folded.setdefault((name, variant), Tally())
                 tally.answers += int(answers[k])
                 tally.failures += int(failures_of[k])
-        compared = self._compared.setdefault(name, {})
-        starts = dict.fromkeys(compared, 0)
-        for variant, k in order.items():  # a new variant's rounds start with its first answer
-            if k and answers[k] and variant not in starts and not self.is_stopped(name, variant):
-                starts[variant] = int(np.argmax(codes == k))
         stopped = []
-        for variant, start in starts.items():
-            pair = compared.get(variant)
+        for variant, k in order.items():
+            if not k or self.is_stopped(name, variant):
+                continue
+            pair, start = self._comparisons.get((name, variant)), 0
             if pair is None:
+                if not answers[k]:
+                    continue
+                start = int(np.argmax(codes == k))  # its rounds start with its first answer
                 rail = experiment.guardrail
                 pair = (
                     Comparison("errors", rail.min_requests),
                     Comparison("latency", LATENCY_SAMPLES),
                 )
-                compared[variant] = self.comparisons[(name, variant)] = pair
-            side = np.where(codes == 0, 0, np.where(codes == order[variant], 1, -1)).astype(np.int8)
+                self._comparisons[(name, variant)] = pair
+            side = np.where(codes == 0, 0, np.where(codes == k, 1, -1)).astype(np.int8)
             if self._judge(
                 experiment, variant, pair, side[start:], seconds[start:], failed[start:]
             ):
@@ -213,7 +211,7 @@ class VariantHealth:
                side: npt.NDArray[np.int8], seconds: npt.NDArray[np.float64],
                failed: npt.NDArray[np.bool_]) -> bool:  # fmt: skip
         """Add the answers to the variant's comparisons and judge the rounds they complete;
-        True when the variant is stopped (its comparisons then end)."""
+        True when the variant is stopped (it is not compared again)."""
         rail = experiment.guardrail
         for comparison in pair:
             for mine, theirs in comparison.add(side, seconds, failed):
@@ -230,14 +228,13 @@ class VariantHealth:
                         f"{why}, in {rail.failed_checks} rounds in a row (both over the same "
                         f"time), the last ending at {when}"
                     )
-                    del self._compared[experiment.name][variant]
                     return True
         return False
 
     def rounds(self) -> Iterator[tuple[str, str, str, Comparison]]:
         """(experiment, variant, measure, its comparison) of every variant compared so far,
         stopped ones included, for /metrics: measure `errors` or `latency`."""
-        for (experiment, variant), pair in list(self.comparisons.items()):
+        for (experiment, variant), pair in list(self._comparisons.items()):
             for comparison in pair:
                 yield experiment, variant, comparison.measure, comparison
 

@@ -47,7 +47,7 @@ LOADED_BYTES = Gauge(
 
 
 class Tallied(Protocol):
-    """One variant's counts (serving.experiments.Tally)."""
+    """One variant's counts (serving.guardrail.Tally)."""
 
     @property
     def answers(self) -> int: ...
@@ -57,7 +57,7 @@ class Tallied(Protocol):
 
 
 class Judged(Protocol):
-    """One measure of a variant against the control, round by round (serving.experiments.Comparison)."""
+    """One measure of a variant against the control, round by round (serving.guardrail.Comparison)."""
 
     @property
     def rounds(self) -> int: ...
@@ -70,7 +70,7 @@ class Judged(Protocol):
 
 
 class Tallies(Protocol):
-    """What keeps them (serving.experiments.VariantHealth): (experiment, variant) -> counts,
+    """What keeps them (serving.guardrail.VariantHealth): (experiment, variant) -> counts,
     and the guardrail's rounds."""
 
     @property
