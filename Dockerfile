@@ -11,6 +11,7 @@ COPY features ./features
 COPY models ./models
 COPY training ./training
 COPY serving ./serving
+COPY cli ./cli
 RUN /opt/venv/bin/pip install --no-deps .
 # the merchandising pass, publishing's exact top-k and record encoder (numba) compiled once here, cached beside
 # the installed modules

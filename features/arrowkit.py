@@ -42,7 +42,8 @@ def as_dictionary(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
 
 
 def _merge_dictionary_chunks(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
-    """Chunks with their own dictionaries as one: encode the distinct dictionaries once, remap codes.
+    """Chunks with their own dictionaries as one: encode the distinct dictionaries once, remap
+    codes.
 
     Record batches read from one Parquet file share that file's dictionary, so consecutive equal
     dictionaries are encoded once.
@@ -133,7 +134,9 @@ def parse_numbers(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, npt.NDA
 
 
 def parse_timestamps(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """Any timestamp column (typed, epoch seconds/ms, ISO-8601 text) as UTC microseconds; nulls where unparsable."""
+    """Any timestamp column (typed, epoch seconds/ms, ISO-8601 text) as UTC microseconds; nulls
+    where
+    unparsable."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):

@@ -33,11 +33,20 @@ class SimulatedExperiment:
     impressions: dict[str, int]
 
 
-def simulate_experiment(tastes: LatentTastes, *, experiment: str = "simulated",
-                        variants: tuple[str, str] = ("control", "tailored"), customers: int | None = None,
-                        lists_per_customer: int = 3, list_length: int = 10, tailoring: float = 0.15,
-                        base_click: float = 0.012, purchase_share: float = 0.3, seed: int = 7,
-                        start: datetime = datetime(2026, 11, 1, tzinfo=UTC)) -> SimulatedExperiment:  # fmt: skip
+def simulate_experiment(
+    tastes: LatentTastes,
+    *,
+    experiment: str = "simulated",
+    variants: tuple[str, str] = ("control", "tailored"),
+    customers: int | None = None,
+    lists_per_customer: int = 3,
+    list_length: int = 10,
+    tailoring: float = 0.15,
+    base_click: float = 0.012,
+    purchase_share: float = 0.3,
+    seed: int = 7,
+    start: datetime = datetime(2026, 11, 1, tzinfo=UTC),
+) -> SimulatedExperiment:
     """Simulate the experiment on the first `customers` customers (all by default), half of
     them (at random) in each variant. `tailoring` (0-1): how far the treatment's draw leans on
     the customer's tastes (0: the control's)."""
@@ -65,8 +74,9 @@ def simulate_experiment(tastes: LatentTastes, *, experiment: str = "simulated",
         variants[1]: float(p_list[list_treated].mean()),
     }
     clicked = rng.random(p_click.shape) < p_click
-    shown_at = (np.datetime64(start.replace(tzinfo=None), "us").astype(np.int64)
-                + rng.integers(0, 14 * 86_400_000_000, len(who)))  # fmt: skip
+    shown_at = np.datetime64(start.replace(tzinfo=None), "us").astype(np.int64) + rng.integers(
+        0, 14 * 86_400_000_000, len(who)
+    )
     table = _records(
         tastes,
         experiment,
@@ -85,12 +95,23 @@ def simulate_experiment(tastes: LatentTastes, *, experiment: str = "simulated",
     )
 
 
-def _records(tastes: LatentTastes, experiment: str, variants: tuple[str, str], who: npt.NDArray[np.int64],
-             lists: npt.NDArray[np.int64], treated: npt.NDArray[np.bool_], clicked: npt.NDArray[np.bool_],
-             shown_at: npt.NDArray[np.int64], purchase_share: float, rng: np.random.Generator) -> pa.Table:  # fmt: skip
+def _records(
+    tastes: LatentTastes,
+    experiment: str,
+    variants: tuple[str, str],
+    who: npt.NDArray[np.int64],
+    lists: npt.NDArray[np.int64],
+    treated: npt.NDArray[np.bool_],
+    clicked: npt.NDArray[np.bool_],
+    shown_at: npt.NDArray[np.int64],
+    purchase_share: float,
+    rng: np.random.Generator,
+) -> pa.Table:
     n_lists, length = lists.shape
-    rid = np.array([f"{k:032x}.{experiment}.{variants[int(t)]}.home" for k, t in enumerate(treated.tolist())],
-                   dtype=object)  # fmt: skip
+    rid = np.array(
+        [f"{k:032x}.{experiment}.{variants[int(t)]}.home" for k, t in enumerate(treated.tolist())],
+        dtype=object,
+    )
     variant = np.where(treated, variants[1], variants[0]).astype(object)
     customer = np.asarray(tastes.customer_ids, dtype=object)[who]
     ids = np.asarray(tastes.item_ids, dtype=object)
@@ -107,19 +128,34 @@ def _records(tastes: LatentTastes, experiment: str, variants: tuple[str, str], w
     quoted = np.concatenate(
         [rid[row], rid[row[click_rows]], np.full(len(bought), None, dtype=object)]
     )
-    return pa.table({
-        "feedback_type": pa.array(kinds, pa.string()),
-        "customer_id": pa.array(customer[row[take]], pa.string()),
-        "item_id": pa.array(ids[items[take]], pa.string()),
-        "timestamp": pa.array(np.concatenate([at, click_at, bought_at]), pa.int64()).cast(TIMESTAMP),
-        "channel": pa.array(["web"] * len(take), pa.string()),
-        "recommendation_id": pa.array(quoted, pa.string()),
-        "position": pa.array(np.concatenate([positions, positions[click_rows], np.zeros(len(bought), int)]), pa.int32()),
-        "experiment": pa.array([experiment] * len(take), pa.string()),
-        "variant": pa.array(np.concatenate([variant[row], variant[row[click_rows]],
-                                            np.full(len(bought), None, dtype=object)]), pa.string()),
-        "placement": pa.array(["home"] * len(take), pa.string()),
-        "price": pa.array(tastes.prices[items[take]], pa.float64()),
-        "quantity": pa.array(np.ones(len(take), np.int32), pa.int32()),
-        "event_id": pa.nulls(len(take), pa.string()),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "feedback_type": pa.array(kinds, pa.string()),
+            "customer_id": pa.array(customer[row[take]], pa.string()),
+            "item_id": pa.array(ids[items[take]], pa.string()),
+            "timestamp": pa.array(np.concatenate([at, click_at, bought_at]), pa.int64()).cast(
+                TIMESTAMP
+            ),
+            "channel": pa.array(["web"] * len(take), pa.string()),
+            "recommendation_id": pa.array(quoted, pa.string()),
+            "position": pa.array(
+                np.concatenate([positions, positions[click_rows], np.zeros(len(bought), int)]),
+                pa.int32(),
+            ),
+            "experiment": pa.array([experiment] * len(take), pa.string()),
+            "variant": pa.array(
+                np.concatenate(
+                    [
+                        variant[row],
+                        variant[row[click_rows]],
+                        np.full(len(bought), None, dtype=object),
+                    ]
+                ),
+                pa.string(),
+            ),
+            "placement": pa.array(["home"] * len(take), pa.string()),
+            "price": pa.array(tastes.prices[items[take]], pa.float64()),
+            "quantity": pa.array(np.ones(len(take), np.int32), pa.int32()),
+            "event_id": pa.nulls(len(take), pa.string()),
+        }
+    )

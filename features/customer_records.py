@@ -123,17 +123,31 @@ def _put_bytes(
 
 
 def _encode_block(
-    ids: npt.NDArray[np.uint8], id_offsets: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
-    vectors: npt.NDArray[np.uint8], candidates: npt.NDArray[np.uint8],
-    scores: npt.NDArray[np.uint8], valid: npt.NDArray[np.int64], hist_ptr: npt.NDArray[np.int64],
-    hist_items: npt.NDArray[np.uint8], hist_weights: npt.NDArray[np.uint8],
-    bought_ptr: npt.NDArray[np.int64], bought_items: npt.NDArray[np.uint8],
-    bought_at: npt.NDArray[np.uint8], favourite: npt.NDArray[np.int64],
-    names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
-    event_ptr: npt.NDArray[np.int64], items: npt.NDArray[np.uint8], types: npt.NDArray[np.uint8],
-    channels: npt.NDArray[np.uint8], at: npt.NDArray[np.uint8], stores: npt.NDArray[np.uint8],
-    at_values: npt.NDArray[np.int64], recent: int,
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:  # fmt: skip
+    ids: npt.NDArray[np.uint8],
+    id_offsets: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64],
+    vectors: npt.NDArray[np.uint8],
+    candidates: npt.NDArray[np.uint8],
+    scores: npt.NDArray[np.uint8],
+    valid: npt.NDArray[np.int64],
+    hist_ptr: npt.NDArray[np.int64],
+    hist_items: npt.NDArray[np.uint8],
+    hist_weights: npt.NDArray[np.uint8],
+    bought_ptr: npt.NDArray[np.int64],
+    bought_items: npt.NDArray[np.uint8],
+    bought_at: npt.NDArray[np.uint8],
+    favourite: npt.NDArray[np.int64],
+    names: npt.NDArray[np.uint8],
+    name_offsets: npt.NDArray[np.int64],
+    event_ptr: npt.NDArray[np.int64],
+    items: npt.NDArray[np.uint8],
+    types: npt.NDArray[np.uint8],
+    channels: npt.NDArray[np.uint8],
+    at: npt.NDArray[np.uint8],
+    stores: npt.NDArray[np.uint8],
+    at_values: npt.NDArray[np.int64],
+    recent: int,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     """(buffer, offsets): customer i's record is buffer[offsets[i]:offsets[i + 1]]. See
     `encode_block` for what each argument holds."""
     m = rows.shape[0]
@@ -221,8 +235,11 @@ def _raw(values: npt.NDArray[np.generic], dtype: type) -> npt.NDArray[np.uint8]:
     return _owned(values, dtype).reshape(-1).view(np.uint8)
 
 
-def utf8_table(texts: Sequence[str] | npt.NDArray[np.str_]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:  # fmt: skip
-    """(utf-8 bytes of every text one after another, offsets: text i is [offsets[i], offsets[i+1]))."""
+def utf8_table(
+    texts: Sequence[str] | npt.NDArray[np.str_],
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """(utf-8 bytes of every text one after another, offsets: text i is [offsets[i],
+    offsets[i+1]))."""
     column = pa.array(texts, type=pa.large_string())
     _, offsets, data = column.buffers()
     bytes_ = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
@@ -246,16 +263,31 @@ class CustomerColumns:
     name_offsets: npt.NDArray[np.int64]
 
     @classmethod
-    def of(cls, customer_ids: Sequence[str] | npt.NDArray[np.str_], history_indptr: npt.NDArray[np.integer],
-           history_items: npt.NDArray[np.integer], history_weights: npt.NDArray[np.floating],
-           bought_indptr: npt.NDArray[np.integer], bought_items: npt.NDArray[np.integer],
-           bought_at: npt.NDArray[np.integer], category_names: Sequence[str]) -> CustomerColumns:  # fmt: skip
+    def of(
+        cls,
+        customer_ids: Sequence[str] | npt.NDArray[np.str_],
+        history_indptr: npt.NDArray[np.integer],
+        history_items: npt.NDArray[np.integer],
+        history_weights: npt.NDArray[np.floating],
+        bought_indptr: npt.NDArray[np.integer],
+        bought_items: npt.NDArray[np.integer],
+        bought_at: npt.NDArray[np.integer],
+        category_names: Sequence[str],
+    ) -> CustomerColumns:
         ids, id_offsets = utf8_table(customer_ids)
         names, name_offsets = utf8_table(list(category_names))
-        return cls(ids, id_offsets, _owned(history_indptr, np.int64),
-                   _raw(history_items, np.int32), _raw(history_weights, np.float32),
-                   _owned(bought_indptr, np.int64), _raw(bought_items, np.int32),
-                   _raw(bought_at, np.int64), names, name_offsets)  # fmt: skip
+        return cls(
+            ids,
+            id_offsets,
+            _owned(history_indptr, np.int64),
+            _raw(history_items, np.int32),
+            _raw(history_weights, np.float32),
+            _owned(bought_indptr, np.int64),
+            _raw(bought_items, np.int32),
+            _raw(bought_at, np.int64),
+            names,
+            name_offsets,
+        )
 
 
 @dataclass(frozen=True)
@@ -270,10 +302,18 @@ class EventColumns:
     stores: npt.NDArray[np.integer]  # -1 none
 
 
-def encode_block(columns: CustomerColumns, events: EventColumns, start: int, stop: int,
-                 rows: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32] | None,
-                 candidates: npt.NDArray[np.integer], scores: npt.NDArray[np.floating],
-                 favourite: npt.NDArray[np.int64], recent: int) -> tuple[bytes, list[int]]:  # fmt: skip
+def encode_block(
+    columns: CustomerColumns,
+    events: EventColumns,
+    start: int,
+    stop: int,
+    rows: npt.NDArray[np.int64],
+    vectors: npt.NDArray[np.float32] | None,
+    candidates: npt.NDArray[np.integer],
+    scores: npt.NDArray[np.floating],
+    favourite: npt.NDArray[np.int64],
+    recent: int,
+) -> tuple[bytes, list[int]]:
     """The records of customers start..stop, one after another, and where each starts (and the
     last ends): customer start + i's record is buffer[offsets[i]:offsets[i + 1]].
 
@@ -292,14 +332,27 @@ def encode_block(columns: CustomerColumns, events: EventColumns, start: int, sto
     buffer, offsets = _compiled(
         columns.ids[columns.id_offsets[start] : columns.id_offsets[stop]],
         columns.id_offsets[start : stop + 1] - columns.id_offsets[start],
-        _owned(rows, np.int64), vector_bytes, _owned(candidates, np.int32).view(np.uint8),
+        _owned(rows, np.int64),
+        vector_bytes,
+        _owned(candidates, np.int32).view(np.uint8),
         _owned(scores, np.float32).view(np.uint8),
         (np.asarray(candidates) >= 0).sum(axis=1).astype(np.int64),
-        columns.hist_ptr, columns.hist_items, columns.hist_weights,
-        columns.bought_ptr[start : stop + 1], columns.bought_items, columns.bought_at,
-        _owned(favourite, np.int64), columns.names, columns.name_offsets,
-        events.indptr[start : stop + 1] - first_event, _raw(events.items[window], np.int32),
-        _raw(events.types[window], np.uint8), _raw(events.channels[window], np.uint8),
-        at.view(np.uint8), _raw(events.stores[window], np.int16), at, recent,
-    )  # fmt: skip
+        columns.hist_ptr,
+        columns.hist_items,
+        columns.hist_weights,
+        columns.bought_ptr[start : stop + 1],
+        columns.bought_items,
+        columns.bought_at,
+        _owned(favourite, np.int64),
+        columns.names,
+        columns.name_offsets,
+        events.indptr[start : stop + 1] - first_event,
+        _raw(events.items[window], np.int32),
+        _raw(events.types[window], np.uint8),
+        _raw(events.channels[window], np.uint8),
+        at.view(np.uint8),
+        _raw(events.stores[window], np.int16),
+        at,
+        recent,
+    )
     return buffer.tobytes(), offsets.tolist()

@@ -1,4 +1,5 @@
-"""A data folder as one object: validated, identity-stitched events plus catalogue, stock, identities."""
+"""A data folder as one object: validated, identity-stitched events plus catalogue, stock,
+identities."""
 
 from __future__ import annotations
 
@@ -115,8 +116,13 @@ def _catalogue(raw: pa.Table) -> pa.Table:
     active = (
         pc.cast(raw["active"], pa.bool_()) if "active" in raw.column_names else pa.array([True] * n)
     )
-    columns = {"item_id": text("item_id"), "name": text("name"), "category": text("category"),
-               "price": price, "active": active}  # fmt: skip
+    columns = {
+        "item_id": text("item_id"),
+        "name": text("name"),
+        "category": text("category"),
+        "price": price,
+        "active": active,
+    }
     for name in raw.column_names:  # the retailer's own columns (brand, margin, added_at, ...)
         if name not in columns and (kept := _attribute(raw[name])) is not None:
             columns[name] = kept
@@ -140,8 +146,10 @@ def _attribute(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
 
 
 def _stock(raw: pa.Table) -> pa.Table:
-    return pa.table({
-        "store_id": raw["store_id"].cast(pa.string()),
-        "item_id": raw["item_id"].cast(pa.string()),
-        "quantity": pc.cast(raw["quantity"], pa.int32(), safe=False),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "store_id": raw["store_id"].cast(pa.string()),
+            "item_id": raw["item_id"].cast(pa.string()),
+            "quantity": pc.cast(raw["quantity"], pa.int32(), safe=False),
+        }
+    )

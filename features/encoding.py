@@ -6,8 +6,14 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-EVENT_CODES = {"view": 0, "favorite": 1, "add_to_cart": 2, "purchase": 3, "return": 4,
-               "remove_from_cart": 5}  # fmt: skip
+EVENT_CODES = {
+    "view": 0,
+    "favorite": 1,
+    "add_to_cart": 2,
+    "purchase": 3,
+    "return": 4,
+    "remove_from_cart": 5,
+}
 EVENT_NAMES = {v: k for k, v in EVENT_CODES.items()}
 
 

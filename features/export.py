@@ -27,23 +27,39 @@ from omnirec.redis_access import SyncClient, redis_errors
 
 GROUP = "omnirec-export"
 CONSUMER = "exporter"
-STORAGE_SCHEMA = pa.schema([
-    ("customer_id", pa.dictionary(pa.int32(), pa.string())), ("item_id", pa.dictionary(pa.int32(), pa.string())),
-    ("event_type", pa.dictionary(pa.int32(), pa.string())), ("channel", pa.dictionary(pa.int32(), pa.string())),
-    ("timestamp", TIMESTAMP), ("quantity", pa.int32()), ("price", pa.float64()),
-    ("store_id", pa.dictionary(pa.int32(), pa.string())), ("session_id", pa.string()),
-    ("event_id", pa.string()),
-])  # fmt: skip
+STORAGE_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.dictionary(pa.int32(), pa.string())),
+        ("item_id", pa.dictionary(pa.int32(), pa.string())),
+        ("event_type", pa.dictionary(pa.int32(), pa.string())),
+        ("channel", pa.dictionary(pa.int32(), pa.string())),
+        ("timestamp", TIMESTAMP),
+        ("quantity", pa.int32()),
+        ("price", pa.float64()),
+        ("store_id", pa.dictionary(pa.int32(), pa.string())),
+        ("session_id", pa.string()),
+        ("event_id", pa.string()),
+    ]
+)
 
 
-FEEDBACK_SCHEMA = pa.schema([
-    ("feedback_type", pa.dictionary(pa.int32(), pa.string())), ("customer_id", pa.string()),
-    ("item_id", pa.dictionary(pa.int32(), pa.string())), ("timestamp", TIMESTAMP),
-    ("channel", pa.dictionary(pa.int32(), pa.string())), ("recommendation_id", pa.string()),
-    ("position", pa.int32()), ("experiment", pa.dictionary(pa.int32(), pa.string())),
-    ("variant", pa.dictionary(pa.int32(), pa.string())), ("placement", pa.dictionary(pa.int32(), pa.string())),
-    ("price", pa.float64()), ("quantity", pa.int32()), ("event_id", pa.string()),
-])  # fmt: skip
+FEEDBACK_SCHEMA = pa.schema(
+    [
+        ("feedback_type", pa.dictionary(pa.int32(), pa.string())),
+        ("customer_id", pa.string()),
+        ("item_id", pa.dictionary(pa.int32(), pa.string())),
+        ("timestamp", TIMESTAMP),
+        ("channel", pa.dictionary(pa.int32(), pa.string())),
+        ("recommendation_id", pa.string()),
+        ("position", pa.int32()),
+        ("experiment", pa.dictionary(pa.int32(), pa.string())),
+        ("variant", pa.dictionary(pa.int32(), pa.string())),
+        ("placement", pa.dictionary(pa.int32(), pa.string())),
+        ("price", pa.float64()),
+        ("quantity", pa.int32()),
+        ("event_id", pa.string()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -55,13 +71,16 @@ class ExportResult:
 
 def _table(events: Sequence[StreamEvent | FeedbackEvent], schema: pa.Schema) -> pa.Table:
     columns = {name: [getattr(e, name) for e in events] for name in schema.names}
-    return pa.table({
-        name: pa.array(values, pa.int64()).cast(TIMESTAMP) if name == "timestamp"
-        else pa.array(values, schema.field(name).type.value_type).dictionary_encode()
-        if pa.types.is_dictionary(schema.field(name).type)
-        else pa.array(values, schema.field(name).type)
-        for name, values in columns.items()
-    }).cast(schema)  # fmt: skip
+    return pa.table(
+        {
+            name: pa.array(values, pa.int64()).cast(TIMESTAMP)
+            if name == "timestamp"
+            else pa.array(values, schema.field(name).type.value_type).dictionary_encode()
+            if pa.types.is_dictionary(schema.field(name).type)
+            else pa.array(values, schema.field(name).type)
+            for name, values in columns.items()
+        }
+    ).cast(schema)
 
 
 def feedback_folder(events_folder: Path) -> Path:
@@ -69,8 +88,13 @@ def feedback_folder(events_folder: Path) -> Path:
     return events_folder.parent / "feedback"
 
 
-def export_events(realtime: RealtimeEvents, folder: Path, *, batch: int = 10_000,
-                  after_write: Callable[[Path], None] | None = None) -> ExportResult:  # fmt: skip
+def export_events(
+    realtime: RealtimeEvents,
+    folder: Path,
+    *,
+    batch: int = 10_000,
+    after_write: Callable[[Path], None] | None = None,
+) -> ExportResult:
     """Drain every event stream: events into
     `folder/date=YYYY-MM-DD/stream-<n>-<first>-<last>.parquet`, feedback into the same layout
     under `feedback_folder(folder)`."""
@@ -89,8 +113,9 @@ def export_events(realtime: RealtimeEvents, folder: Path, *, batch: int = 10_000
     return ExportResult(total, files, feedback)
 
 
-def _write(table: pa.Table, folder: Path, name: str,
-           after_write: Callable[[Path], None] | None) -> list[Path]:  # fmt: skip
+def _write(
+    table: pa.Table, folder: Path, name: str, after_write: Callable[[Path], None] | None
+) -> list[Path]:
     """`table` split by day into `folder/date=.../name` (each written whole, then renamed)."""
     days = np.asarray(table.column("timestamp").cast(pa.int64()).to_numpy()) // 86_400_000_000
     files = []
@@ -108,8 +133,14 @@ def _write(table: pa.Table, folder: Path, name: str,
     return files
 
 
-def _drain(client: SyncClient, stream: str, number: int, folder: Path, batch: int,
-           after_write: Callable[[Path], None] | None) -> tuple[int, int, list[Path]]:  # fmt: skip
+def _drain(
+    client: SyncClient,
+    stream: str,
+    number: int,
+    folder: Path,
+    batch: int,
+    after_write: Callable[[Path], None] | None,
+) -> tuple[int, int, list[Path]]:
     try:
         client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:

@@ -49,8 +49,13 @@ class RecommendationRef:
     placement: str | None
 
 
-def recommendation_id(request_id: str, experiment: str | None, variant: str,
-                      placement: str | None, index: int | None = None) -> str:  # fmt: skip
+def recommendation_id(
+    request_id: str,
+    experiment: str | None,
+    variant: str,
+    placement: str | None,
+    index: int | None = None,
+) -> str:
     """`<request id>[-<index>].<experiment>.<variant>.<placement>` (`_` for none)."""
     base = request_id if index is None else f"{request_id}-{index}"
     return f"{base}.{experiment or NONE_MARK}.{variant}.{placement or NONE_MARK}"
@@ -66,8 +71,11 @@ def parse_recommendation_id(value: str) -> RecommendationRef | None:
         return None
     if not _NAME.match(variant):
         return None
-    return RecommendationRef(None if experiment == NONE_MARK else experiment, variant,
-                             None if placement == NONE_MARK else placement)  # fmt: skip
+    return RecommendationRef(
+        None if experiment == NONE_MARK else experiment,
+        variant,
+        None if placement == NONE_MARK else placement,
+    )
 
 
 class FeedbackEvent(msgspec.Struct, array_like=True, frozen=True):
@@ -92,8 +100,9 @@ class FeedbackEvent(msgspec.Struct, array_like=True, frozen=True):
 FEEDBACK_DECODER = msgspec.msgpack.Decoder(FeedbackEvent)
 
 
-def check_feedback(raw: dict[str, object], index: int, now: float,
-                   max_future_seconds: float = MAX_FUTURE_SECONDS) -> FeedbackEvent | Rejected:  # fmt: skip
+def check_feedback(
+    raw: dict[str, object], index: int, now: float, max_future_seconds: float = MAX_FUTURE_SECONDS
+) -> FeedbackEvent | Rejected:
     """Validate one feedback record; returns it or why it is refused (the field at fault)."""
 
     def text(name: str) -> str | None:
@@ -111,8 +120,9 @@ def check_feedback(raw: dict[str, object], index: int, now: float,
         if ref is None:
             return Rejected(index, "recommendation_id", "not a recommendation id this service gave")
     position = raw.get("position")
-    if position is not None and (not isinstance(position, int) or isinstance(position, bool)
-                                 or not 1 <= position <= 1000):  # fmt: skip
+    if position is not None and (
+        not isinstance(position, int) or isinstance(position, bool) or not 1 <= position <= 1000
+    ):
         return Rejected(index, "position", "must be a whole number from 1 to 1000")
     channel = text("channel")
     if channel is not None and not _CHANNEL.match(channel.lower()):
@@ -138,12 +148,20 @@ def check_feedback(raw: dict[str, object], index: int, now: float,
     if event_id is not None and not _ID.match(event_id):
         return Rejected(index, "event_id", "invalid characters or longer than 128")
     return FeedbackEvent(
-        feedback_type=kind, customer_id=str(text("customer_id")), item_id=str(text("item_id")),
-        timestamp=int(when * 1_000_000), channel=None if channel is None else channel.lower(),
-        recommendation_id=rid, position=position, experiment=ref.experiment if ref else None,
-        variant=ref.variant if ref else None, placement=placement or (ref.placement if ref else None),
-        price=None if price is None else float(price), quantity=quantity, event_id=event_id,
-    )  # fmt: skip
+        feedback_type=kind,
+        customer_id=str(text("customer_id")),
+        item_id=str(text("item_id")),
+        timestamp=int(when * 1_000_000),
+        channel=None if channel is None else channel.lower(),
+        recommendation_id=rid,
+        position=position,
+        experiment=ref.experiment if ref else None,
+        variant=ref.variant if ref else None,
+        placement=placement or (ref.placement if ref else None),
+        price=None if price is None else float(price),
+        quantity=quantity,
+        event_id=event_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -160,8 +178,12 @@ class FeedbackResult:
 class FeedbackLog:
     """Stores feedback in the event streams, through `send` (the service's auto-pipeline)."""
 
-    def __init__(self, realtime: RealtimeEvents, attribution_seconds: float,
-                 max_future_seconds: float = MAX_FUTURE_SECONDS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        realtime: RealtimeEvents,
+        attribution_seconds: float,
+        max_future_seconds: float = MAX_FUTURE_SECONDS,
+    ) -> None:
         self.realtime = realtime
         self.window = max(1, int(attribution_seconds))
         self.max_future_seconds = max_future_seconds
@@ -169,20 +191,35 @@ class FeedbackLog:
     def click_key(self, customer_id: str, item_id: str) -> str:
         return f"{self.realtime.store.prefix}:clicked:{customer_id}:{item_id}"
 
-    async def first_attributions(self, send: Callable[[list[Command]], Awaitable[list[Reply]]],
-                                 purchases: list[tuple[str, str, str]]) -> list[bool]:  # fmt: skip
+    async def first_attributions(
+        self,
+        send: Callable[[list[Command]], Awaitable[list[Reply]]],
+        purchases: list[tuple[str, str, str]],
+    ) -> list[bool]:
         """For each (customer, item, recommendation id) purchase: whether it is the first one
         attributed to that recommendation in the window (one marker each, SET NX): the same
         purchase posted as feedback and as an event, or retried, counts once."""
         if not purchases:
             return []
         prefix = self.realtime.store.prefix
-        replies = await send([("SET", f"{prefix}:attributed:{customer}:{item}:{rid}", "1", "NX",
-                               "EX", self.window) for customer, item, rid in purchases])  # fmt: skip
+        replies = await send(
+            [
+                (
+                    "SET",
+                    f"{prefix}:attributed:{customer}:{item}:{rid}",
+                    "1",
+                    "NX",
+                    "EX",
+                    self.window,
+                )
+                for customer, item, rid in purchases
+            ]
+        )
         return [reply is not None and reply is not False for reply in replies]
 
-    async def clicked(self, send: Callable[[list[Command]], Awaitable[list[Reply]]],
-                      purchases: list[StreamEvent]) -> list[tuple[StreamEvent, RecommendationRef]]:  # fmt: skip
+    async def clicked(
+        self, send: Callable[[list[Command]], Awaitable[list[Reply]]], purchases: list[StreamEvent]
+    ) -> list[tuple[StreamEvent, RecommendationRef]]:
         """The purchases (posted as events) that follow a remembered click on the same item by
         the same customer and were not attributed to that click's recommendation before, each with
         the recommendation (one round trip, a second when a click is found)."""
@@ -199,14 +236,17 @@ class FeedbackLog:
         )
         return [(p, ref) for (p, _, ref), new in zip(clicked, first, strict=True) if new]
 
-    async def store(self, send: Callable[[list[Command]], Awaitable[list[Reply]]],
-                    raw: list[dict[str, object]]) -> FeedbackResult:  # fmt: skip
+    async def store(
+        self, send: Callable[[list[Command]], Awaitable[list[Reply]]], raw: list[dict[str, object]]
+    ) -> FeedbackResult:
         """Validate, resolve aliases, store; returns once Redis confirmed the streams' writes."""
         now = time.time()
         checked: list[FeedbackEvent | Rejected] = []
         for start in range(0, len(raw), CHECK_CHUNK):
-            checked += [check_feedback(r, start + k, now, self.max_future_seconds)
-                        for k, r in enumerate(raw[start : start + CHECK_CHUNK])]  # fmt: skip
+            checked += [
+                check_feedback(r, start + k, now, self.max_future_seconds)
+                for k, r in enumerate(raw[start : start + CHECK_CHUNK])
+            ]
             await asyncio.sleep(0)
         events = [c for c in checked if isinstance(c, FeedbackEvent)]
         rejected = [c for c in checked if isinstance(c, Rejected)]
@@ -215,23 +255,40 @@ class FeedbackLog:
         rt = self.realtime
         events = rt.resolved(events, await send(rt.alias_reads(events)))
         # a purchase that does not quote a recommendation: the click it follows, if any
-        unquoted = [k for k, e in enumerate(events)
-                    if e.feedback_type == "purchase" and e.recommendation_id is None]  # fmt: skip
+        unquoted = [
+            k
+            for k, e in enumerate(events)
+            if e.feedback_type == "purchase" and e.recommendation_id is None
+        ]
         if unquoted:
-            found = await send([("GET", self.click_key(events[k].customer_id, events[k].item_id))
-                                for k in unquoted])  # fmt: skip
+            found = await send(
+                [
+                    ("GET", self.click_key(events[k].customer_id, events[k].item_id))
+                    for k in unquoted
+                ]
+            )
             for k, rid in zip(unquoted, found, strict=True):
                 ref = parse_recommendation_id(rid.decode()) if isinstance(rid, bytes) else None
                 if ref is not None and isinstance(rid, bytes):
                     events[k] = msgspec.structs.replace(
-                        events[k], recommendation_id=rid.decode(), experiment=ref.experiment,
-                        variant=ref.variant, placement=events[k].placement or ref.placement,
-                    )  # fmt: skip
+                        events[k],
+                        recommendation_id=rid.decode(),
+                        experiment=ref.experiment,
+                        variant=ref.variant,
+                        placement=events[k].placement or ref.placement,
+                    )
         _, fresh = rt.stored(events, await send(rt.stream_writes(events, "f")))
         clicks: list[Command] = [
-            ("SET", self.click_key(e.customer_id, e.item_id), e.recommendation_id, "EX", self.window)
-            for e in fresh if e.feedback_type == "click" and e.recommendation_id
-        ]  # fmt: skip
+            (
+                "SET",
+                self.click_key(e.customer_id, e.item_id),
+                e.recommendation_id,
+                "EX",
+                self.window,
+            )
+            for e in fresh
+            if e.feedback_type == "click" and e.recommendation_id
+        ]
         if clicks:
             await send(clicks)
         quoting = [e for e in fresh if e.feedback_type == "purchase" and e.recommendation_id]

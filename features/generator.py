@@ -25,10 +25,31 @@ from omnirec.errors import DataError
 from omnirec.progress import Progress
 
 CATEGORY_NAMES = (
-    "dresses", "shirts", "trousers", "shoes", "outerwear", "knitwear", "accessories", "bags",
-    "sportswear", "underwear", "kids", "baby", "home-textiles", "kitchen", "beauty", "fragrance",
-    "coffee", "tea", "snacks", "wine", "toys", "books", "electronics", "garden",
-)  # fmt: skip
+    "dresses",
+    "shirts",
+    "trousers",
+    "shoes",
+    "outerwear",
+    "knitwear",
+    "accessories",
+    "bags",
+    "sportswear",
+    "underwear",
+    "kids",
+    "baby",
+    "home-textiles",
+    "kitchen",
+    "beauty",
+    "fragrance",
+    "coffee",
+    "tea",
+    "snacks",
+    "wine",
+    "toys",
+    "books",
+    "electronics",
+    "garden",
+)
 _ADJECTIVES = (
     "classic",
     "slim",
@@ -114,13 +135,15 @@ class _Catalogue:
             f"{a.capitalize()} {c} {i[1:]}"
             for a, c, i in zip(adjectives, categories, self.ids, strict=True)
         ]
-        return pa.table({
-            "item_id": pa.array(self.ids, pa.string()),
-            "name": pa.array(names, pa.string()),
-            "category": pa.array(categories, pa.string()),
-            "price": pa.array(self.price, pa.float64()),
-            "active": pa.array(rng.random(len(self.ids)) > 0.02),
-        })  # fmt: skip
+        return pa.table(
+            {
+                "item_id": pa.array(self.ids, pa.string()),
+                "name": pa.array(names, pa.string()),
+                "category": pa.array(categories, pa.string()),
+                "price": pa.array(self.price, pa.float64()),
+                "active": pa.array(rng.random(len(self.ids)) > 0.02),
+            }
+        )
 
     def pick(
         self,
@@ -148,24 +171,40 @@ def _pick_rows(
     return np.asarray(picked, dtype=np.int64)
 
 
-def _online_and_locations(config: GeneratorConfig, catalogue: _Catalogue,
-                          store_ids: npt.NDArray[np.object_], folder: Path) -> None:  # fmt: skip
+def _online_and_locations(
+    config: GeneratorConfig, catalogue: _Catalogue, store_ids: npt.NDArray[np.object_], folder: Path
+) -> None:
     """The online warehouse's stock (`online`, 90 % of the items) appended to the stock table, and
     each store's location (a region the size of a county). Its own random stream: the events of a
     seed stay the same as before stores had locations."""
     rng = np.random.default_rng([config.seed, 1])
     stock = pq.read_table(folder / "stock.parquet")
     online = np.flatnonzero(rng.random(config.items) < 0.9)
-    pq.write_table(pa.concat_tables([stock, pa.table({
-        "store_id": pa.array(["online"] * len(online), pa.string()),
-        "item_id": pa.array(catalogue.ids[online], pa.string()),
-        "quantity": pa.array(rng.poisson(40, len(online)).astype(np.int32) + 1),
-    })]), folder / "stock.parquet")  # fmt: skip
-    pq.write_table(pa.table({
-        "store_id": pa.array(store_ids, pa.string()),
-        "latitude": pa.array(51.3 + rng.random(len(store_ids)) * 0.5),
-        "longitude": pa.array(-0.5 + rng.random(len(store_ids)) * 0.8),
-    }), folder / "stores.parquet")  # fmt: skip
+    pq.write_table(
+        pa.concat_tables(
+            [
+                stock,
+                pa.table(
+                    {
+                        "store_id": pa.array(["online"] * len(online), pa.string()),
+                        "item_id": pa.array(catalogue.ids[online], pa.string()),
+                        "quantity": pa.array(rng.poisson(40, len(online)).astype(np.int32) + 1),
+                    }
+                ),
+            ]
+        ),
+        folder / "stock.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "store_id": pa.array(store_ids, pa.string()),
+                "latitude": pa.array(51.3 + rng.random(len(store_ids)) * 0.5),
+                "longitude": pa.array(-0.5 + rng.random(len(store_ids)) * 0.8),
+            }
+        ),
+        folder / "stores.parquet",
+    )
 
 
 BRANDS = ("Acme", "Northwind", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Soylent")
@@ -180,10 +219,12 @@ def _merchandising_columns(config: GeneratorConfig, catalogue: _Catalogue) -> di
     end = np.datetime64(config.end.replace(tzinfo=None), "s")
     age_days = np.where(rng.random(n) < 0.1, rng.integers(0, 30, n), rng.integers(30, 3 * 365, n))
     return {
-        "brand": pa.array(np.array(BRANDS, dtype=object)[rng.integers(0, len(BRANDS), n)], pa.string()),
+        "brand": pa.array(
+            np.array(BRANDS, dtype=object)[rng.integers(0, len(BRANDS), n)], pa.string()
+        ),
         "margin": pa.array(np.round(rng.uniform(0.0, 0.6, n), 3), pa.float64()),
         "added_at": pa.array(end - age_days.astype("timedelta64[D]"), pa.timestamp("s", tz="UTC")),
-    }  # fmt: skip
+    }
 
 
 def generate(config: GeneratorConfig, folder: Path) -> GeneratedData:
@@ -206,11 +247,16 @@ def generate(config: GeneratorConfig, folder: Path) -> GeneratedData:
     store_weight = rng.dirichlet(np.full(config.stores, 2.0))
     in_stock = rng.random((config.stores, config.items)) < 0.75
     stores, items = np.nonzero(in_stock)
-    pq.write_table(pa.table({
-        "store_id": pa.array(store_ids[stores], pa.string()),
-        "item_id": pa.array(catalogue.ids[items], pa.string()),
-        "quantity": pa.array(rng.poisson(6, len(items)).astype(np.int32) + 1),
-    }), folder / "stock.parquet")  # fmt: skip
+    pq.write_table(
+        pa.table(
+            {
+                "store_id": pa.array(store_ids[stores], pa.string()),
+                "item_id": pa.array(catalogue.ids[items], pa.string()),
+                "quantity": pa.array(rng.poisson(6, len(items)).astype(np.int32) + 1),
+            }
+        ),
+        folder / "stock.parquet",
+    )
     _online_and_locations(config, catalogue, store_ids, folder)
 
     total_events = 0
@@ -260,8 +306,13 @@ def latent_tastes(config: GeneratorConfig) -> LatentTastes:
             _tastes(np.random.default_rng([config.seed, 1, chunk]), catalogue.n_categories, count)
         )
     ids = [f"C{i:08d}" for i in range(config.customers)]
-    return LatentTastes(ids, np.concatenate(parts), [str(i) for i in catalogue.ids.tolist()],
-                        catalogue.category_of.astype(np.int64), catalogue.price.astype(np.float64))  # fmt: skip
+    return LatentTastes(
+        ids,
+        np.concatenate(parts),
+        [str(i) for i in catalogue.ids.tolist()],
+        catalogue.category_of.astype(np.int64),
+        catalogue.price.astype(np.float64),
+    )
 
 
 def read_config(folder: Path) -> GeneratorConfig:
@@ -275,9 +326,14 @@ def read_config(folder: Path) -> GeneratorConfig:
 
 
 def _customer_chunk(
-    config: GeneratorConfig, catalogue: _Catalogue, store_ids: npt.NDArray[np.object_],
-    store_weight: npt.NDArray[np.float64], chunk: int, first: int, count: int,
-) -> tuple[pa.Table, pa.Table]:  # fmt: skip
+    config: GeneratorConfig,
+    catalogue: _Catalogue,
+    store_ids: npt.NDArray[np.object_],
+    store_weight: npt.NDArray[np.float64],
+    chunk: int,
+    first: int,
+    count: int,
+) -> tuple[pa.Table, pa.Table]:
     rng = np.random.default_rng([config.seed, 1, chunk])
     n_cat = catalogue.n_categories
     taste = np.cumsum(_tastes(rng, n_cat, count), axis=1)
@@ -323,11 +379,28 @@ def _customer_chunk(
     parts = [
         # customer, item, type, channel, time, quantity, store(-1 none), session(-1 none)
         (who, item, 0, channel, when, 1, -1, session),
-        (who[cart], item[cart], 1, channel[cart], when[cart] + rng.integers(1, 10, cart.sum()) * minute, 1, -1, session[cart]),
-        (who[bought], item[bought], 2, channel[bought], when[bought] + rng.integers(10, 60, bought.sum()) * minute,
-         1 + rng.binomial(2, 0.1, bought.sum()), -1, session[bought]),
+        (
+            who[cart],
+            item[cart],
+            1,
+            channel[cart],
+            when[cart] + rng.integers(1, 10, cart.sum()) * minute,
+            1,
+            -1,
+            session[cart],
+        ),
+        (
+            who[bought],
+            item[bought],
+            2,
+            channel[bought],
+            when[bought] + rng.integers(10, 60, bought.sum()) * minute,
+            1 + rng.binomial(2, 0.1, bought.sum()),
+            -1,
+            session[bought],
+        ),
         (s_who, s_item, 2, 2, s_when, 1 + rng.binomial(3, 0.15, len(s_who)), s_store, -1),
-    ]  # fmt: skip
+    ]
     purchases_who = np.r_[who[bought], s_who]
     purchases_item = np.r_[item[bought], s_item]
     purchases_when = np.r_[when[bought], s_when]
@@ -335,11 +408,18 @@ def _customer_chunk(
     r_when = purchases_when[returned] + rng.integers(2, 20, returned.sum()) * MICROS_PER_DAY
     r_ok = r_when < end
     r_store_channel = rng.random(returned.sum()) < 0.6
-    parts.append((
-        purchases_who[returned][r_ok], purchases_item[returned][r_ok], 3,
-        np.where(r_store_channel, 2, 0)[r_ok], r_when[r_ok], 1,
-        np.where(r_store_channel, home_store[purchases_who[returned]], -1)[r_ok], -1,
-    ))  # fmt: skip
+    parts.append(
+        (
+            purchases_who[returned][r_ok],
+            purchases_item[returned][r_ok],
+            3,
+            np.where(r_store_channel, 2, 0)[r_ok],
+            r_when[r_ok],
+            1,
+            np.where(r_store_channel, home_store[purchases_who[returned]], -1)[r_ok],
+            -1,
+        )
+    )
 
     def column(index: int, dtype: type) -> npt.NDArray[np.int64]:
         return np.concatenate(
@@ -356,7 +436,8 @@ def _customer_chunk(
     c_session = column(7, np.int64)
     order = np.lexsort((c_time, c_who))
 
-    # Aliases: the store sees the loyalty card, the app a device, the web the account or hashed e-mail.
+    # Aliases: the store sees the loyalty card, the app a device, the web the account or hashed
+    # e-mail.
     customer_ids = np.array([f"C{first + i:08d}" for i in range(count)], dtype=object)
     has_card = rng.random(count) < 0.8
     uses_email = rng.random(count) < 0.4
@@ -373,33 +454,61 @@ def _customer_chunk(
         [f"+4477{(first + i) * 104729 % 10**8:08d}" for i in range(count)], dtype=object
     )
     # dictionary: [customer ids | cards | devices | emails]
-    alias_for_channel = np.stack([
-        np.where(uses_email, np.arange(count) + 3 * count, np.arange(count)),  # web
-        np.arange(count) + 2 * count,  # app
-        np.where(has_card, np.arange(count) + count, np.arange(count)),  # store
-    ])  # fmt: skip
+    alias_for_channel = np.stack(
+        [
+            np.where(uses_email, np.arange(count) + 3 * count, np.arange(count)),  # web
+            np.arange(count) + 2 * count,  # app
+            np.where(has_card, np.arange(count) + count, np.arange(count)),  # store
+        ]
+    )
     who_sorted, ch_sorted = c_who[order], c_channel[order]
     customer_code = alias_for_channel[ch_sorted, who_sorted].astype(np.int32)
     dictionary = np.concatenate([customer_ids, cards, devices, emails])
     store_sorted = c_store[order]
     session_sorted = c_session[order]
     price = catalogue.price[c_item[order]] * np.where(rng.random(len(order)) < 0.15, 0.8, 1.0)
-    events = pa.table({
-        "customer_id": pa.DictionaryArray.from_arrays(pa.array(customer_code), pa.array(dictionary, pa.string())),
-        "item_id": pa.DictionaryArray.from_arrays(pa.array(c_item[order].astype(np.int32)), pa.array(catalogue.ids, pa.string())),
-        "event_type": pa.DictionaryArray.from_arrays(pa.array(c_type[order].astype(np.int32)), pa.array(EVENT_TYPES)),
-        "channel": pa.DictionaryArray.from_arrays(pa.array(ch_sorted.astype(np.int32)), pa.array(CHANNELS)),
-        "timestamp": pa.array(c_time[order], pa.int64()).cast(TIMESTAMP),
-        "quantity": pa.array(c_qty[order]),
-        "price": pa.array(np.round(price, 2)),
-        "store_id": pa.DictionaryArray.from_arrays(
-            pa.array(store_sorted.astype(np.int32), mask=store_sorted < 0), pa.array(store_ids, pa.string())),
-        "session_id": pa.array(session_sorted, pa.int64(), mask=session_sorted < 0).cast(pa.string()),
-    })  # fmt: skip
-    identity = pa.table({
-        "alias_type": pa.array(["loyalty_card"] * int(has_card.sum()) + ["device"] * count
-                               + ["email_sha256"] * count + ["phone"] * count, pa.string()),
-        "alias_id": pa.array(np.concatenate([cards[has_card], devices, emails, phones]), pa.string()),
-        "customer_id": pa.array(np.concatenate([customer_ids[has_card], customer_ids, customer_ids, customer_ids]), pa.string()),
-    })  # fmt: skip
+    events = pa.table(
+        {
+            "customer_id": pa.DictionaryArray.from_arrays(
+                pa.array(customer_code), pa.array(dictionary, pa.string())
+            ),
+            "item_id": pa.DictionaryArray.from_arrays(
+                pa.array(c_item[order].astype(np.int32)), pa.array(catalogue.ids, pa.string())
+            ),
+            "event_type": pa.DictionaryArray.from_arrays(
+                pa.array(c_type[order].astype(np.int32)), pa.array(EVENT_TYPES)
+            ),
+            "channel": pa.DictionaryArray.from_arrays(
+                pa.array(ch_sorted.astype(np.int32)), pa.array(CHANNELS)
+            ),
+            "timestamp": pa.array(c_time[order], pa.int64()).cast(TIMESTAMP),
+            "quantity": pa.array(c_qty[order]),
+            "price": pa.array(np.round(price, 2)),
+            "store_id": pa.DictionaryArray.from_arrays(
+                pa.array(store_sorted.astype(np.int32), mask=store_sorted < 0),
+                pa.array(store_ids, pa.string()),
+            ),
+            "session_id": pa.array(session_sorted, pa.int64(), mask=session_sorted < 0).cast(
+                pa.string()
+            ),
+        }
+    )
+    identity = pa.table(
+        {
+            "alias_type": pa.array(
+                ["loyalty_card"] * int(has_card.sum())
+                + ["device"] * count
+                + ["email_sha256"] * count
+                + ["phone"] * count,
+                pa.string(),
+            ),
+            "alias_id": pa.array(
+                np.concatenate([cards[has_card], devices, emails, phones]), pa.string()
+            ),
+            "customer_id": pa.array(
+                np.concatenate([customer_ids[has_card], customer_ids, customer_ids, customer_ids]),
+                pa.string(),
+            ),
+        }
+    )
     return events, identity

@@ -1,4 +1,5 @@
-"""Identity stitching: any alias (loyalty card, account, hashed e-mail, phone, device) to one customer."""
+"""Identity stitching: any alias (loyalty card, account, hashed e-mail, phone, device) to one
+customer."""
 
 from __future__ import annotations
 
@@ -21,9 +22,15 @@ class IdentityMap:
 
     @classmethod
     def empty(cls) -> IdentityMap:
-        return cls(pa.table({"alias_type": pa.array([], pa.string()),
-                             "alias_id": pa.array([], pa.string()),
-                             "customer_id": pa.array([], pa.string())}))  # fmt: skip
+        return cls(
+            pa.table(
+                {
+                    "alias_type": pa.array([], pa.string()),
+                    "alias_id": pa.array([], pa.string()),
+                    "customer_id": pa.array([], pa.string()),
+                }
+            )
+        )
 
     @classmethod
     def from_table(cls, raw: pa.Table, source: str = "<identity>") -> IdentityMap:
@@ -54,7 +61,8 @@ class IdentityMap:
             example = aliases.dictionary[int(np.flatnonzero(per_alias > 1)[0])].as_py()
             raise DataError(
                 source,
-                f"{int((per_alias > 1).sum())} alias id(s) map to more than one customer, e.g. {example!r}",
+                f"{int((per_alias > 1).sum())} alias id(s) map to more than one customer, e.g. "
+                f"{example!r}",
             )
         table = table.take(pa.array(np.sort(first_row)))  # one row per (alias, customer)
         return cls(table.combine_chunks())

@@ -17,7 +17,8 @@ from omnirec.errors import DataError
 
 @dataclass(frozen=True)
 class Imported:
-    """Raw canonical-column events (still to be validated) and, where the source has one, a catalogue."""
+    """Raw canonical-column events (still to be validated) and, where the source has one, a
+    catalogue."""
 
     events: pa.Table
     catalogue: pa.Table | None = None
@@ -58,9 +59,12 @@ def import_movielens(folder: Path) -> Imported:
     ratings = _no_header(folder / "u.data", ["user", "item", "rating", "ts"], "\t")
     n = ratings.num_rows
     events = _events(
-        customer_id=_text(ratings, "user"), item_id=_text(ratings, "item"),
-        event_type=_const("purchase", n), channel=_const("web", n), timestamp=ratings["ts"],
-    )  # fmt: skip
+        customer_id=_text(ratings, "user"),
+        item_id=_text(ratings, "item"),
+        event_type=_const("purchase", n),
+        channel=_const("web", n),
+        timestamp=ratings["ts"],
+    )
     catalogue = None
     item_file = folder / "u.item"
     if item_file.exists():
@@ -71,18 +75,39 @@ def import_movielens(folder: Path) -> Imported:
         flags = np.column_stack([np.asarray(raw[g].to_numpy()) == "1" for g in genres])
         names = np.array(_MOVIELENS_GENRES, dtype=object)
         first = np.where(flags.any(axis=1), names[flags.argmax(axis=1)], "unknown")
-        catalogue = pa.table({"item_id": raw["item_id"], "name": raw["name"],
-                              "category": pa.array(first, pa.string()),
-                              "price": pa.nulls(raw.num_rows, pa.float64()),
-                              "active": pa.array(np.ones(raw.num_rows, bool))})  # fmt: skip
+        catalogue = pa.table(
+            {
+                "item_id": raw["item_id"],
+                "name": raw["name"],
+                "category": pa.array(first, pa.string()),
+                "price": pa.nulls(raw.num_rows, pa.float64()),
+                "active": pa.array(np.ones(raw.num_rows, bool)),
+            }
+        )
     return Imported(events, catalogue)
 
 
 _MOVIELENS_GENRES = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-    "War", "Western",
-]  # fmt: skip
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 
 
 def import_completejourney(folder: Path) -> Imported:
@@ -95,11 +120,16 @@ def import_completejourney(folder: Path) -> Imported:
     price = pc.if_else(pc.greater(quantity, 0), pc.divide(value, quantity), value)
     n = raw.num_rows
     events = _events(
-        customer_id=raw["household_id"], item_id=raw["product_id"],
-        event_type=_const("purchase", n), channel=_const("store", n),
-        timestamp=raw["transaction_timestamp"], quantity=raw["quantity"],
-        price=price, store_id=raw["store_id"], session_id=raw["basket_id"],
-    )  # fmt: skip
+        customer_id=raw["household_id"],
+        item_id=raw["product_id"],
+        event_type=_const("purchase", n),
+        channel=_const("store", n),
+        timestamp=raw["transaction_timestamp"],
+        quantity=raw["quantity"],
+        price=price,
+        store_id=raw["store_id"],
+        session_id=raw["basket_id"],
+    )
     catalogue = None
     product_files = [
         folder / n for n in ("products.parquet", "products.csv") if (folder / n).exists()
@@ -109,30 +139,47 @@ def import_completejourney(folder: Path) -> Imported:
         name = pc.binary_join_element_wise(
             pc.fill_null(products["brand"], ""), pc.fill_null(products["product_type"], ""), " "
         )
-        catalogue = pa.table({"item_id": products["product_id"], "name": pc.utf8_trim_whitespace(name),
-                              "category": products["department"],
-                              "price": pa.nulls(products.num_rows, pa.float64()),
-                              "active": pa.array(np.ones(products.num_rows, bool))})  # fmt: skip
+        catalogue = pa.table(
+            {
+                "item_id": products["product_id"],
+                "name": pc.utf8_trim_whitespace(name),
+                "category": products["department"],
+                "price": pa.nulls(products.num_rows, pa.float64()),
+                "active": pa.array(np.ones(products.num_rows, bool)),
+            }
+        )
     return Imported(events, catalogue)
 
 
 def import_hm(folder: Path) -> Imported:
     """H&M: purchases, sales_channel_id 1 = store, 2 = online (web); day-level timestamps."""
     raw = read_table(_require(folder / "transactions_train.csv"))
-    channel = pc.if_else(pc.equal(raw["sales_channel_id"], "1"), "store",
-                         pc.if_else(pc.equal(raw["sales_channel_id"], "2"), "web", raw["sales_channel_id"]))  # fmt: skip
+    channel = pc.if_else(
+        pc.equal(raw["sales_channel_id"], "1"),
+        "store",
+        pc.if_else(pc.equal(raw["sales_channel_id"], "2"), "web", raw["sales_channel_id"]),
+    )
     n = raw.num_rows
     events = _events(
-        customer_id=raw["customer_id"], item_id=raw["article_id"], event_type=_const("purchase", n),
-        channel=channel, timestamp=raw["t_dat"], price=raw["price"],
-    )  # fmt: skip
+        customer_id=raw["customer_id"],
+        item_id=raw["article_id"],
+        event_type=_const("purchase", n),
+        channel=channel,
+        timestamp=raw["t_dat"],
+        price=raw["price"],
+    )
     catalogue = None
     if (folder / "articles.csv").exists():
         art = read_table(folder / "articles.csv")
-        catalogue = pa.table({"item_id": art["article_id"], "name": art["prod_name"],
-                              "category": art["product_group_name"],
-                              "price": pa.nulls(art.num_rows, pa.float64()),
-                              "active": pa.array(np.ones(art.num_rows, bool))})  # fmt: skip
+        catalogue = pa.table(
+            {
+                "item_id": art["article_id"],
+                "name": art["prod_name"],
+                "category": art["product_group_name"],
+                "price": pa.nulls(art.num_rows, pa.float64()),
+                "active": pa.array(np.ones(art.num_rows, bool)),
+            }
+        )
     return Imported(events, catalogue)
 
 
@@ -145,21 +192,35 @@ def import_taobao(path: Path) -> Imported:
     raw = read_table(file) if has_header else _no_header(file, names, ",")
     n = raw.num_rows
     events = _events(
-        customer_id=raw["user_id"], item_id=raw["item_id"], event_type=raw["behavior_type"],
-        channel=_const("app", n), timestamp=raw["timestamp"],
-    )  # fmt: skip
-    catalogue = pa.table({"item_id": raw["item_id"], "name": raw["item_id"],
-                          "category": raw["category_id"], "price": pa.nulls(n, pa.float64()),
-                          "active": pa.array(np.ones(n, bool))}).group_by("item_id", use_threads=False).aggregate(
-        [("name", "first"), ("category", "first"), ("price", "first"), ("active", "first")]
-    )  # fmt: skip
+        customer_id=raw["user_id"],
+        item_id=raw["item_id"],
+        event_type=raw["behavior_type"],
+        channel=_const("app", n),
+        timestamp=raw["timestamp"],
+    )
+    catalogue = (
+        pa.table(
+            {
+                "item_id": raw["item_id"],
+                "name": raw["item_id"],
+                "category": raw["category_id"],
+                "price": pa.nulls(n, pa.float64()),
+                "active": pa.array(np.ones(n, bool)),
+            }
+        )
+        .group_by("item_id", use_threads=False)
+        .aggregate(
+            [("name", "first"), ("category", "first"), ("price", "first"), ("active", "first")]
+        )
+    )
     return Imported(
         events, catalogue.rename_columns(["item_id", "name", "category", "price", "active"])
     )
 
 
 def import_rees46(path: Path) -> Imported:
-    """REES46 multi-category store: view/cart/purchase on the web, with sessions, brand and price."""
+    """REES46 multi-category store: view/cart/purchase on the web, with sessions, brand and
+    price."""
     file = (
         path
         if path.is_file()
@@ -168,18 +229,27 @@ def import_rees46(path: Path) -> Imported:
     raw = read_table(_require(file))
     n = raw.num_rows
     events = _events(
-        customer_id=raw["user_id"], item_id=raw["product_id"], event_type=raw["event_type"],
-        channel=_const("web", n), timestamp=raw["event_time"], price=raw["price"],
+        customer_id=raw["user_id"],
+        item_id=raw["product_id"],
+        event_type=raw["event_type"],
+        channel=_const("web", n),
+        timestamp=raw["event_time"],
+        price=raw["price"],
         session_id=raw["user_session"],
-    )  # fmt: skip
+    )
     category = pc.coalesce(raw["category_code"], raw["category_id"])
     name = pc.binary_join_element_wise(
         pc.fill_null(raw["brand"], ""), pc.fill_null(category, ""), " "
     )
-    catalogue = pa.table({"item_id": raw["product_id"], "name": pc.utf8_trim_whitespace(name),
-                          "category": category,
-                          "price": pc.cast(raw["price"], pa.float64(), safe=False),
-                          "active": pa.array(np.ones(n, bool))})  # fmt: skip
+    catalogue = pa.table(
+        {
+            "item_id": raw["product_id"],
+            "name": pc.utf8_trim_whitespace(name),
+            "category": category,
+            "price": pc.cast(raw["price"], pa.float64(), safe=False),
+            "active": pa.array(np.ones(n, bool)),
+        }
+    )
     catalogue = (
         catalogue.group_by("item_id", use_threads=False)
         .aggregate(
@@ -191,14 +261,19 @@ def import_rees46(path: Path) -> Imported:
 
 
 def import_retailrocket(path: Path) -> Imported:
-    """RetailRocket events.csv: timestamp (ms), visitorid, event (view/addtocart/transaction), itemid."""
+    """RetailRocket events.csv: timestamp (ms), visitorid, event (view/addtocart/transaction),
+    itemid."""
     file = path / "events.csv" if path.is_dir() else path
     raw = read_table(_require(file))
     n = raw.num_rows
     events = _events(
-        customer_id=raw["visitorid"], item_id=raw["itemid"], event_type=raw["event"],
-        channel=_const("web", n), timestamp=raw["timestamp"], session_id=raw["transactionid"],
-    )  # fmt: skip
+        customer_id=raw["visitorid"],
+        item_id=raw["itemid"],
+        event_type=raw["event"],
+        channel=_const("web", n),
+        timestamp=raw["timestamp"],
+        session_id=raw["transactionid"],
+    )
     return Imported(events)
 
 
@@ -231,21 +306,35 @@ def import_instacart(folder: Path) -> Imported:
         + (days * 86400e6).astype("timedelta64[us]")
         + (hour * 3600e6).astype("timedelta64[us]")
     )
-    order_times = pa.table({"order_id": orders["order_id"], "user_id": orders["user_id"],
-                            "timestamp": pa.array(stamps, pa.timestamp("us"))})  # fmt: skip
+    order_times = pa.table(
+        {
+            "order_id": orders["order_id"],
+            "user_id": orders["user_id"],
+            "timestamp": pa.array(stamps, pa.timestamp("us")),
+        }
+    )
     joined = lines.join(order_times, "order_id", join_type="inner")
     n = joined.num_rows
     events = _events(
-        customer_id=joined["user_id"], item_id=joined["product_id"], event_type=_const("purchase", n),
-        channel=_const("app", n), timestamp=joined["timestamp"], session_id=joined["order_id"],
-    )  # fmt: skip
+        customer_id=joined["user_id"],
+        item_id=joined["product_id"],
+        event_type=_const("purchase", n),
+        channel=_const("app", n),
+        timestamp=joined["timestamp"],
+        session_id=joined["order_id"],
+    )
     catalogue = None
     if (folder / "products.csv").exists():
         prods = read_table(folder / "products.csv")
-        catalogue = pa.table({"item_id": prods["product_id"], "name": prods["product_name"],
-                              "category": prods["department_id"],
-                              "price": pa.nulls(prods.num_rows, pa.float64()),
-                              "active": pa.array(np.ones(prods.num_rows, bool))})  # fmt: skip
+        catalogue = pa.table(
+            {
+                "item_id": prods["product_id"],
+                "name": prods["product_name"],
+                "category": prods["department_id"],
+                "price": pa.nulls(prods.num_rows, pa.float64()),
+                "active": pa.array(np.ones(prods.num_rows, bool)),
+            }
+        )
     return Imported(events, catalogue)
 
 

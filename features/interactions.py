@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -11,42 +10,10 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from features import arrowkit
+from omnirec.interaction_data import Interactions, Occasions
 from omnirec.settings import InteractionSettings
 
 MICROS_PER_DAY = 86_400_000_000
-
-
-@dataclass(frozen=True)
-class Occasions:
-    """Distinct purchase occasions: one entry per (customer row, item column, basket), where a
-    basket is the event's session id (or its day when it has none); `days` is when (days since
-    1970). Repeat-purchase models learn frequencies, recency and cycles from these."""
-
-    rows: npt.NDArray[np.int64]
-    cols: npt.NDArray[np.int64]
-    days: npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class Interactions:
-    """A customers x items CSR matrix of confidences and the ids of its rows and columns."""
-
-    matrix: sp.csr_matrix
-    customer_ids: npt.NDArray[np.str_]
-    item_ids: npt.NDArray[np.str_]
-    occasions: Occasions | None = None
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (int(self.matrix.shape[0]), int(self.matrix.shape[1]))
-
-    def customer_index(self) -> dict[str, int]:
-        """customer id -> row."""
-        return {str(c): i for i, c in enumerate(self.customer_ids)}
-
-    def item_index(self) -> dict[str, int]:
-        """item id -> column."""
-        return {str(c): i for i, c in enumerate(self.item_ids)}
 
 
 def _encode(
@@ -193,5 +160,8 @@ def _occasions(
     order = np.lexsort((at, basket, col, row))  # an occasion is when its first purchase was
     row, col, at, basket = row[order], col[order], at[order], basket[order]
     first = np.r_[True, (np.diff(row) != 0) | (np.diff(col) != 0) | (np.diff(basket) != 0)]
-    return Occasions(rows=row[first].astype(np.int64), cols=col[first].astype(np.int64),
-                     days=at[first] / MICROS_PER_DAY)  # fmt: skip
+    return Occasions(
+        rows=row[first].astype(np.int64),
+        cols=col[first].astype(np.int64),
+        days=at[first] / MICROS_PER_DAY,
+    )

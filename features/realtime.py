@@ -179,11 +179,17 @@ def check_event(
     if session is not None and len(session) > 128:
         return Rejected(index, "session_id", "longer than 128")
     return StreamEvent(
-        customer_id=str(text("customer_id")), item_id=str(text("item_id")), event_type=event_type,
-        channel=channel, timestamp=int(at * 1_000_000), quantity=quantity,
-        price=None if price is None else float(price), store_id=store, session_id=session,
+        customer_id=str(text("customer_id")),
+        item_id=str(text("item_id")),
+        event_type=event_type,
+        channel=channel,
+        timestamp=int(at * 1_000_000),
+        quantity=quantity,
+        price=None if price is None else float(price),
+        store_id=store,
+        session_id=session,
         event_id=event_id,
-    )  # fmt: skip
+    )
 
 
 class RealtimeEvents:
@@ -228,8 +234,10 @@ class RealtimeEvents:
         self, raw_events: list[dict[str, object]], start: int
     ) -> list[StreamEvent | Rejected]:
         now = time.time()
-        return [check_event(raw, start + i, self.max_future_seconds, now)
-                for i, raw in enumerate(raw_events)]  # fmt: skip
+        return [
+            check_event(raw, start + i, self.max_future_seconds, now)
+            for i, raw in enumerate(raw_events)
+        ]
 
     def alias_reads(self, events: Sequence[Stored]) -> list[Command]:
         return [("GET", f"{self.store.prefix}:id:{e.customer_id}") for e in events]
@@ -252,12 +260,32 @@ class RealtimeEvents:
             stream = self.stream_of(event.customer_id)
             encoded = ENCODER.encode(event)
             if event.event_id:
-                commands.append(("EVAL", _STORE_ONCE, 2, self.stream_key(stream),
-                                 self.event_id_key(stream, event.event_id), self.maxlen, encoded,
-                                 EVENT_ID_TTL_SECONDS, field))  # fmt: skip
+                commands.append(
+                    (
+                        "EVAL",
+                        _STORE_ONCE,
+                        2,
+                        self.stream_key(stream),
+                        self.event_id_key(stream, event.event_id),
+                        self.maxlen,
+                        encoded,
+                        EVENT_ID_TTL_SECONDS,
+                        field,
+                    )
+                )
             else:
-                commands.append(("XADD", self.stream_key(stream), "MAXLEN", "~", self.maxlen,
-                                 "*", field, encoded))  # fmt: skip
+                commands.append(
+                    (
+                        "XADD",
+                        self.stream_key(stream),
+                        "MAXLEN",
+                        "~",
+                        self.maxlen,
+                        "*",
+                        field,
+                        encoded,
+                    )
+                )
         return commands
 
     def _activity_writes(self, stored: list[StreamEvent]) -> list[Command]:
@@ -265,16 +293,27 @@ class RealtimeEvents:
         and count them in the hour's trending sets."""
         by_customer: dict[str, list[bytes]] = {}
         for event in stored:
-            activity = Activity(event.item_id, event.event_type, event.channel, event.timestamp // 1_000_000,
-                                event.store_id or "", event.quantity)  # fmt: skip
+            activity = Activity(
+                event.item_id,
+                event.event_type,
+                event.channel,
+                event.timestamp // 1_000_000,
+                event.store_id or "",
+                event.quantity,
+            )
             by_customer.setdefault(event.customer_id, []).append(ENCODER.encode(activity))
         commands: list[Command] = []
         for customer, activities in by_customer.items():
             key = self.recent_key(customer)
-            commands += [("LPUSH", key, *activities), ("LTRIM", key, 0, RECENT_KEEP - 1),
-                         ("EXPIRE", key, self.ttl)]  # fmt: skip
-        trend = (TrendEvent(e.item_id, e.event_type, e.channel, e.store_id, e.timestamp // 1_000_000)
-                 for e in stored)  # fmt: skip
+            commands += [
+                ("LPUSH", key, *activities),
+                ("LTRIM", key, 0, RECENT_KEEP - 1),
+                ("EXPIRE", key, self.ttl),
+            ]
+        trend = (
+            TrendEvent(e.item_id, e.event_type, e.channel, e.store_id, e.timestamp // 1_000_000)
+            for e in stored
+        )
         return commands + self.trending.writes(trend, time.time())
 
     @staticmethod

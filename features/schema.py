@@ -5,8 +5,13 @@ from __future__ import annotations
 import pyarrow as pa
 
 EVENT_TYPES: tuple[str, ...] = (
-    "view", "favorite", "add_to_cart", "remove_from_cart", "purchase", "return"
-)  # fmt: skip
+    "view",
+    "favorite",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "return",
+)
 KNOWN_CHANNELS: tuple[str, ...] = ("web", "app", "store")
 ALIAS_TYPES: tuple[str, ...] = (
     "customer",

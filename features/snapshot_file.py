@@ -55,7 +55,8 @@ class SnapshotRecorder:
             self._keys, self._values = [], []
 
     def append(self, batch: pa.RecordBatch) -> None:
-        """Add rows recorded elsewhere (keys already without the prefix), e.g. by Spark's executors."""
+        """Add rows recorded elsewhere (keys already without the prefix), e.g. by Spark's
+        executors."""
         self._flush()
         self._writer.write_batch(batch.cast(SCHEMA))
         self.rows += batch.num_rows

@@ -30,10 +30,11 @@ from pyspark.sql import types as T
 
 from features.dataset import events_path, load_identities
 from features.identity import IdentityMap
-from features.interactions import MICROS_PER_DAY, Interactions, Occasions
+from features.interactions import MICROS_PER_DAY
 from features.schema import EVENT_TYPES, EVENTS, ID_PATTERN
 from features.validation import _CHANNEL_NAME, EVENT_TYPE_SYNONYMS
 from omnirec.errors import DataError
+from omnirec.interaction_data import Interactions, Occasions
 from omnirec.settings import InteractionSettings
 
 # Java's `\z` is the end of the text (its `$` and `\Z`, like Python's `$`, allow a final newline)
@@ -116,9 +117,13 @@ def job(spark: SparkSession, description: str) -> None:
 
 
 def read_events(
-    spark: SparkSession, folder: Path, max_future_seconds: float, *, now: float | None = None,
+    spark: SparkSession,
+    folder: Path,
+    max_future_seconds: float,
+    *,
+    now: float | None = None,
     identities: IdentityMap | None = None,
-) -> SparkEvents:  # fmt: skip
+) -> SparkEvents:
     """The data folder's events validated as `features.validation.validate_events` does (the same
     rules and reasons, the first failing rule per row) and stitched through its identity map
     (`identities`, when the caller has read it already)."""
@@ -133,8 +138,11 @@ def read_events(
         raw = spark.read.option("header", True).csv(str(path))  # every column as text
         raw = raw.withColumn("source_row", F.lit(None).cast("long"))
     raw = raw.withColumn("source_file", F.col("_metadata.file_path"))
-    missing = [c for c in ("customer_id", "item_id", "event_type", "channel", "timestamp")
-               if c not in raw.columns]  # fmt: skip
+    missing = [
+        c
+        for c in ("customer_id", "item_id", "event_type", "channel", "timestamp")
+        if c not in raw.columns
+    ]
     if missing:
         raise DataError(str(path), f"missing required column(s) {', '.join(missing)}")
     latest = int(
@@ -143,12 +151,17 @@ def read_events(
     checked = _validated(raw, latest, max_future_seconds)
     reason = F.col("_reason")
     accepted = checked.filter(reason.isNull()).select(*[F.col(f"_{n}").alias(n) for n in CANONICAL])
-    originals = [F.col(c).cast("string").alias(c) for c in raw.columns
-                 if c not in {"source_row", "source_file"}]  # fmt: skip
+    originals = [
+        F.col(c).cast("string").alias(c)
+        for c in raw.columns
+        if c not in {"source_row", "source_file"}
+    ]
     rejects = checked.filter(reason.isNotNull()).select(
-        F.col("source_file").alias("file"), F.col("source_row").alias("row"),
-        reason.alias("reason"), *originals,
-    )  # fmt: skip
+        F.col("source_file").alias("file"),
+        F.col("source_row").alias("row"),
+        reason.alias("reason"),
+        *originals,
+    )
     job(spark, "count the rows read")
     rows = raw.count()
     if identities is None:
@@ -200,18 +213,27 @@ def _validated(raw: DataFrame, latest_micros: int, max_future_seconds: float) ->
         (micros < 0, "timestamp: before 1970"),
         *quantity_reasons,
         *price_reasons,
-        (store.isNotNull() & ~store.rlike(ID_PATTERN_JAVA), "store_id: invalid characters or too long"),
-    ]  # fmt: skip
+        (
+            store.isNotNull() & ~store.rlike(ID_PATTERN_JAVA),
+            "store_id: invalid characters or too long",
+        ),
+    ]
     reason = F.lit(None).cast("string")
     for bad, label in reversed(rules):  # the first rule a row fails names it
         reason = F.when(F.coalesce(bad, F.lit(False)), F.lit(label)).otherwise(reason)
     return raw.select(
         "*",
-        customer.alias("_customer_id"), item.alias("_item_id"), event_type.alias("_event_type"),
-        channel.alias("_channel"), stamp.alias("_timestamp"), quantity.alias("_quantity"),
-        price.alias("_price"), store.alias("_store_id"), session.alias("_session_id"),
+        customer.alias("_customer_id"),
+        item.alias("_item_id"),
+        event_type.alias("_event_type"),
+        channel.alias("_channel"),
+        stamp.alias("_timestamp"),
+        quantity.alias("_quantity"),
+        price.alias("_price"),
+        store.alias("_store_id"),
+        session.alias("_session_id"),
         reason.alias("_reason"),
-    )  # fmt: skip
+    )
 
 
 def _timestamp(kind: T.DataType, column: Column) -> Column:
@@ -235,16 +257,22 @@ def _quantity(raw: DataFrame) -> tuple[Column, list[tuple[Column, str]]]:
     bad_whole = "quantity: must be a positive whole number"
     if isinstance(raw.schema["quantity"].dataType, T.IntegralType):
         value = F.coalesce(F.col("quantity").cast("long"), F.lit(1))
-        return (F.least(F.greatest(value, F.lit(0)), F.lit(1_000_000)).cast("int"),
-                [((value <= 0) | (value > 1_000_000), bad_whole)])  # fmt: skip
+        return (
+            F.least(F.greatest(value, F.lit(0)), F.lit(1_000_000)).cast("int"),
+            [((value <= 0) | (value > 1_000_000), bad_whole)],
+        )
     parsed = F.trim(F.col("quantity").cast("string")).try_cast("double")
     unparsable = F.col("quantity").isNotNull() & parsed.isNull()
     value = F.coalesce(parsed, F.lit(1.0))
     return (
-        F.when(unparsable, F.lit(1)).otherwise(F.least(F.greatest(value, F.lit(0.0)), F.lit(1e6))).cast("int"),
-        [(unparsable, "quantity: not a number"),
-         ((value <= 0) | (value != F.floor(value)) | (value > 1e6), bad_whole)],
-    )  # fmt: skip
+        F.when(unparsable, F.lit(1))
+        .otherwise(F.least(F.greatest(value, F.lit(0.0)), F.lit(1e6)))
+        .cast("int"),
+        [
+            (unparsable, "quantity: not a number"),
+            ((value <= 0) | (value != F.floor(value)) | (value > 1e6), bad_whole),
+        ],
+    )
 
 
 def _price(raw: DataFrame) -> tuple[Column, list[tuple[Column, str]]]:
@@ -253,8 +281,10 @@ def _price(raw: DataFrame) -> tuple[Column, list[tuple[Column, str]]]:
     parsed = F.trim(F.col("price").cast("string")).try_cast("double")
     unparsable = F.col("price").isNotNull() & parsed.isNull()
     infinite = F.isnan(parsed) | (F.abs(parsed) == float("inf"))
-    return parsed, [(unparsable, "price: not a number"),
-                    (parsed.isNotNull() & ((parsed < 0) | infinite), "price: negative or infinite")]  # fmt: skip
+    return parsed, [
+        (unparsable, "price: not a number"),
+        (parsed.isNotNull() & ((parsed < 0) | infinite), "price: negative or infinite"),
+    ]
 
 
 def _stitched(spark: SparkSession, events: DataFrame, identities: IdentityMap) -> DataFrame:
@@ -323,11 +353,17 @@ def weighted_events(events: DataFrame, settings: InteractionSettings) -> DataFra
     confidence): the weights of `features.interactions.build_interactions`, in the same order."""
     ts = F.unix_micros("timestamp")
     frame = events.select(
-        "customer_id", "item_id", "event_type", "session_id", ts.alias("micros"),
+        "customer_id",
+        "item_id",
+        "event_type",
+        "session_id",
+        ts.alias("micros"),
         F.greatest(F.col("quantity").cast("double"), F.lit(1.0)).alias("units"),
-        (weight_of("event_type", settings.event_weights, 0.0)
-         * weight_of("channel", settings.channel_weights, 1.0)).alias("weight"),
-    )  # fmt: skip
+        (
+            weight_of("event_type", settings.event_weights, 0.0)
+            * weight_of("channel", settings.channel_weights, 1.0)
+        ).alias("weight"),
+    )
     if settings.decay_half_life_days > 0:
         if settings.decay_reference == "customer":
             reference = F.max("micros").over(Window.partitionBy("customer_id"))
@@ -355,9 +391,13 @@ def indexed(
 ) -> DataFrame:
     """A DataFrame of `ids` (column `name`) and their positions (column `index`, int32)."""
     return spark.createDataFrame(
-        pa.table({name: pa.array(list(ids), pa.string()),
-                  index: pa.array(np.arange(len(ids), dtype=np.int32))})
-    )  # fmt: skip
+        pa.table(
+            {
+                name: pa.array(list(ids), pa.string()),
+                index: pa.array(np.arange(len(ids), dtype=np.int32)),
+            }
+        )
+    )
 
 
 def spark_interactions(
@@ -381,19 +421,27 @@ def spark_interactions(
         F.sum(F.when(bought, F.col("units"))).alias("bought_units"),
         F.sum(F.when(returned, F.col("units"))).alias("returned_units"),
     )
-    kept = F.least(F.greatest(
-        (F.col("bought_units") - F.coalesce("returned_units", F.lit(0.0))) / F.col("bought_units"),
-        F.lit(0.0)), F.lit(1.0))  # fmt: skip
+    kept = F.least(
+        F.greatest(
+            (F.col("bought_units") - F.coalesce("returned_units", F.lit(0.0)))
+            / F.col("bought_units"),
+            F.lit(0.0),
+        ),
+        F.lit(1.0),
+    )
     value = F.coalesce("other", F.lit(0.0)) + F.coalesce(F.col("bought") * kept, F.lit(0.0))
     job(spark, "interactions: weights per customer x item")
     positive = per_pair.select("row", "col", value.cast("float").alias("value"))
     entries = collect(positive.filter(F.col("value") > 0))
     shape = (len(customers), len(items))
     matrix = sp.csr_matrix(
-        (np.asarray(entries["value"].to_numpy(), dtype=np.float32),
-         (np.asarray(entries["row"].to_numpy()), np.asarray(entries["col"].to_numpy()))),
-        shape=shape, dtype=np.float32,
-    )  # fmt: skip
+        (
+            np.asarray(entries["value"].to_numpy(), dtype=np.float32),
+            (np.asarray(entries["row"].to_numpy()), np.asarray(entries["col"].to_numpy())),
+        ),
+        shape=shape,
+        dtype=np.float32,
+    )
     matrix.sort_indices()
     return Interactions(matrix, customers, items, _occasions(weighted.filter(bought)))
 

@@ -53,7 +53,8 @@ for i = 3, #ARGV, 4 do
   end
 end
 local version = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'v', version, 'd', cmsgpack.pack({stores, items, levels}))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'v', version,
+           'd', cmsgpack.pack({stores, items, levels}))
 return version
 """
 _CHANGE = msgspec.msgpack.Decoder(tuple[list[str], list[str], list[int]])
@@ -114,8 +115,10 @@ class LiveStock:
         stores = stock.column("store_id").to_pylist()
         items = stock.column("item_id").to_pylist()
         levels = stock.column("quantity").to_pylist()
-        updates = [StockUpdate(str(s), str(i), max(0, int(q or 0)))
-                   for s, i, q in zip(stores, items, levels, strict=True)]  # fmt: skip
+        updates = [
+            StockUpdate(str(s), str(i), max(0, int(q or 0)))
+            for s, i, q in zip(stores, items, levels, strict=True)
+        ]
         for start in range(0, len(updates), chunk):
             self.apply(client, updates[start : start + chunk])
         return len(updates)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 import redis.cluster
@@ -27,16 +27,6 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 if old and old ~= ARGV[1] then redis.call('ZADD', KEYS[2], ARGV[2], old) end
 return old
 """
-
-
-class FeatureStore(Protocol):
-    """What the service and the publisher need from a feature store."""
-
-    def write_batch(
-        self, snapshot: str, kind: str, entries: Iterable[tuple[str, bytes]]
-    ) -> int: ...
-
-    def read_many(self, snapshot: str, kind: str, ids: Sequence[str]) -> list[bytes | None]: ...
 
 
 class RedisFeatureStore:

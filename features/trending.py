@@ -62,8 +62,10 @@ class Trending:
     def reads(self, scope: str, now: float) -> list[Command]:
         """The top items of each of the last HOURS_READ hourly buckets of `scope`."""
         hour = int(now) // HOUR
-        return [("ZREVRANGE", self.key(hour - k, scope), 0, TOP_PER_BUCKET - 1, "WITHSCORES")
-                for k in range(HOURS_READ)]  # fmt: skip
+        return [
+            ("ZREVRANGE", self.key(hour - k, scope), 0, TOP_PER_BUCKET - 1, "WITHSCORES")
+            for k in range(HOURS_READ)
+        ]
 
     @staticmethod
     def merge(replies: list[Reply]) -> list[tuple[str, float]]:
@@ -74,8 +76,11 @@ class Trending:
                 continue
             decay = 0.5 ** (age / HALF_LIFE_HOURS)
             # RESP3 answers [[member, score], ...]; RESP2 a flat [member, score, ...]
-            pairs = (reply if reply and isinstance(reply[0], list)
-                     else [reply[k : k + 2] for k in range(0, len(reply) - 1, 2)])  # fmt: skip
+            pairs = (
+                reply
+                if reply and isinstance(reply[0], list)
+                else [reply[k : k + 2] for k in range(0, len(reply) - 1, 2)]
+            )
             for raw, score in pairs:  # type: ignore[misc]
                 item = raw.decode() if isinstance(raw, bytes) else str(raw)
                 scores[item] = scores.get(item, 0.0) + decay * float(score)

@@ -1,4 +1,5 @@
-"""Validation of event, catalogue, stock and identity tables: accepted rows, rejects with reasons."""
+"""Validation of event, catalogue, stock and identity tables: accepted rows, rejects with
+reasons."""
 
 from __future__ import annotations
 
@@ -115,8 +116,10 @@ def validate_events(
     allowed = np.isin(np.asarray(event_type.dictionary.to_pylist(), dtype=object), EVENT_TYPES)
     et_codes = arrowkit.codes(event_type)
     reasons.add(et_codes < 0, "event_type: missing")
-    reasons.add(~arrowkit.per_row(allowed, et_codes) & (et_codes >= 0),
-                f"event_type: not one of {', '.join(EVENT_TYPES)}")  # fmt: skip
+    reasons.add(
+        ~arrowkit.per_row(allowed, et_codes) & (et_codes >= 0),
+        f"event_type: not one of {', '.join(EVENT_TYPES)}",
+    )
 
     channel = _normalise_token(raw.column("channel"), {})
     ch_ok = np.asarray(
@@ -133,8 +136,10 @@ def validate_events(
     reasons.add(stamp_null, "timestamp: unparsable")
     micros = np.asarray(timestamp.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
     latest = int((time.time() + max_future_seconds) * 1_000_000)
-    reasons.add(~stamp_null & (micros > latest),
-                f"timestamp: more than {max_future_seconds:,.0f} s in the future")  # fmt: skip
+    reasons.add(
+        ~stamp_null & (micros > latest),
+        f"timestamp: more than {max_future_seconds:,.0f} s in the future",
+    )
     reasons.add(~stamp_null & (micros < 0), "timestamp: before 1970")
 
     quantity = _quantity(raw, reasons)
@@ -149,8 +154,10 @@ def validate_events(
     store_valid = np.asarray(
         pc.fill_null(pc.match_substring_regex(store.dictionary, ID_PATTERN_RE2), False), dtype=bool
     )
-    reasons.add((store_codes >= 0) & ~arrowkit.per_row(store_valid, store_codes),
-                "store_id: invalid characters or too long")  # fmt: skip
+    reasons.add(
+        (store_codes >= 0) & ~arrowkit.per_row(store_valid, store_codes),
+        "store_id: invalid characters or too long",
+    )
 
     session = (
         raw.column("session_id").cast(pa.string()).combine_chunks()
@@ -192,8 +199,10 @@ def _check_id(column: pa.ChunkedArray, name: str, reasons: _Reasons) -> pa.Dicti
         pc.match_substring_regex(dictionary, ID_PATTERN_RE2).fill_null(False), dtype=bool
     )
     reasons.add((row_codes < 0) | arrowkit.per_row(empty, row_codes), f"{name}: missing")
-    reasons.add(~arrowkit.per_row(valid, row_codes) & (row_codes >= 0),
-                f"{name}: invalid characters or longer than 128")  # fmt: skip
+    reasons.add(
+        ~arrowkit.per_row(valid, row_codes) & (row_codes >= 0),
+        f"{name}: invalid characters or longer than 128",
+    )
     return values
 
 
@@ -226,8 +235,10 @@ def _quantity(raw: pa.Table, reasons: _Reasons) -> pa.Array:
     parsed, unparsable = arrowkit.parse_numbers(column)
     floats = np.asarray(parsed.fill_null(1.0).to_numpy(zero_copy_only=False), dtype=np.float64)
     reasons.add(unparsable, "quantity: not a number")
-    reasons.add(~unparsable & ((floats <= 0) | (floats != np.floor(floats)) | (floats > 1e6)),
-                "quantity: must be a positive whole number")  # fmt: skip
+    reasons.add(
+        ~unparsable & ((floats <= 0) | (floats != np.floor(floats)) | (floats > 1e6)),
+        "quantity: must be a positive whole number",
+    )
     return pa.array(np.where(unparsable, 1, np.clip(floats, 0, 1e6)).astype(np.int32))
 
 

@@ -18,10 +18,17 @@ from omnirec.errors import ModelError, ModelFormatError
 
 MODEL_KINDS: dict[str, type[Recommender]] = {
     cls.kind: cls
-    for cls in (ALSRecommender, BPRRecommender, ItemKNNRecommender, EASERecommender,
-                PopularityRecommender, BuyAgainRecommender, RepeatExploreRecommender,
-                RankedRepeatRecommender)
-}  # fmt: skip
+    for cls in (
+        ALSRecommender,
+        BPRRecommender,
+        ItemKNNRecommender,
+        EASERecommender,
+        PopularityRecommender,
+        BuyAgainRecommender,
+        RepeatExploreRecommender,
+        RankedRepeatRecommender,
+    )
+}
 
 __all__ = [
     "MODEL_KINDS",

@@ -23,7 +23,7 @@ BLOCK_FLOATS = 1 << 24  # ... and at this many floats (64 MiB) for large catalog
 class InteractionData(Protocol):
     """What a model is fitted on: a customers x items matrix and the ids of its rows and columns.
 
-    `features.interactions.Interactions` is one; models never import the data layer.
+    `omnirec.interaction_data.Interactions` is one; models never import the data layer.
     """
 
     @property
@@ -212,12 +212,19 @@ class Recommender(ABC):
         arrays = {
             "customer_ids": self.customer_ids.astype(str),
             "item_ids": self.item_ids.astype(str),
-            "history_data": h.data, "history_indices": h.indices, "history_indptr": h.indptr,
+            "history_data": h.data,
+            "history_indices": h.indices,
+            "history_indptr": h.indptr,
             **{f"m_{k}": v for k, v in self._arrays().items()},
-        }  # fmt: skip
+        }
         np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
-        meta = {"format": FORMAT_VERSION, "kind": self.kind, "params": self.params,
-                "customers": len(self.customer_ids), "items": len(self.item_ids)}  # fmt: skip
+        meta = {
+            "format": FORMAT_VERSION,
+            "kind": self.kind,
+            "params": self.params,
+            "customers": len(self.customer_ids),
+            "items": len(self.item_ids),
+        }
         (folder / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         return folder
 

@@ -13,7 +13,8 @@ import numpy.typing as npt
 PAIR_FEATURES = (
     "baskets_with_item",  # baskets (purchase days) that held the item
     "share_of_baskets",  # of the customer's baskets
-    "decayed_14d",  # occasions decayed from the customer's last basket, half-lives 14 / 45 / 365 days
+    # occasions decayed from the customer's last basket, half-lives 14 / 45 / 365 days
+    "decayed_14d",
     "decayed_45d",
     "decayed_365d",
     "in_last_basket",
@@ -112,13 +113,21 @@ def purchase_stats(
     last_day = np.maximum.reduceat(d, starts) if len(starts) else np.zeros(0)
     first_day = np.minimum.reduceat(d, starts) if len(starts) else np.zeros(0)
     own_interval = np.where(count > 1, (last_day - first_day) / np.maximum(count - 1, 1), np.nan)
-    pairs = np.column_stack([
-        count, count / np.maximum(baskets[pair_row], 1.0),
-        total(0.5 ** (age / 14.0)), total(0.5 ** (age / 45.0)), total(0.5 ** (age / 365.0)),
-        total((rank < 1).astype(np.float64)), total((rank < 3).astype(np.float64)),
-        total((rank < 10).astype(np.float64)), total(0.5 ** (rank / 10.0)),
-        last[pair_row] - last_day, own_interval,
-    ]).astype(np.float32)  # fmt: skip
+    pairs = np.column_stack(
+        [
+            count,
+            count / np.maximum(baskets[pair_row], 1.0),
+            total(0.5 ** (age / 14.0)),
+            total(0.5 ** (age / 45.0)),
+            total(0.5 ** (age / 365.0)),
+            total((rank < 1).astype(np.float64)),
+            total((rank < 3).astype(np.float64)),
+            total((rank < 10).astype(np.float64)),
+            total(0.5 ** (rank / 10.0)),
+            last[pair_row] - last_day,
+            own_interval,
+        ]
+    ).astype(np.float32)
     occasions = np.bincount(rows, minlength=n_rows).astype(np.float64)
     span = np.where(baskets > 1, (last - first) / np.maximum(baskets - 1, 1), np.nan)
     per_row = np.column_stack([baskets, occasions / np.maximum(baskets, 1.0), span])

@@ -28,8 +28,12 @@ SIGNATURE = "void(float32[:, ::1], int64, int64[:, ::1], float32[:, ::1])"
 LOW_BITS = np.int64(0xFFFFFFFF)
 
 
-def _top_rows(scores: npt.NDArray[np.float32], k: int, out_ids: npt.NDArray[np.int64],
-              out_scores: npt.NDArray[np.float32]) -> None:  # fmt: skip
+def _top_rows(
+    scores: npt.NDArray[np.float32],
+    k: int,
+    out_ids: npt.NDArray[np.int64],
+    out_scores: npt.NDArray[np.float32],
+) -> None:
     """Fill out_ids / out_scores (m, k) with each row's k best columns and scores, best first
     (ties: the lower column first), padded with -1 / -inf."""
     m, n = scores.shape

@@ -29,8 +29,9 @@ class _FactorModel(Recommender):
 
     def fit(self, interactions: InteractionData) -> Self:
         super().fit(interactions)
-        self.index = (ItemIndex.build(self.item_factors)
-                      if self.n_items >= self.ann_min_items else None)  # fmt: skip
+        self.index = (
+            ItemIndex.build(self.item_factors) if self.n_items >= self.ann_min_items else None
+        )
         return self
 
     def approximate_top(
@@ -79,8 +80,10 @@ class _FactorModel(Recommender):
         return np.asarray(unit[columns] @ unit.T, dtype=np.float32)
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
-        arrays: dict[str, npt.NDArray[Any]] = {"user_factors": self.user_factors,
-                                                "item_factors": self.item_factors}  # fmt: skip
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+        }
         if self.index is not None:
             arrays["ann_index"] = self.index.to_array()
         return arrays
@@ -96,8 +99,11 @@ class _FactorModel(Recommender):
         self.user_factors = users.astype(np.float32)
         self.item_factors = items.astype(np.float32)
         ann = arrays.get("ann_index")
-        self.index = (ItemIndex.from_array(ann, len(self.item_ids), items.shape[1])
-                      if ann is not None else None)  # fmt: skip
+        self.index = (
+            ItemIndex.from_array(ann, len(self.item_ids), items.shape[1])
+            if ann is not None
+            else None
+        )
 
 
 class ALSRecommender(_FactorModel):
@@ -106,10 +112,22 @@ class ALSRecommender(_FactorModel):
     kind = "als"
     uses_history = True
 
-    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0,
-                 iterations: int = 15, seed: int = 42, use_gpu: bool | None = None) -> None:  # fmt: skip
-        super().__init__(factors=factors, regularization=regularization, alpha=alpha,
-                         iterations=iterations, seed=seed)  # fmt: skip
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        seed: int = 42,
+        use_gpu: bool | None = None,
+    ) -> None:
+        super().__init__(
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            iterations=iterations,
+            seed=seed,
+        )
         self.use_gpu = implicit.gpu.HAS_CUDA if use_gpu is None else use_gpu
         self._gram: npt.NDArray[np.float64] | None = None
 
@@ -117,9 +135,13 @@ class ALSRecommender(_FactorModel):
         p = self.params
         with threadpool_limits(1, "blas"):  # implicit's advice; it checks at construction
             model = AlternatingLeastSquares(
-                factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
-                iterations=p["iterations"], random_state=p["seed"], use_gpu=self.use_gpu,
-            )  # fmt: skip
+                factors=p["factors"],
+                regularization=p["regularization"],
+                alpha=p["alpha"],
+                iterations=p["iterations"],
+                random_state=p["seed"],
+                use_gpu=self.use_gpu,
+            )
             model.fit(matrix, show_progress=False)
         if self.use_gpu:
             model = model.to_cpu()
@@ -138,7 +160,8 @@ class ALSRecommender(_FactorModel):
         return vectors
 
     def fold_in(self, history: sp.csr_matrix) -> npt.NDArray[np.float32]:
-        """Least-squares user vectors for history rows, item factors fixed (implicit's recalculate_user).
+        """Least-squares user vectors for history rows, item factors fixed (implicit's
+        recalculate_user).
 
         x_u = (Y^T Y + Y^T (C_u - I) Y + lambda I)^-1 Y^T C_u p_u with C_u = alpha * r_u, exactly as
         implicit's least-squares step (a Cholesky solve per customer).
@@ -170,17 +193,32 @@ class BPRRecommender(_FactorModel):
 
     kind = "bpr"
 
-    def __init__(self, factors: int = 64, learning_rate: float = 0.05, regularization: float = 0.01,
-                 iterations: int = 100, seed: int = 42) -> None:  # fmt: skip
-        super().__init__(factors=factors, learning_rate=learning_rate,
-                         regularization=regularization, iterations=iterations, seed=seed)  # fmt: skip
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.05,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(
+            factors=factors,
+            learning_rate=learning_rate,
+            regularization=regularization,
+            iterations=iterations,
+            seed=seed,
+        )
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
         p = self.params
         model = BayesianPersonalizedRanking(
-            factors=p["factors"], learning_rate=p["learning_rate"], regularization=p["regularization"],
-            iterations=p["iterations"], random_state=p["seed"], use_gpu=False,
-        )  # fmt: skip
+            factors=p["factors"],
+            learning_rate=p["learning_rate"],
+            regularization=p["regularization"],
+            iterations=p["iterations"],
+            random_state=p["seed"],
+            use_gpu=False,
+        )
         try:
             with threadpool_limits(1, "blas"):
                 model.fit(matrix, show_progress=False)

@@ -21,8 +21,9 @@ class ItemKNNRecommender(Recommender):
     kind = "itemknn"
     uses_history = True
 
-    def __init__(self, neighbours: int = 100, weighting: str = "bm25", k1: float = 1.2,
-                 b: float = 0.75) -> None:  # fmt: skip
+    def __init__(
+        self, neighbours: int = 100, weighting: str = "bm25", k1: float = 1.2, b: float = 0.75
+    ) -> None:
         super().__init__(neighbours=neighbours, weighting=weighting, k1=k1, b=b)
         self.similarity: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
 
@@ -60,7 +61,8 @@ class ItemKNNRecommender(Recommender):
 
 
 class EASERecommender(Recommender):
-    """Embarrassingly Shallow Autoencoder (Steck 2019): B = I - P diagMat(1 / diag(P)), P = (X'X + lambda I)^-1."""
+    """Embarrassingly Shallow Autoencoder (Steck 2019): B = I - P diagMat(1 / diag(P)), P = (X'X +
+    lambda I)^-1."""
 
     kind = "ease"
     uses_history = True
@@ -74,7 +76,8 @@ class EASERecommender(Recommender):
         if n > int(self.params["max_items"]):
             gib = n * n * 8 * 2 / 2**30
             raise ModelTooLargeError(
-                f"EASE needs a dense {n:,} x {n:,} item matrix (about {gib:.1f} GiB while fitting); "
+                f"EASE needs a dense {n:,} x {n:,} item matrix (about {gib:.1f} GiB while "
+                "fitting); "
                 f"this catalogue is over max_items={self.params['max_items']:,}. "
                 "Use als or itemknn, or raise max_items on a machine with the memory."
             )

@@ -12,7 +12,8 @@ from models.base import Recommender, check_finite
 
 
 class PopularityRecommender(Recommender):
-    """Scores every item by its total interaction strength (recency comes from the weights' decay)."""
+    """Scores every item by its total interaction strength (recency comes from the weights'
+    decay)."""
 
     kind = "popularity"
 

@@ -1,4 +1,5 @@
-"""The MLflow pyfunc flavour: `mlflow.pyfunc.load_model("models:/omnirec@champion").predict([...])`."""
+"""The MLflow pyfunc flavour:
+`mlflow.pyfunc.load_model("models:/omnirec@champion").predict([...])`."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class OmnirecPyfunc(PythonModel):  # type: ignore[misc]
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         # no annotations: MLflow reads them as an input schema and warns
-        """Input: customer ids (list, Series or a DataFrame with `customer_id`); params: n, exclude_seen.
+        """Input: customer ids (list, Series or a DataFrame with `customer_id`); params: n,
+        exclude_seen.
 
         Returns a DataFrame with customer_id, rank (1-based), item_id and score.
         """

@@ -22,7 +22,6 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from features.interactions import Interactions, Occasions
 from models.base import InteractionData, check_finite
 from models.basket_stats import (
     CANDIDATE_FEATURES,
@@ -36,31 +35,60 @@ from models.basket_stats import (
 from models.repeat import PurchaseOccasions, RepeatExploreRecommender
 from models.topk import top_k
 from omnirec.errors import ModelError, ModelFormatError
+from omnirec.interaction_data import Interactions, Occasions
 
 SCORE_BLOCK = 512  # customers whose candidates are described and ranked at once
 RANKER_PARAMS = {  # LambdaRank on nDCG; searched on Complete Journey's validation baskets
-    "objective": "lambdarank", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 100,
-    "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8,
-    "deterministic": True, "force_row_wise": True, "verbosity": -1,
-}  # fmt: skip
+    "objective": "lambdarank",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 100,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "feature_fraction": 0.8,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbosity": -1,
+}
 BOOST_ROUNDS = 300
 
 
 class RankedRepeatRecommender(RepeatExploreRecommender):
-    """Repeat + explore candidates, re-ranked per customer by a LambdaRank model of their baskets."""
+    """Repeat + explore candidates, re-ranked per customer by a LambdaRank model of their
+    baskets."""
 
     kind = "repeat_ranked"
 
-    def __init__(self, half_life_days: float = 90.0, neighbours: int = 100,
-                 own_weight: float = 0.7, shrinkage: float = 20.0, min_buyers: int = 20,
-                 basket_prior: float = 0.0, levels: int = 5, candidates: int = 50,
-                 max_customers: int = 20_000, seed: int = 0) -> None:  # fmt: skip
-        super().__init__(half_life_days=half_life_days, neighbours=neighbours, own_weight=own_weight,
-                         shrinkage=shrinkage, min_buyers=min_buyers, basket_prior=basket_prior)  # fmt: skip
-        self.params.update(levels=levels, candidates=candidates, max_customers=max_customers,
-                           seed=seed)  # fmt: skip
-        self.stats = PurchaseStats(np.zeros(0, np.int64), np.zeros((0, len(PAIR_FEATURES)), np.float32),
-                                   np.zeros((0, len(ROW_FEATURES)), np.float32), 0)  # fmt: skip
+    def __init__(
+        self,
+        half_life_days: float = 90.0,
+        neighbours: int = 100,
+        own_weight: float = 0.7,
+        shrinkage: float = 20.0,
+        min_buyers: int = 20,
+        basket_prior: float = 0.0,
+        levels: int = 5,
+        candidates: int = 50,
+        max_customers: int = 20_000,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            half_life_days=half_life_days,
+            neighbours=neighbours,
+            own_weight=own_weight,
+            shrinkage=shrinkage,
+            min_buyers=min_buyers,
+            basket_prior=basket_prior,
+        )
+        self.params.update(
+            levels=levels, candidates=candidates, max_customers=max_customers, seed=seed
+        )
+        self.stats = PurchaseStats(
+            np.zeros(0, np.int64),
+            np.zeros((0, len(PAIR_FEATURES)), np.float32),
+            np.zeros((0, len(ROW_FEATURES)), np.float32),
+            0,
+        )
         self.ranker_text = ""
         self._booster: Any = None
         self._items: npt.NDArray[np.float32] | None = None
@@ -89,8 +117,9 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
                 break
             base = self._base_on(interactions, Occasions(rows[before], cols[before], days[before]))
             # the baskets before the held-out ones: each customer's ranks move down by `level`
-            stats = purchase_stats(rows[before], cols[before], days[before], self.history.shape,
-                                   rank[before] - level)  # fmt: skip
+            stats = purchase_stats(
+                rows[before], cols[before], days[before], self.history.shape, rank[before] - level
+            )
             truth = np.unique(rows[held].astype(np.int64) * n_items + cols[held])
             for start in range(0, len(customers), SCORE_BLOCK):
                 block = customers[start : start + SCORE_BLOCK]
@@ -100,8 +129,12 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
                 groups.append(np.full(len(block), self._top_k()))
         if not features:
             raise ModelError("repeat_ranked: no customer has two baskets to learn from")
-        self._booster = _train_ranker(np.vstack(features), np.concatenate(labels),
-                                      np.concatenate(groups), int(self.params["seed"]))  # fmt: skip
+        self._booster = _train_ranker(
+            np.vstack(features),
+            np.concatenate(labels),
+            np.concatenate(groups),
+            int(self.params["seed"]),
+        )
         self.ranker_text = str(self._booster.model_to_string())
         return self
 
@@ -112,8 +145,9 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
             (np.ones(len(before.rows), np.float32), (before.rows, before.cols)), shape=shape
         )
         base = RankedRepeatRecommender(**self.params)
-        RepeatExploreRecommender.fit(base, Interactions(matrix, interactions.customer_ids,
-                                                        interactions.item_ids, before))  # fmt: skip
+        RepeatExploreRecommender.fit(
+            base, Interactions(matrix, interactions.customer_ids, interactions.item_ids, before)
+        )
         return base
 
     def _top_k(self) -> int:
@@ -179,8 +213,13 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
 
     # ----------------------------------------------------------------- storage
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
-        return {**super()._arrays(), "stat_keys": self.stats.keys, "stat_pairs": self.stats.pairs,
-                "stat_rows": self.stats.per_row, "ranker": np.array(self.ranker_text)}  # fmt: skip
+        return {
+            **super()._arrays(),
+            "stat_keys": self.stats.keys,
+            "stat_pairs": self.stats.pairs,
+            "stat_rows": self.stats.per_row,
+            "ranker": np.array(self.ranker_text),
+        }
 
     def _restore(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         super()._restore(arrays)
@@ -198,16 +237,29 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
             raise ModelFormatError(f"stat_rows has shape {per_row.shape}")
         if not text.startswith("tree"):
             raise ModelFormatError("ranker is not a LightGBM text model")
-        self.stats = PurchaseStats(keys.astype(np.int64), pairs.astype(np.float32),
-                                   per_row.astype(np.float32), len(self.item_ids))  # fmt: skip
+        self.stats = PurchaseStats(
+            keys.astype(np.int64),
+            pairs.astype(np.float32),
+            per_row.astype(np.float32),
+            len(self.item_ids),
+        )
         self.ranker_text, self._booster = text, None
 
 
-def _train_ranker(features: npt.NDArray[np.float32], labels: npt.NDArray[np.int32],
-                  groups: npt.NDArray[np.int64], seed: int) -> Any:  # fmt: skip
+def _train_ranker(
+    features: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int32],
+    groups: npt.NDArray[np.int64],
+    seed: int,
+) -> Any:
     """A LightGBM LambdaRank booster over candidate groups (one per customer and level)."""
     import lightgbm
 
-    data = lightgbm.Dataset(features, label=labels, group=groups,
-                            feature_name=list(CANDIDATE_FEATURES), free_raw_data=True)  # fmt: skip
+    data = lightgbm.Dataset(
+        features,
+        label=labels,
+        group=groups,
+        feature_name=list(CANDIDATE_FEATURES),
+        free_raw_data=True,
+    )
     return lightgbm.train({**RANKER_PARAMS, "seed": seed}, data, num_boost_round=BOOST_ROUNDS)

@@ -1,4 +1,5 @@
-"""The MLflow model registry as omnirec uses it: versions, the `champion` alias, promote and roll back."""
+"""The MLflow model registry as omnirec uses it: versions, the `champion` alias, promote and roll
+back."""
 
 from __future__ import annotations
 
@@ -41,13 +42,6 @@ class ModelRegistry:
             tracking_uri=settings.tracking_uri,
             registry_uri=settings.registry_uri or settings.tracking_uri,
         )
-
-    def ensure_model(self) -> None:
-        """Create the registered model if it does not exist yet."""
-        try:
-            self.client.get_registered_model(self.name)
-        except MlflowException:
-            self.client.create_registered_model(self.name, description="omnirec recommenders")
 
     def champion(self) -> int | None:
         """The version the `champion` alias points at, or None."""
@@ -105,11 +99,16 @@ class ModelRegistry:
         infos = []
         for mv in sorted(found, key=lambda v: int(v.version), reverse=True):
             metrics = self.client.get_run(mv.run_id).data.metrics if mv.run_id else {}
-            infos.append(VersionInfo(
-                version=int(mv.version), run_id=mv.run_id or "", model_kind=mv.tags.get("omnirec.model", "?"),
-                metrics=dict(metrics), is_champion=int(mv.version) == champion,
-                snapshot=mv.tags.get("omnirec.snapshot"),
-            ))  # fmt: skip
+            infos.append(
+                VersionInfo(
+                    version=int(mv.version),
+                    run_id=mv.run_id or "",
+                    model_kind=mv.tags.get("omnirec.model", "?"),
+                    metrics=dict(metrics),
+                    is_champion=int(mv.version) == champion,
+                    snapshot=mv.tags.get("omnirec.snapshot"),
+                )
+            )
         return infos
 
     def tag_version(self, version: int, key: str, value: str) -> None:
@@ -120,7 +119,8 @@ class ModelRegistry:
         return None if value is None else str(value)
 
     def download(self, version: int, folder: Path) -> Path:
-        """Fetch the saved omnirec model (arrays + JSON) of `version` into `folder`; returns its path."""
+        """Fetch the saved omnirec model (arrays + JSON) of `version` into `folder`; returns its
+        path."""
         import mlflow.artifacts
 
         # the version's own artifact location: a `models:/` URI would resolve through the
@@ -151,9 +151,11 @@ class ModelRegistry:
         run_id = self._version(version).run_id
         try:
             local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=f"{SNAPSHOT_ARTIFACTS}/{SNAPSHOT_FILE}",
-                dst_path=str(folder), tracking_uri=self.settings.tracking_uri,
-            )  # fmt: skip
+                run_id=run_id,
+                artifact_path=f"{SNAPSHOT_ARTIFACTS}/{SNAPSHOT_FILE}",
+                dst_path=str(folder),
+                tracking_uri=self.settings.tracking_uri,
+            )
         except (MlflowException, OSError) as exc:
             raise RegistryError(
                 f"{self.name} v{version}: no recorded feature snapshot ({exc})"

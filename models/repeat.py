@@ -31,7 +31,8 @@ WINDOW_QUANTILE = 0.10
 
 
 class PurchaseOccasions(Protocol):
-    """One entry per (customer row, item column, basket) with its day (`features.Occasions`)."""
+    """One entry per (customer row, item column, basket) with its day
+    (`omnirec.interaction_data.Occasions`)."""
 
     @property
     def rows(self) -> npt.NDArray[np.int64]: ...
@@ -49,11 +50,23 @@ class RepeatExploreRecommender(Recommender):
     kind = "repeat"
     uses_history = True
 
-    def __init__(self, half_life_days: float = 180.0, neighbours: int = 100,
-                 own_weight: float = 0.7, shrinkage: float = 5.0, min_buyers: int = 20,
-                 basket_prior: float = 0.0) -> None:  # fmt: skip
-        super().__init__(half_life_days=half_life_days, neighbours=neighbours, own_weight=own_weight,
-                         shrinkage=shrinkage, min_buyers=min_buyers, basket_prior=basket_prior)  # fmt: skip
+    def __init__(
+        self,
+        half_life_days: float = 180.0,
+        neighbours: int = 100,
+        own_weight: float = 0.7,
+        shrinkage: float = 5.0,
+        min_buyers: int = 20,
+        basket_prior: float = 0.0,
+    ) -> None:
+        super().__init__(
+            half_life_days=half_life_days,
+            neighbours=neighbours,
+            own_weight=own_weight,
+            shrinkage=shrinkage,
+            min_buyers=min_buyers,
+            basket_prior=basket_prior,
+        )
         self.baskets: npt.NDArray[np.float32] = np.zeros(0, np.float32)
         self.repeat_rate: npt.NDArray[np.float32] = np.zeros(0, np.float32)
         self.cycle_days: npt.NDArray[np.float32] = np.zeros(0, np.float32)
@@ -180,10 +193,12 @@ class RepeatExploreRecommender(Recommender):
             valid = (ids >= 0) & (best > 0)
             m = len(ids)
             weights = sp.csr_matrix(
-                (np.full(valid.sum(), 1.0 / max(k, 1), np.float32),
-                 (np.repeat(np.arange(m), valid.sum(axis=1)), ids[valid])),
+                (
+                    np.full(valid.sum(), 1.0 / max(k, 1), np.float32),
+                    (np.repeat(np.arange(m), valid.sum(axis=1)), ids[valid]),
+                ),
                 shape=(m, unit.shape[0]),
-            )  # fmt: skip
+            )
             out[block] = (weights @ self.history).toarray()
         return out
 
@@ -198,8 +213,12 @@ class RepeatExploreRecommender(Recommender):
 
     # ----------------------------------------------------------------- storage
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
-        return {"repeat_rate": self.repeat_rate, "cycle_days": self.cycle_days,
-                "window_days": self.window_days, "baskets": self.baskets}  # fmt: skip
+        return {
+            "repeat_rate": self.repeat_rate,
+            "cycle_days": self.cycle_days,
+            "window_days": self.window_days,
+            "baskets": self.baskets,
+        }
 
     def _restore(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         n = len(self.item_ids)
@@ -219,8 +238,12 @@ class RepeatExploreRecommender(Recommender):
 
 
 def _rows_scaled(matrix: sp.csr_matrix, by: str) -> sp.csr_matrix:
-    """float32 rows divided by their maximum (`by` "max") or their length ("l2"); empty rows stay."""
+    """float32 rows divided by their maximum (`by` "max") or their length ("l2"); empty rows
+    stay."""
     m = sp.csr_matrix(matrix, dtype=np.float32)
-    size = (np.asarray(m.max(axis=1).toarray()).ravel() if by == "max"
-            else np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel()))  # fmt: skip
+    size = (
+        np.asarray(m.max(axis=1).toarray()).ravel()
+        if by == "max"
+        else np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    )
     return sp.csr_matrix(sp.diags(1.0 / np.where(size > 0, size, 1.0)) @ m, dtype=np.float32)

@@ -1,4 +1,5 @@
-"""Log formats: plain text, or one JSON object per line (`OMNIREC_LOG_FORMAT=json`) for log shippers."""
+"""Log formats: plain text, or one JSON object per line (`OMNIREC_LOG_FORMAT=json`) for log
+shippers."""
 
 from __future__ import annotations
 

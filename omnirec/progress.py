@@ -24,8 +24,15 @@ class Progress:
         self.started = self.last = time.monotonic()
         self.bar: tqdm | None = None  # type: ignore[type-arg]
         if self.stream.isatty():
-            self.bar = tqdm(total=total, desc=desc, unit=f" {unit}", unit_scale=True,
-                            file=self.stream, dynamic_ncols=True, mininterval=0.5)  # fmt: skip
+            self.bar = tqdm(
+                total=total,
+                desc=desc,
+                unit=f" {unit}",
+                unit_scale=True,
+                file=self.stream,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
 
     def update(self, n: int) -> None:
         self.done += n
@@ -43,7 +50,8 @@ class Progress:
         text = f"{self.desc}: {self.done:,}"
         if self.total:
             left = (self.total - self.done) / rate if rate > 0 else float("inf")
-            text += f"/{self.total:,} {self.unit} ({self.done / self.total:.0%}), {rate:,.0f}/s, ETA {left:,.0f} s"
+            share = self.done / self.total
+            text += f"/{self.total:,} {self.unit} ({share:.0%}), {rate:,.0f}/s, ETA {left:,.0f} s"
         else:
             text += f" {self.unit}, {rate:,.0f}/s"
         print(text, file=self.stream, flush=True)
@@ -54,5 +62,9 @@ class Progress:
             self.bar = None
         elif self.done:
             elapsed = time.monotonic() - self.started
-            print(f"{self.desc}: {self.done:,} {self.unit} in {elapsed:,.1f} s "
-                  f"({self.done / max(elapsed, 1e-9):,.0f}/s)", file=self.stream, flush=True)  # fmt: skip
+            print(
+                f"{self.desc}: {self.done:,} {self.unit} in {elapsed:,.1f} s "
+                f"({self.done / max(elapsed, 1e-9):,.0f}/s)",
+                file=self.stream,
+                flush=True,
+            )

@@ -91,8 +91,12 @@ class RedisTarget:
         parts = urlsplit(self.url)
         credentials, _, hosts = parts.netloc.rpartition("@")
         user, _, password = credentials.partition(":")
-        sentinels = [(host.rpartition(":")[0] or host, int(host.rpartition(":")[2] or 26379))
-                     if ":" in host else (host, 26379) for host in hosts.split(",")]  # fmt: skip
+        sentinels = [
+            (host.rpartition(":")[0] or host, int(host.rpartition(":")[2] or 26379))
+            if ":" in host
+            else (host, 26379)
+            for host in hosts.split(",")
+        ]
         options = self._options(timeout)
         options.pop("health_check_interval", None)
         options.update(
@@ -209,7 +213,8 @@ def _checked(replies: list[Reply]) -> list[Reply]:
 
 
 def run_pipelined(client: SyncClient, commands: Iterable[Command]) -> list[Reply]:
-    """Send commands in one pipeline (per node for a cluster) and return their replies (blocking)."""
+    """Send commands in one pipeline (per node for a cluster) and return their replies
+    (blocking)."""
     pipe = client.pipeline(transaction=False)
     for command in commands:
         pipe.execute_command(*command)

@@ -90,18 +90,29 @@ class EmbeddedRedis:
         )
         args = [
             redis_server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir),
-            "--save", "",
-            "--dbfilename", "dump.rdb",
-            "--appendonly", "yes" if self.persist and not migrate else "no",
-            "--appendfilename", AOF_FILE,
-            "--appendfsync", self.appendfsync,
-            "--protected-mode", "yes",
-            "--daemonize", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
-        ]  # fmt: skip
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--dbfilename",
+            "dump.rdb",
+            "--appendonly",
+            "yes" if self.persist and not migrate else "no",
+            "--appendfilename",
+            AOF_FILE,
+            "--appendfsync",
+            self.appendfsync,
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
+        ]
         self._process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )

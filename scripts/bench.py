@@ -3,16 +3,26 @@
     ./dev bench data     generate 10M events; load + validate + stitch + build the matrix
     ./dev bench als      ALS fit through the pipeline vs implicit directly, same matrix
     ./dev bench train    the whole `omnirec train` on the 10M events (wall time, peak memory)
-    ./dev bench store    publish 1M customers into Redis vs redis-benchmark; read_many latency vs raw GET/MGET
-    ./dev bench ingest   event ingestion with the embedded Redis's persistence: none, everysec, always
-    ./dev bench serve    HTTP: recommendations vs liveness under wrk; p99 at 300 req/s; batch throughput
-    ./dev bench redis    the route through redis-py, coredis, valkey-glide; over TLS; on a 3-master cluster
-    ./dev bench flood    storefront p99 beside batch and bulk floods, heavy requests in a child process or not
-    ./dev bench stock    POST /v1/stock rows/s vs pipelined HSET; recommendations with availability vs without
-    ./dev bench experiments   recommendations with an A/B experiment + merchandising rules vs without
-    ./dev bench publish [--customers N]   publish (score + top-200 + encode + write) vs the matrix product alone
-    ./dev bench ann [--items N]           HNSW index vs brute force: queries/s and recall@10 on 1M items
-    ./dev bench spark [--data FOLDER | --customers N]   `omnirec train` one process vs --engine spark
+    ./dev bench store    publish 1M customers into Redis vs redis-benchmark; read_many latency vs
+    raw GET/MGET
+    ./dev bench ingest   event ingestion with the embedded Redis's persistence: none, everysec,
+    always
+    ./dev bench serve    HTTP: recommendations vs liveness under wrk; p99 at 300 req/s; batch
+    throughput
+    ./dev bench redis    the route through redis-py, coredis, valkey-glide; over TLS; on a 3-master
+    cluster
+    ./dev bench flood    storefront p99 beside batch and bulk floods, heavy requests in a child
+    process or not
+    ./dev bench stock    POST /v1/stock rows/s vs pipelined HSET; recommendations with availability
+    vs without
+    ./dev bench experiments   recommendations with an A/B experiment + merchandising rules vs
+    without
+    ./dev bench publish [--customers N]   publish (score + top-200 + encode + write) vs the matrix
+    product alone
+    ./dev bench ann [--items N]           HNSW index vs brute force: queries/s and recall@10 on 1M
+    items
+    ./dev bench spark [--data FOLDER | --customers N]   `omnirec train` one process vs --engine
+    spark
     ./dev bench all      everything above (publish, ann and spark apart: run them on their own)
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
@@ -38,10 +48,15 @@ PY = sys.executable
 def run_stage(
     *args: str, env: dict[str, str] | None = None
 ) -> tuple[dict[str, object], float, float]:
-    """Run `python -m scripts.bench _stage ...`; returns (its JSON, wall seconds, peak RSS in MiB)."""
+    """Run `python -m scripts.bench _stage ...`; returns (its JSON, wall seconds, peak RSS in
+    MiB)."""
     started = time.perf_counter()
-    proc = subprocess.Popen([PY, "-m", "scripts.bench", "_stage", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            env={**os.environ, **(env or {})})  # fmt: skip
+    proc = subprocess.Popen(
+        [PY, "-m", "scripts.bench", "_stage", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -55,7 +70,8 @@ def fmt_rate(n: float, seconds: float) -> str:
     return f"{n / max(seconds, 1e-9):,.0f}/s"
 
 
-# ----------------------------------------------------------------------------- stages (child processes)
+# ----------------------------------------------------------------------------- stages (child
+# processes)
 def stage(name: str, args: list[str]) -> dict[str, object]:
     if name == "generate":
         from features.generator import GeneratorConfig, generate
@@ -84,9 +100,15 @@ def stage(name: str, args: list[str]) -> dict[str, object]:
         dataset = load_dataset(Path(args[0]))
         loaded = time.perf_counter()
         matrix = build_interactions(dataset.events)
-        return {"events": dataset.report.total, "rejected": dataset.report.rejects.num_rows, "load_seconds": loaded - started,
-                "build_seconds": time.perf_counter() - loaded, "seconds": time.perf_counter() - started,
-                "shape": list(matrix.shape), "nnz": int(matrix.matrix.nnz)}  # fmt: skip
+        return {
+            "events": dataset.report.total,
+            "rejected": dataset.report.rejects.num_rows,
+            "load_seconds": loaded - started,
+            "build_seconds": time.perf_counter() - loaded,
+            "seconds": time.perf_counter() - started,
+            "shape": list(matrix.shape),
+            "nnz": int(matrix.matrix.nnz),
+        }
     if name == "als":
         return als_stage(Path(args[0]))
     raise SystemExit(f"unknown stage {name}")
@@ -99,7 +121,7 @@ def als_stage(folder: Path) -> dict[str, object]:
 
     from features.dataset import load_dataset
     from features.interactions import build_interactions
-    from training.pipeline import fit_model
+    from training.fitting import fit_model
 
     matrix = build_interactions(load_dataset(folder).events)
     params = {"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 15}
@@ -125,21 +147,28 @@ def als_stage(folder: Path) -> dict[str, object]:
 def bench_data(customers: int, items: int) -> Path:
     folder = WORK / f"synthetic-{customers}x{items}"
     print(
-        f"\n== data: generate, load + validate + stitch, build the matrix ({customers:,} customers, {items:,} items) =="
+        f"\n== data: generate, load + validate + stitch, build the matrix ({customers:,} "
+        f"customers, {items:,} items) =="
     )
     result, _wall, rss = run_stage("generate", str(folder), str(customers), str(items))
     events = float(result["events"])  # type: ignore[arg-type]
     print(
-        f"generate      {events:,.0f} events in {result['seconds']:.1f}s = {fmt_rate(events, result['seconds'])}  peak RSS {rss:,.0f} MiB"
+        f"generate      {events:,.0f} events in {result['seconds']:.1f}s = "
+        f"{fmt_rate(events, result['seconds'])}  peak RSS {rss:,.0f} MiB"
     )  # type: ignore[arg-type]
     read, _, read_rss = run_stage("read", str(folder))
     nbytes = float(read["nbytes"]) / 2**20  # type: ignore[arg-type]
-    print(f"baseline: pyarrow read of the Parquet parts alone: {read['seconds']:.2f}s = {fmt_rate(events, read['seconds'])}; "  # type: ignore[arg-type]
-          f"in-memory columnar size {nbytes:,.0f} MiB; peak RSS {read_rss:,.0f} MiB")  # fmt: skip
+    print(
+        f"baseline: pyarrow read of the Parquet parts alone: {read['seconds']:.2f}s = "
+        f"{fmt_rate(events, read['seconds'])}; "  # type: ignore[arg-type]
+        f"in-memory columnar size {nbytes:,.0f} MiB; peak RSS {read_rss:,.0f} MiB"
+    )
     load, _, load_rss = run_stage("load", str(folder))
     print(
-        f"load+validate+stitch {load['load_seconds']:.2f}s, build matrix {load['build_seconds']:.2f}s "
-        f"-> {fmt_rate(events, load['seconds'])} (target 1,000,000/s); matrix {load['shape']} nnz {load['nnz']:,}"
+        f"load+validate+stitch {load['load_seconds']:.2f}s, build matrix "
+        f"{load['build_seconds']:.2f}s "
+        f"-> {fmt_rate(events, load['seconds'])} (target 1,000,000/s); matrix {load['shape']} nnz "
+        f"{load['nnz']:,}"
     )  # type: ignore[arg-type]
     print(
         f"peak RSS {load_rss:,.0f} MiB = {load_rss / nbytes:.2f}x the columnar size (target < 4x)"
@@ -149,32 +178,43 @@ def bench_data(customers: int, items: int) -> Path:
 
 def bench_als(folder: Path) -> None:
     print(
-        "\n== ALS fit: through the pipeline vs implicit directly (same matrix, best of 3, 64 factors, 15 iterations) =="
+        "\n== ALS fit: through the pipeline vs implicit directly (same matrix, best of 3, 64 "
+        "factors, 15 iterations) =="
     )
     result, _, _ = run_stage("als", str(folder))
     ratio = float(result["pipeline"]) / float(result["direct"])  # type: ignore[arg-type]
-    print(f"matrix {result['shape']} nnz {result['nnz']:,}: implicit {result['direct']:.2f}s, pipeline {result['pipeline']:.2f}s "
-          f"-> ratio {ratio:.3f} (target <= 1.15)")  # fmt: skip
+    print(
+        f"matrix {result['shape']} nnz {result['nnz']:,}: implicit {result['direct']:.2f}s, "
+        f"pipeline {result['pipeline']:.2f}s "
+        f"-> ratio {ratio:.3f} (target <= 1.15)"
+    )
 
 
 def bench_train(folder: Path) -> None:
     print(
-        "\n== omnirec train on the generated events: load -> split -> fit -> evaluate -> log -> register =="
+        "\n== omnirec train on the generated events: load -> split -> fit -> evaluate -> log -> "
+        "register =="
     )
     env = {
         "OMNIREC_DATA_DIR": str(WORK / "train-var"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{WORK / 'train-var' / 'mlflow.db'}",
     }
     started = time.perf_counter()
-    proc = subprocess.Popen([PY, "-m", "omnirec.cli", "train", "--data", str(folder), "--model", "als", "--no-publish"], cwd=ROOT,
-                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [PY, "-m", "cli", "train", "--data", str(folder), "--model", "als", "--no-publish"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     out = proc.stdout.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     print(out.strip())
     print(
-        f"wall {wall:.0f}s (target < 600s), peak RSS {usage.ru_maxrss / 1024:,.0f} MiB (target < 8192 MiB), exit {status}"
+        f"wall {wall:.0f}s (target < 600s), peak RSS {usage.ru_maxrss / 1024:,.0f} MiB (target < "
+        f"8192 MiB), exit {status}"
     )
 
 
@@ -186,7 +226,8 @@ def bench_store(customers: int = 1_000_000) -> None:
     from omnirec.redis_runtime import EmbeddedRedis
 
     print(
-        f"\n== feature store: publish {customers:,} customers (64-factor vectors + histories), reads =="
+        f"\n== feature store: publish {customers:,} customers (64-factor vectors + histories), "
+        "reads =="
     )
     rng = np.random.default_rng(0)
     vectors = rng.random((customers, 64), dtype=np.float32)
@@ -204,11 +245,22 @@ def bench_store(customers: int = 1_000_000) -> None:
 
         def entries():  # type: ignore[no-untyped-def]
             for i in range(customers):
-                yield ids[i], ENCODER.encode(CustomerFeatures(
-                    customer_id=ids[i], vector=vectors[i].tobytes(), candidates=cands[i].tobytes(),
-                    candidate_scores=cand_scores[i].tobytes(), history_items=hist_items[i].tobytes(),
-                    history_weights=hist_weights[i].tobytes(), categories=["shoes", "bags"],
-                    first_seen=1_700_000_000, last_seen=1_760_000_000))  # fmt: skip
+                yield (
+                    ids[i],
+                    ENCODER.encode(
+                        CustomerFeatures(
+                            customer_id=ids[i],
+                            vector=vectors[i].tobytes(),
+                            candidates=cands[i].tobytes(),
+                            candidate_scores=cand_scores[i].tobytes(),
+                            history_items=hist_items[i].tobytes(),
+                            history_weights=hist_weights[i].tobytes(),
+                            categories=["shoes", "bags"],
+                            first_seen=1_700_000_000,
+                            last_seen=1_760_000_000,
+                        )
+                    ),
+                )
 
         value_size = len(next(iter(entries()))[1])
         started = time.perf_counter()
@@ -219,15 +271,37 @@ def bench_store(customers: int = 1_000_000) -> None:
         bench = shutil.which("redis-benchmark")
         ceiling = None
         if bench:
-            out = subprocess.run([bench, "-p", str(redis_server.port), "-P", "16", "-t", "set", "-d", str(value_size),
-                                  "-n", "1000000", "-r", "1000000", "-q", "--csv"], capture_output=True, text=True, timeout=600).stdout  # fmt: skip
+            out = subprocess.run(
+                [
+                    bench,
+                    "-p",
+                    str(redis_server.port),
+                    "-P",
+                    "16",
+                    "-t",
+                    "set",
+                    "-d",
+                    str(value_size),
+                    "-n",
+                    "1000000",
+                    "-r",
+                    "1000000",
+                    "-q",
+                    "--csv",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            ).stdout
             ceiling = float(out.strip().splitlines()[-1].split(",")[1].strip('"'))
         print(
-            f"value size {value_size} B; publish {written:,} customers in {seconds:.1f}s = {ours:,.0f} customers/s (target 100,000/s)"
+            f"value size {value_size} B; publish {written:,} customers in {seconds:.1f}s = "
+            f"{ours:,.0f} customers/s (target 100,000/s)"
         )
         if ceiling:
             print(
-                f"ceiling: redis-benchmark -P 16 -t set -d {value_size} on the same Redis = {ceiling:,.0f} SET/s -> ratio {ours / ceiling:.0%} (aim 50%)"
+                f"ceiling: redis-benchmark -P 16 -t set -d {value_size} on the same Redis = "
+                f"{ceiling:,.0f} SET/s -> ratio {ours / ceiling:.0%} (aim 50%)"
             )
         else:
             print("ceiling: redis-benchmark not installed (apt-get install redis-tools)")
@@ -248,25 +322,38 @@ def bench_store(customers: int = 1_000_000) -> None:
                 raw_t.append(t2 - t1)
             p = lambda xs, q: float(np.percentile(xs, q)) * 1e3  # noqa: E731
             print(
-                f"read_many {label:<13} p50 {p(ours_t, 50):.3f} ms  p99 {p(ours_t, 99):.3f} ms   |  raw {'GET' if size == 1 else 'MGET'} p50 {p(raw_t, 50):.3f} ms  p99 {p(raw_t, 99):.3f} ms"
+                f"read_many {label:<13} p50 {p(ours_t, 50):.3f} ms  p99 {p(ours_t, 99):.3f} ms   | "
+                f" raw {'GET' if size == 1 else 'MGET'} p50 {p(raw_t, 50):.3f} ms  p99 "
+                f"{p(raw_t, 99):.3f} ms"
             )
         store.close()
 
 
 def bench_ingest(bulk_calls: int = 100, bulk_size: int = 1_000, singles: int = 5_000) -> None:
-    """Event ingestion (validate + MULTI/EXEC) into an embedded Redis with each persistence policy."""
+    """Event ingestion (validate + MULTI/EXEC) into an embedded Redis with each persistence
+    policy."""
     from features.realtime import RealtimeEvents
     from features.store import RedisFeatureStore
     from omnirec.redis_runtime import EmbeddedRedis
 
     print(
-        f"\n== ingestion: {bulk_calls} bulk posts of {bulk_size:,} events, {singles:,} single events =="
+        f"\n== ingestion: {bulk_calls} bulk posts of {bulk_size:,} events, {singles:,} single "
+        "events =="
     )
-    events = [{"customer_id": f"C{i % 50_000:08d}", "item_id": f"I{i % 20_000:06d}", "event_type": "view",
-               "channel": "web"} for i in range(bulk_size)]  # fmt: skip
-    for label, persist, policy in (("no persistence (baseline)", False, "everysec"),
-                                   ("appendfsync everysec", True, "everysec"),
-                                   ("appendfsync always", True, "always")):  # fmt: skip
+    events = [
+        {
+            "customer_id": f"C{i % 50_000:08d}",
+            "item_id": f"I{i % 20_000:06d}",
+            "event_type": "view",
+            "channel": "web",
+        }
+        for i in range(bulk_size)
+    ]
+    for label, persist, policy in (
+        ("no persistence (baseline)", False, "everysec"),
+        ("appendfsync everysec", True, "everysec"),
+        ("appendfsync always", True, "always"),
+    ):
         with (
             tempfile.TemporaryDirectory() as tmp,
             EmbeddedRedis(Path(tmp), persist=persist, appendfsync=policy) as server,

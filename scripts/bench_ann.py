@@ -36,7 +36,8 @@ def _recall(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int32]) -> float
 
 def run(items: int = 1_000_000) -> None:
     print(
-        f"\n== approximate search: {items:,} items x {FACTORS} factors, {QUERIES:,} queries, top {K} ==",
+        f"\n== approximate search: {items:,} items x {FACTORS} factors, {QUERIES:,} queries, top "
+        f"{K} ==",
         flush=True,
     )
     vectors, queries = _factors(items, 7)
@@ -47,7 +48,8 @@ def run(items: int = 1_000_000) -> None:
     started = time.perf_counter()
     index = ItemIndex.build(vectors)
     print(
-        f"HNSW build: {time.perf_counter() - started:.0f} s, {index.to_array().nbytes / 2**20:,.0f} MiB stored",
+        f"HNSW build: {time.perf_counter() - started:.0f} s, "
+        f"{index.to_array().nbytes / 2**20:,.0f} MiB stored",
         flush=True,
     )
     best = None
@@ -60,7 +62,8 @@ def run(items: int = 1_000_000) -> None:
         if recall >= 0.95 and best is None:
             best = (ef, rate, recall)
         print(
-            f"HNSW efSearch {ef:>3}: {rate:,.0f} queries/s = {rate / brute:,.1f}x brute force, recall@10 {recall:.3f}",
+            f"HNSW efSearch {ef:>3}: {rate:,.0f} queries/s = {rate / brute:,.1f}x brute force, "
+            f"recall@10 {recall:.3f}",
             flush=True,
         )
     for small in (20_000, 100_000):
@@ -73,10 +76,12 @@ def run(items: int = 1_000_000) -> None:
         idx.search(q, K)
         approx = QUERIES / (time.perf_counter() - started)
         print(
-            f"{small:,} items: brute force {exact:,.0f} queries/s, HNSW (efSearch {idx.ef_search}) {approx:,.0f}",
+            f"{small:,} items: brute force {exact:,.0f} queries/s, HNSW (efSearch {idx.ef_search}) "
+            f"{approx:,.0f}",
             flush=True,
         )
     if best:
         print(
-            f"at recall@10 >= 0.95 (efSearch {best[0]}): {best[1]:,.0f} queries/s = {best[1] / brute:,.0f}x brute force (target 10x)"
+            f"at recall@10 >= 0.95 (efSearch {best[0]}): {best[1]:,.0f} queries/s = "
+            f"{best[1] / brute:,.0f}x brute force (target 10x)"
         )

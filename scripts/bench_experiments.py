@@ -83,7 +83,8 @@ def run(work: Path, customers: int, items: int) -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     print(
-        f"\n== experiments: {items:,} items, {customers:,} published customers, one worker per server =="
+        f"\n== experiments: {items:,} items, {customers:,} published customers, one worker per "
+        "server =="
     )
     folder, var = serving_data(work, customers, items, "experiments-var")
     with EmbeddedRedis(var / "redis", persist=False) as redis_server:
@@ -104,11 +105,24 @@ def run(work: Path, customers: int, items: int) -> None:
         files = {"OMNIREC_PLACEMENTS_FILE": str(var / "placements.toml")}
         servers = []
         try:
-            server, base = start_server({**os.environ, **env, **files,
-                                         "OMNIREC_EXPERIMENTS_FILE": str(var / "experiment.toml")})  # fmt: skip
+            server, base = start_server(
+                {
+                    **os.environ,
+                    **env,
+                    **files,
+                    "OMNIREC_EXPERIMENTS_FILE": str(var / "experiment.toml"),
+                }
+            )
             servers.append(server)
-            shadowed, shadowed_base = start_server({**os.environ, **env, **files, "OMNIREC_SHADOW_DELAY_SECONDS": "0.02",
-                                                    "OMNIREC_EXPERIMENTS_FILE": str(var / "shadowed.toml")})  # fmt: skip
+            shadowed, shadowed_base = start_server(
+                {
+                    **os.environ,
+                    **env,
+                    **files,
+                    "OMNIREC_SHADOW_DELAY_SECONDS": "0.02",
+                    "OMNIREC_EXPERIMENTS_FILE": str(var / "shadowed.toml"),
+                }
+            )
             servers.append(shadowed)
             ids_file = var / "ids.txt"
             ids_file.write_text("\n".join(f"C{i:08d}" for i in range(0, customers, 7)) + "\n")
@@ -143,17 +157,29 @@ def run(work: Path, customers: int, items: int) -> None:
                     ratios[name].append(rate / baseline)
                     cpu_ratios[name].append(cost / cpu)
                     line.append(f"{'A/A' if name == 'plain' else name} {rate / baseline:4.0%}")
-                print(f"round {round_ + 1:2}: baseline {rates[-1]:6,.0f} req/s, {costs[-1]:4.0f} us of "
-                      "server CPU a request; " + "  ".join(line))  # fmt: skip
-            print(f"median share of the baseline's throughput over {ROUNDS} rounds (each: the configuration "
-                  f"/ the baseline in the {ROUND_SECONDS} s beside it; target >= 90 %), and the same share "
-                  "from the server's CPU time per request (the baseline's / the configuration's):")  # fmt: skip
+                print(
+                    f"round {round_ + 1:2}: baseline {rates[-1]:6,.0f} req/s, {costs[-1]:4.0f} us "
+                    "of "
+                    "server CPU a request; " + "  ".join(line)
+                )
+            print(
+                f"median share of the baseline's throughput over {ROUNDS} rounds (each: the "
+                "configuration "
+                f"/ the baseline in the {ROUND_SECONDS} s beside it; target >= 90 %), and the same "
+                "share "
+                "from the server's CPU time per request (the baseline's / the configuration's):"
+            )
             for name in names:
-                label = ("the baseline against itself (A/A: the noise)" if name == "plain" else
-                         CONFIGURATIONS.get(name, SHADOW_LABEL))  # fmt: skip
+                label = (
+                    "the baseline against itself (A/A: the noise)"
+                    if name == "plain"
+                    else CONFIGURATIONS.get(name, SHADOW_LABEL)
+                )
                 print(f"  {label:<68} {_spread(ratios[name])}   CPU {_spread(cpu_ratios[name])}")
-            print(f"baseline: median {float(np.median(rates)):,.0f} req/s, "
-                  f"{float(np.median(costs)):.0f} us of server CPU a request")  # fmt: skip
+            print(
+                f"baseline: median {float(np.median(rates)):,.0f} req/s, "
+                f"{float(np.median(costs)):.0f} us of server CPU a request"
+            )
             for label, url in (("experiment server", base), ("shadow server", shadowed_base)):
                 print(f"{label}: {_variants_served(url)}")
             print("latency, one 3 s run each (wrk -t1 -c16):")
@@ -165,8 +191,14 @@ def run(work: Path, customers: int, items: int) -> None:
             for process in servers:
                 process.terminate()
                 process.wait(timeout=30)
-        engine_alone(settings, redis_server.url, var, customers, float(np.median(rates)),
-                     float(np.median(costs)))  # fmt: skip
+        engine_alone(
+            settings,
+            redis_server.url,
+            var,
+            customers,
+            float(np.median(rates)),
+            float(np.median(costs)),
+        )
 
 
 def paired(
@@ -218,23 +250,37 @@ def _variants_served(url: str) -> str:
         elif name == "omnirec_guardrail_last_round" and labels["measure"] == "latency":
             last = value
     answers = ", ".join(f"{name} {count:,.0f}" for name, count in sorted(served.items()))
-    why = [w for w in httpx.get(f"{url}/health/ready", timeout=30).json().get("warnings", [])
-           if "guardrail" in w]  # fmt: skip
+    why = [
+        w
+        for w in httpx.get(f"{url}/health/ready", timeout=30).json().get("warnings", [])
+        if "guardrail" in w
+    ]
     judged = sum(rounds.values())
-    return (f"answers per variant: {answers or 'none'}; the challenger's latency rounds: {judged:,.0f}, "
-            f"{rounds.get('worse', 0):,.0f} found it worse (the last: p99 {last:.2f} x the control's); "
-            f"stopped by the guardrail: {'; '.join(why) if why else ', '.join(stopped) or 'none'}")  # fmt: skip
+    return (
+        f"answers per variant: {answers or 'none'}; the challenger's latency rounds: "
+        f"{judged:,.0f}, "
+        f"{rounds.get('worse', 0):,.0f} found it worse (the last: p99 {last:.2f} x the control's); "
+        f"stopped by the guardrail: {'; '.join(why) if why else ', '.join(stopped) or 'none'}"
+    )
 
 
 def _spread(values: list[float]) -> str:
     """Median (middle half, min, max) of ratios, as percentages."""
     ordered = sorted(values)
     quartiles = f"{ordered[len(ordered) // 4]:.0%}-{ordered[3 * len(ordered) // 4]:.0%}"
-    return f"{float(np.median(ordered)):4.0%} (middle half {quartiles}, min {ordered[0]:.0%}, max {ordered[-1]:.0%})"
+    median = float(np.median(ordered))
+    return f"{median:4.0%} (middle half {quartiles}, min {ordered[0]:.0%}, max {ordered[-1]:.0%})"
 
 
-def engine_alone(settings: Settings, redis_url: str, var: Path, customers: int, http_rate: float,
-                 http_cpu: float, answers: int = 2_000) -> None:  # fmt: skip
+def engine_alone(
+    settings: Settings,
+    redis_url: str,
+    var: Path,
+    customers: int,
+    http_rate: float,
+    http_cpu: float,
+    answers: int = 2_000,
+) -> None:
     """What the experiment and the rules cost, far less noisily than the wrk rounds: the engine
     in this process answers the same customers under each placement. First without HTTP or
     Redis (their states read once: the rules' own cost), then through the route's engine call
@@ -268,8 +314,9 @@ def engine_alone(settings: Settings, redis_url: str, var: Path, customers: int, 
         for customer in ids:
             for name in names:
                 started = time.process_time()
-                await engine.recommend(customer, limit=10, placement=None if name == "plain" else name,
-                                       request_id="r")  # fmt: skip
+                await engine.recommend(
+                    customer, limit=10, placement=None if name == "plain" else name, request_id="r"
+                )
                 spent[name] += time.process_time() - started
 
     loop = asyncio.new_event_loop()
@@ -278,8 +325,18 @@ def engine_alone(settings: Settings, redis_url: str, var: Path, customers: int, 
             rules = engine.placements.rules_for(name)
             started = time.perf_counter()
             for state in states:
-                engine.recommend_state(snap, state, limit=10, channel=None, store_id=None, category=None,
-                                       exclude_purchased=True, explain=False, request_id="r", rules=rules)  # fmt: skip
+                engine.recommend_state(
+                    snap,
+                    state,
+                    limit=10,
+                    channel=None,
+                    store_id=None,
+                    category=None,
+                    exclude_purchased=True,
+                    explain=False,
+                    request_id="r",
+                    rules=rules,
+                )
             alone[name].append((time.perf_counter() - started) / len(states) * 1e6)
         spent = dict.fromkeys(names, 0.0)
         loop.run_until_complete(route(spent))
@@ -288,10 +345,14 @@ def engine_alone(settings: Settings, redis_url: str, var: Path, customers: int, 
     loop.run_until_complete(engine.aclose())
     loop.close()
     base_alone, base_routed = float(np.median(alone["plain"])), float(np.median(routed["plain"]))
-    print(f"the engine in process ({len(ids):,} customers, 7 alternating rounds, median us per answer): alone "
-          f"(states read once, no experiment: the rules' cost) | the route's engine call (CPU, one Redis trip "
-          f"each) | what that adds to the HTTP baseline's {http_cpu:.0f} us of server CPU a request "
-          f"({http_rate:,.0f} req/s), as a throughput share:")  # fmt: skip
+    print(
+        f"the engine in process ({len(ids):,} customers, 7 alternating rounds, median us per "
+        "answer): alone "
+        "(states read once, no experiment: the rules' cost) | the route's engine call (CPU, one "
+        "Redis trip "
+        f"each) | what that adds to the HTTP baseline's {http_cpu:.0f} us of server CPU a request "
+        f"({http_rate:,.0f} req/s), as a throughput share:"
+    )
     for name in names:
         one, call = float(np.median(alone[name])), float(np.median(routed[name]))
         label = "no experiment, no rules" if name == "plain" else CONFIGURATIONS[name]
@@ -299,5 +360,8 @@ def engine_alone(settings: Settings, redis_url: str, var: Path, customers: int, 
             print(f"  {label:<68} {one:6.1f} us           | {call:6.1f} us")
             continue
         share = http_cpu / (http_cpu + call - base_routed)
-        print(f"  {label:<68} {one:6.1f} us (+{one - base_alone:4.1f}) | {call:6.1f} us (+{call - base_routed:4.1f})"
-              f" | {share:4.0%}")  # fmt: skip
+        print(
+            f"  {label:<68} {one:6.1f} us (+{one - base_alone:4.1f}) | {call:6.1f} us "
+            f"(+{call - base_routed:4.1f})"
+            f" | {share:4.0%}"
+        )

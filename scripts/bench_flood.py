@@ -76,8 +76,11 @@ def run(work: Path, customers: int, items: int) -> None:
                         )
                     with hammer:
                         rate, latency = wrk(base + "/", SECONDS, paced, connections=4)
-                    print(f"  flood {kind:6s} {rate:5,.0f} req/s   {latency}   ({hammer.summary()}; "
-                          "target p99 < 10 ms)", flush=True)  # fmt: skip
+                    print(
+                        f"  flood {kind:6s} {rate:5,.0f} req/s   {latency}   ({hammer.summary()}; "
+                        "target p99 < 10 ms)",
+                        flush=True,
+                    )
             finally:
                 server.terminate()
                 server.wait(timeout=30)

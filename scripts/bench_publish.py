@@ -44,12 +44,17 @@ def synthetic_model(
     model.history = sp.csr_matrix((np.ones(n, np.float32), (rows, cols)), shape=(customers, items))
     model._index()
     ev = EventArrays(
-        customers=model.customer_ids, indptr=np.arange(0, n + 1, EVENTS_PER_CUSTOMER, dtype=np.int64),
-        item_col=cols.astype(np.int32), etype=rng.integers(0, 4, n).astype(np.uint8),
-        channel=rng.integers(0, 3, n).astype(np.uint8), channels=["web", "app", "store"],
-        at=np.sort(rng.integers(1_790_000_000, 1_795_000_000, n)), store=np.full(n, -1, np.int16),
-        stores=[], quantity=np.ones(n, np.int32),
-    )  # fmt: skip
+        customers=model.customer_ids,
+        indptr=np.arange(0, n + 1, EVENTS_PER_CUSTOMER, dtype=np.int64),
+        item_col=cols.astype(np.int32),
+        etype=rng.integers(0, 4, n).astype(np.uint8),
+        channel=rng.integers(0, 3, n).astype(np.uint8),
+        channels=["web", "app", "store"],
+        at=np.sort(rng.integers(1_790_000_000, 1_795_000_000, n)),
+        store=np.full(n, -1, np.int16),
+        stores=[],
+        quantity=np.ones(n, np.int32),
+    )
     return model, ev
 
 
@@ -63,16 +68,22 @@ def matmul_rate(model: ALSRecommender) -> float:
 
 
 def run(work: Path, customers: int, items: int = 20_000, with_numpy_baseline: bool = True) -> None:
-    print(f"\n== publish: {customers:,} customers x {items:,} items x {FACTORS} factors, "
-          f"{CANDIDATES} candidates each ==", flush=True)  # fmt: skip
+    print(
+        f"\n== publish: {customers:,} customers x {items:,} items x {FACTORS} factors, "
+        f"{CANDIDATES} candidates each ==",
+        flush=True,
+    )
     model, ev = synthetic_model(customers, items)
     categories = CategoryCodes(np.array(["all"]), np.zeros(items, np.int64))
     last_bought = sp.csr_matrix((customers, items), dtype=np.float64)
     started = time.perf_counter()
     import models.dense_topk  # noqa: F401  (numba and the compiled selection: once per process)
 
-    print(f"compiled selection loaded in {time.perf_counter() - started:.1f} s (once per process, "
-          "not in the rates)", flush=True)  # fmt: skip
+    print(
+        f"compiled selection loaded in {time.perf_counter() - started:.1f} s (once per process, "
+        "not in the rates)",
+        flush=True,
+    )
     baseline = matmul_rate(model)
     print(f"matrix product alone: {baseline:,.0f} customers/s", flush=True)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp), persist=False) as server:
@@ -93,14 +104,22 @@ def run(work: Path, customers: int, items: int = 20_000, with_numpy_baseline: bo
             model.candidates = partial(Recommender.candidates, model)  # type: ignore[method-assign]
             before = publish("publish with numpy top-k")
             del model.candidates
-            print(f"publish with numpy argpartition top-{CANDIDATES} (before): {before:,.0f} customers/s "
-                  f"= {before / baseline:.0%} of the matrix product alone", flush=True)  # fmt: skip
+            print(
+                f"publish with numpy argpartition top-{CANDIDATES} (before): {before:,.0f} "
+                "customers/s "
+                f"= {before / baseline:.0%} of the matrix product alone",
+                flush=True,
+            )
         rate = publish("publish")
         store.close()
     # the product again: the ratio is to the faster of the two (the machine is shared)
     after = matmul_rate(model)
     print(f"matrix product alone, again: {after:,.0f} customers/s", flush=True)
     baseline = max(baseline, after)
-    print(f"publish (exact top-{CANDIDATES} compiled: tiles of the product and their selection on every core, "
-          f"the next blocks scored and encoded (compiled) while this one is written): {rate:,.0f} customers/s = {rate / baseline:.0%} of the matrix "
-          "product alone (target 50 %)")  # fmt: skip
+    print(
+        f"publish (exact top-{CANDIDATES} compiled: tiles of the product and their selection on "
+        "every core, "
+        f"the next blocks scored and encoded (compiled) while this one is written): {rate:,.0f} "
+        f"customers/s = {rate / baseline:.0%} of the matrix "
+        "product alone (target 50 %)"
+    )

@@ -33,8 +33,10 @@ def _ratio(base: str, script: Path) -> str:
         lines.append(rec[1])
     ratios.sort()
     mid = ratios[len(ratios) // 2]
-    return (f"{sorted(rates)[len(rates) // 2]:7,.0f} req/s, {mid:.0%} of liveness "
-            f"(min {ratios[0]:.0%}, max {ratios[-1]:.0%})   {lines[-1]}")  # fmt: skip
+    return (
+        f"{sorted(rates)[len(rates) // 2]:7,.0f} req/s, {mid:.0%} of liveness "
+        f"(min {ratios[0]:.0%}, max {ratios[-1]:.0%})   {lines[-1]}"
+    )
 
 
 def _paced(base: str, ids_file: Path, var: Path) -> str:
@@ -48,20 +50,25 @@ def run(work: Path, customers: int, items: int) -> None:
     from omnirec.settings import Settings
     from tests.redis_servers import Cluster, TlsRedis
     from training.pipeline import TrainConfig, train
-    from training.publish import publish_version
+    from training.versions import publish_version
 
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     print(
-        f"\n== Redis clients and production Redis: {items:,} items, {customers:,} customers, one worker =="
+        f"\n== Redis clients and production Redis: {items:,} items, {customers:,} customers, one "
+        "worker =="
     )
     folder, var = serving_data(work, customers, items, "redis-var")
     ids_file = var / "ids.txt"
     ids_file.write_text("\n".join(f"C{i:08d}" for i in range(0, customers, 7)) + "\n")
     script = var / "recs.lua"
     script.write_text(LUA % (ids_file, 7, KEY))
-    common = {"OMNIREC_DATA_DIR": str(var), "MLFLOW_TRACKING_URI": f"sqlite:///{var / 'mlflow.db'}",
-              "OMNIREC_API_KEYS": f"{KEY}:recommend", "OMNIREC_REDIS_PREFIX": "bench"}  # fmt: skip
+    common = {
+        "OMNIREC_DATA_DIR": str(var),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{var / 'mlflow.db'}",
+        "OMNIREC_API_KEYS": f"{KEY}:recommend",
+        "OMNIREC_REDIS_PREFIX": "bench",
+    }
     with EmbeddedRedis(var / "redis", persist=False) as plain:
         tls = TlsRedis(var / "tls").start()
         cluster = Cluster(var / "cluster").start()
@@ -71,8 +78,10 @@ def run(work: Path, customers: int, items: int) -> None:
             "cluster": {**common, "REDIS_URL": cluster.url, "OMNIREC_REDIS_CLUSTER": "true"},
         }
         try:
-            result = train(TrainConfig(data=folder, model="als", params={"factors": 64},
-                                       max_eval_users=2_000), Settings.from_env(targets["plain"]))  # fmt: skip
+            result = train(
+                TrainConfig(data=folder, model="als", params={"factors": 64}, max_eval_users=2_000),
+                Settings.from_env(targets["plain"]),
+            )
             for name, env in targets.items():
                 started = time.perf_counter()
                 summary = publish_version(Settings.from_env(env), result.version or 1)

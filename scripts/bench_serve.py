@@ -1,4 +1,5 @@
-"""HTTP benchmark: recommendations vs liveness under wrk, p99 at a fixed 300 req/s, batch throughput."""
+"""HTTP benchmark: recommendations vs liveness under wrk, p99 at a fixed 300 req/s, batch
+throughput."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ for line in io.lines("%s") do ids[#ids + 1] = line end
 math.randomseed(%d)
 request = function()
   local id = ids[math.random(#ids)]
-  return wrk.format("GET", "/v1/customers/" .. id .. "/recommendations?limit=10", {["X-API-Key"] = "%s"})
+  local path = "/v1/customers/" .. id .. "/recommendations?limit=10"
+  return wrk.format("GET", path, {["X-API-Key"] = "%s"})
 end
 """
-PAUSE = "delay = function() return %d end\n"  # appended for paced load: ms between a connection's requests
+# appended for paced load: ms between a connection's requests
+PAUSE = "delay = function() return %d end\n"
 
 
 ROUNDS = 5
@@ -62,9 +65,19 @@ class Hammer(Background):
         super().__init__(lambda: self._loop("batch"), lambda: self._loop("bulk"))
         ids = [f"C{i:08d}" for i in range(min(customers, 1000))]
         self.batch = json.dumps({"customer_ids": ids, "limit": 100}).encode()
-        self.bulk = json.dumps({"events": [
-            {"customer_id": f"C{i % customers:08d}", "item_id": f"I{i % 1000:06d}", "event_type": "view", "channel": "web"}
-            for i in range(10_000)]}).encode()  # fmt: skip
+        self.bulk = json.dumps(
+            {
+                "events": [
+                    {
+                        "customer_id": f"C{i % customers:08d}",
+                        "item_id": f"I{i % 1000:06d}",
+                        "event_type": "view",
+                        "channel": "web",
+                    }
+                    for i in range(10_000)
+                ]
+            }
+        ).encode()
         self.base, self.key, self.done = base, key, {"batch": 0, "bulk": 0, "errors": 0}
 
     def _loop(self, kind: str) -> None:
@@ -80,7 +93,8 @@ class Hammer(Background):
                 self.done[kind if ok else "errors"] += 1
 
     def summary(self) -> str:
-        return f"{self.done['batch']} batch calls, {self.done['bulk']} bulk posts, {self.done['errors']} errors"
+        done = self.done
+        return f"{done['batch']} batch calls, {done['bulk']} bulk posts, {done['errors']} errors"
 
 
 def start_server(
@@ -92,7 +106,7 @@ def start_server(
     args = (
         [*command, str(port)]
         if command
-        else [sys.executable, "-m", "omnirec.cli", "serve", "--port", str(port)]
+        else [sys.executable, "-m", "cli", "serve", "--port", str(port)]
     )
     server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):
@@ -119,7 +133,8 @@ def wrk(
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return (
         rate,
-        f"p50 {lat.get('50')}  p90 {lat.get('90')}  p99 {lat.get('99')}  non-2xx {errors.group(1) if errors else 0}",
+        f"p50 {lat.get('50')}  p90 {lat.get('90')}  p99 {lat.get('99')}  non-2xx "
+        f"{errors.group(1) if errors else 0}",
     )
 
 
@@ -132,8 +147,12 @@ def serving_data(work: Path, customers: int, items: int, scratch: str) -> tuple[
     var = work / scratch
     shutil.rmtree(var, ignore_errors=True)
     if not (folder / "catalogue.parquet").exists():
-        generate(GeneratorConfig(customers=customers, items=items, days=60, seed=3,
-                                 events_per_customer=30), folder)  # fmt: skip
+        generate(
+            GeneratorConfig(
+                customers=customers, items=items, days=60, seed=3, events_per_customer=30
+            ),
+            folder,
+        )
     var.mkdir(parents=True)
     return folder, var
 
@@ -141,9 +160,13 @@ def serving_data(work: Path, customers: int, items: int, scratch: str) -> tuple[
 def bench_env(var: Path, redis_url: str, scopes: str) -> dict[str, str]:
     """The settings a benchmark's server and commands share: its data folder, Redis, MLflow
     store and one API key with `scopes` ("recommend+events")."""
-    return {"OMNIREC_DATA_DIR": str(var), "REDIS_URL": redis_url,
-            "MLFLOW_TRACKING_URI": f"sqlite:///{var / 'mlflow.db'}",
-            "OMNIREC_API_KEYS": f"{KEY}:{scopes}", "OMNIREC_REDIS_PREFIX": "bench"}  # fmt: skip
+    return {
+        "OMNIREC_DATA_DIR": str(var),
+        "REDIS_URL": redis_url,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{var / 'mlflow.db'}",
+        "OMNIREC_API_KEYS": f"{KEY}:{scopes}",
+        "OMNIREC_REDIS_PREFIX": "bench",
+    }
 
 
 def publish_als(folder: Path, env: dict[str, str], factors: int = 64) -> int:
@@ -151,11 +174,13 @@ def publish_als(folder: Path, env: dict[str, str], factors: int = 64) -> int:
     the registered version."""
     from omnirec.settings import Settings
     from training.pipeline import TrainConfig, train
-    from training.publish import publish_version
+    from training.versions import publish_version
 
     settings = Settings.from_env(env)
-    result = train(TrainConfig(data=folder, model="als", params={"factors": factors},
-                               max_eval_users=1_000), settings)  # fmt: skip
+    result = train(
+        TrainConfig(data=folder, model="als", params={"factors": factors}, max_eval_users=1_000),
+        settings,
+    )
     assert result.version is not None
     publish_version(settings, result.version)
     return result.version
@@ -164,12 +189,13 @@ def publish_als(folder: Path, env: dict[str, str], factors: int = 64) -> int:
 def run(work: Path, customers: int, items: int) -> None:
     from omnirec.settings import Settings
     from training.pipeline import TrainConfig, train
-    from training.publish import publish_version
+    from training.versions import publish_version
 
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     print(
-        f"\n== serving: {items:,} items, 64 factors, {customers:,} published customers, one worker =="
+        f"\n== serving: {items:,} items, 64 factors, {customers:,} published customers, one worker "
+        "=="
     )
     folder, var = serving_data(work, customers, items, "serve-var")
     with EmbeddedRedis(var / "redis", persist=False) as redis_server:
@@ -181,7 +207,9 @@ def run(work: Path, customers: int, items: int) -> None:
             settings,
         )
         print(
-            f"trained + registered in {time.perf_counter() - started:.0f}s; nDCG@10 {result.metrics['all']['ndcg']:.4f} vs popularity {result.baseline['all']['ndcg']:.4f}"
+            f"trained + registered in {time.perf_counter() - started:.0f}s; nDCG@10 "
+            f"{result.metrics['all']['ndcg']:.4f} vs popularity "
+            f"{result.baseline['all']['ndcg']:.4f}"
         )
         summary = publish_version(settings, result.version or 1)
         print(str(summary))
@@ -209,22 +237,28 @@ def run(work: Path, customers: int, items: int) -> None:
                 rounds.append((live, rec))
                 print(f"wrk -t1 -c16 {ROUND_SECONDS}s  liveness {live[0]:8,.0f} req/s   {live[1]}")
                 print(
-                    f"wrk -t1 -c16 {ROUND_SECONDS}s  recommendations {rec[0]:8,.0f} req/s   {rec[1]}  ({rec[0] / live[0]:.0%} of liveness)"
+                    f"wrk -t1 -c16 {ROUND_SECONDS}s  recommendations {rec[0]:8,.0f} req/s   "
+                    f"{rec[1]}  ({rec[0] / live[0]:.0%} of liveness)"
                 )
             typed_rate, typed_lat = wrk(typed_base + "/", ROUND_SECONDS, script)
             print(
-                f"wrk -t1 -c16 {ROUND_SECONDS}s  recommendations, fast path off (OMNIREC_FAST_PATHS=0) {typed_rate:8,.0f} req/s   {typed_lat}"
+                f"wrk -t1 -c16 {ROUND_SECONDS}s  recommendations, fast path off "
+                f"(OMNIREC_FAST_PATHS=0) {typed_rate:8,.0f} req/s   {typed_lat}"
             )
             ratios = sorted(rec[0] / live[0] for live, rec in rounds)
-            print(f"recommendations / liveness: median {ratios[len(ratios) // 2]:.0%} over {ROUNDS} rounds "
-                  f"(min {ratios[0]:.0%}, max {ratios[-1]:.0%}; target >= 50%)")  # fmt: skip
+            print(
+                f"recommendations / liveness: median {ratios[len(ratios) // 2]:.0%} over {ROUNDS} "
+                "rounds "
+                f"(min {ratios[0]:.0%}, max {ratios[-1]:.0%}; target >= 50%)"
+            )
             paced = var / "paced.lua"
             # each of 4 connections waits 10 ms between requests: about 300 req/s in all
             connections, pause_ms = 4, 10
             paced.write_text(LUA % (ids_file, 11, KEY) + PAUSE % pause_ms)
             paced_rate, paced_lat = wrk(base + "/", 20, paced, connections=connections)
             print(
-                f"paced load ({connections} connections, {pause_ms} ms pause each) {paced_rate:,.0f} req/s   {paced_lat}  (target p99 < 10 ms at 300 req/s)"
+                f"paced load ({connections} connections, {pause_ms} ms pause each) "
+                f"{paced_rate:,.0f} req/s   {paced_lat}  (target p99 < 10 ms at 300 req/s)"
             )
             with httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=60) as client:
                 batch_ids = [f"C{i:08d}" for i in range(20_000)]
@@ -237,18 +271,34 @@ def run(work: Path, customers: int, items: int) -> None:
                     assert r.status_code == 200
                 seconds = time.perf_counter() - t0
             print(
-                f"batch route: {len(batch_ids):,} customers in {seconds:.1f}s = {len(batch_ids) / seconds:,.0f} customers/s (target 5,000/s)"
+                f"batch route: {len(batch_ids):,} customers in {seconds:.1f}s = "
+                f"{len(batch_ids) / seconds:,.0f} customers/s (target 5,000/s)"
             )
             customers_file = var / "customers.txt"
             customers_file.write_text("\n".join(batch_ids) + "\n")
-            out = subprocess.run([sys.executable, "-m", "omnirec.cli", "batch", "--customers", str(customers_file), "--out",
-                                  str(var / "campaign.parquet")], env={**os.environ, **env}, capture_output=True, text=True, timeout=600)  # fmt: skip
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "cli",
+                    "batch",
+                    "--customers",
+                    str(customers_file),
+                    "--out",
+                    str(var / "campaign.parquet"),
+                ],
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             print("omnirec batch: " + (out.stdout.strip().splitlines() or [out.stderr[-500:]])[-1])
             # last: the flood's events make every customer's features fresh (rescored per request)
             with Hammer(base, customers) as hammer:
                 flood_rate, flood_lat = wrk(base + "/", 20, paced, connections=connections)
             print(
-                f"paced load while another client loops batch calls (1,000 customers x limit 100) and 10,000-event bulk posts: "
+                "paced load while another client loops batch calls (1,000 customers x limit 100) "
+                "and 10,000-event bulk posts: "
                 f"{flood_rate:,.0f} req/s   {flood_lat}  ({hammer.summary()}; target p99 < 10 ms)"
             )
         finally:

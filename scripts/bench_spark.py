@@ -33,7 +33,8 @@ class Stage:
     finished: float = 0.0
 
     def on(self, cores: int) -> float:
-        """Seconds on `cores` executor cores: the work spread evenly, never below the slowest task."""
+        """Seconds on `cores` executor cores: the work spread evenly, never below the slowest
+        task."""
         return max(self.longest, self.task_seconds / cores)
 
 
@@ -41,8 +42,11 @@ def _event_lines(event_log: Path) -> Iterator[str]:
     """The JSON lines of the newest application in an event-log folder: a file, or Spark's rolling
     `eventlog_v2_*` folder of `events_<n>_*` parts, plain or compressed (zstd, lz4)."""
     newest = max(event_log.iterdir(), key=lambda p: p.stat().st_mtime)
-    parts = (sorted(newest.glob("events_*"), key=lambda p: int(p.name.split("_")[1]))
-             if newest.is_dir() else [newest])  # fmt: skip
+    parts = (
+        sorted(newest.glob("events_*"), key=lambda p: int(p.name.split("_")[1]))
+        if newest.is_dir()
+        else [newest]
+    )
     for part in parts:
         codec = {".zstd": "zstd", ".zst": "zstd", ".lz4": "lz4"}.get(part.suffix)
         with pa.input_stream(str(part), compression=codec) as stream:
@@ -113,16 +117,35 @@ def train(
 ) -> tuple[float, float, float, str]:
     """Wall seconds, peak RSS (MiB, the largest process), peak memory of the whole machine beyond
     its start (MiB) and the output of one `omnirec train`."""
-    env = {**os.environ, "OMNIREC_DATA_DIR": str(work / f"var-{engine}"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{work / f'var-{engine}' / 'mlflow.db'}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "OMNIREC_DATA_DIR": str(work / f"var-{engine}"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / f'var-{engine}' / 'mlflow.db'}",
+    }
     if event_log is not None:
         env["OMNIREC_SPARK_EVENT_LOG"] = str(event_log)
     (work / f"var-{engine}").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     watch = MemoryWatch()
-    proc = subprocess.Popen([sys.executable, "-m", "omnirec.cli", "train", "--data", str(data), "--engine", engine,
-                             "--model", "als", "--no-publish"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "train",
+            "--data",
+            str(data),
+            "--engine",
+            engine,
+            "--model",
+            "als",
+            "--no-publish",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     out = proc.stdout.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -132,13 +155,20 @@ def train(
     return time.perf_counter() - started, usage.ru_maxrss / 1024, machine, out
 
 
-def run(data: Path, work: Path, executors: tuple[int, ...] = (4, 16, 64),
-        engines: tuple[str, ...] = ("local", "spark")) -> None:  # fmt: skip
+def run(
+    data: Path,
+    work: Path,
+    executors: tuple[int, ...] = (4, 16, 64),
+    engines: tuple[str, ...] = ("local", "spark"),
+) -> None:
     from pyarrow import dataset
 
     events = dataset.dataset(data / "events", format="parquet").count_rows()
-    print(f"\n== omnirec train --model als on {events:,} events ({data}): one process vs --engine spark "
-          f"(local mode, {os.cpu_count()} cores) ==")  # fmt: skip
+    print(
+        f"\n== omnirec train --model als on {events:,} events ({data}): one process vs --engine "
+        "spark "
+        f"(local mode, {os.cpu_count()} cores) =="
+    )
     results = {}
     event_log = work / "spark-events"
     for engine in engines:
@@ -147,15 +177,20 @@ def run(data: Path, work: Path, executors: tuple[int, ...] = (4, 16, 64),
         )
         results[engine] = wall
         timings = next((line for line in out.splitlines() if line.startswith("timings:")), "")
-        print(f"{engine:>5}: wall {wall:,.0f} s ({wall / 60:.1f} min), peak RSS {rss / 1024:.1f} GiB "
-              f"(largest process), machine {machine / 1024:.1f} GiB in use at the peak; {timings}",
-              flush=True)  # fmt: skip
+        print(
+            f"{engine:>5}: wall {wall:,.0f} s ({wall / 60:.1f} min), peak RSS {rss / 1024:.1f} GiB "
+            f"(largest process), machine {machine / 1024:.1f} GiB in use at the peak; {timings}",
+            flush=True,
+        )
     if "spark" not in results:
         return
     stages = stages_of(event_log)
     spark_seconds = sum(s.finished - s.started for s in stages)
-    print(f"\nSpark's {len(stages)} stages ran {spark_seconds:,.0f} s of the {results['spark']:,.0f} s "
-          f"(the rest: fitting ALS, evaluating and logging on the driver)")  # fmt: skip
+    print(
+        f"\nSpark's {len(stages)} stages ran {spark_seconds:,.0f} s of the {results['spark']:,.0f} "
+        "s "
+        f"(the rest: fitting ALS, evaluating and logging on the driver)"
+    )
     print(
         f"{'stage':<48} {'tasks':>6} {'task s':>8} {'slowest':>8}"
         + "".join(f" {f'{n} cores':>9}" for n in executors)
@@ -167,11 +202,17 @@ def run(data: Path, work: Path, executors: tuple[int, ...] = (4, 16, 64),
         total.task_seconds += stage.task_seconds
         total.longest += stage.longest
     for stage in sorted(by_job.values(), key=lambda s: -s.task_seconds)[:10]:
-        print(f"{stage.name[:48]:<48} {stage.tasks:>6} {stage.task_seconds:>8.1f} {stage.longest:>8.1f}"
-              + "".join(f" {stage.on(n):>9.1f}" for n in executors))  # fmt: skip
+        print(
+            f"{stage.name[:48]:<48} {stage.tasks:>6} {stage.task_seconds:>8.1f} "
+            f"{stage.longest:>8.1f}" + "".join(f" {stage.on(n):>9.1f}" for n in executors)
+        )
     total = sum(s.task_seconds for s in stages)
-    print(f"{'all stages':<48} {sum(s.tasks for s in stages):>6} {total:>8.1f} {'':>8}"
-          + "".join(f" {sum(s.on(n) for s in stages):>9.1f}" for n in executors))  # fmt: skip
+    print(
+        f"{'all stages':<48} {sum(s.tasks for s in stages):>6} {total:>8.1f} {'':>8}"
+        + "".join(f" {sum(s.on(n) for s in stages):>9.1f}" for n in executors)
+    )
     driver = results["spark"] - spark_seconds
-    print(f"-> with N executor cores the Spark part takes about the 'N cores' column; the driver's "
-          f"{driver:,.0f} s (ALS fit, evaluation, MLflow) stay as they are")  # fmt: skip
+    print(
+        f"-> with N executor cores the Spark part takes about the 'N cores' column; the driver's "
+        f"{driver:,.0f} s (ALS fit, evaluation, MLflow) stay as they are"
+    )

@@ -72,8 +72,13 @@ def run(work: Path, customers: int, items: int) -> None:
                         pipe.hincrby(key, str(row["item_id"]), int(row["delta"]))  # type: ignore[arg-type]
                 pipe.execute()
             baseline = POSTS * BODY_ROWS / (time.perf_counter() - started)
-            print(f"POST /v1/stock: {route:,.0f} rows/s ({POSTS} posts of {BODY_ROWS:,} rows; target 100,000)   |   "
-                  f"baseline, the same rows as pipelined HSET/HINCRBY from redis-py: {baseline:,.0f} rows/s", flush=True)  # fmt: skip
+            print(
+                f"POST /v1/stock: {route:,.0f} rows/s ({POSTS} posts of {BODY_ROWS:,} rows; target "
+                "100,000)   |   "
+                f"baseline, the same rows as pipelined HSET/HINCRBY from redis-py: {baseline:,.0f} "
+                "rows/s",
+                flush=True,
+            )
 
             ids_file = var / "ids.txt"
             ids_file.write_text("\n".join(f"C{i:08d}" for i in range(0, customers, 7)) + "\n")
@@ -81,17 +86,25 @@ def run(work: Path, customers: int, items: int) -> None:
             plain.write_text(
                 (LUA % (ids_file, 11, KEY)).replace("limit=10", f"limit=10&store_id={stores[0]}")
             )
-            with_where.write_text((LUA % (ids_file, 11, KEY)).replace(
-                "limit=10", f"limit=10&store_id={stores[0]}&availability=true"))  # fmt: skip
+            with_where.write_text(
+                (LUA % (ids_file, 11, KEY)).replace(
+                    "limit=10", f"limit=10&store_id={stores[0]}&availability=true"
+                )
+            )
             ratios = []
             for round_ in range(ROUNDS):
                 without, _ = wrk(base + "/", ROUND_SECONDS, plain)
                 within, latency = wrk(base + "/", ROUND_SECONDS, with_where)
                 ratios.append(within / without)
-                print(f"round {round_ + 1}: without availability {without:,.0f} req/s, with {within:,.0f} req/s "
-                      f"({within / without:.0%}); with: {latency}", flush=True)  # fmt: skip
+                print(
+                    f"round {round_ + 1}: without availability {without:,.0f} req/s, with "
+                    f"{within:,.0f} req/s "
+                    f"({within / without:.0%}); with: {latency}",
+                    flush=True,
+                )
             print(
-                f"recommendations with availability: median {statistics.median(ratios):.0%} of the throughput without"
+                f"recommendations with availability: median {statistics.median(ratios):.0%} of the "
+                "throughput without"
             )
         finally:
             server.terminate()

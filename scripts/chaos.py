@@ -56,9 +56,13 @@ class Deployment:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = 0
-        self.env = {**os.environ, "OMNIREC_DATA_DIR": str(root / "var"),
-                    "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-                    "OMNIREC_API_KEYS": f"{KEY}:recommend+events+admin", "OMNIREC_RELOAD_INTERVAL_SECONDS": "2"}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "OMNIREC_DATA_DIR": str(root / "var"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "OMNIREC_API_KEYS": f"{KEY}:recommend+events+admin",
+            "OMNIREC_RELOAD_INTERVAL_SECONDS": "2",
+        }
         self.env.pop("REDIS_URL", None)
         self.server: subprocess.Popen[bytes] | None = None
 
@@ -73,8 +77,12 @@ class Deployment:
         self.port = self.port or free_port()
         started = time.monotonic()
         log = (self.root / "server.log").open("ab")
-        self.server = subprocess.Popen([sys.executable, "-m", "omnirec.cli", "serve", "--port", str(self.port)],
-                                       env=self.env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         while time.monotonic() - started < 120:
             try:
                 if httpx.get(f"{self.base}/health/ready", timeout=2).status_code == 200:
@@ -89,8 +97,13 @@ class Deployment:
         return int(state["pid"])
 
     def omnirec(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "omnirec.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if done.returncode != 0:
             raise SystemExit(f"omnirec {' '.join(args)} failed: {done.stderr[-2000:]}")
         return done.stdout
@@ -129,8 +142,13 @@ class Load(Background):
         with httpx.Client(headers={"X-API-Key": KEY}, timeout=5) as client:
             while not self.stop.is_set():
                 event_id = f"chaos-{self.posted}"
-                event = {"customer_id": f"C{self.posted % CUSTOMERS:08d}", "item_id": f"I{self.posted % 300:06d}",
-                         "event_type": "view", "channel": "app", "event_id": event_id}  # fmt: skip
+                event = {
+                    "customer_id": f"C{self.posted % CUSTOMERS:08d}",
+                    "item_id": f"I{self.posted % 300:06d}",
+                    "event_type": "view",
+                    "channel": "app",
+                    "event_id": event_id,
+                }
                 while not self.stop.is_set():  # retried with the same id until acknowledged
                     try:
                         if client.post(f"{self.dep.base}/v1/events", json=event).status_code == 202:
@@ -192,7 +210,7 @@ def main() -> None:
     from features.generator import GeneratorConfig, generate
     from omnirec.settings import Settings
     from training.pipeline import TrainConfig, train
-    from training.publish import publish_version
+    from training.versions import publish_version
 
     root = Path(tempfile.mkdtemp(prefix="omnirec-chaos-"))
     dep = Deployment(root)
@@ -225,8 +243,13 @@ def main() -> None:
             dep.server.wait(timeout=60)
             time.sleep(0.2)
             orphan = _alive(redis_before)
-            print(f"  {sig.name} to the service: embedded redis-server {'ORPHANED' if orphan else 'stopped with it'}"
-                  if sig == signal.SIGTERM else f"  {sig.name} to the service", flush=True)  # fmt: skip
+            print(
+                f"  {sig.name} to the service: embedded redis-server "
+                f"{'ORPHANED' if orphan else 'stopped with it'}"
+                if sig == signal.SIGTERM
+                else f"  {sig.name} to the service",
+                flush=True,
+            )
             dep.start()
 
         return inject
@@ -262,21 +285,31 @@ def main() -> None:
         fault("Redis paused 5 s", pause_redis, settle=1)
         fault("FLUSHALL of Redis", lambda: _flush(dep, load), settle=1)
         fault("batch + bulk flood 20 s", flood)
-        fault(f"{args.slow_connections:,} half-sent requests, 30 s",
-              lambda: slow_connections(dep, args.slow_connections, 30))  # fmt: skip
+        fault(
+            f"{args.slow_connections:,} half-sent requests, 30 s",
+            lambda: slow_connections(dep, args.slow_connections, 30),
+        )
     dep.omnirec("export-events", "--out", str(log))
     exported = exported_of_load(log)
     print(
-        f"\n{'fault':<40} {'acked':>7} {'exported':>8} {'5xx':>5} {'no conn':>7} {'degraded':>8} {'healthy s':>9} {'p99 ms':>8}"
+        f"\n{'fault':<40} {'acked':>7} {'exported':>8} {'5xx':>5} {'no conn':>7} {'degraded':>8} "
+        f"{'healthy s':>9} {'p99 ms':>8}"
     )
     for name, acked, exp, window, recover in rows:
         fivexx = sum(n for s, n in window.statuses.items() if s >= 500)
-        print(f"{name:<40} {acked:>7,} {exp:>8,} {fivexx:>5} {window.statuses.get(0, 0):>7} {window.degraded:>8} "
-              f"{recover:>9.1f} {window.p99_ms():>8.1f}")  # fmt: skip
+        print(
+            f"{name:<40} {acked:>7,} {exp:>8,} {fivexx:>5} {window.statuses.get(0, 0):>7} "
+            f"{window.degraded:>8} "
+            f"{recover:>9.1f} {window.p99_ms():>8.1f}"
+        )
     lost = sorted(load.acknowledged - exported, key=lambda i: int(i.split("-")[1]))
-    print(f"events acknowledged {len(load.acknowledged):,}, exported {len(exported & load.acknowledged):,}, "
-          f"acknowledged but not exported: {len(lost)} {lost[:20]} (the flush: acknowledged after the export "
-          f"that preceded it)")  # fmt: skip
+    print(
+        f"events acknowledged {len(load.acknowledged):,}, exported "
+        f"{len(exported & load.acknowledged):,}, "
+        f"acknowledged but not exported: {len(lost)} {lost[:20]} (the flush: acknowledged after "
+        "the export "
+        f"that preceded it)"
+    )
     print("'healthy s': from the fault until the storefront answered personalized, not degraded")
     print(f"FLUSHALL happened between events {flush_marks}")
     assert dep.server is not None

@@ -95,8 +95,14 @@ def serve(client: str, port: int) -> None:
             swapped = True
         await app(scope, receive, send)
 
-    uvicorn.run(with_client, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                http=DeadlineHttpToolsProtocol)  # fmt: skip
+    uvicorn.run(
+        with_client,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=DeadlineHttpToolsProtocol,
+    )
 
 
 if __name__ == "__main__":

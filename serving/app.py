@@ -42,10 +42,18 @@ log = logging.getLogger("omnirec.serving")
 
 @get("/tablet", media_type=MediaType.HTML, include_in_schema=False, sync_to_thread=False)
 def tablet_page() -> Response[bytes]:
-    """The in-store tablet page (plain HTML + JS; all data comes from the API with the tablet's key)."""
-    return Response((STATIC / "tablet.html").read_bytes(), media_type=MediaType.HTML,
-                    headers={"Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
-                             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})  # fmt: skip
+    """The in-store tablet page (plain HTML + JS; all data comes from the API with the tablet's
+    key)."""
+    return Response(
+        (STATIC / "tablet.html").read_bytes(),
+        media_type=MediaType.HTML,
+        headers={
+            "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline'",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -68,9 +76,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             app.state.heavy = (
                 HeavyWork(settings, target) if settings.serving.heavy_process else None
             )
-            tasks = [asyncio.create_task(runtime.poll_forever()),
-                     asyncio.create_task(runtime.watch_features()),
-                     asyncio.create_task(engine.shadow.run_forever())]  # fmt: skip
+            tasks = [
+                asyncio.create_task(runtime.poll_forever()),
+                asyncio.create_task(runtime.watch_features()),
+                asyncio.create_task(engine.shadow.run_forever()),
+            ]
             try:
                 yield
             finally:

@@ -53,8 +53,9 @@ def _jit(signature: Any | None = None) -> Callable[[Callable[..., Any]], Any]:
 
 
 @_jit()
-def _arrange_in_place(picked: Any, scores: Any, factors: Any, codes: Any, max_items: int,
-                      top: int, limit: int) -> int:  # fmt: skip
+def _arrange_in_place(
+    picked: Any, scores: Any, factors: Any, codes: Any, max_items: int, top: int, limit: int
+) -> int:
     """Rewrites `picked` (item columns, best first) and `scores` so that their first `kept`
     entries are the first `limit` in the order the rules give, with their scores; returns
     2 * kept + (1 if that order is final else 0).
@@ -118,19 +119,40 @@ _READ_F32 = types.Array(types.float32, 1, "C", readonly=True)  # writable arrays
 _READ_I32 = types.Array(types.int32, 1, "C", readonly=True)
 _READ_BOOL = types.Array(types.bool_, 1, "C", readonly=True)
 _ARRANGE = types.int64(_I64, _F32, _READ_F32, _READ_I32, types.int64, types.int64, types.int64)
-_SHORTLIST = types.int64(_READ_I32, _READ_F32, _READ_BOOL, _READ_I32, _READ_F32, _READ_I32,
-                         types.int64, types.int64, types.int64, types.int64, _I64, _F32)  # fmt: skip
+_SHORTLIST = types.int64(
+    _READ_I32,
+    _READ_F32,
+    _READ_BOOL,
+    _READ_I32,
+    _READ_F32,
+    _READ_I32,
+    types.int64,
+    types.int64,
+    types.int64,
+    types.int64,
+    _I64,
+    _F32,
+)
 
 
 @_jit(_ARRANGE)
-def _arrange(picked: Any, scores: Any, factors: Any, codes: Any, max_items: int, top: int,
-             limit: int) -> int:  # fmt: skip
+def _arrange(
+    picked: Any, scores: Any, factors: Any, codes: Any, max_items: int, top: int, limit: int
+) -> int:
     return _arrange_in_place(picked, scores, factors, codes, max_items, top, limit)  # type: ignore[no-any-return]
 
 
 @_jit()
-def _select(candidates: Any, candidate_scores: Any, allowed: Any, excluded: Any, blocked: Any,
-            pool: int, items: Any, scores: Any) -> int:  # fmt: skip
+def _select(
+    candidates: Any,
+    candidate_scores: Any,
+    allowed: Any,
+    excluded: Any,
+    blocked: Any,
+    pool: int,
+    items: Any,
+    scores: Any,
+) -> int:
     """Writes into `items` and `scores` the first `pool` candidates that `allowed` lets through
     and `excluded` (or, when there are many, the mask `blocked` made of them) does not name;
     returns how many, times 2, plus 1 if candidates remained unread."""
@@ -162,9 +184,20 @@ def _select(candidates: Any, candidate_scores: Any, allowed: Any, excluded: Any,
 
 
 @_jit(_SHORTLIST)
-def _shortlist(candidates: Any, candidate_scores: Any, allowed: Any, excluded: Any, factors: Any,
-               codes: Any, max_items: int, top: int, pool: int, limit: int, items: Any,
-               scores: Any) -> int:  # fmt: skip
+def _shortlist(
+    candidates: Any,
+    candidate_scores: Any,
+    allowed: Any,
+    excluded: Any,
+    factors: Any,
+    codes: Any,
+    max_items: int,
+    top: int,
+    pool: int,
+    limit: int,
+    items: Any,
+    scores: Any,
+) -> int:
     """Writes into `items` and `scores` the first `pool` candidates (best first) that `allowed`
     (per item column) lets through and `excluded` does not name, arranges them (see
     `_arrange_in_place`) and returns passed * 2**32 + that pass's packed answer. When a
@@ -198,8 +231,15 @@ def _shortlist(candidates: Any, candidate_scores: Any, allowed: Any, excluded: A
 Arranged = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]
 
 
-def arrange(picked: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], factors: npt.NDArray[np.float32],
-            codes: npt.NDArray[np.int32], max_items: int, top: int, limit: int) -> Arranged:  # fmt: skip
+def arrange(
+    picked: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    factors: npt.NDArray[np.float32],
+    codes: npt.NDArray[np.int32],
+    max_items: int,
+    top: int,
+    limit: int,
+) -> Arranged:
     """(items, scores, final): see `_arrange_in_place`. `picked` and `scores` are rearranged in
     place when they are writable contiguous arrays of the kernel's types (else copies are), and
     the answer is their first entries."""
@@ -208,15 +248,30 @@ def arrange(picked: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], fact
     except TypeError:  # read-only, strided or of other types: no compiled version takes them
         picked, scores = np.array(picked, np.int64), np.array(scores, np.float32)
         factors = np.ascontiguousarray(factors, np.float32)
-        packed = int(_arrange(picked, scores, factors, np.ascontiguousarray(codes, np.int32),
-                               max_items, top, limit))  # fmt: skip
+        packed = int(
+            _arrange(
+                picked,
+                scores,
+                factors,
+                np.ascontiguousarray(codes, np.int32),
+                max_items,
+                top,
+                limit,
+            )
+        )
     kept = packed >> 1
     return picked[:kept], scores[:kept], bool(packed & 1)
 
 
-def shortlist(candidates: npt.NDArray[np.int32], candidate_scores: npt.NDArray[np.float32],
-              allowed: npt.NDArray[np.bool_], excluded: npt.NDArray[np.int32], arrangement: Arrangement,
-              pool: int, limit: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool, int]:  # fmt: skip
+def shortlist(
+    candidates: npt.NDArray[np.int32],
+    candidate_scores: npt.NDArray[np.float32],
+    allowed: npt.NDArray[np.bool_],
+    excluded: npt.NDArray[np.int32],
+    arrangement: Arrangement,
+    pool: int,
+    limit: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool, int]:
     """The first `pool` of a customer's candidates (item columns, best first, with their scores)
     that `allowed` lets through and `excluded` does not name, arranged and cut to `limit`: (items,
     scores, final, how many passed). One compiled call; the inputs are only read. Under a
@@ -225,13 +280,38 @@ def shortlist(candidates: npt.NDArray[np.int32], candidate_scores: npt.NDArray[n
     items, scores = np.empty(room, np.int64), np.empty(room, np.float32)
     factors, codes, max_items, top = arrangement
     try:
-        packed = int(_shortlist(candidates, candidate_scores, allowed, excluded, factors, codes,
-                                  max_items, top, pool, limit, items, scores))  # fmt: skip
+        packed = int(
+            _shortlist(
+                candidates,
+                candidate_scores,
+                allowed,
+                excluded,
+                factors,
+                codes,
+                max_items,
+                top,
+                pool,
+                limit,
+                items,
+                scores,
+            )
+        )
     except TypeError:  # strided or of other types: as the compiled version takes them
-        packed = int(_shortlist(
-            np.ascontiguousarray(candidates, np.int32), np.ascontiguousarray(candidate_scores, np.float32),
-            np.ascontiguousarray(allowed, np.bool_), np.ascontiguousarray(excluded, np.int32),
-            np.ascontiguousarray(factors, np.float32), np.ascontiguousarray(codes, np.int32),
-            int(max_items), int(top), pool, limit, items, scores))  # fmt: skip
+        packed = int(
+            _shortlist(
+                np.ascontiguousarray(candidates, np.int32),
+                np.ascontiguousarray(candidate_scores, np.float32),
+                np.ascontiguousarray(allowed, np.bool_),
+                np.ascontiguousarray(excluded, np.int32),
+                np.ascontiguousarray(factors, np.float32),
+                np.ascontiguousarray(codes, np.int32),
+                int(max_items),
+                int(top),
+                pool,
+                limit,
+                items,
+                scores,
+            )
+        )
     kept = (packed & 0xFFFFFFFF) >> 1
     return items[:kept], scores[:kept], bool(packed & 1), packed >> 32

@@ -24,8 +24,14 @@ SESSION_SHARE = 0.5  # the session's share of the blended score
 SESSION_EVENTS = {"view": 1.0, "favorite": 1.5, "add_to_cart": 2.0}
 
 
-def excluded(snap: LoadedSnapshot, features: CustomerFeatures | None, recent: list[Activity],
-             exclude_purchased: bool, now: float, repurchase_days: dict[str, float]) -> npt.NDArray[np.int32]:  # fmt: skip
+def excluded(
+    snap: LoadedSnapshot,
+    features: CustomerFeatures | None,
+    recent: list[Activity],
+    exclude_purchased: bool,
+    now: float,
+    repurchase_days: dict[str, float],
+) -> npt.NDArray[np.int32]:
     """Items not to show again: bought (within the item's repurchase window, where one is
     configured or learned) in the snapshot or since. Duplicates are harmless to the masks."""
     if not exclude_purchased:
@@ -59,10 +65,17 @@ def without(
     return mask
 
 
-def best_items(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
-               allowed: npt.NDArray[np.bool_], excluded_items: npt.NDArray[np.int32], pool: int,
-               weights: InteractionSettings, limit: int,
-               arrangement: Arrangement = AS_SCORED) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:  # fmt: skip
+def best_items(
+    snap: LoadedSnapshot,
+    features: CustomerFeatures | None,
+    fresh: list[Activity],
+    allowed: npt.NDArray[np.bool_],
+    excluded_items: npt.NDArray[np.int32],
+    pool: int,
+    weights: InteractionSettings,
+    limit: int,
+    arrangement: Arrangement = AS_SCORED,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:
     """Up to `limit` of the customer's best items that `allowed` (shared, only read) lets through
     and `excluded_items` does not name, in the order `arrangement` gives to the best `pool` of
     them, and whether that order is final: from the published shortlist (one compiled pass,
@@ -72,8 +85,9 @@ def best_items(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: l
     if not rescoring and features is not None and features.candidates:
         cands = np.frombuffer(features.candidates, np.int32)
         cand_scores = np.frombuffer(features.candidate_scores, np.float32)
-        picked, scores, settled, passed = shortlist(cands, cand_scores, allowed, excluded_items,
-                                                    arrangement, pool, limit)  # fmt: skip
+        picked, scores, settled, passed = shortlist(
+            cands, cand_scores, allowed, excluded_items, arrangement, pool, limit
+        )
         if passed >= limit or not features.vector:
             return picked, scores, settled
         fresh, rescoring = [], True  # the filters emptied the shortlist: the customer's own row
@@ -83,16 +97,26 @@ def best_items(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: l
     return arranged(picked, scores, arrangement, limit)
 
 
-def arranged(picked: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], arrangement: Arrangement,
-             limit: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:  # fmt: skip
+def arranged(
+    picked: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    arrangement: Arrangement,
+    limit: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:
     """Scored candidates (best first) in the order `arrangement` gives, cut to `limit`."""
     if arrangement is AS_SCORED:
         return picked[:limit], scores[:limit], True
     return arrange(picked, scores, *arrangement, limit)
 
 
-def rescore(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
-            mask: npt.NDArray[np.bool_], limit: int, weights: InteractionSettings) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:  # fmt: skip
+def rescore(
+    snap: LoadedSnapshot,
+    features: CustomerFeatures | None,
+    fresh: list[Activity],
+    mask: npt.NDArray[np.bool_],
+    limit: int,
+    weights: InteractionSettings,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Score every item from the snapshot history plus fresh events (ALS folds them in); on a big
     catalogue with an HNSW index, the index's best items that pass `mask` instead."""
     row, history = _history_row(snap, features, fresh, weights)
@@ -111,8 +135,12 @@ def rescore(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list
     return ids[0][keep], best[0][keep]
 
 
-def _history_row(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
-                 weights: InteractionSettings) -> tuple[npt.NDArray[np.int64], sp.csr_matrix]:  # fmt: skip
+def _history_row(
+    snap: LoadedSnapshot,
+    features: CustomerFeatures | None,
+    fresh: list[Activity],
+    weights: InteractionSettings,
+) -> tuple[npt.NDArray[np.int64], sp.csr_matrix]:
     """The model row (-1: fold in) and the one-row history: the snapshot's plus fresh events."""
     cols = [] if features is None else np.frombuffer(features.history_items, np.int32).tolist()
     data = [] if features is None else np.frombuffer(features.history_weights, np.float32).tolist()
@@ -124,8 +152,10 @@ def _history_row(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh:
                 weights.event_weights.get(a.event_type, 0.0)
                 * weights.channel_weights.get(a.channel, 1.0)
             )
-    history = sp.csr_matrix((np.asarray(data, np.float32), (np.zeros(len(cols), np.int64), np.asarray(cols, np.int64))),
-                            shape=(1, snap.model.n_items))  # fmt: skip
+    history = sp.csr_matrix(
+        (np.asarray(data, np.float32), (np.zeros(len(cols), np.int64), np.asarray(cols, np.int64))),
+        shape=(1, snap.model.n_items),
+    )
     history.data = np.maximum(history.data, 0)
     history.eliminate_zeros()
     row = np.array(
@@ -138,9 +168,13 @@ def _history_row(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh:
     return row, history
 
 
-def full_scores(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
-                weights: InteractionSettings,
-                prepared: tuple[npt.NDArray[np.int64], sp.csr_matrix] | None = None) -> npt.NDArray[np.float32]:  # fmt: skip
+def full_scores(
+    snap: LoadedSnapshot,
+    features: CustomerFeatures | None,
+    fresh: list[Activity],
+    weights: InteractionSettings,
+    prepared: tuple[npt.NDArray[np.int64], sp.csr_matrix] | None = None,
+) -> npt.NDArray[np.float32]:
     """(n_items,) long-term scores of one customer: the model over the snapshot history plus
     fresh events (popularity when nothing is known)."""
     row, history = prepared or _history_row(snap, features, fresh, weights)
@@ -183,9 +217,15 @@ def current_session(snap: LoadedSnapshot, recent: list[Activity], now: float) ->
     return Session(np.array(cols, np.int64), np.array(weights, np.float32), activity)
 
 
-def session_best(snap: LoadedSnapshot, features: CustomerFeatures | None, fresh: list[Activity],
-                 mask: npt.NDArray[np.bool_], limit: int, weights: InteractionSettings,
-                 session: Session) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], dict[int, Activity]]:  # fmt: skip
+def session_best(
+    snap: LoadedSnapshot,
+    features: CustomerFeatures | None,
+    fresh: list[Activity],
+    mask: npt.NDArray[np.bool_],
+    limit: int,
+    weights: InteractionSettings,
+    session: Session,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], dict[int, Activity]]:
     """Long-term scores blended with the session's item-to-item neighbours (session-kNN: each
     session item's similar items, weighted by its recency), each scaled to a peak of 1 over the
     allowed items; returns the best items, their scores and, for the items the session brought,
@@ -213,12 +253,19 @@ def _scaled(
     return np.asarray(scores / peak if peak > 0 else scores, dtype=np.float32)
 
 
-def make_item(snap: LoadedSnapshot, col: int, score: float, source: Source,
-              reasons: list[str] | None = None) -> Item:  # fmt: skip
+def make_item(
+    snap: LoadedSnapshot, col: int, score: float, source: Source, reasons: list[str] | None = None
+) -> Item:
     """The answer's item for column `col` (score rounded to six decimals)."""
-    return Item(item_id=snap.id_list[col], score=round(score * 1e6) / 1e6, name=snap.names[col],
-                category=snap.category_list[col], price=snap.price_list[col], source=source,
-                reasons=reasons or [])  # fmt: skip
+    return Item(
+        item_id=snap.id_list[col],
+        score=round(score * 1e6) / 1e6,
+        name=snap.names[col],
+        category=snap.category_list[col],
+        price=snap.price_list[col],
+        source=source,
+        reasons=reasons or [],
+    )
 
 
 @dataclass(frozen=True)
@@ -238,8 +285,9 @@ def trend_scopes(channel: str | None, store_id: str | None) -> list[str]:
     return [*scopes, "all"]
 
 
-def fill_trending(snap: LoadedSnapshot, count: int, lists: list[TrendList],
-                  mask: npt.NDArray[np.bool_]) -> list[Item]:  # fmt: skip
+def fill_trending(
+    snap: LoadedSnapshot, count: int, lists: list[TrendList], mask: npt.NDArray[np.bool_]
+) -> list[Item]:
     """Up to `count` trending items allowed by `mask` (which it updates), most specific first."""
     out: list[Item] = []
     for trend in lists:
@@ -265,9 +313,16 @@ def popular_keys(channel: str | None, store_id: str | None, category: str | None
     return keys
 
 
-def fill_popular(snap: LoadedSnapshot, count: int, channel: str | None, store_id: str | None,
-                 category: str | None, mask: npt.NDArray[np.bool_]) -> list[Item]:  # fmt: skip
-    """Up to `count` popular items allowed by `mask` (which it updates), most specific list first."""
+def fill_popular(
+    snap: LoadedSnapshot,
+    count: int,
+    channel: str | None,
+    store_id: str | None,
+    category: str | None,
+    mask: npt.NDArray[np.bool_],
+) -> list[Item]:
+    """Up to `count` popular items allowed by `mask` (which it updates), most specific list
+    first."""
     out: list[Item] = []
     for key in popular_keys(channel, store_id, category):
         lst = snap.popular.get(key)

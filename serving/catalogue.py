@@ -29,8 +29,10 @@ EARTH_KM = 6371.0
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Great-circle distance between two (latitude, longitude) points."""
     lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = (math.sin((lat2 - lat1) / 2) ** 2
-         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2)  # fmt: skip
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * EARTH_KM * math.asin(math.sqrt(h))
 
 
@@ -75,7 +77,8 @@ class LoadedSnapshot:
     # merchandising rules: filters and boost factors per (rule set name, hour), text codes
     rule_masks: dict[tuple[str, int], npt.NDArray[np.bool_]] = field(default_factory=dict)
     rule_boosts: dict[tuple[str, int], npt.NDArray[np.float32]] = field(default_factory=dict)
-    # (rule set name, answer length, hour) -> boosts and diversity cap as the compiled pass takes them
+    # (rule set name, answer length, hour) -> boosts and diversity cap as the compiled pass takes
+    # them
     rule_arrangements: dict[tuple[str, int, int], Arrangement] = field(default_factory=dict)
     _text_codes: dict[str, npt.NDArray[np.int32]] = field(default_factory=dict)
 
@@ -91,8 +94,11 @@ class LoadedSnapshot:
             learned = self.model.repurchase_window_days()
             seconds: npt.NDArray[np.float64] | None = None
             if learned is not None or days_by_category:
-                base = (np.full(len(self.item_ids), np.inf) if learned is None
-                        else learned.astype(np.float64) * 86_400)  # fmt: skip
+                base = (
+                    np.full(len(self.item_ids), np.inf)
+                    if learned is None
+                    else learned.astype(np.float64) * 86_400
+                )
                 configured = (
                     np.array([days_by_category.get(c, np.nan) for c in self.category_names])[
                         self.category_codes
@@ -141,8 +147,9 @@ class LoadedSnapshot:
         self.stock_version, self.stock_last_id = version, last_id
         self._stock_changed()
 
-    def apply_levels(self, stores: list[str], items: list[str], levels: list[int],
-                     version: int, last_id: str) -> int:  # fmt: skip
+    def apply_levels(
+        self, stores: list[str], items: list[str], levels: list[int], version: int, last_id: str
+    ) -> int:
         """Apply changed levels (later entries win); returns how many touched known items."""
         touched = 0
         n = len(self.item_ids)
@@ -168,8 +175,11 @@ class LoadedSnapshot:
     def _stock_changed(self) -> None:
         self.stock = {store: array > 0 for store, array in self.levels.items()}
         self.level_stores = sorted(self.levels)
-        self.level_matrix = (np.stack([self.levels[s] for s in self.level_stores]) if self.levels
-                             else np.zeros((0, len(self.item_ids)), np.int32))  # fmt: skip
+        self.level_matrix = (
+            np.stack([self.levels[s] for s in self.level_stores])
+            if self.levels
+            else np.zeros((0, len(self.item_ids)), np.int32)
+        )
         self._distances = {}
         listed = np.zeros(len(self.item_ids), bool)
         somewhere = np.zeros(len(self.item_ids), bool)
@@ -184,10 +194,14 @@ class LoadedSnapshot:
         cached = self._distances.get(store_id)
         if cached is None:
             origin = self.locations.get(store_id) if store_id else None
-            cached = np.array([
-                distance_km(origin, where) if origin is not None and (where := self.locations.get(s)) else np.inf
-                for s in self.level_stores
-            ])  # fmt: skip
+            cached = np.array(
+                [
+                    distance_km(origin, where)
+                    if origin is not None and (where := self.locations.get(s))
+                    else np.inf
+                    for s in self.level_stores
+                ]
+            )
             self._distances[store_id] = cached
         return cached
 
@@ -196,9 +210,12 @@ class LoadedSnapshot:
         array = self.levels.get(store_id)
         return int(array[col]) if array is not None else -1
 
-    def allowed(self, store_id: str | None, category: str | None,
-                filters: tuple[tuple[str, int], Callable[[], npt.NDArray[np.bool_]]] | None = None,
-                ) -> npt.NDArray[np.bool_]:  # fmt: skip
+    def allowed(
+        self,
+        store_id: str | None,
+        category: str | None,
+        filters: tuple[tuple[str, int], Callable[[], npt.NDArray[np.bool_]]] | None = None,
+    ) -> npt.NDArray[np.bool_]:
         """Items that may be shown: active, not sold out everywhere, in stock at `store_id` (when
         the store has stock data), in `category`; with `filters` ((rule set, hour), its mask),
         also allowed by that rule set. Cached until the stock changes (one array per request,
@@ -271,8 +288,12 @@ def load_snapshot(
         )
     categories = np.asarray(catalogue.categories, dtype=object)
     names, codes = np.unique(categories.astype(str), return_inverse=True)
-    list_keys = ["all", *(f"channel:{c}" for c in catalogue.channels), *(f"store:{s}" for s in catalogue.stores),
-                 *(f"category:{c}" for c in names.tolist())]  # fmt: skip
+    list_keys = [
+        "all",
+        *(f"channel:{c}" for c in catalogue.channels),
+        *(f"store:{s}" for s in catalogue.stores),
+        *(f"category:{c}" for c in names.tolist()),
+    ]
     lists = store.read_many(snapshot_id, "popular", list_keys)
     popular = {
         k: ITEMLIST_DECODER.decode(v).arrays()
@@ -292,13 +313,24 @@ def load_snapshot(
     if not levels:  # no stock feed yet: the snapshot's stock (in stock or not listed)
         levels = {s: np.where(mask, 1, -1).astype(np.int32) for s, mask in stock.items()}
     loaded = LoadedSnapshot(
-        version=version, meta=meta, model=model, item_ids=model.item_ids, names=catalogue.names,
-        categories=categories, category_codes=codes.astype(np.int32), category_names=names.tolist(),
-        prices=np.asarray(catalogue.prices, dtype=np.float64), active=np.asarray(catalogue.active, dtype=bool),
-        channels=catalogue.channels, stores=catalogue.stores, popular=popular, stock=stock,
-        item_index=item_index, locations={s: (lat, lon) for s, lat, lon in catalogue.store_locations},
+        version=version,
+        meta=meta,
+        model=model,
+        item_ids=model.item_ids,
+        names=catalogue.names,
+        categories=categories,
+        category_codes=codes.astype(np.int32),
+        category_names=names.tolist(),
+        prices=np.asarray(catalogue.prices, dtype=np.float64),
+        active=np.asarray(catalogue.active, dtype=bool),
+        channels=catalogue.channels,
+        stores=catalogue.stores,
+        popular=popular,
+        stock=stock,
+        item_index=item_index,
+        locations={s: (lat, lon) for s, lat, lon in catalogue.store_locations},
         texts={k: np.asarray(v, dtype=object) for k, v in catalogue.texts.items()},
         numbers={k: np.asarray(v, dtype=np.float64) for k, v in catalogue.numbers.items()},
-    )  # fmt: skip
+    )
     loaded.set_levels(levels, stock_version, last_id)
     return loaded

@@ -84,10 +84,14 @@ class Engine:
             else None
         )
         self.feedback = (
-            FeedbackLog(self.realtime, settings.serving.attribution_hours * 3600, settings.max_future_seconds)
+            FeedbackLog(
+                self.realtime,
+                settings.serving.attribution_hours * 3600,
+                settings.max_future_seconds,
+            )
             if self.realtime
             else None
-        )  # fmt: skip
+        )
         self.snapshot: LoadedSnapshot | None = None
         target, timeout = (
             (store.target, settings.redis.socket_timeout_seconds)
@@ -125,7 +129,8 @@ class Engine:
 
     # ------------------------------------------------------------------ redis access
     async def redis_available(self) -> bool:
-        """PING on the event loop's connection (never blocks the loop; False while the breaker is open)."""
+        """PING on the event loop's connection (never blocks the loop; False while the breaker is
+        open)."""
         if self.store is None or self.breaker.open:
             return False
         try:
@@ -230,14 +235,16 @@ class Engine:
         if self.store is None:
             return
         try:
-            levels, version, last_id = self.live_stock.read_all(self.store.client, snap.item_index,
-                                                                len(snap.item_ids))  # fmt: skip
+            levels, version, last_id = self.live_stock.read_all(
+                self.store.client, snap.item_index, len(snap.item_ids)
+            )
         except FeatureStoreError:
             return
         snap.set_levels(levels, version, last_id)
 
     def _reread_stock_soon(self, snap: LoadedSnapshot) -> None:
-        """`_reread_stock` in a thread, once at a time; answers use the levels last seen meanwhile."""
+        """`_reread_stock` in a thread, once at a time; answers use the levels last seen
+        meanwhile."""
         if self._stock_reread is None or self._stock_reread.done():
             self._stock_reread = asyncio.ensure_future(asyncio.to_thread(self._reread_stock, snap))
 
@@ -286,8 +293,9 @@ class Engine:
             return snap if version is not None or model == "champion" else None
         return self.versions.get(version)
 
-    def choose(self, experiment: Experiment | None,
-               customer_id: str) -> tuple[Variant | None, LoadedSnapshot | None]:  # fmt: skip
+    def choose(
+        self, experiment: Experiment | None, customer_id: str
+    ) -> tuple[Variant | None, LoadedSnapshot | None]:
         """The customer's variant and what answers for it: the control when the assigned
         variant is stopped by the guardrail or its model is not loaded (yet)."""
         if experiment is None:
@@ -308,46 +316,101 @@ class Engine:
         """Count a variant's answer; log and show the variants the guardrail stops."""
         for name in self.health.record(experiment, variant.name, seconds, failed):
             VARIANT_STOPPED.labels(experiment.name, name).set(1)
-            log.warning("experiment %s: variant %s stopped by its guardrail (%s); its customers get %s",
-                        experiment.name, name, self.health.stopped[(experiment.name, name)],
-                        experiment.control.name)  # fmt: skip
+            log.warning(
+                "experiment %s: variant %s stopped by its guardrail (%s); its customers get %s",
+                experiment.name,
+                name,
+                self.health.stopped[(experiment.name, name)],
+                experiment.control.name,
+            )
 
     @staticmethod
-    def labelled(answer: Recommendations, request_id: str, experiment: Experiment | None,
-                 variant: Variant | None, placement: str | None, index: int | None = None) -> Recommendations:  # fmt: skip
+    def labelled(
+        answer: Recommendations,
+        request_id: str,
+        experiment: Experiment | None,
+        variant: Variant | None,
+        placement: str | None,
+        index: int | None = None,
+    ) -> Recommendations:
         """`answer` with its recommendation id, variant, experiment and placement."""
         name = variant.name if variant is not None else DEFAULT_VARIANT
         in_experiment = experiment.name if experiment is not None and variant is not None else None
         return msgspec.structs.replace(
-            answer, recommendation_id=recommendation_id(request_id, in_experiment, name, placement, index),
-            variant=name, experiment=in_experiment, placement=placement,
-        )  # fmt: skip
+            answer,
+            recommendation_id=recommendation_id(request_id, in_experiment, name, placement, index),
+            variant=name,
+            experiment=in_experiment,
+            placement=placement,
+        )
 
     # ------------------------------------------------------------------ recommendations
-    async def recommend(self, customer: str, *, limit: int = 10, channel: str | None = None, store_id: str | None = None,
-                  category: str | None = None, exclude_purchased: bool = True, explain: bool = False,
-                  request_id: str = "", availability: bool = False, placement: str | None = None,
-                  request_rules: RuleSet | None = None) -> Recommendations:  # fmt: skip
+    async def recommend(
+        self,
+        customer: str,
+        *,
+        limit: int = 10,
+        channel: str | None = None,
+        store_id: str | None = None,
+        category: str | None = None,
+        exclude_purchased: bool = True,
+        explain: bool = False,
+        request_id: str = "",
+        availability: bool = False,
+        placement: str | None = None,
+        request_rules: RuleSet | None = None,
+    ) -> Recommendations:
         """One customer's answer, in the variant of the experiment covering the placement and
         channel (if any), under the placement's, the variant's and the request's rules."""
         base_rules = self.placements.rules_for(placement)
         experiment = self.experiments.find(placement, channel)
         started = time.perf_counter()
-        answer, variant = await self._recommend(customer, limit, channel, store_id, category, exclude_purchased,
-                                                explain, request_id, experiment, base_rules, request_rules)  # fmt: skip
+        answer, variant = await self._recommend(
+            customer,
+            limit,
+            channel,
+            store_id,
+            category,
+            exclude_purchased,
+            explain,
+            request_id,
+            experiment,
+            base_rules,
+            request_rules,
+        )
         if experiment is not None and variant is not None:
             self._record(experiment, variant, time.perf_counter() - started, answer.degraded)
             if not answer.degraded and answer.customer_id and self.shadow.sampled(experiment):
-                self.shadow.offer(ShadowJob(experiment, answer.customer_id, [i.item_id for i in answer.items], limit,
-                                            channel, store_id, category,
-                                            combined_rules(base_rules, variant, request_rules), request_id))  # fmt: skip
+                self.shadow.offer(
+                    ShadowJob(
+                        experiment,
+                        answer.customer_id,
+                        [i.item_id for i in answer.items],
+                        limit,
+                        channel,
+                        store_id,
+                        category,
+                        combined_rules(base_rules, variant, request_rules),
+                        request_id,
+                    )
+                )
         answer = self.with_availability(answer, store_id, availability)
         return self.labelled(answer, request_id, experiment, variant, placement)
 
-    async def _recommend(self, customer: str, limit: int, channel: str | None, store_id: str | None,
-                         category: str | None, exclude_purchased: bool, explain: bool, request_id: str,
-                         experiment: Experiment | None, base_rules: RuleSet | None,
-                         request_rules: RuleSet | None) -> tuple[Recommendations, Variant | None]:  # fmt: skip
+    async def _recommend(
+        self,
+        customer: str,
+        limit: int,
+        channel: str | None,
+        store_id: str | None,
+        category: str | None,
+        exclude_purchased: bool,
+        explain: bool,
+        request_id: str,
+        experiment: Experiment | None,
+        base_rules: RuleSet | None,
+        request_rules: RuleSet | None,
+    ) -> tuple[Recommendations, Variant | None]:
         snap = self.snapshot
         if snap is None:
             return _empty(request_id, customer), None
@@ -365,21 +428,59 @@ class Engine:
         except StoreUnavailableError:
             variant = self.choose(experiment, customer)[0]
             rules = combined_rules(base_rules, variant, request_rules)
-            return _popular(snap, limit, channel, store_id, category, request_id, customer, degraded=True,
-                            rules=rules), variant  # fmt: skip
+            return _popular(
+                snap,
+                limit,
+                channel,
+                store_id,
+                category,
+                request_id,
+                customer,
+                degraded=True,
+                rules=rules,
+            ), variant
         rules = combined_rules(base_rules, variant, request_rules)
         if state.features is None and not state.recent:  # unknown or walk-in: what is hot now
             trending = await self.load_trending(snap, channel, store_id)
-            return _popular(snap, limit, channel, store_id, category, request_id, customer,
-                            degraded=self.features_missing, trending=trending, rules=rules), variant  # fmt: skip
+            return _popular(
+                snap,
+                limit,
+                channel,
+                store_id,
+                category,
+                request_id,
+                customer,
+                degraded=self.features_missing,
+                trending=trending,
+                rules=rules,
+            ), variant
         bought_with = await self._bought_with(snap, state.features) if explain else None
-        return self.recommend_state(snap, state, limit=limit, channel=channel, store_id=store_id, category=category,
-                                    exclude_purchased=exclude_purchased, explain=explain, request_id=request_id,
-                                    bought_with=bought_with, rules=rules), variant  # fmt: skip
+        return self.recommend_state(
+            snap,
+            state,
+            limit=limit,
+            channel=channel,
+            store_id=store_id,
+            category=category,
+            exclude_purchased=exclude_purchased,
+            explain=explain,
+            request_id=request_id,
+            bought_with=bought_with,
+            rules=rules,
+        ), variant
 
-    async def trending(self, *, limit: int, channel: str | None, store_id: str | None, category: str | None,
-                       request_id: str, availability: bool = False, placement: str | None = None,
-                       request_rules: RuleSet | None = None) -> Recommendations:  # fmt: skip
+    async def trending(
+        self,
+        *,
+        limit: int,
+        channel: str | None,
+        store_id: str | None,
+        category: str | None,
+        request_id: str,
+        availability: bool = False,
+        placement: str | None = None,
+        request_rules: RuleSet | None = None,
+    ) -> Recommendations:
         """What is trending now (the real-time events of the last hours) at the store, on the
         channel or everywhere, then popular: the walk-in customer's list."""
         rules = combined_rules(self.placements.rules_for(placement), None, request_rules)
@@ -388,13 +489,24 @@ class Engine:
             return self.labelled(_empty(request_id, None), request_id, None, None, placement)
         await self.follow_stock()
         trending = await self.load_trending(snap, channel, store_id)
-        answer = _popular(snap, limit, channel, store_id, category, request_id, None,
-                          degraded=self.features_missing, trending=trending, rules=rules)  # fmt: skip
+        answer = _popular(
+            snap,
+            limit,
+            channel,
+            store_id,
+            category,
+            request_id,
+            None,
+            degraded=self.features_missing,
+            trending=trending,
+            rules=rules,
+        )
         answer = self.with_availability(answer, store_id, availability)
         return self.labelled(answer, request_id, None, None, placement)
 
-    async def load_trending(self, snap: LoadedSnapshot, channel: str | None,
-                            store_id: str | None) -> list[TrendList]:  # fmt: skip
+    async def load_trending(
+        self, snap: LoadedSnapshot, channel: str | None, store_id: str | None
+    ) -> list[TrendList]:
         """The trending lists for the store, the channel and everywhere (most specific first),
         each read at most once per OMNIREC_TRENDING_REFRESH_SECONDS per worker; none while Redis
         is down."""
@@ -434,17 +546,38 @@ class Engine:
             answer, items=with_availability(snap, answer.items, store_id)
         )
 
-    def recommend_state(self, snap: LoadedSnapshot, state: CustomerState, *, limit: int, channel: str | None,
-                        store_id: str | None, category: str | None, exclude_purchased: bool, explain: bool,
-                        request_id: str, extra_exclude: npt.NDArray[np.int64] | None = None,
-                        bought_with: dict[str, str] | None = None, rules: RuleSet | None = None) -> Recommendations:  # fmt: skip
+    def recommend_state(
+        self,
+        snap: LoadedSnapshot,
+        state: CustomerState,
+        *,
+        limit: int,
+        channel: str | None,
+        store_id: str | None,
+        category: str | None,
+        exclude_purchased: bool,
+        explain: bool,
+        request_id: str,
+        extra_exclude: npt.NDArray[np.int64] | None = None,
+        bought_with: dict[str, str] | None = None,
+        rules: RuleSet | None = None,
+    ) -> Recommendations:
         """The answer for one customer whose state was read; with `explain`, reasons (`bought_with`:
         what the customer's purchases are often bought with, read beforehand); under `rules`
         (merchandising: filters, boosts, pins, diversity)."""
         features = state.features
         if features is None and not state.recent:
-            return _popular(snap, limit, channel, store_id, category, request_id, state.customer_id,
-                            degraded=self.features_missing, rules=rules)  # fmt: skip
+            return _popular(
+                snap,
+                limit,
+                channel,
+                store_id,
+                category,
+                request_id,
+                state.customer_id,
+                degraded=self.features_missing,
+                rules=rules,
+            )
         now = time.time()
         masked = excluded(
             snap, features, state.recent, exclude_purchased, now, self.repurchase_days
@@ -454,16 +587,36 @@ class Engine:
         fresh = [a for a in state.recent if a.timestamp > snap.meta.data_end]
         # only read: a writable copy is made where a path needs one (rescoring, the backfill)
         allowed = shared_allowed(snap, store_id, category, rules, now)
-        pool, arrangement = (limit, AS_SCORED) if rules is None else (rules.pool(limit), rules.arrangement(snap, limit, now))  # fmt: skip
+        pool, arrangement = (
+            (limit, AS_SCORED)
+            if rules is None
+            else (rules.pool(limit), rules.arrangement(snap, limit, now))
+        )
         session = current_session(snap, state.recent, now)
         because: dict[int, Activity] = {}
         if session is not None:  # what they look at now moves the list
-            picked, scores, because = session_best(snap, features, fresh, without(allowed, masked), pool,
-                                                   self.settings.interactions, session)  # fmt: skip
+            picked, scores, because = session_best(
+                snap,
+                features,
+                fresh,
+                without(allowed, masked),
+                pool,
+                self.settings.interactions,
+                session,
+            )
             picked, scores, settled = arranged(picked, scores, arrangement, limit)
         else:
-            picked, scores, settled = best_items(snap, features, fresh, allowed, masked, pool,
-                                                 self.settings.interactions, limit, arrangement)  # fmt: skip
+            picked, scores, settled = best_items(
+                snap,
+                features,
+                fresh,
+                allowed,
+                masked,
+                pool,
+                self.settings.interactions,
+                limit,
+                arrangement,
+            )
         reordered = arrangement is not AS_SCORED
         settled = settled and reordered
         ids, names, categories, prices = (
@@ -473,9 +626,20 @@ class Engine:
             snap.price_list,
         )
         # round(x * 1e6) / 1e6 is round(x, 6) at a third of the cost (same doubles)
-        items = [Item(ids[c], round(s * 1e6) / 1e6, names[c], categories[c], prices[c], "personalized",
-                      [session_reason(because[c], snap.names[snap.item_index[because[c].item_id]])] if c in because else [])
-                 for c, s in zip(picked.tolist(), scores.tolist(), strict=True)]  # fmt: skip
+        items = [
+            Item(
+                ids[c],
+                round(s * 1e6) / 1e6,
+                names[c],
+                categories[c],
+                prices[c],
+                "personalized",
+                [session_reason(because[c], snap.names[snap.item_index[because[c].item_id]])]
+                if c in because
+                else [],
+            )
+            for c, s in zip(picked.tolist(), scores.tolist(), strict=True)
+        ]
         # most ranked answers are complete and final here: no backfill, no second look
         unfinished = rules is not None and rules.reorders and (bool(rules.pins) or not settled)
         if unfinished or len(items) < limit:
@@ -492,14 +656,26 @@ class Engine:
             activity = all_activity(snap, features, state.recent)
             items = explain_items(items, activity, features, bought_with or {}, now)
         source: Source = "personalized" if picked.size else "popular"
-        return Recommendations(items=items, source=source, model_version=snap.version, snapshot=snap.snapshot_id,
-                               request_id=request_id, customer_id=state.customer_id, degraded=self.features_missing)  # fmt: skip
+        return Recommendations(
+            items=items,
+            source=source,
+            model_version=snap.version,
+            snapshot=snap.snapshot_id,
+            request_id=request_id,
+            customer_id=state.customer_id,
+            degraded=self.features_missing,
+        )
 
     # ------------------------------------------------------------------ items and orders
     def similar(
-        self, item_id: str, *, limit: int, store_id: str | None, request_id: str,
+        self,
+        item_id: str,
+        *,
+        limit: int,
+        store_id: str | None,
+        request_id: str,
         rules: RuleSet | None = None,
-    ) -> Recommendations:  # fmt: skip
+    ) -> Recommendations:
         """Items like `item_id`, under the filters of `rules`."""
         snap = self.snapshot
         if snap is None:
@@ -512,15 +688,23 @@ class Engine:
         sims = snap.model.item_similarity(np.array([col], np.int64))
         sims[0, ~mask] = -np.inf
         ids, scores = top_k(sims, limit)
-        items = [make_item(snap, int(c), float(s), "similar", [f"similar to {snap.names[col]}"])
-                 for c, s in zip(ids[0], scores[0], strict=True) if c >= 0 and np.isfinite(s)]  # fmt: skip
+        items = [
+            make_item(snap, int(c), float(s), "similar", [f"similar to {snap.names[col]}"])
+            for c, s in zip(ids[0], scores[0], strict=True)
+            if c >= 0 and np.isfinite(s)
+        ]
         if len(items) < limit:
             mask[ids[0][ids[0] >= 0]] = False
             items += fill_popular(
                 snap, limit - len(items), None, store_id, snap.categories[col], mask
             )
-        return Recommendations(items=items, source="similar" if items and items[0].source == "similar" else "popular",
-                               model_version=snap.version, snapshot=snap.snapshot_id, request_id=request_id)  # fmt: skip
+        return Recommendations(
+            items=items,
+            source="similar" if items and items[0].source == "similar" else "popular",
+            model_version=snap.version,
+            snapshot=snap.snapshot_id,
+            request_id=request_id,
+        )
 
     async def complements(
         self,
@@ -537,12 +721,21 @@ class Engine:
         out of stock (at `store_id`, the pickup store for click-and-collect), never what the
         filters of `rules` keep out."""
         await self.follow_stock()
-        answer = await self._complements(customer, ordered, limit=limit, store_id=store_id,
-                                         request_id=request_id, rules=rules)  # fmt: skip
+        answer = await self._complements(
+            customer, ordered, limit=limit, store_id=store_id, request_id=request_id, rules=rules
+        )
         return self.with_availability(answer, store_id, availability)
 
-    async def cart_complements(self, customer: str, *, limit: int, store_id: str | None, request_id: str,
-                               availability: bool = False, rules: RuleSet | None = None) -> Recommendations:  # fmt: skip
+    async def cart_complements(
+        self,
+        customer: str,
+        *,
+        limit: int,
+        store_id: str | None,
+        request_id: str,
+        availability: bool = False,
+        rules: RuleSet | None = None,
+    ) -> Recommendations:
         """What completes the customer's open cart (added on any channel, not removed or bought)."""
         snap = self.snapshot
         if snap is None:
@@ -555,14 +748,39 @@ class Engine:
             )
         cart = [a.item_id for a in open_cart(all_activity(snap, state.features, state.recent))]
         if not cart:
-            answer = self.recommend_state(snap, state, limit=limit, channel=None, store_id=store_id, category=None,
-                                          exclude_purchased=True, explain=False, request_id=request_id, rules=rules)  # fmt: skip
+            answer = self.recommend_state(
+                snap,
+                state,
+                limit=limit,
+                channel=None,
+                store_id=store_id,
+                category=None,
+                exclude_purchased=True,
+                explain=False,
+                request_id=request_id,
+                rules=rules,
+            )
             return self.with_availability(answer, store_id, availability)
-        return await self.complements(state.customer_id, cart, limit=limit, store_id=store_id,
-                                      request_id=request_id, availability=availability, rules=rules)  # fmt: skip
+        return await self.complements(
+            state.customer_id,
+            cart,
+            limit=limit,
+            store_id=store_id,
+            request_id=request_id,
+            availability=availability,
+            rules=rules,
+        )
 
-    async def _complements(self, customer: str, ordered: list[str], *, limit: int,
-                           store_id: str | None, request_id: str, rules: RuleSet | None) -> Recommendations:  # fmt: skip
+    async def _complements(
+        self,
+        customer: str,
+        ordered: list[str],
+        *,
+        limit: int,
+        store_id: str | None,
+        request_id: str,
+        rules: RuleSet | None,
+    ) -> Recommendations:
         snap = self.snapshot
         if snap is None:
             return _empty(request_id, customer)
@@ -592,19 +810,44 @@ class Engine:
                     mask[c] = False
             if len(items) < limit:
                 state = (await self.fetch_customers_async(snap, [customer]))[0]
-                personal = self.recommend_state(snap, state, limit=limit - len(items), channel=None, store_id=store_id,
-                                                category=None, exclude_purchased=True, explain=False,
-                                                request_id=request_id, extra_exclude=np.concatenate([ordered_cols, np.flatnonzero(~mask)]))  # fmt: skip
+                personal = self.recommend_state(
+                    snap,
+                    state,
+                    limit=limit - len(items),
+                    channel=None,
+                    store_id=store_id,
+                    category=None,
+                    exclude_purchased=True,
+                    explain=False,
+                    request_id=request_id,
+                    extra_exclude=np.concatenate([ordered_cols, np.flatnonzero(~mask)]),
+                )
                 items += [i for i in personal.items if i.item_id not in ordered]
         except StoreUnavailableError:
             degraded = True
             items += fill_popular(snap, limit - len(items), None, store_id, None, mask)
         source: Source = items[0].source if items else "none"
-        return Recommendations(items=items[:limit], source=source, model_version=snap.version, snapshot=snap.snapshot_id,
-                               request_id=request_id, degraded=degraded or self.features_missing, customer_id=customer)  # fmt: skip
+        return Recommendations(
+            items=items[:limit],
+            source=source,
+            model_version=snap.version,
+            snapshot=snap.snapshot_id,
+            request_id=request_id,
+            degraded=degraded or self.features_missing,
+            customer_id=customer,
+        )
 
-    def batch(self, customers: list[str], *, limit: int, channel: str | None, store_id: str | None,
-              request_id: str, placement: str | None = None, first_index: int = 0) -> list[Recommendations]:  # fmt: skip
+    def batch(
+        self,
+        customers: list[str],
+        *,
+        limit: int,
+        channel: str | None,
+        store_id: str | None,
+        request_id: str,
+        placement: str | None = None,
+        first_index: int = 0,
+    ) -> list[Recommendations]:
         """Answers for many customers (blocking: the `omnirec batch` command, the heavy-request
         process); answer k's recommendation id ends in `-<first_index + k>`."""
         self.follow_stock_blocking()
@@ -621,22 +864,46 @@ class Engine:
         except StoreUnavailableError:
             states = None
             assigned = self._assigned(experiment, customers, None)
-        return self._batch_answers(snap, customers, states, assigned, limit, channel, store_id,
-                                   request_id, placement, experiment, first_index)  # fmt: skip
+        return self._batch_answers(
+            snap,
+            customers,
+            states,
+            assigned,
+            limit,
+            channel,
+            store_id,
+            request_id,
+            placement,
+            experiment,
+            first_index,
+        )
 
-    def _assigned(self, experiment: Experiment | None, customers: list[str],
-                  states: list[CustomerState] | None) -> list[tuple[Variant | None, LoadedSnapshot | None]]:  # fmt: skip
+    def _assigned(
+        self,
+        experiment: Experiment | None,
+        customers: list[str],
+        states: list[CustomerState] | None,
+    ) -> list[tuple[Variant | None, LoadedSnapshot | None]]:
         """Each customer's variant and the snapshot that answers for it."""
         ids = customers if states is None else [s.customer_id for s in states]
         return [self.choose(experiment, c) for c in ids]
 
-    async def batch_async(self, customers: list[str], *, limit: int, channel: str | None, store_id: str | None,
-                          request_id: str, placement: str | None = None) -> list[Recommendations]:  # fmt: skip
+    async def batch_async(
+        self,
+        customers: list[str],
+        *,
+        limit: int,
+        channel: str | None,
+        store_id: str | None,
+        request_id: str,
+        placement: str | None = None,
+    ) -> list[Recommendations]:
         """`batch` for the batch route, sharing the event loop fairly with light requests: the
         customers are read FETCH_CHUNK at a time and answered for BATCH_TURN_SECONDS at a time
         with a yield to the loop in between; one batch at a time per worker; and
         batches get at most HEAVY_SHARE of the worker's time (the next one waits out the rest).
-        Threads were tried: under a busy CPU the GIL hand-off made storefront p99 three times worse."""
+        Threads were tried: under a busy CPU the GIL hand-off made storefront p99 three times
+        worse."""
         async with self._heavy:
             await asyncio.sleep(self._heavy_rest_until - time.monotonic())
             await self.follow_stock()
@@ -664,8 +931,19 @@ class Engine:
             turn_ends = time.monotonic() + BATCH_TURN_SECONDS
             for k, customer in enumerate(customers):
                 state = [states[k]] if states is not None else None
-                answers += self._batch_answers(snap, [customer], state, [assigned[k]], limit, channel, store_id,
-                                               request_id, placement, experiment, k)  # fmt: skip
+                answers += self._batch_answers(
+                    snap,
+                    [customer],
+                    state,
+                    [assigned[k]],
+                    limit,
+                    channel,
+                    store_id,
+                    request_id,
+                    placement,
+                    experiment,
+                    k,
+                )
                 if (
                     time.monotonic() > turn_ends
                 ):  # a customer rescored over the catalogue takes ~1 ms
@@ -675,10 +953,20 @@ class Engine:
             self._heavy_rest_until = time.monotonic() + spent * (1 / HEAVY_SHARE - 1)
             return answers
 
-    def _batch_answers(self, snap: LoadedSnapshot | None, customers: list[str], states: list[CustomerState] | None,
-                       assigned: list[tuple[Variant | None, LoadedSnapshot | None]], limit: int, channel: str | None,
-                       store_id: str | None, request_id: str, placement: str | None,
-                       experiment: Experiment | None, first_index: int) -> list[Recommendations]:  # fmt: skip
+    def _batch_answers(
+        self,
+        snap: LoadedSnapshot | None,
+        customers: list[str],
+        states: list[CustomerState] | None,
+        assigned: list[tuple[Variant | None, LoadedSnapshot | None]],
+        limit: int,
+        channel: str | None,
+        store_id: str | None,
+        request_id: str,
+        placement: str | None,
+        experiment: Experiment | None,
+        first_index: int,
+    ) -> list[Recommendations]:
         base_rules = self.placements.rules_for(placement)
         answers = []
         for k, customer in enumerate(customers):
@@ -687,12 +975,30 @@ class Engine:
             if snap is None:
                 answer = _empty(request_id, customer)
             elif states is None:
-                answer = _popular(snap, limit, channel, store_id, None, request_id, customer, degraded=True,
-                                  rules=rules)  # fmt: skip
+                answer = _popular(
+                    snap,
+                    limit,
+                    channel,
+                    store_id,
+                    None,
+                    request_id,
+                    customer,
+                    degraded=True,
+                    rules=rules,
+                )
             else:
-                answer = self.recommend_state(served or snap, states[k], limit=limit, channel=channel, store_id=store_id,
-                                              category=None, exclude_purchased=True, explain=False,
-                                              request_id=request_id, rules=rules)  # fmt: skip
+                answer = self.recommend_state(
+                    served or snap,
+                    states[k],
+                    limit=limit,
+                    channel=channel,
+                    store_id=store_id,
+                    category=None,
+                    exclude_purchased=True,
+                    explain=False,
+                    request_id=request_id,
+                    rules=rules,
+                )
             answers.append(
                 self.labelled(answer, request_id, experiment, variant, placement, first_index + k)
             )
@@ -721,8 +1027,9 @@ class Engine:
         return build_profile(snap, state, aliases, request_id, store_id)
 
 
-def _other_versions(snap: LoadedSnapshot | None,
-                    assigned: list[tuple[Variant | None, LoadedSnapshot | None]]) -> list[tuple[LoadedSnapshot, list[int]]]:  # fmt: skip
+def _other_versions(
+    snap: LoadedSnapshot | None, assigned: list[tuple[Variant | None, LoadedSnapshot | None]]
+) -> list[tuple[LoadedSnapshot, list[int]]]:
     """(snapshot, positions of its customers) for the customers answered by another model
     version than the champion's."""
     groups: dict[int, tuple[LoadedSnapshot, list[int]]] = {}
@@ -732,8 +1039,13 @@ def _other_versions(snap: LoadedSnapshot | None,
     return list(groups.values())
 
 
-def shared_allowed(snap: LoadedSnapshot, store_id: str | None, category: str | None, rules: RuleSet | None,
-                   now: float) -> npt.NDArray[np.bool_]:  # fmt: skip
+def shared_allowed(
+    snap: LoadedSnapshot,
+    store_id: str | None,
+    category: str | None,
+    rules: RuleSet | None,
+    now: float,
+) -> npt.NDArray[np.bool_]:
     """The items that may be shown: active, in stock at `store_id`, in `category`, and allowed by
     the filters of `rules`; shared with other requests (read-only) where it is cached."""
     if rules is None or not rules.filters:
@@ -745,14 +1057,20 @@ def shared_allowed(snap: LoadedSnapshot, store_id: str | None, category: str | N
     return snap.allowed(store_id, category, (rules.mask_key(now), lambda: rules.mask(snap, now)))
 
 
-def allowed_under(snap: LoadedSnapshot, store_id: str | None, category: str | None, rules: RuleSet | None,
-                  now: float) -> npt.NDArray[np.bool_]:  # fmt: skip
+def allowed_under(
+    snap: LoadedSnapshot,
+    store_id: str | None,
+    category: str | None,
+    rules: RuleSet | None,
+    now: float,
+) -> npt.NDArray[np.bool_]:
     """`shared_allowed` as a fresh mask (the caller changes it)."""
     return shared_allowed(snap, store_id, category, rules, now).copy()
 
 
-def combined_rules(placement: RuleSet | None, variant: Variant | None,
-                   request: RuleSet | None) -> RuleSet | None:  # fmt: skip
+def combined_rules(
+    placement: RuleSet | None, variant: Variant | None, request: RuleSet | None
+) -> RuleSet | None:
     """The placement's rules, then the variant's, then the request's (each narrowing)."""
     rules = placement
     for more in (variant.rules if variant is not None else None, request):
@@ -761,8 +1079,13 @@ def combined_rules(placement: RuleSet | None, variant: Variant | None,
     return rules
 
 
-def _backfill(snap: LoadedSnapshot, channel: str | None, store_id: str | None, category: str | None,
-              mask: Callable[[], npt.NDArray[np.bool_]]) -> Callable[[int], list[Item]]:  # fmt: skip
+def _backfill(
+    snap: LoadedSnapshot,
+    channel: str | None,
+    store_id: str | None,
+    category: str | None,
+    mask: Callable[[], npt.NDArray[np.bool_]],
+) -> Callable[[int], list[Item]]:
     """Popular items that pass `mask()` (the same filters, less what the answer holds), `n` at a
     time; the mask is made only when some are asked for (most ranked answers never need them)."""
 
@@ -772,25 +1095,57 @@ def _backfill(snap: LoadedSnapshot, channel: str | None, store_id: str | None, c
     return fill
 
 
-def _popular(snap: LoadedSnapshot, limit: int, channel: str | None, store_id: str | None, category: str | None,
-             request_id: str, customer: str | None, degraded: bool = False,
-             trending: list[TrendList] | None = None, rules: RuleSet | None = None) -> Recommendations:  # fmt: skip
+def _popular(
+    snap: LoadedSnapshot,
+    limit: int,
+    channel: str | None,
+    store_id: str | None,
+    category: str | None,
+    request_id: str,
+    customer: str | None,
+    degraded: bool = False,
+    trending: list[TrendList] | None = None,
+    rules: RuleSet | None = None,
+) -> Recommendations:
     mask = allowed_under(snap, store_id, category, rules, time.time())
     pool = limit if rules is None else rules.pool(limit)
     items = fill_trending(snap, pool, trending or [], mask)
     items += fill_popular(snap, pool - len(items), channel, store_id, category, mask)
     if rules is not None:
         items = rules.reordered(snap, items, time.time())
-        items = rules.finish(snap, items, limit, _backfill(snap, channel, store_id, category, lambda: mask),
-                             snap.allowed(store_id, None)) if rules.reorders else items[:limit]  # fmt: skip
+        items = (
+            rules.finish(
+                snap,
+                items,
+                limit,
+                _backfill(snap, channel, store_id, category, lambda: mask),
+                snap.allowed(store_id, None),
+            )
+            if rules.reorders
+            else items[:limit]
+        )
     source: Source = items[0].source if items else "none"
-    return Recommendations(items=items, source=source, model_version=snap.version,
-                           snapshot=snap.snapshot_id, request_id=request_id, degraded=degraded, customer_id=customer)  # fmt: skip
+    return Recommendations(
+        items=items,
+        source=source,
+        model_version=snap.version,
+        snapshot=snap.snapshot_id,
+        request_id=request_id,
+        degraded=degraded,
+        customer_id=customer,
+    )
 
 
 def _empty(request_id: str, customer: str | None) -> Recommendations:
-    return Recommendations(items=[], source="none", model_version=None, snapshot=None, request_id=request_id,
-                           degraded=True, customer_id=customer)  # fmt: skip
+    return Recommendations(
+        items=[],
+        source="none",
+        model_version=None,
+        snapshot=None,
+        request_id=request_id,
+        degraded=True,
+        customer_id=customer,
+    )
 
 
 __all__ = ["CustomerState", "Engine"]

@@ -37,8 +37,11 @@ def domain_error(request: AnyRequest, exc: OmnirecError) -> Response[ErrorBody]:
     if isinstance(exc, StoreUnavailableError):
         log.warning("503 %s: the feature store is unavailable", _route(request))
         # a write that timed out may still have happened: say so, and how to retry safely
-        return _body(503, "the feature store is unavailable; the request may not have been stored: "
-                          "retry it (events with an event_id are stored once)")  # fmt: skip
+        return _body(
+            503,
+            "the feature store is unavailable; the request may not have been stored: "
+            "retry it (events with an event_id are stored once)",
+        )
     log.error("500 %s: %s", _route(request), type(exc).__name__, exc_info=exc)
     return _body(500, "internal error")
 

@@ -7,7 +7,8 @@ holds what it counts and judges).
     channels = ["web", "app"]               # scope (default: every channel)
     shadow = "challenger"                   # optional: also computed off the request path
     shadow_sample = 0.05                    #   for this share of requests, and compared
-    guardrail = { max_error_increase = 0.02, max_latency_ratio = 1.5, min_requests = 200, failed_checks = 3 }
+    guardrail = { max_error_increase = 0.02, max_latency_ratio = 1.5, min_requests = 200,
+    failed_checks = 3 }
 
     [[experiments.margin-test.variants]]
     name = "control"                        # the first variant is the control
@@ -141,15 +142,19 @@ def load_experiments(path: Path | None, placements: Placements) -> Experiments:
     table = raw.get("experiments", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: experiments must be a table")
-    found = tuple(_experiment(name, body, f"{source}: experiments.{name}", placements)
-                  for name, body in table.items())  # fmt: skip
+    found = tuple(
+        _experiment(name, body, f"{source}: experiments.{name}", placements)
+        for name, body in table.items()
+    )
     for k, one in enumerate(found):
         for other in found[:k]:
             if _overlap(one.placements, other.placements) and _overlap(
                 one.channels, other.channels
             ):
-                raise ConfigError(f"{source}: experiments {other.name} and {one.name} cover the "
-                                  "same placement and channel; a request can be in only one")  # fmt: skip
+                raise ConfigError(
+                    f"{source}: experiments {other.name} and {one.name} cover the "
+                    "same placement and channel; a request can be in only one"
+                )
     return Experiments(source, found)
 
 
@@ -166,8 +171,9 @@ def _experiment(name: str, body: Any, where: str, placements: Placements) -> Exp
     raw_variants = body.get("variants")
     if not isinstance(raw_variants, list) or len(raw_variants) < 2:
         raise ConfigError(f"{where}: needs at least two [[...variants]] (the first is the control)")
-    variants = tuple(_variant(v, f"{where}: variants[{k}]", placements)
-                     for k, v in enumerate(raw_variants))  # fmt: skip
+    variants = tuple(
+        _variant(v, f"{where}: variants[{k}]", placements) for k, v in enumerate(raw_variants)
+    )
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: two variants share a name")
@@ -182,8 +188,11 @@ def _experiment(name: str, body: Any, where: str, placements: Placements) -> Exp
             if placement not in placements.placements:
                 raise ConfigError(f"{where}: placement {placement!r} is not in {placements.source}")
     channels = body.get("channels")
-    if channels is not None and (not isinstance(channels, list) or not channels
-                                 or not all(isinstance(c, str) for c in channels)):  # fmt: skip
+    if channels is not None and (
+        not isinstance(channels, list)
+        or not channels
+        or not all(isinstance(c, str) for c in channels)
+    ):
         raise ConfigError(f"{where}: channels must be a non-empty list of channel names")
     shadow = body.get("shadow")
     if shadow is not None and (not isinstance(shadow, str) or not _MODEL_REF.match(shadow)):
@@ -192,11 +201,14 @@ def _experiment(name: str, body: Any, where: str, placements: Placements) -> Exp
     if not isinstance(sample, int | float) or isinstance(sample, bool) or not 0 <= sample <= 1:
         raise ConfigError(f"{where}: shadow_sample must be a share from 0 to 1")
     return Experiment(
-        name=name, variants=tuple(Variant(v.name, v.model, v.share / 100.0, v.rules) for v in variants),
+        name=name,
+        variants=tuple(Variant(v.name, v.model, v.share / 100.0, v.rules) for v in variants),
         placements=None if scope is None else frozenset(scope),
-        channels=None if channels is None else frozenset(channels), shadow=shadow,
-        shadow_sample=float(sample), guardrail=_guardrail(body.get("guardrail", {}), f"{where}: guardrail"),
-    )  # fmt: skip
+        channels=None if channels is None else frozenset(channels),
+        shadow=shadow,
+        shadow_sample=float(sample),
+        guardrail=_guardrail(body.get("guardrail", {}), f"{where}: guardrail"),
+    )
 
 
 def _variant(body: Any, where: str, placements: Placements) -> Variant:
@@ -217,8 +229,9 @@ def _variant(body: Any, where: str, placements: Placements) -> Variant:
         raise ConfigError(f"{where} ({name}): share must be a percentage above 0")
     rules_name = body.get("rules")
     if rules_name is not None and rules_name not in placements.rule_sets:
-        raise ConfigError(f"{where} ({name}): rules {rules_name!r} is not a rule set in "
-                          f"{placements.source}")  # fmt: skip
+        raise ConfigError(
+            f"{where} ({name}): rules {rules_name!r} is not a rule set in {placements.source}"
+        )
     rules = None if rules_name is None else placements.rule_sets[rules_name]
     return Variant(name, model, float(share), rules)
 
@@ -236,8 +249,12 @@ def _guardrail(body: Any, where: str) -> Guardrail:
         raise ConfigError(f"{where}: values must be positive numbers")
     if not isinstance(values["failed_checks"], int):
         raise ConfigError(f"{where}: failed_checks must be a whole number")
-    return Guardrail(float(values["max_error_increase"]), float(values["max_latency_ratio"]),
-                     int(values["min_requests"]), values["failed_checks"])  # fmt: skip
+    return Guardrail(
+        float(values["max_error_increase"]),
+        float(values["max_latency_ratio"]),
+        int(values["min_requests"]),
+        values["failed_checks"],
+    )
 
 
 def _overlap(a: frozenset[str] | None, b: frozenset[str] | None) -> bool:

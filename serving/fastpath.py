@@ -139,8 +139,11 @@ def bool_value(value: str) -> bool | None:
 
 
 async def send_json(send: Send, body: bytes, status: int = 200) -> None:
-    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]}  # fmt: skip
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+    }
     message: HTTPResponseBodyEvent = {
         "type": "http.response.body",
         "body": body,

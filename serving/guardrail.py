@@ -99,15 +99,21 @@ class Comparison:
         self.worse = 0
         self.last = float("nan")
 
-    def add(self, side: npt.NDArray[np.int8], seconds: npt.NDArray[np.float64],
-            failed: npt.NDArray[np.bool_]) -> Iterator[tuple[float, float]]:  # fmt: skip
+    def add(
+        self,
+        side: npt.NDArray[np.int8],
+        seconds: npt.NDArray[np.float64],
+        failed: npt.NDArray[np.bool_],
+    ) -> Iterator[tuple[float, float]]:
         """The next answers (side 0: the control's, 1: the variant's, -1: another variant's);
         yields (variant's figure, control's figure) of each round they complete, the next
         round started."""
         while len(side):
             control, variant = side == 0, side == 1
-            end = max(_reaching(control, self.need - self.control.answers),
-                      _reaching(variant, self.need - self.variant.answers))  # fmt: skip
+            end = max(
+                _reaching(control, self.need - self.control.answers),
+                _reaching(variant, self.need - self.variant.answers),
+            )
             complete = end <= len(side)
             end = min(end, len(side))
             self.control.add(seconds[:end][control[:end]], failed[:end][control[:end]])
@@ -207,9 +213,15 @@ class VariantHealth:
                 stopped.append(variant)
         return stopped
 
-    def _judge(self, experiment: Experiment, variant: str, pair: tuple[Comparison, Comparison],
-               side: npt.NDArray[np.int8], seconds: npt.NDArray[np.float64],
-               failed: npt.NDArray[np.bool_]) -> bool:  # fmt: skip
+    def _judge(
+        self,
+        experiment: Experiment,
+        variant: str,
+        pair: tuple[Comparison, Comparison],
+        side: npt.NDArray[np.int8],
+        seconds: npt.NDArray[np.float64],
+        failed: npt.NDArray[np.bool_],
+    ) -> bool:
         """Add the answers to the variant's comparisons and judge the rounds they complete;
         True when the variant is stopped (it is not compared again)."""
         rail = experiment.guardrail

@@ -106,8 +106,15 @@ class HeavyWork:
             self.close()
             return None
 
-    async def batch(self, customers: list[str], limit: int, channel: str | None, store_id: str | None,
-                    request_id: str, placement: str | None = None) -> BatchAnswer | None:  # fmt: skip
+    async def batch(
+        self,
+        customers: list[str],
+        limit: int,
+        channel: str | None,
+        store_id: str | None,
+        request_id: str,
+        placement: str | None = None,
+    ) -> BatchAnswer | None:
         answer = await self._call(
             _batch, customers, limit, channel, store_id, request_id, placement
         )
@@ -163,11 +170,23 @@ def _has_model() -> bool:
     return _follow_champion().snapshot is not None
 
 
-def _batch(customers: list[str], limit: int, channel: str | None, store_id: str | None,
-           request_id: str, placement: str | None) -> BatchAnswer:  # fmt: skip
+def _batch(
+    customers: list[str],
+    limit: int,
+    channel: str | None,
+    store_id: str | None,
+    request_id: str,
+    placement: str | None,
+) -> BatchAnswer:
     engine = _follow_champion()
-    answers = engine.batch(customers, limit=limit, channel=channel, store_id=store_id,
-                           request_id=request_id, placement=placement)  # fmt: skip
+    answers = engine.batch(
+        customers,
+        limit=limit,
+        channel=channel,
+        store_id=store_id,
+        request_id=request_id,
+        placement=placement,
+    )
     version = engine.snapshot.version if engine.snapshot else None
     body = ENCODER.encode(BatchResponse(answers, version, request_id))
     return BatchAnswer(body, sum(a.degraded for a in answers))

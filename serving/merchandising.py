@@ -122,9 +122,18 @@ class RuleSet:
     reorders: bool = field(init=False, default=False)  # boosts, a diversity cap or pins
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "filters", bool(
-            self.include or self.exclude or self.exclude_items or self.price_min is not None
-            or self.price_max is not None or self.new_arrivals_days is not None))  # fmt: skip
+        object.__setattr__(
+            self,
+            "filters",
+            bool(
+                self.include
+                or self.exclude
+                or self.exclude_items
+                or self.price_min is not None
+                or self.price_max is not None
+                or self.new_arrivals_days is not None
+            ),
+        )
         object.__setattr__(self, "hourly_boosts", any(b.new_days is not None for b in self.boosts))
         object.__setattr__(self, "reorders", bool(self.boosts or self.diversity or self.pins))
 
@@ -135,14 +144,18 @@ class RuleSet:
             return self
         pins = {p.position: p for p in self.pins} | {p.position: p for p in other.pins}
         return RuleSet(
-            name=f"{self.name}+{other.name}", include=self.include + other.include,
-            exclude=self.exclude + other.exclude, exclude_items=self.exclude_items | other.exclude_items,
+            name=f"{self.name}+{other.name}",
+            include=self.include + other.include,
+            exclude=self.exclude + other.exclude,
+            exclude_items=self.exclude_items | other.exclude_items,
             price_min=_tighter(self.price_min, other.price_min, max),
             price_max=_tighter(self.price_max, other.price_max, min),
             new_arrivals_days=_tighter(self.new_arrivals_days, other.new_arrivals_days, min),
-            boosts=self.boosts + other.boosts, pins=tuple(pins[k] for k in sorted(pins)),
-            diversity=other.diversity or self.diversity, per_request=self.per_request or other.per_request,
-        )  # fmt: skip
+            boosts=self.boosts + other.boosts,
+            pins=tuple(pins[k] for k in sorted(pins)),
+            diversity=other.diversity or self.diversity,
+            per_request=self.per_request or other.per_request,
+        )
 
     def columns(self) -> list[tuple[str, str]]:
         """(column, 'text' | 'number') the rules read from the catalogue."""
@@ -159,7 +172,8 @@ class RuleSet:
         return wanted
 
     def mask_key(self, now: float) -> tuple[str, int]:
-        """What the mask depends on besides the snapshot: the rule set and, with new arrivals, the hour."""
+        """What the mask depends on besides the snapshot: the rule set and, with new arrivals, the
+        hour."""
         return self.name, _hour(now, self.new_arrivals_days is not None)
 
     def mask(self, snap: LoadedSnapshot, now: float) -> npt.NDArray[np.bool_]:
@@ -236,8 +250,16 @@ class RuleSet:
         order, _, _ = arrange(cols, scores, self.boost_vector(snap, now), NO_CODES, 0, 0, len(cols))
         return [items[positions[int(c)]] for c in order.tolist()]
 
-    def finish(self, snap: LoadedSnapshot, items: list[Item], limit: int, backfill: Callable[[int], list[Item]],
-               pinnable: npt.NDArray[np.bool_], settled: bool = False, arranged: bool = False) -> list[Item]:  # fmt: skip
+    def finish(
+        self,
+        snap: LoadedSnapshot,
+        items: list[Item],
+        limit: int,
+        backfill: Callable[[int], list[Item]],
+        pinnable: npt.NDArray[np.bool_],
+        settled: bool = False,
+        arranged: bool = False,
+    ) -> list[Item]:
         """The answer from ranked candidates: capped per category (or column), filled with
         popular items (`backfill(n)`, the same filters) when short or when the cap left the top
         with gaps, pinned items at their places. `arranged`: `items` come in the order of
@@ -276,8 +298,9 @@ def _listed_since(snap: LoadedSnapshot, since: float) -> npt.NDArray[np.bool_]:
     return np.asarray(np.nan_to_num(added, nan=-np.inf) >= since, dtype=bool)
 
 
-def _diversified(snap: LoadedSnapshot, items: list[Item], rule: Diversity,
-                 limit: int) -> tuple[list[Item], bool]:  # fmt: skip
+def _diversified(
+    snap: LoadedSnapshot, items: list[Item], rule: Diversity, limit: int
+) -> tuple[list[Item], bool]:
     """`items` (of the catalogue) in capped order: an item whose value of the column already has
     `max_items` in the top (`top`, at most `limit`) moves below it, the top filled by the next
     items that fit; and whether the top is full. The same compiled pass that `arrangement`
@@ -291,13 +314,21 @@ def _diversified(snap: LoadedSnapshot, items: list[Item], rule: Diversity,
         return kept, True
     codes, max_items, top = cap
     positions = np.arange(len(kept), dtype=np.int64)
-    order, _, full = arrange(positions, np.zeros(len(kept), np.float32), NO_FACTORS, codes[cols[known]],
-                             max_items, top, len(kept))  # fmt: skip
+    order, _, full = arrange(
+        positions,
+        np.zeros(len(kept), np.float32),
+        NO_FACTORS,
+        codes[cols[known]],
+        max_items,
+        top,
+        len(kept),
+    )
     return [kept[k] for k in order.tolist()], full
 
 
-def _cap(snap: LoadedSnapshot, rule: Diversity | None,
-         limit: int) -> tuple[npt.NDArray[np.int32], int, int] | None:  # fmt: skip
+def _cap(
+    snap: LoadedSnapshot, rule: Diversity | None, limit: int
+) -> tuple[npt.NDArray[np.int32], int, int] | None:
     """A diversity rule as the compiled pass takes it: the column's codes per item, the most per
     value, and the top it applies to (at most `limit`); None without a rule or the column."""
     codes = None if rule is None else snap.text_codes(rule.column)
@@ -306,8 +337,13 @@ def _cap(snap: LoadedSnapshot, rule: Diversity | None,
     return codes, rule.max_items, min(rule.top or limit, limit)
 
 
-def _pinned(snap: LoadedSnapshot, items: list[Item], pins: tuple[Pin, ...], limit: int,
-            pinnable: npt.NDArray[np.bool_]) -> list[Item]:  # fmt: skip
+def _pinned(
+    snap: LoadedSnapshot,
+    items: list[Item],
+    pins: tuple[Pin, ...],
+    limit: int,
+    pinnable: npt.NDArray[np.bool_],
+) -> list[Item]:
     """Pinned items (active, in stock where asked) moved or put at their positions."""
     out = list(items)
     for pin in sorted(pins, key=lambda p: p.position):
@@ -315,9 +351,15 @@ def _pinned(snap: LoadedSnapshot, items: list[Item], pins: tuple[Pin, ...], limi
         if col is None or not pinnable[col]:
             continue
         out = [i for i in out if i.item_id != pin.item_id]
-        item = Item(item_id=snap.id_list[col], score=0.0, name=snap.names[col],
-                    category=snap.category_list[col], price=snap.price_list[col], source="pinned",
-                    reasons=["featured"])  # fmt: skip
+        item = Item(
+            item_id=snap.id_list[col],
+            score=0.0,
+            name=snap.names[col],
+            category=snap.category_list[col],
+            price=snap.price_list[col],
+            source="pinned",
+            reasons=["featured"],
+        )
         out.insert(min(pin.position, len(out) + 1) - 1, item)
     return out[:limit]
 
@@ -350,8 +392,10 @@ class Placements:
             for column, kind in dict.fromkeys(rules.columns()):
                 found = snap.text_column(column) if kind == "text" else snap.number_column(column)
                 if found is None:
-                    problems.append(f"{self.source}: rules.{name} reads the {kind} column "
-                                    f"{column!r}, which the catalogue does not have")  # fmt: skip
+                    problems.append(
+                        f"{self.source}: rules.{name} reads the {kind} column "
+                        f"{column!r}, which the catalogue does not have"
+                    )
         return problems
 
 
@@ -388,12 +432,24 @@ def load_placements(path: Path | None) -> Placements:
     return Placements(source, rule_sets, placements)
 
 
-RULE_KEYS = {"extends", "include", "exclude", "exclude_items", "price_min", "price_max",
-             "new_arrivals_days", "boost", "bury", "pin", "diversity"}  # fmt: skip
+RULE_KEYS = {
+    "extends",
+    "include",
+    "exclude",
+    "exclude_items",
+    "price_min",
+    "price_max",
+    "new_arrivals_days",
+    "boost",
+    "bury",
+    "pin",
+    "diversity",
+}
 
 
-def _resolve(name: str, raw: Mapping[str, Any], done: dict[str, RuleSet], source: str,
-             chain: tuple[str, ...]) -> RuleSet:  # fmt: skip
+def _resolve(
+    name: str, raw: Mapping[str, Any], done: dict[str, RuleSet], source: str, chain: tuple[str, ...]
+) -> RuleSet:
     if name in done:
         return done[name]
     where = f"{source}: rules.{name}"
@@ -419,10 +475,14 @@ def parse_rules(name: str, body: Mapping[str, Any], where: str) -> RuleSet:
     if price_min is not None and price_max is not None and price_min > price_max:
         raise ConfigError(f"{where}: price_min {price_min} is above price_max {price_max}")
     days = _number(body, "new_arrivals_days", where, positive=True)
-    boosts = tuple(_boost(entry, f"{where}: boost[{k}]", above_one=True)
-                   for k, entry in enumerate(_list(body, "boost", where)))  # fmt: skip
-    buries = tuple(_boost(entry, f"{where}: bury[{k}]", above_one=False)
-                   for k, entry in enumerate(_list(body, "bury", where)))  # fmt: skip
+    boosts = tuple(
+        _boost(entry, f"{where}: boost[{k}]", above_one=True)
+        for k, entry in enumerate(_list(body, "boost", where))
+    )
+    buries = tuple(
+        _boost(entry, f"{where}: bury[{k}]", above_one=False)
+        for k, entry in enumerate(_list(body, "bury", where))
+    )
     pins = tuple(
         _pin(entry, f"{where}: pin[{k}]") for k, entry in enumerate(_list(body, "pin", where))
     )
@@ -433,11 +493,17 @@ def parse_rules(name: str, body: Mapping[str, Any], where: str) -> RuleSet:
     if not all(isinstance(i, str) and i for i in excluded):
         raise ConfigError(f"{where}: exclude_items must be a list of item ids")
     return RuleSet(
-        name=name, include=_selectors(body, "include", where), exclude=_selectors(body, "exclude", where),
-        exclude_items=frozenset(excluded), price_min=price_min, price_max=price_max,
-        new_arrivals_days=days, boosts=boosts + buries, pins=pins,
+        name=name,
+        include=_selectors(body, "include", where),
+        exclude=_selectors(body, "exclude", where),
+        exclude_items=frozenset(excluded),
+        price_min=price_min,
+        price_max=price_max,
+        new_arrivals_days=days,
+        boosts=boosts + buries,
+        pins=pins,
         diversity=_diversity(body.get("diversity"), f"{where}: diversity"),
-    )  # fmt: skip
+    )
 
 
 def _boost(entry: Any, where: str, *, above_one: bool) -> Boost:
@@ -492,8 +558,10 @@ def _selectors(
     body: Mapping[str, Any], key: str, where: str
 ) -> tuple[tuple[str, frozenset[str]], ...]:
     table = _table(body.get(key, {}), f"{where}: {key}")
-    return tuple((column, frozenset(_strings(values, f"{where}: {key}.{column}")))
-                 for column, values in table.items())  # fmt: skip
+    return tuple(
+        (column, frozenset(_strings(values, f"{where}: {key}.{column}")))
+        for column, values in table.items()
+    )
 
 
 def _strings(value: Any, where: str) -> list[str]:
@@ -536,5 +604,7 @@ def check_name(name: str, where: str) -> None:
     """Names of rule sets, placements, experiments and variants: lowercase letters, digits, `_`
     and `-`, at most 24 (they travel inside recommendation ids)."""
     if not name or len(name) > MAX_NAME or not set(name) <= NAME_CHARACTERS or name[0] in "_-":
-        raise ConfigError(f"{where}: names are 1-{MAX_NAME} lowercase letters, digits, _ or -, "
-                          "starting with a letter or digit")  # fmt: skip
+        raise ConfigError(
+            f"{where}: names are 1-{MAX_NAME} lowercase letters, digits, _ or -, "
+            "starting with a letter or digit"
+        )

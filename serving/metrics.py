@@ -41,9 +41,10 @@ HEAVY = Counter(
 )
 EVENTS = Counter("omnirec_events_total", "events posted", ["outcome"])
 LOADED_BYTES = Gauge(
-    "omnirec_loaded_model_bytes", "memory of a loaded model version and its catalogue, per worker",
+    "omnirec_loaded_model_bytes",
+    "memory of a loaded model version and its catalogue, per worker",
     ["version", "role"],
-)  # fmt: skip
+)
 
 
 class Tallied(Protocol):
@@ -57,7 +58,8 @@ class Tallied(Protocol):
 
 
 class Judged(Protocol):
-    """One measure of a variant against the control, round by round (serving.guardrail.Comparison)."""
+    """One measure of a variant against the control, round by round
+    (serving.guardrail.Comparison)."""
 
     @property
     def rounds(self) -> int: ...
@@ -95,8 +97,11 @@ class VariantAnswers(Collector):
         self._sources.add(source)
 
     def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily("omnirec_variant_answers", "answers per experiment variant",
-                                     labels=["experiment", "variant", "outcome"])  # fmt: skip
+        family = CounterMetricFamily(
+            "omnirec_variant_answers",
+            "answers per experiment variant",
+            labels=["experiment", "variant", "outcome"],
+        )
         totals: dict[tuple[str, str], list[int]] = {}
         for source in list(self._sources):
             for key, tally in list(source.tallies.items()):
@@ -108,10 +113,17 @@ class VariantAnswers(Collector):
             family.add_metric([experiment, variant, "degraded"], degraded)
         yield family
         labels = ["experiment", "variant", "measure"]
-        rounds = CounterMetricFamily("omnirec_guardrail_rounds", "guardrail rounds judged, per verdict",
-                                     labels=[*labels, "verdict"])  # fmt: skip
-        last = GaugeMetricFamily("omnirec_guardrail_last_round", "the last round's p99 ratio to the "
-                                 "control (latency) or error share increase over it (errors)", labels=labels)  # fmt: skip
+        rounds = CounterMetricFamily(
+            "omnirec_guardrail_rounds",
+            "guardrail rounds judged, per verdict",
+            labels=[*labels, "verdict"],
+        )
+        last = GaugeMetricFamily(
+            "omnirec_guardrail_last_round",
+            "the last round's p99 ratio to the "
+            "control (latency) or error share increase over it (errors)",
+            labels=labels,
+        )
         for source in list(self._sources):
             for experiment, variant, measure, judged in source.rounds():
                 rounds.add_metric([experiment, variant, measure, "worse"], judged.worse)
@@ -127,38 +139,50 @@ class VariantAnswers(Collector):
 VARIANT_ANSWERS = VariantAnswers()
 REGISTRY.register(VARIANT_ANSWERS)
 VARIANT_STOPPED = Gauge(
-    "omnirec_variant_stopped", "1 when the guardrail stopped a variant in this worker", ["experiment", "variant"],
-)  # fmt: skip
+    "omnirec_variant_stopped",
+    "1 when the guardrail stopped a variant in this worker",
+    ["experiment", "variant"],
+)
 FEEDBACK = Counter(
-    "omnirec_feedback_total", "feedback events stored",
+    "omnirec_feedback_total",
+    "feedback events stored",
     ["type", "experiment", "variant", "placement", "channel"],
-)  # fmt: skip
+)
 SHADOW = Counter(
-    "omnirec_shadow_total", "shadow (challenger) answers computed off the request path",
+    "omnirec_shadow_total",
+    "shadow (challenger) answers computed off the request path",
     ["experiment", "outcome"],
-)  # fmt: skip
+)
 SHADOW_OVERLAP = Histogram(
-    "omnirec_shadow_overlap", "share of the served items the shadow model also put in its list", ["experiment"],
+    "omnirec_shadow_overlap",
+    "share of the served items the shadow model also put in its list",
+    ["experiment"],
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
-)  # fmt: skip
+)
 SHADOW_RANK_CORRELATION = Histogram(
-    "omnirec_shadow_rank_correlation", "Kendall's tau of the shared items' ranks (served vs shadow)",
-    ["experiment"], buckets=(-0.5, 0.0, 0.25, 0.5, 0.75, 0.9, 1.0),
-)  # fmt: skip
+    "omnirec_shadow_rank_correlation",
+    "Kendall's tau of the shared items' ranks (served vs shadow)",
+    ["experiment"],
+    buckets=(-0.5, 0.0, 0.25, 0.5, 0.75, 0.9, 1.0),
+)
 ATTRIBUTED = Counter(
-    "omnirec_attributed_purchases_total", "purchases within the attribution window of a click on a recommendation",
+    "omnirec_attributed_purchases_total",
+    "purchases within the attribution window of a click on a recommendation",
     ["experiment", "variant", "placement"],
-)  # fmt: skip
+)
 ATTRIBUTED_REVENUE = Counter(
-    "omnirec_attributed_revenue_total", "revenue of attributed purchases (price x quantity)",
+    "omnirec_attributed_revenue_total",
+    "revenue of attributed purchases (price x quantity)",
     ["experiment", "variant", "placement"],
-)  # fmt: skip
+)
 STOCK = Counter("omnirec_stock_updates_total", "stock feed rows", ["outcome"])
 REQUESTS = Counter("omnirec_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
-    "omnirec_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    "omnirec_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-)  # fmt: skip
+)
 
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:

@@ -60,8 +60,18 @@ def cart_items(snap: LoadedSnapshot, added: list[Activity], store_id: str | None
                 CartItem(a.item_id, a.item_id, "unknown", 0.0, a.channel, a.timestamp, a.quantity)
             )
             continue
-        out.append(CartItem(a.item_id, snap.names[col], snap.category_list[col], snap.price_list[col],
-                            a.channel, a.timestamp, a.quantity, availability(snap, col, store_id)))  # fmt: skip
+        out.append(
+            CartItem(
+                a.item_id,
+                snap.names[col],
+                snap.category_list[col],
+                snap.price_list[col],
+                a.channel,
+                a.timestamp,
+                a.quantity,
+                availability(snap, col, store_id),
+            )
+        )
     return out
 
 
@@ -82,13 +92,30 @@ def build_profile(
     for a in events:
         assert snap is not None
         col = snap.item_index.get(a.item_id)
-        activity.append(ActivityOut(
-            item_id=a.item_id, name=snap.names[col] if col is not None else a.item_id,
-            category=str(snap.categories[col]) if col is not None else "unknown", event_type=a.event_type,
-            channel=a.channel, timestamp=a.timestamp, store_id=a.store_id or None, description=describe(a, now),
-        ))  # fmt: skip
+        activity.append(
+            ActivityOut(
+                item_id=a.item_id,
+                name=snap.names[col] if col is not None else a.item_id,
+                category=str(snap.categories[col]) if col is not None else "unknown",
+                event_type=a.event_type,
+                channel=a.channel,
+                timestamp=a.timestamp,
+                store_id=a.store_id or None,
+                description=describe(a, now),
+            )
+        )
     f = state.features
-    return Profile(customer_id=state.customer_id, aliases=aliases, activity=activity,
-                   favourite_categories=list(f.categories) if f else [], cart=cart,
-                   first_seen=f.first_seen if f else None, last_seen=max([*([f.last_seen] if f else []), *(a.timestamp for a in state.recent[:1])], default=None),
-                   known=f is not None or bool(state.recent), degraded=False, request_id=request_id)  # fmt: skip
+    return Profile(
+        customer_id=state.customer_id,
+        aliases=aliases,
+        activity=activity,
+        favourite_categories=list(f.categories) if f else [],
+        cart=cart,
+        first_seen=f.first_seen if f else None,
+        last_seen=max(
+            [*([f.last_seen] if f else []), *(a.timestamp for a in state.recent[:1])], default=None
+        ),
+        known=f is not None or bool(state.recent),
+        degraded=False,
+        request_id=request_id,
+    )

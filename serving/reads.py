@@ -44,8 +44,10 @@ class CustomerReads:
         self.aliased: list[tuple[int, str]] = []
 
     def _customer(self, ident: str) -> list[Command]:
-        return [("GET", self.features_prefix + ident),
-                ("LRANGE", self.activity_prefix + ident, 0, RECENT_READ - 1)]  # fmt: skip
+        return [
+            ("GET", self.features_prefix + ident),
+            ("LRANGE", self.activity_prefix + ident, 0, RECENT_READ - 1),
+        ]
 
     def first(self) -> list[Command]:
         commands: list[Command] = []
@@ -55,7 +57,8 @@ class CustomerReads:
         return commands
 
     def take(self, replies: list[Reply]) -> list[Command] | None:
-        """Read the first replies; returns the commands for the ids that turned out to be aliases."""
+        """Read the first replies; returns the commands for the ids that turned out to be
+        aliases."""
         for i, ident in enumerate(self.ids):
             alias_target, raw, recent = replies[3 * i : 3 * i + 3]
             if isinstance(alias_target, bytes) and alias_target.decode() != ident:
@@ -71,7 +74,8 @@ class CustomerReads:
 
 
 class RedisBreaker:
-    """Stops calling Redis for a moment after it failed, so a dead Redis costs no time per request."""
+    """Stops calling Redis for a moment after it failed, so a dead Redis costs no time per
+    request."""
 
     def __init__(self, cooldown: float = 1.0) -> None:
         self.cooldown = cooldown
@@ -83,9 +87,6 @@ class RedisBreaker:
 
     def trip(self) -> None:
         self.down_until = time.monotonic() + self.cooldown
-
-    def reset(self) -> None:
-        self.down_until = 0.0
 
 
 def _state(customer: str, raw: object, recent: object) -> CustomerState:
@@ -115,7 +116,13 @@ def all_activity(
                 newest_rt is not None and at[i] >= newest_rt and at[i] > snap.meta.data_end
             ):
                 continue
-            out.append(Activity(str(snap.item_ids[items[i]]), EVENT_NAMES.get(int(types[i]), "view"),
-                                snap.channels[channels[i]] if channels[i] < len(snap.channels) else "unknown",
-                                int(at[i]), snap.stores[stores[i]] if 0 <= stores[i] < len(snap.stores) else ""))  # fmt: skip
+            out.append(
+                Activity(
+                    str(snap.item_ids[items[i]]),
+                    EVENT_NAMES.get(int(types[i]), "view"),
+                    snap.channels[channels[i]] if channels[i] < len(snap.channels) else "unknown",
+                    int(at[i]),
+                    snap.stores[stores[i]] if 0 <= stores[i] < len(snap.stores) else "",
+                )
+            )
     return out

@@ -60,7 +60,8 @@ def trending_reason(scope: str) -> str:
 
 
 def popular_reason(key: str) -> str:
-    """The reason for an item from the popular list `key` ('all', 'store:S001', 'channel:web', ...)."""
+    """The reason for an item from the popular list `key` ('all', 'store:S001', 'channel:web',
+    ...)."""
     return _scoped("popular", key, "")
 
 

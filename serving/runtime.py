@@ -1,4 +1,5 @@
-"""Follows the MLflow `champion` alias: loads its model and feature snapshot, swaps without a restart."""
+"""Follows the MLflow `champion` alias: loads its model and feature snapshot, swaps without a
+restart."""
 
 from __future__ import annotations
 
@@ -226,8 +227,12 @@ class ModelRuntime:
             store.register_snapshot(meta)
             store.activate(snapshot_id)
             SNAPSHOT_RESTORES.inc()
-            log.warning("restored feature snapshot %s (%d keys) in %.1f s", snapshot_id, keys,
-                        time.perf_counter() - started)  # fmt: skip
+            log.warning(
+                "restored feature snapshot %s (%d keys) in %.1f s",
+                snapshot_id,
+                keys,
+                time.perf_counter() - started,
+            )
         except Exception:
             self._retry_restore_at = time.monotonic() + RESTORE_RETRY_SECONDS
             raise
@@ -235,7 +240,8 @@ class ModelRuntime:
             store.client.delete(lock)
 
     def check_durability(self) -> None:
-        """Whether Redis keeps acknowledged writes across a restart (append-only file or a replica)."""
+        """Whether Redis keeps acknowledged writes across a restart (append-only file or a
+        replica)."""
         store = self.engine.store
         if store is None:
             return
@@ -245,13 +251,20 @@ class ModelRuntime:
         except Exception as exc:  # managed Redis may refuse INFO: say so rather than guess
             reason: str | None = f"Redis did not say how it persists ({type(exc).__name__})"
         else:
-            kept = [int(p.get("aof_enabled", 0)) == 1 or int(r.get("connected_slaves", 0)) > 0
-                    for p, r in zip(persistence, replication, strict=True)]  # fmt: skip
-            reason = None if all(kept) else (
-                f"{kept.count(False)} of {len(kept)} Redis primaries have no append-only file and "
-                "no replica: acknowledged events are lost if one restarts (set appendonly yes, "
-                "appendfsync always or everysec)"
-            )  # fmt: skip
+            kept = [
+                int(p.get("aof_enabled", 0)) == 1 or int(r.get("connected_slaves", 0)) > 0
+                for p, r in zip(persistence, replication, strict=True)
+            ]
+            reason = (
+                None
+                if all(kept)
+                else (
+                    f"{kept.count(False)} of {len(kept)} Redis primaries have no append-only file "
+                    "and "
+                    "no replica: acknowledged events are lost if one restarts (set appendonly yes, "
+                    "appendfsync always or everysec)"
+                )
+            )
         if reason != self.durability:
             if reason:
                 log.warning("events are not durable: %s", reason)

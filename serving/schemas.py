@@ -1,4 +1,6 @@
-"""Request and response messages of the HTTP API (msgspec structs; the OpenAPI document is built from them)."""
+"""Request and response messages of the HTTP API (msgspec structs; the OpenAPI document is built
+from
+them)."""
 
 from __future__ import annotations
 
@@ -137,7 +139,8 @@ class EventError(msgspec.Struct, frozen=True):
 
 
 class EventsAccepted(msgspec.Struct, frozen=True):
-    """202: how many were stored (acknowledged only once Redis confirmed) and why others were not."""
+    """202: how many were stored (acknowledged only once Redis confirmed) and why others were
+    not."""
 
     accepted: int
     rejected: int
@@ -181,7 +184,8 @@ class StockApplied(msgspec.Struct, frozen=True):
 
 
 class CartItem(msgspec.Struct, frozen=True, omit_defaults=True):
-    """An item in the customer's open cart: added on some channel, neither removed nor bought since."""
+    """An item in the customer's open cart: added on some channel, neither removed nor bought
+    since."""
 
     item_id: str
     name: str

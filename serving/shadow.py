@@ -114,9 +114,18 @@ class Shadow:
                 time.sleep(
                     engine.settings.serving.shadow_delay_seconds
                 )  # a slow challenger (tests)
-            answer = engine.recommend_state(snap, state, limit=job.limit, channel=job.channel, store_id=job.store_id,
-                                            category=job.category, exclude_purchased=True, explain=False,
-                                            request_id=job.request_id, rules=job.rules)  # fmt: skip
+            answer = engine.recommend_state(
+                snap,
+                state,
+                limit=job.limit,
+                channel=job.channel,
+                store_id=job.store_id,
+                category=job.category,
+                exclude_purchased=True,
+                explain=False,
+                request_id=job.request_id,
+                rules=job.rules,
+            )
             return [item.item_id for item in answer.items]
 
         shadow = await asyncio.to_thread(compute)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +14,9 @@ import httpx
 from features.generator import GeneratorConfig, generate
 from omnirec.redis_runtime import free_port
 from omnirec.settings import Settings
+from tests.waiting import PATIENCE, wait_until
 from training.pipeline import TrainConfig, TrainResult, train
-from training.publish import publish_version
+from training.versions import publish_version
 
 KEYS = {
     "recommend": "test-storefront-key-0001",
@@ -42,7 +42,7 @@ class Deployment:
         return {"X-API-Key": KEYS[scope]}
 
     def client(self, scope: str = "recommend") -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, headers=self.headers(scope), timeout=30)
+        return httpx.Client(base_url=self.base_url, headers=self.headers(scope), timeout=PATIENCE)
 
     def train_and_publish(self, model: str, params: dict[str, object] | None = None) -> TrainResult:
         result = train(TrainConfig(data=self.data, model=model, params=params or {}), self.settings)
@@ -57,26 +57,28 @@ class Deployment:
         self.log_path = self.data.parent / f"server-{port}.log"
         log = self.log_path.open("wb")
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "omnirec.cli", "serve", "--port", str(port)],
-            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.base_url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"server not ready in 90 s: {self.log_path.read_text()[-3000:]}")
+            [sys.executable, "-m", "cli", "serve", "--port", str(port)],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        server, log_path, ready = self.server, self.log_path, f"{self.base_url}/health/ready"
+
+        def is_ready() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError(f"server exited: {log_path.read_text()[-3000:]}")
+            return httpx.get(ready, timeout=PATIENCE).status_code == 200
+
+        try:
+            wait_until(is_ready, "the server's readiness", every=0.3, ignore=(httpx.HTTPError,))
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}: {log_path.read_text()[-3000:]}") from None
 
     def stop_server(self) -> None:
         if self.server is not None:
             self.server.terminate()
             try:
-                self.server.wait(timeout=20)
+                self.server.wait(timeout=PATIENCE)
             except subprocess.TimeoutExpired:
                 self.server.kill()
 

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import redis
 import redis.cluster
 
 from omnirec.redis_runtime import free_port
+from tests.waiting import PATIENCE, wait_until
 
 TLS_USER, TLS_PASSWORD = "omnirec-app", "tls-test-password-1"
 
@@ -28,16 +30,8 @@ def system_redis_server() -> str:
     return found
 
 
-def _wait(check: object, what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():  # type: ignore[operator]
-                return
-        except (redis.RedisError, OSError):
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready in {seconds:g} s")
+def _wait(check: Callable[[], object], what: str) -> None:
+    wait_until(check, f"{what} ready", every=0.1, ignore=(redis.RedisError, OSError))
 
 
 def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -46,7 +40,7 @@ def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
         process.terminate()
     for process in processes:
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=PATIENCE)
         except subprocess.TimeoutExpired:
             process.kill()
 
@@ -66,8 +60,12 @@ def cluster_port() -> int:
 
 
 def _cluster_ok(port: int) -> bool:
-    text = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True,
-                          text=True, timeout=10).stdout  # fmt: skip
+    text = subprocess.run(
+        ["redis-cli", "-p", str(port), "cluster", "info"],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    ).stdout
     return "cluster_state:ok" in text
 
 
@@ -98,19 +96,46 @@ class Cluster:
             node = self.folder / str(port)
             node.mkdir(parents=True)
             self.processes[port] = subprocess.Popen(
-                [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node),
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no",
-                 "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+                [
+                    binary,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(node),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                    "--cluster-require-full-coverage",
+                    "no",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                    "--save",
+                    "",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         for port in self.ports:
             _wait(lambda p=port: redis.Redis(port=p).ping(), f"cluster node {port}")
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-             "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=PATIENCE,
+        )
         for port in self.ports:
             _wait(lambda p=port: _cluster_ok(p), "cluster state")
         client = redis.cluster.RedisCluster(host="127.0.0.1", port=self.ports[0])
@@ -156,14 +181,52 @@ class TlsRedis:
             subprocess.run([openssl, *args], check=True, capture_output=True, cwd=self.folder)
 
         (self.folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        run("req", "-x509", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", "ca.key",
-            "-out", "ca.crt", "-days", "2", "-subj", "/CN=omnirec test CA")  # fmt: skip
+        run(
+            "req",
+            "-x509",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=omnirec test CA",
+        )
         for name in ("server", "client"):
-            run("req", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", f"{name}.key",
-                "-out", f"{name}.csr", "-subj", f"/CN={name}")  # fmt: skip
-            run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", f"{name}.crt", "-days", "2",
-                *(["-extfile", "san.ext"] if name == "server" else []))  # fmt: skip
+            run(
+                "req",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "rsa:2048",
+                "-keyout",
+                f"{name}.key",
+                "-out",
+                f"{name}.csr",
+                "-subj",
+                f"/CN={name}",
+            )
+            run(
+                "x509",
+                "-req",
+                "-in",
+                f"{name}.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                f"{name}.crt",
+                "-days",
+                "2",
+                *(["-extfile", "san.ext"] if name == "server" else []),
+            )
 
     def start(self) -> TlsRedis:
         binary = system_redis_server()
@@ -171,17 +234,30 @@ class TlsRedis:
         self._certificates()
         self.port = free_port()
         config = self.folder / "redis.conf"
-        config.write_text("\n".join([
-            "port 0", f"tls-port {self.port}", "bind 127.0.0.1", f"dir {self.folder}",
-            f"tls-cert-file {self.path('server.crt')}", f"tls-key-file {self.path('server.key')}",
-            f"tls-ca-cert-file {self.path('ca.crt')}", "tls-auth-clients yes",
-            "appendonly yes", "appendfsync everysec", 'save ""',
-            "user default off",
-            f"user {TLS_USER} on >{TLS_PASSWORD} ~* &* +@all",
-        ]) + "\n")  # fmt: skip
+        config.write_text(
+            "\n".join(
+                [
+                    "port 0",
+                    f"tls-port {self.port}",
+                    "bind 127.0.0.1",
+                    f"dir {self.folder}",
+                    f"tls-cert-file {self.path('server.crt')}",
+                    f"tls-key-file {self.path('server.key')}",
+                    f"tls-ca-cert-file {self.path('ca.crt')}",
+                    "tls-auth-clients yes",
+                    "appendonly yes",
+                    "appendfsync everysec",
+                    'save ""',
+                    "user default off",
+                    f"user {TLS_USER} on >{TLS_PASSWORD} ~* &* +@all",
+                ]
+            )
+            + "\n"
+        )
         log = self.folder / "redis.log"
-        self.process = subprocess.Popen([binary, str(config)], stdout=log.open("wb"),
-                                        stderr=subprocess.STDOUT)  # fmt: skip
+        self.process = subprocess.Popen(
+            [binary, str(config)], stdout=log.open("wb"), stderr=subprocess.STDOUT
+        )
         time.sleep(0.3)
         if self.process.poll() is not None:
             text = log.read_text()
@@ -195,15 +271,19 @@ class TlsRedis:
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(
-            self.url(), ssl_ca_certs=self.path("ca.crt"), ssl_certfile=self.path("client.crt"),
+            self.url(),
+            ssl_ca_certs=self.path("ca.crt"),
+            ssl_certfile=self.path("client.crt"),
             ssl_keyfile=self.path("client.key"),
-        )  # fmt: skip
+        )
 
     @property
     def env(self) -> dict[str, str]:
-        return {"OMNIREC_REDIS_CA_FILE": self.path("ca.crt"),
-                "OMNIREC_REDIS_CERT_FILE": self.path("client.crt"),
-                "OMNIREC_REDIS_KEY_FILE": self.path("client.key")}  # fmt: skip
+        return {
+            "OMNIREC_REDIS_CA_FILE": self.path("ca.crt"),
+            "OMNIREC_REDIS_CERT_FILE": self.path("client.crt"),
+            "OMNIREC_REDIS_KEY_FILE": self.path("client.key"),
+        }
 
     def stop(self) -> None:
         stop_all([self.process] if self.process is not None else [])
@@ -235,18 +315,38 @@ class SentinelGroup:
                     else []
                 )
                 self.processes[role] = subprocess.Popen(
-                    [binary, "--port", str(self.ports[role]), "--bind", "127.0.0.1", "--dir", str(node),
-                     "--appendonly", "yes", "--save", "", *extra],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
+                    [
+                        binary,
+                        "--port",
+                        str(self.ports[role]),
+                        "--bind",
+                        "127.0.0.1",
+                        "--dir",
+                        str(node),
+                        "--appendonly",
+                        "yes",
+                        "--save",
+                        "",
+                        *extra,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             _wait(lambda: "master_link_status:up" in _info(self.ports["replica"]), "replica")
             config = self.folder / "sentinel.conf"
-            config.write_text("\n".join([
-                f"port {self.ports['sentinel']}", "bind 127.0.0.1", f"dir {self.folder}",
-                f"sentinel monitor {self.name} 127.0.0.1 {self.ports['master']} 1",
-                f"sentinel down-after-milliseconds {self.name} 1000",
-                f"sentinel failover-timeout {self.name} 5000",
-            ]) + "\n")  # fmt: skip
+            config.write_text(
+                "\n".join(
+                    [
+                        f"port {self.ports['sentinel']}",
+                        "bind 127.0.0.1",
+                        f"dir {self.folder}",
+                        f"sentinel monitor {self.name} 127.0.0.1 {self.ports['master']} 1",
+                        f"sentinel down-after-milliseconds {self.name} 1000",
+                        f"sentinel failover-timeout {self.name} 5000",
+                    ]
+                )
+                + "\n"
+            )
             self.processes["sentinel"] = subprocess.Popen(
                 [binary, str(config), "--sentinel"],
                 stdout=subprocess.DEVNULL,
@@ -265,12 +365,16 @@ class SentinelGroup:
     def kill_master(self) -> None:
         self.processes["master"].kill()
         self.processes["master"].wait()
-        _wait(lambda: self.master_port() == self.ports["replica"], "failover", seconds=60)
+        _wait(lambda: self.master_port() == self.ports["replica"], "failover")
 
     def stop(self) -> None:
         stop_all(list(self.processes.values()))
 
 
 def _info(port: int) -> str:
-    return subprocess.run(["redis-cli", "-p", str(port), "info", "replication"], capture_output=True,
-                          text=True, timeout=10).stdout  # fmt: skip
+    return subprocess.run(
+        ["redis-cli", "-p", str(port), "info", "replication"],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    ).stdout

@@ -1,4 +1,5 @@
-"""The embedded Redis: one per data folder, shared by every omnirec process, durable, never orphaned."""
+"""The embedded Redis: one per data folder, shared by every omnirec process, durable, never
+orphaned."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import redis
 
 from omnirec.redis_runtime import EmbeddedRedis, SharedEmbeddedRedis, free_port
+from tests.waiting import PATIENCE, wait_until
 
 
 def alive(pid: int) -> bool:
@@ -25,7 +27,7 @@ def alive(pid: int) -> bool:
     return not (status.exists() and "State:\tZ" in status.read_text())
 
 
-def wait_gone(pid: int, seconds: float = 10) -> bool:
+def wait_gone(pid: int, seconds: float = PATIENCE) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not alive(pid):
@@ -97,10 +99,15 @@ def test_a_folder_from_before_the_append_only_file_keeps_its_data(tmp_path: Path
     server.stop()
     with EmbeddedRedis(tmp_path) as upgraded:
         assert redis.Redis.from_url(upgraded.url).get("old") == b"kept"
-        deadline = time.monotonic() + 10
-        while redis.Redis.from_url(upgraded.url).info("persistence")["aof_rewrite_in_progress"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(
+            lambda: (
+                not redis.Redis.from_url(upgraded.url).info("persistence")[
+                    "aof_rewrite_in_progress"
+                ]
+            ),
+            "the append-only file rewritten",
+            every=0.05,
+        )
     with EmbeddedRedis(tmp_path) as again:  # now loaded from the append-only file
         assert redis.Redis.from_url(again.url).get("old") == b"kept"
 
@@ -110,10 +117,7 @@ def kill_and_wait_for_restart(folder: Path, user: SharedEmbeddedRedis, url: str)
     pid = int(json.loads((folder / "embedded.json").read_text())["pid"])
     os.kill(pid, signal.SIGKILL)
     assert wait_gone(pid)
-    deadline = time.monotonic() + 15
-    while user.restarts == 0:
-        assert time.monotonic() < deadline, "nobody started the embedded Redis again"
-        time.sleep(0.1)
+    wait_until(lambda: user.restarts > 0, "the embedded Redis started again", every=0.1)
     assert redis.Redis.from_url(url).get("kept") == b"yes"  # same port, same data
     return pid
 

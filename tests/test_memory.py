@@ -29,8 +29,9 @@ print(held, rss())
 
 
 def released(setting: str) -> int:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, setting], capture_output=True, text=True,
-                         check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, setting], capture_output=True, text=True, check=True
+    )
     held, after = map(int, out.stdout.split())
     return held - after
 

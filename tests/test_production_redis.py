@@ -20,7 +20,8 @@ from models.registry import ModelRegistry
 from tests.deploy import Deployment, make_deployment
 from tests.redis_servers import TLS_PASSWORD, Cluster, SentinelGroup, TlsRedis
 from tests.serving.test_reliability import Load, wait_for
-from training.publish import activate_version_snapshot
+from tests.waiting import PATIENCE, wait_until
+from training.versions import activate_version_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +35,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def on_cluster(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Iterator[Deployment]:
-    dep = make_deployment(tmp_path_factory.mktemp("on-cluster"), cluster.url, customers=400,
-                          items=150, redis_env={"OMNIREC_REDIS_CLUSTER": "true"})  # fmt: skip
+    dep = make_deployment(
+        tmp_path_factory.mktemp("on-cluster"),
+        cluster.url,
+        customers=400,
+        items=150,
+        redis_env={"OMNIREC_REDIS_CLUSTER": "true"},
+    )
     dep.start_server()
     yield dep
     dep.stop_server()
@@ -50,8 +56,13 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
 
 @pytest.fixture(scope="module")
 def on_tls(tmp_path_factory: pytest.TempPathFactory, tls_redis: TlsRedis) -> Iterator[Deployment]:
-    dep = make_deployment(tmp_path_factory.mktemp("on-tls"), tls_redis.url(), customers=400,
-                          items=150, redis_env=tls_redis.env)  # fmt: skip
+    dep = make_deployment(
+        tmp_path_factory.mktemp("on-tls"),
+        tls_redis.url(),
+        customers=400,
+        items=150,
+        redis_env=tls_redis.env,
+    )
     dep.start_server()
     yield dep
     dep.stop_server()
@@ -60,9 +71,13 @@ def on_tls(tmp_path_factory: pytest.TempPathFactory, tls_redis: TlsRedis) -> Ite
 def cli(
     dep: Deployment, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "omnirec.cli", *args],
-                          env={**os.environ, **dep.env, **(env or {})}, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip  # the timeout guards against a hang
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env={**os.environ, **dep.env, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )  # the timeout guards against a hang
 
 
 def every_route(dep: Deployment, tmp_path: Path) -> None:
@@ -73,10 +88,14 @@ def every_route(dep: Deployment, tmp_path: Path) -> None:
             f"/v1/customers/{customer}/recommendations", params={"limit": 5, "explain": True}
         )
         similar = c.get("/v1/items/I000010/similar", params={"limit": 5})
-        complements = c.post("/v1/orders/complements",
-                             json={"customer_id": "C00000008", "item_ids": ["I000010"], "limit": 5})  # fmt: skip
-        batch = c.post("/v1/recommendations/batch",
-                       json={"customer_ids": [f"C{i:08d}" for i in range(1, 41)], "limit": 3})  # fmt: skip
+        complements = c.post(
+            "/v1/orders/complements",
+            json={"customer_id": "C00000008", "item_ids": ["I000010"], "limit": 5},
+        )
+        batch = c.post(
+            "/v1/recommendations/batch",
+            json={"customer_ids": [f"C{i:08d}" for i in range(1, 41)], "limit": 3},
+        )
     assert rec.status_code == 200 and rec.json()["source"] == "personalized", rec.text
     assert not rec.json()["degraded"] and rec.json()["items"][0]["reasons"]
     assert similar.status_code == 200 and similar.json()["source"] == "similar"
@@ -86,16 +105,25 @@ def every_route(dep: Deployment, tmp_path: Path) -> None:
     assert len(results) == 40 and not any(r["degraded"] for r in results)
     assert sum(r["source"] == "personalized" for r in results) > 30
     with dep.client("tablet") as c:
-        lookup = c.get("/v1/customers/lookup",
-                       params={"alias_type": "email", "value": "Customer3@Example.com"}).json()  # fmt: skip
+        lookup = c.get(
+            "/v1/customers/lookup", params={"alias_type": "email", "value": "Customer3@Example.com"}
+        ).json()
         profile = c.get(f"/v1/customers/{customer}/profile").json()
         stores = c.get("/v1/stores/")
     assert lookup["customer_id"] == customer and lookup["known"]
     assert profile["activity"] and profile["aliases"]
     assert stores.status_code == 200
     tag = hashlib.sha1(str(tmp_path).encode()).hexdigest()[:8]
-    events = [{"customer_id": f"C{i:08d}", "item_id": "I000042", "event_type": "view", "channel": "web",
-               "event_id": f"ev-{tag}-{i}"} for i in range(1, 301)]  # fmt: skip
+    events = [
+        {
+            "customer_id": f"C{i:08d}",
+            "item_id": "I000042",
+            "event_type": "view",
+            "channel": "web",
+            "event_id": f"ev-{tag}-{i}",
+        }
+        for i in range(1, 301)
+    ]
     with dep.client("events") as c:
         one = c.post("/v1/events", json={**events[0], "event_id": f"ev-{tag}-single"})
         bulk = c.post("/v1/events/bulk", json={"events": events})
@@ -128,8 +156,9 @@ def test_cluster_keys_spread_over_every_master(on_cluster: Deployment, cluster: 
     print(f"\nsnapshot keys per master: {per_master}")
 
 
-def test_cluster_serves_every_route_and_exports_events(on_cluster: Deployment, cluster: Cluster,
-                                                       tmp_path: Path) -> None:  # fmt: skip
+def test_cluster_serves_every_route_and_exports_events(
+    on_cluster: Deployment, cluster: Cluster, tmp_path: Path
+) -> None:
     every_route(on_cluster, tmp_path)
     streams = cluster.keys_per_master(f"{{{on_cluster.env['OMNIREC_REDIS_PREFIX']}:events:*")
     assert sum(1 for n in streams.values() if n) >= 2  # the event streams live on several masters
@@ -148,8 +177,10 @@ def test_cluster_hot_reloads_a_new_champion(on_cluster: Deployment) -> None:
 def test_cluster_master_killed_under_load_never_5xx(
     on_cluster: Deployment, cluster: Cluster
 ) -> None:
-    paths = ["/v1/customers/C00000003/recommendations?limit=5",
-             "/v1/customers/C00000011/recommendations?limit=5"]  # fmt: skip
+    paths = [
+        "/v1/customers/C00000003/recommendations?limit=5",
+        "/v1/customers/C00000011/recommendations?limit=5",
+    ]
     loads = [Load(on_cluster, path) for path in paths]
     for load in loads:
         load.__enter__()
@@ -162,8 +193,10 @@ def test_cluster_master_killed_under_load_never_5xx(
             load.__exit__(None, None, None)
     statuses = sum((load.statuses for load in loads), start=type(loads[0].statuses)())
     assert statuses[200] > 50 and set(statuses) == {200}, statuses
-    print(f"\none master killed under load: statuses {dict(statuses)}, "
-          f"degraded {sum(load.degraded for load in loads)}")  # fmt: skip
+    print(
+        f"\none master killed under load: statuses {dict(statuses)}, "
+        f"degraded {sum(load.degraded for load in loads)}"
+    )
 
 
 def test_tls_with_an_acl_user_serves_every_route(on_tls: Deployment, tmp_path: Path) -> None:
@@ -194,8 +227,13 @@ def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGrou
 def test_sentinel_serves_every_route_and_follows_a_failover(
     sentinels: SentinelGroup, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    dep = make_deployment(tmp_path_factory.mktemp("on-sentinel"), sentinels.url, customers=400, items=150,
-                          redis_env={"OMNIREC_REDIS_SENTINEL_MASTER": sentinels.name})  # fmt: skip
+    dep = make_deployment(
+        tmp_path_factory.mktemp("on-sentinel"),
+        sentinels.url,
+        customers=400,
+        items=150,
+        redis_env={"OMNIREC_REDIS_SENTINEL_MASTER": sentinels.name},
+    )
     dep.start_server()
     try:
         every_route(dep, tmp_path)
@@ -203,15 +241,24 @@ def test_sentinel_serves_every_route_and_follows_a_failover(
             time.sleep(1.0)
             sentinels.kill_master()  # the replica is promoted; the service finds it by itself
             started = time.monotonic()
-            wait_for(lambda: _personalized(dep), timeout=60)
+            wait_until(lambda: _personalized(dep), "personalized answers again")
             recovered = time.monotonic() - started
         assert set(load.statuses) == {200}, load.statuses
         with dep.client("events") as c:
-            after = c.post("/v1/events", json={"customer_id": "C00000003", "item_id": "I000007",
-                                               "event_type": "view", "channel": "web"})  # fmt: skip
+            after = c.post(
+                "/v1/events",
+                json={
+                    "customer_id": "C00000003",
+                    "item_id": "I000007",
+                    "event_type": "view",
+                    "channel": "web",
+                },
+            )
         assert after.status_code == 202, after.text
-        print(f"\nSentinel failover under load: statuses {dict(load.statuses)}, degraded "
-              f"{load.degraded}, personalized again {recovered:.1f} s after the promotion")  # fmt: skip
+        print(
+            f"\nSentinel failover under load: statuses {dict(load.statuses)}, degraded "
+            f"{load.degraded}, personalized again {recovered:.1f} s after the promotion"
+        )
     finally:
         dep.stop_server()
 

@@ -17,7 +17,8 @@ from omnirec.redis_access import AutoPipeline, RedisTarget, bulk_set, run_pipeli
 
 @asynccontextmanager
 async def fake_redis(reply: bytes | None) -> AsyncIterator[str]:
-    """A TCP server that answers every command with `reply` (None: never answers, keeps the socket)."""
+    """A TCP server that answers every command with `reply` (None: never answers, keeps the
+    socket)."""
     held: list[asyncio.StreamWriter] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -25,11 +25,15 @@ def test_defaults_use_embedded_services(tmp_path: Path) -> None:
 
 
 def test_overrides_keys_and_weights() -> None:
-    settings = Settings.from_env({
-        "REDIS_URL": "redis://example:6380/2", "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-        "OMNIREC_API_KEYS": "tablet-key-0123456789:tablet+recommend;admin-key-0123456789:admin",
-        "OMNIREC_EVENT_WEIGHTS": "view=0.5, purchase=10", "OMNIREC_DECAY_HALF_LIFE_DAYS": "30",
-    })  # fmt: skip
+    settings = Settings.from_env(
+        {
+            "REDIS_URL": "redis://example:6380/2",
+            "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+            "OMNIREC_API_KEYS": "tablet-key-0123456789:tablet+recommend;admin-key-0123456789:admin",
+            "OMNIREC_EVENT_WEIGHTS": "view=0.5, purchase=10",
+            "OMNIREC_DECAY_HALF_LIFE_DAYS": "30",
+        }
+    )
     assert settings.redis.url == "redis://example:6380/2"
     assert settings.serving.api_keys["tablet-key-0123456789"] == frozenset({"tablet", "recommend"})
     assert settings.interactions.event_weights["view"] == 0.5

@@ -1,4 +1,5 @@
-"""Quality benchmarks with printed figures: MovieLens 100K (published protocol), Complete Journey, synthetic."""
+"""Quality benchmarks with printed figures: MovieLens 100K (published protocol), Complete Journey,
+synthetic."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import scipy.sparse as sp
 from features.dataset import load_dataset
 from features.generator import GeneratorConfig, generate
 from features.importers import import_dataset
-from features.interactions import Interactions, build_interactions
+from features.interactions import build_interactions
 from features.validation import validate_events
+from omnirec.interaction_data import Interactions
 from omnirec.settings import Settings
 from training.evaluation import (
     ALL,
@@ -26,7 +28,7 @@ from training.evaluation import (
     evaluate,
     popularity_baseline,
 )
-from training.pipeline import fit_model
+from training.fitting import fit_model
 from training.report import Results, markdown_table
 from training.selection import DEFAULT_BUDGET_SECONDS, compare, select_model
 from training.splits import random_per_user, split_events, time_split
@@ -69,7 +71,8 @@ def _tuned_fit(
 def movielens(
     shared: Path, settings: Settings, trials: int
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Per-user random 75/25 split (seed 42), every rating an interaction, seen items removed, k=10."""
+    """Per-user random 75/25 split (seed 42), every rating an interaction, seen items removed,
+    k=10."""
     imported = import_dataset("movielens", shared / "movielens-100k")
     inter = build_interactions(validate_events(imported.events).accepted)
     matrix = _binary(inter.matrix)
@@ -87,16 +90,29 @@ def movielens(
         metrics[ALL]["fit_seconds"] = fit_seconds
         results[kind] = metrics
         m = metrics[ALL]
-        print(f"{kind:<11} nDCG@10 {m['ndcg']:.4f}  P@10 {m['precision']:.4f}  R@10 {m['recall']:.4f}  "
-              f"MAP@10 {m['map']:.4f}  fit {fit_seconds:.2f}s  params {params}", flush=True)  # fmt: skip
-    _, chosen = compare(val_set, seed=settings.seed, k=10, exclude_seen=True,
-                        budget_seconds=DEFAULT_BUDGET_SECONDS, say=lambda _: None)  # fmt: skip
+        print(
+            f"{kind:<11} nDCG@10 {m['ndcg']:.4f}  P@10 {m['precision']:.4f}  R@10 "
+            f"{m['recall']:.4f}  "
+            f"MAP@10 {m['map']:.4f}  fit {fit_seconds:.2f}s  params {params}",
+            flush=True,
+        )
+    _, chosen = compare(
+        val_set,
+        seed=settings.seed,
+        k=10,
+        exclude_seen=True,
+        budget_seconds=DEFAULT_BUDGET_SECONDS,
+        say=lambda _: None,
+    )
     model = fit_model(chosen.kind, chosen.params, test_set.train, settings.seed)
     metrics = evaluate(model, test_set, model, 10)
     results["default pipeline"] = metrics
     m = metrics[ALL]
-    print(f"default pipeline (chose {chosen.label} on validation) nDCG@10 {m['ndcg']:.4f}  "
-          f"P@10 {m['precision']:.4f}  R@10 {m['recall']:.4f}  MAP@10 {m['map']:.4f}", flush=True)  # fmt: skip
+    print(
+        f"default pipeline (chose {chosen.label} on validation) nDCG@10 {m['ndcg']:.4f}  "
+        f"P@10 {m['precision']:.4f}  R@10 {m['recall']:.4f}  MAP@10 {m['map']:.4f}",
+        flush=True,
+    )
     print(
         "published (Microsoft Recommenders, same protocol): "
         + ", ".join(f"{k} {v}" for k, v in PUBLISHED.items())
@@ -130,8 +146,10 @@ def completejourney(shared: Path, settings: Settings, trials: int) -> dict[str, 
         evaluation = build_evaluation_set(split, train, exclude_seen=False, max_users=None)
         fallback = popularity_baseline(train)
         results: Results = {}
-        print(f"\n== Complete Journey ({folder.name}, {events.num_rows:,} purchase lines): "
-              f"{split.describe()}, {len(evaluation.rows):,} households, k=10, bought items kept ==")  # fmt: skip
+        print(
+            f"\n== Complete Journey ({folder.name}, {events.num_rows:,} purchase lines): "
+            f"{split.describe()}, {len(evaluation.rows):,} households, k=10, bought items kept =="
+        )
         for kind, params in NEXT_BASKET_MODELS:
             started = time.perf_counter()
             model = fit_model(kind, params, train, settings.seed)
@@ -151,30 +169,48 @@ def completejourney(shared: Path, settings: Settings, trials: int) -> dict[str, 
         model = fit_model("buy_again", {}, build_interactions(split.train, decayed), settings.seed)
         results["buy_again (90-day decay)"] = evaluate(model, evaluation, fallback, 10)
         started = time.perf_counter()
-        selection = select_model(split.train, settings, protocol=protocol, test_days=days or 7.0,
-                                 relevant=("purchase",), exclude_seen=None, say=lambda _: None)  # fmt: skip
+        selection = select_model(
+            split.train,
+            settings,
+            protocol=protocol,
+            test_days=days or 7.0,
+            relevant=("purchase",),
+            exclude_seen=None,
+            say=lambda _: None,
+        )
         model = fit_model(selection.best.kind, selection.best.params, train, settings.seed)
         results["default pipeline"] = evaluate(model, evaluation, fallback, 10)
         results["default pipeline"][ALL]["fit_seconds"] = time.perf_counter() - started
-        print(f"default pipeline chose {selection.best.label} on validation "
-              f"({selection.validation_customers:,} households)")  # fmt: skip
+        print(
+            f"default pipeline chose {selection.best.label} on validation "
+            f"({selection.validation_customers:,} households)"
+        )
         print(_split_table(results))
-        lift = {m: results["default pipeline"][ALL][m] / max(1e-9, results["buy_again"][ALL][m]) - 1
-                for m in ("recall", "ndcg")}  # fmt: skip
-        print(f"default pipeline vs buy-again: Recall@10 {lift['recall']:+.1%}, "
-              f"NDCG@10 {lift['ndcg']:+.1%}")  # fmt: skip
+        lift = {
+            m: results["default pipeline"][ALL][m] / max(1e-9, results["buy_again"][ALL][m]) - 1
+            for m in ("recall", "ndcg")
+        }
+        print(
+            f"default pipeline vs buy-again: Recall@10 {lift['recall']:+.1%}, "
+            f"NDCG@10 {lift['ndcg']:+.1%}"
+        )
         out[protocol] = results
     return out
 
 
 def _split_table(results: Results) -> str:
-    """Recall and nDCG at 10 on all held-out items, the repeat and the explore ones, and fit time."""
-    lines = ["| model | R@10 | nDCG@10 | repeat R@10 | repeat nDCG@10 | explore R@10 | fit |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    """Recall and nDCG at 10 on all held-out items, the repeat and the explore ones, and fit
+    time."""
+    lines = [
+        "| model | R@10 | nDCG@10 | repeat R@10 | repeat nDCG@10 | explore R@10 | fit |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, slices in results.items():
         a, r, e = slices[ALL], slices.get(REPEAT, {}), slices.get(EXPLORE, {})
-        lines.append(f"| {name} | {a['recall']:.4f} | {a['ndcg']:.4f} | {r.get('recall', 0):.4f} | "
-                     f"{r.get('ndcg', 0):.4f} | {e.get('recall', 0):.4f} | {a.get('fit_seconds', 0):.1f} s |")  # fmt: skip
+        lines.append(
+            f"| {name} | {a['recall']:.4f} | {a['ndcg']:.4f} | {r.get('recall', 0):.4f} | "
+            f"{r.get('ndcg', 0):.4f} | {e.get('recall', 0):.4f} | {a.get('fit_seconds', 0):.1f} s |"
+        )
     return "\n".join(lines)
 
 
@@ -190,8 +226,10 @@ def synthetic(settings: Settings) -> dict[str, dict[str, dict[str, float]]]:
         evaluation = build_evaluation_set(split, train)
         fallback = popularity_baseline(train)
         model = fit_model("als", {}, train, settings.seed)
-        results = {"als (default)": evaluate(model, evaluation, fallback, 10),
-                   "popularity": evaluate(fallback, evaluation, fallback, 10)}  # fmt: skip
+        results = {
+            "als (default)": evaluate(model, evaluation, fallback, 10),
+            "popularity": evaluate(fallback, evaluation, fallback, 10),
+        }
     print("\n== Synthetic omnichannel (20k customers, 2k items, 90 days; 7 test days) ==")
     for slice_name in sorted(results["popularity"], key=lambda s: (s != ALL, s)):
         print(f"-- {slice_name}")

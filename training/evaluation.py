@@ -1,4 +1,5 @@
-"""Offline evaluation in time order: metrics at k sliced by channel and by new vs returning customer."""
+"""Offline evaluation in time order: metrics at k sliced by channel and by new vs returning
+customer."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from features.interactions import Interactions, build_interactions
+from features.interactions import build_interactions
 from models.base import Recommender
 from models.popularity import PopularityRecommender
+from omnirec.interaction_data import Interactions
 from training.metrics import coverage, ranking_metrics
 from training.splits import EventSplit
 
@@ -146,7 +148,8 @@ def popularity_baseline(train: Interactions) -> PopularityRecommender:
 def flat_metrics(
     results: dict[str, dict[str, float]], k: int, prefix: str = ""
 ) -> dict[str, float]:
-    """{'ndcg_at_10': ..., 'channel_web.ndcg_at_10': ...} for MLflow (slices other than 'all' prefixed)."""
+    """{'ndcg_at_10': ..., 'channel_web.ndcg_at_10': ...} for MLflow (slices other than 'all'
+    prefixed)."""
     flat: dict[str, float] = {}
     for slice_name, metrics in results.items():
         scope = "" if slice_name == ALL else slice_name.replace("=", "_") + "."

@@ -66,18 +66,24 @@ class ExperimentReport:
 
     def table(self) -> str:
         """The figures as a fixed-width table."""
-        lines = [f"experiment {self.experiment} (control {self.control}; attribution window "
-                 f"{self.window_hours:g} h)",
-                 f"{'variant':<14}{'impressions':>12}{'CTR':>9}{'95% CI':>18}{'conv.':>8}"
-                 f"{'rev/impr.':>10}{'CTR lift':>10}{'95% CI':>18}{'p':>8}{'rev lift':>10}{'p':>8}"]  # fmt: skip
+        lines = [
+            f"experiment {self.experiment} (control {self.control}; attribution window "
+            f"{self.window_hours:g} h)",
+            f"{'variant':<14}{'impressions':>12}{'CTR':>9}{'95% CI':>18}{'conv.':>8}"
+            f"{'rev/impr.':>10}{'CTR lift':>10}{'95% CI':>18}{'p':>8}{'rev lift':>10}{'p':>8}",
+        ]
         for v in self.variants:
-            row = (f"{v.variant:<14}{v.impressions:>12,}{v.ctr.value:>9.4f}"
-                   f"{f'{v.ctr.low:.4f}-{v.ctr.high:.4f}':>18}{v.conversion.value:>8.4f}"
-                   f"{v.revenue_per_impression.value:>10.3f}")  # fmt: skip
+            row = (
+                f"{v.variant:<14}{v.impressions:>12,}{v.ctr.value:>9.4f}"
+                f"{f'{v.ctr.low:.4f}-{v.ctr.high:.4f}':>18}{v.conversion.value:>8.4f}"
+                f"{v.revenue_per_impression.value:>10.3f}"
+            )
             if v.ctr_vs_control is not None and v.revenue_vs_control is not None:
                 c, r = v.ctr_vs_control, v.revenue_vs_control
-                row += (f"{c.lift.value:>+10.1%}{f'{c.lift.low:+.1%} {c.lift.high:+.1%}':>18}"
-                        f"{c.p_value:>8.3f}{r.lift.value:>+10.1%}{r.p_value:>8.3f}")  # fmt: skip
+                row += (
+                    f"{c.lift.value:>+10.1%}{f'{c.lift.low:+.1%} {c.lift.high:+.1%}':>18}"
+                    f"{c.p_value:>8.3f}{r.lift.value:>+10.1%}{r.p_value:>8.3f}"
+                )
             lines.append(row)
         return "\n".join(lines)
 
@@ -112,16 +118,23 @@ def _proportion_test(x_a: int, n_a: int, x_b: int, n_b: int) -> Comparison:
     p_a, p_b = x_a / max(n_a, 1), x_b / max(n_b, 1)
     lift = _ratio_lift(p_a, p_a * (1 - p_a) / max(n_a, 1), p_b, p_b * (1 - p_b) / max(n_b, 1))
     table = np.array([[x_a, n_a - x_a], [x_b, n_b - x_b]])
-    p_value = (float(stats.chi2_contingency(table, correction=False)[1])
-               if table.min(axis=0).max() > 0 else 1.0)  # fmt: skip
+    p_value = (
+        float(stats.chi2_contingency(table, correction=False)[1])
+        if table.min(axis=0).max() > 0
+        else 1.0
+    )
     return Comparison(lift, p_value)
 
 
 def _mean_test(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> Comparison:
     if len(a) < 2 or len(b) < 2:
         return Comparison(Estimate(float("nan"), float("nan"), float("nan")), 1.0)
-    lift = _ratio_lift(float(a.mean()), float(a.var(ddof=1)) / len(a), float(b.mean()),
-                       float(b.var(ddof=1)) / len(b))  # fmt: skip
+    lift = _ratio_lift(
+        float(a.mean()),
+        float(a.var(ddof=1)) / len(a),
+        float(b.mean()),
+        float(b.var(ddof=1)) / len(b),
+    )
     p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     return Comparison(lift, 1.0 if math.isnan(p_value) else p_value)
 
@@ -133,15 +146,22 @@ def read_parquet_folder(folder: Path | None) -> pa.Table | None:
     return ds.dataset(folder, format="parquet", partitioning="hive").to_table()
 
 
-def attribute(clicks: pa.Table, purchases: pa.Table, window_seconds: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:  # fmt: skip
+def attribute(
+    clicks: pa.Table, purchases: pa.Table, window_seconds: float
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """For each purchase (customer_id, item_id, timestamp, revenue): the row of the latest click
     of the same customer on the same item at most `window_seconds` before it (-1: none), and the
     purchase's revenue. Vectorised: one sort of the clicks, one binary search for the purchases."""
-    both = pa.concat_arrays([
-        pc.binary_join_element_wise(t["customer_id"].combine_chunks().cast(pa.string()),
-                                    t["item_id"].combine_chunks().cast(pa.string()), "\x00")
-        for t in (clicks, purchases)
-    ]).dictionary_encode()  # fmt: skip
+    both = pa.concat_arrays(
+        [
+            pc.binary_join_element_wise(
+                t["customer_id"].combine_chunks().cast(pa.string()),
+                t["item_id"].combine_chunks().cast(pa.string()),
+                "\x00",
+            )
+            for t in (clicks, purchases)
+        ]
+    ).dictionary_encode()
     keys = np.asarray(both.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     click_keys, purchase_keys = keys[: clicks.num_rows], keys[clicks.num_rows :]
 
@@ -164,8 +184,13 @@ def attribute(clicks: pa.Table, purchases: pa.Table, window_seconds: float) -> t
     return np.where(ok, rows, -1), revenue
 
 
-def experiment_report(experiment: str, feedback: pa.Table, events: pa.Table | None,
-                      window_hours: float, control: str | None = None) -> ExperimentReport:  # fmt: skip
+def experiment_report(
+    experiment: str,
+    feedback: pa.Table,
+    events: pa.Table | None,
+    window_hours: float,
+    control: str | None = None,
+) -> ExperimentReport:
     """The report of `experiment` from the feedback records (and the event log's purchases)."""
     mine = feedback.filter(pc.equal(feedback["experiment"].cast(pa.string()), experiment))
     if mine.num_rows == 0:
@@ -212,12 +237,21 @@ def experiment_report(experiment: str, feedback: pa.Table, events: pa.Table | No
     for name in names:
         n_clicks, n_conv, n, rev = by_name[name]
         compare = name != control
-        figures.append(VariantFigures(
-            name, n, n_clicks, n_conv, float(rev.sum()), _wilson(n_clicks, n), _wilson(n_conv, n), _mean(rev),
-            _proportion_test(c_clicks, c_n, n_clicks, n) if compare else None,
-            _proportion_test(c_conv, c_n, n_conv, n) if compare else None,
-            _mean_test(c_rev, rev) if compare else None,
-        ))  # fmt: skip
+        figures.append(
+            VariantFigures(
+                name,
+                n,
+                n_clicks,
+                n_conv,
+                float(rev.sum()),
+                _wilson(n_clicks, n),
+                _wilson(n_conv, n),
+                _mean(rev),
+                _proportion_test(c_clicks, c_n, n_clicks, n) if compare else None,
+                _proportion_test(c_conv, c_n, n_conv, n) if compare else None,
+                _mean_test(c_rev, rev) if compare else None,
+            )
+        )
     return ExperimentReport(experiment, control, window_hours, figures)
 
 
@@ -226,20 +260,31 @@ def _purchases(feedback: pa.Table, events: pa.Table | None) -> pa.Table | None:
     one row per (customer, item, second)."""
     parts = []
     bought = feedback.filter(pc.equal(feedback["feedback_type"].cast(pa.string()), "purchase"))
-    sources = [bought] + ([events.filter(pc.equal(events["event_type"].cast(pa.string()), "purchase"))]
-                          if events is not None else [])  # fmt: skip
+    sources = [bought] + (
+        [events.filter(pc.equal(events["event_type"].cast(pa.string()), "purchase"))]
+        if events is not None
+        else []
+    )
     for t in sources:
         price = pc.fill_null(t["price"].cast(pa.float64()), 0.0)
-        parts.append(pa.table({
-            "customer_id": t["customer_id"].cast(pa.string()), "item_id": t["item_id"].cast(pa.string()),
-            "timestamp": pc.floor_temporal(t["timestamp"], unit="second"),
-            "revenue": pc.multiply(price, t["quantity"].cast(pa.float64())),
-        }))  # fmt: skip
+        parts.append(
+            pa.table(
+                {
+                    "customer_id": t["customer_id"].cast(pa.string()),
+                    "item_id": t["item_id"].cast(pa.string()),
+                    "timestamp": pc.floor_temporal(t["timestamp"], unit="second"),
+                    "revenue": pc.multiply(price, t["quantity"].cast(pa.float64())),
+                }
+            )
+        )
     if not parts:
         return None
     table = pa.concat_tables(parts)
-    return table.group_by(["customer_id", "item_id", "timestamp"]).aggregate([("revenue", "max")]).rename_columns(
-        ["customer_id", "item_id", "timestamp", "revenue"])  # fmt: skip
+    return (
+        table.group_by(["customer_id", "item_id", "timestamp"])
+        .aggregate([("revenue", "max")])
+        .rename_columns(["customer_id", "item_id", "timestamp", "revenue"])
+    )
 
 
 def write_report(report: ExperimentReport, folder: Path) -> tuple[Path, Path]:
@@ -255,8 +300,12 @@ def write_report(report: ExperimentReport, folder: Path) -> tuple[Path, Path]:
     data.write_text(json.dumps(asdict(report), indent=2, default=float))
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     names = [v.variant for v in report.variants]
-    for ax, title, pick in zip(axes, ("click-through rate", "conversion", "revenue per impression"),
-                               ("ctr", "conversion", "revenue_per_impression"), strict=True):  # fmt: skip
+    for ax, title, pick in zip(
+        axes,
+        ("click-through rate", "conversion", "revenue per impression"),
+        ("ctr", "conversion", "revenue_per_impression"),
+        strict=True,
+    ):
         values = [getattr(v, pick) for v in report.variants]
         centre = [e.value for e in values]
         errors = [[e.value - e.low for e in values], [e.high - e.value for e in values]]

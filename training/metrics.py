@@ -1,4 +1,5 @@
-"""Ranking metrics at k (precision, recall, nDCG, MAP, hit rate) and catalogue coverage, vectorised."""
+"""Ranking metrics at k (precision, recall, nDCG, MAP, hit rate) and catalogue coverage,
+vectorised."""
 
 from __future__ import annotations
 

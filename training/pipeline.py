@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,11 +19,11 @@ from mlflow.models.signature import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
 from features.dataset import Dataset, load_dataset
-from features.interactions import Interactions, build_interactions
-from models import create_model
+from features.interactions import build_interactions
 from models.base import Recommender
 from models.registry import ModelRegistry
 from omnirec.errors import ConfigError
+from omnirec.interaction_data import Interactions
 from omnirec.settings import Settings
 from training.evaluation import (
     EvaluationSet,
@@ -33,6 +32,7 @@ from training.evaluation import (
     flat_metrics,
     popularity_baseline,
 )
+from training.fitting import fit_model
 from training.report import write_report
 from training.selection import DEFAULT_BUDGET_SECONDS, REPEAT_KINDS, Selection, select_model
 from training.splits import EventSplit, split_events, time_cut
@@ -41,10 +41,18 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 PYFUNC_ENTRY = MODELS_DIR / "mlflow_entry.py"
 PYFUNC_SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec(DataType.string)]),  # a list of customer ids (or one column)
-    outputs=Schema([ColSpec(DataType.string, "customer_id"), ColSpec(DataType.long, "rank"),
-                    ColSpec(DataType.string, "item_id"), ColSpec(DataType.double, "score")]),
-    params=ParamSchema([ParamSpec("n", DataType.long, 10), ParamSpec("exclude_seen", DataType.boolean, True)]),
-)  # fmt: skip
+    outputs=Schema(
+        [
+            ColSpec(DataType.string, "customer_id"),
+            ColSpec(DataType.long, "rank"),
+            ColSpec(DataType.string, "item_id"),
+            ColSpec(DataType.double, "score"),
+        ]
+    ),
+    params=ParamSchema(
+        [ParamSpec("n", DataType.long, 10), ParamSpec("exclude_seen", DataType.boolean, True)]
+    ),
+)
 CODE_PATHS = [
     str(Path(__file__).resolve().parents[1] / name) for name in ("models", "features", "omnirec")
 ]
@@ -145,20 +153,6 @@ def use_mlflow(settings: Settings) -> None:
     mlflow.set_experiment(settings.mlflow.experiment)
 
 
-def fit_model(
-    kind: str, params: dict[str, Any], interactions: Interactions, seed: int,
-    *, serving_index: bool = True,
-) -> Recommender:  # fmt: skip
-    """Create and fit a model; ALS and BPR get the seed unless params name one. Without
-    `serving_index` (a model only evaluated, never published), no HNSW index is built."""
-    if kind in {"als", "bpr"}:
-        params = {"seed": seed, **params}
-    model = create_model(kind, **params)
-    if not serving_index and hasattr(model, "ann_min_items"):
-        model.ann_min_items = sys.maxsize
-    return model.fit(interactions)
-
-
 def train(config: TrainConfig, settings: Settings) -> TrainResult:
     """Run the whole pipeline once; registers a version and moves `champion` only past the gate."""
     timings: dict[str, float] = {}
@@ -182,10 +176,16 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     split = events.split
     if kind == "auto":
         selection = select_model(
-            split.train, settings, protocol=config.protocol, test_days=config.test_days,
-            relevant=config.relevant, exclude_seen=config.exclude_seen, k=config.k,
-            budget_seconds=config.budget_seconds, max_users=config.max_eval_users,
-        )  # fmt: skip
+            split.train,
+            settings,
+            protocol=config.protocol,
+            test_days=config.test_days,
+            relevant=config.relevant,
+            exclude_seen=config.exclude_seen,
+            k=config.k,
+            budget_seconds=config.budget_seconds,
+            max_users=config.max_eval_users,
+        )
         kind, params, exclude_seen = (
             selection.best.kind,
             selection.best.params,
@@ -196,14 +196,21 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         exclude_seen = kind not in REPEAT_KINDS
     train_inter = events.train_interactions()
     evaluation: EvaluationSet = build_evaluation_set(
-        split, train_inter, relevant_types=config.relevant, exclude_seen=exclude_seen,
-        max_users=config.max_eval_users, seed=settings.seed,
-    )  # fmt: skip
+        split,
+        train_inter,
+        relevant_types=config.relevant,
+        exclude_seen=exclude_seen,
+        max_users=config.max_eval_users,
+        seed=settings.seed,
+    )
     test_customers = len(evaluation.rows) + (
         evaluation.new_truth["all"].shape[0] if evaluation.new_truth else 0
     )
-    print(f"test part: {split.describe()}, {test_customers:,} customers "
-          f"({len(evaluation.rows):,} returning)", flush=True)  # fmt: skip
+    print(
+        f"test part: {split.describe()}, {test_customers:,} customers "
+        f"({len(evaluation.rows):,} returning)",
+        flush=True,
+    )
     lap("split_interactions")
     # refitted on everything below when refit_full: this one is only evaluated
     model = fit_model(kind, params, train_inter, settings.seed, serving_index=not config.refit_full)
@@ -228,30 +235,46 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     use_mlflow(settings)
     registry = ModelRegistry(settings.mlflow)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run() as run:
-        mlflow.log_params({
-            "model": kind, **{f"model.{k}": v for k, v in model.params.items()},
-            "selected_by": "validation" if selection else "given",
-            "seed": settings.seed, "test_days": config.test_days, "k": config.k,
-            "protocol": config.protocol, "test_customers": test_customers,
-            "relevant": ",".join(config.relevant), "exclude_seen": exclude_seen,
-            "refit_full": config.refit_full, "cutoff": split.cutoff.isoformat(), "engine": config.engine,
-            "quantity_scaling": settings.interactions.quantity_scaling,
-            "decay_reference": settings.interactions.decay_reference,
-            "data": str(config.data), "data_fingerprint": data_fingerprint(config.data),
-            "code_version": code_version(),
-            "event_weights": str(settings.interactions.event_weights),
-            "channel_weights": str(settings.interactions.channel_weights),
-            "decay_half_life_days": settings.interactions.decay_half_life_days,
-            "customers": full_inter.shape[0], "items": full_inter.shape[1],
-            "events_accepted": events.accepted, "events_rejected": events.rejected,
-        })  # fmt: skip
+        mlflow.log_params(
+            {
+                "model": kind,
+                **{f"model.{k}": v for k, v in model.params.items()},
+                "selected_by": "validation" if selection else "given",
+                "seed": settings.seed,
+                "test_days": config.test_days,
+                "k": config.k,
+                "protocol": config.protocol,
+                "test_customers": test_customers,
+                "relevant": ",".join(config.relevant),
+                "exclude_seen": exclude_seen,
+                "refit_full": config.refit_full,
+                "cutoff": split.cutoff.isoformat(),
+                "engine": config.engine,
+                "quantity_scaling": settings.interactions.quantity_scaling,
+                "decay_reference": settings.interactions.decay_reference,
+                "data": str(config.data),
+                "data_fingerprint": data_fingerprint(config.data),
+                "code_version": code_version(),
+                "event_weights": str(settings.interactions.event_weights),
+                "channel_weights": str(settings.interactions.channel_weights),
+                "decay_half_life_days": settings.interactions.decay_half_life_days,
+                "customers": full_inter.shape[0],
+                "items": full_inter.shape[1],
+                "events_accepted": events.accepted,
+                "events_rejected": events.rejected,
+            }
+        )
         mlflow.log_metrics(flat_metrics(metrics, config.k))
         for name, results in baselines.items():
             mlflow.log_metrics(flat_metrics(results, config.k, prefix=f"{name}."))
         report_dir = Path(tmp) / "report"
-        write_report({kind: metrics, **baselines}, config.k, report_dir,
-                     f"omnirec {kind} — {split.describe()}",
-                     {"relevant events": ",".join(config.relevant), "exclude seen": str(exclude_seen)})  # fmt: skip
+        write_report(
+            {kind: metrics, **baselines},
+            config.k,
+            report_dir,
+            f"omnirec {kind} — {split.describe()}",
+            {"relevant events": ",".join(config.relevant), "exclude seen": str(exclude_seen)},
+        )
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
         if selection is not None:
             mlflow.log_text(selection.table(), "selection/comparison.md")
@@ -259,11 +282,14 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
             mlflow.log_metric(f"validation_{selection.metric}", selection.best.score or 0.0)
         model_dir = model.save(Path(tmp) / "omnirec_model")
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(PYFUNC_ENTRY), artifacts={"omnirec_model": str(model_dir)},
-            code_paths=CODE_PATHS, pip_requirements=_requirements(),
+            name="model",
+            python_model=str(PYFUNC_ENTRY),
+            artifacts={"omnirec_model": str(model_dir)},
+            code_paths=CODE_PATHS,
+            pip_requirements=_requirements(),
             registered_model_name=settings.mlflow.model_name if config.register else None,
             signature=PYFUNC_SIGNATURE,
-        )  # fmt: skip
+        )
         lap("log_register")
         run_id = run.info.run_id
     version = (
@@ -277,8 +303,10 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         registry.tag_version(version, "omnirec.model", kind)
         promoted, gate = _gate(registry, version, champion_before, settings.mlflow.gate_metric)
         if returning < config.min_test_customers:
-            few = (f"only {returning} returning test customers "
-                   f"(< {config.min_test_customers}): the gate does not decide on so few; ")  # fmt: skip
+            few = (
+                f"only {returning} returning test customers "
+                f"(< {config.min_test_customers}): the gate does not decide on so few; "
+            )
             if champion_before is None:
                 gate = few + f"v{version} becomes the first champion"
             else:
@@ -290,8 +318,22 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         if promoted:
             registry.set_champion(version)
     lap("gate")
-    return TrainResult(run_id, version, promoted, champion_before, gate, metrics, baseline,
-                       report_dir, model, full_inter, events.dataset, timings, baselines, selection)  # fmt: skip
+    return TrainResult(
+        run_id,
+        version,
+        promoted,
+        champion_before,
+        gate,
+        metrics,
+        baseline,
+        report_dir,
+        model,
+        full_inter,
+        events.dataset,
+        timings,
+        baselines,
+        selection,
+    )
 
 
 @dataclass(frozen=True)
@@ -318,23 +360,29 @@ class PreparedEvents:
                 test,
                 lambda: build_interactions(events, settings.interactions, event_rows=train_rows),
                 lambda: build_interactions(events, settings.interactions),
-                events.num_rows, dataset.report.rejects.num_rows, dataset,
-            )  # fmt: skip
+                events.num_rows,
+                dataset.report.rejects.num_rows,
+                dataset,
+            )
         split = split_events(dataset.events, config.protocol, config.test_days)
         return cls(
             split,
             lambda: build_interactions(split.train, settings.interactions),
             lambda: build_interactions(dataset.events, settings.interactions),
-            dataset.report.accepted.num_rows, dataset.report.rejects.num_rows, dataset,
-        )  # fmt: skip
+            dataset.report.accepted.num_rows,
+            dataset.report.rejects.num_rows,
+            dataset,
+        )
 
 
 def _spark_events(config: TrainConfig, settings: Settings) -> PreparedEvents:
     """Spark SQL reads, validates, stitches, splits and aggregates; only the matrices and the
     (small) test part come back to this process."""
     if config.model == "auto":
-        raise ConfigError("--engine spark fits the model you name: pass --model (e.g. als); choosing "
-                          "one (--model auto) evaluates candidates on the events in one process")  # fmt: skip
+        raise ConfigError(
+            "--engine spark fits the model you name: pass --model (e.g. als); choosing "
+            "one (--model auto) evaluates candidates on the events in one process"
+        )
     if config.protocol != "time":
         raise ConfigError(f"--engine spark splits in time (--protocol time), not {config.protocol}")
     from features.spark_events import (
@@ -356,8 +404,9 @@ def _spark_events(config: TrainConfig, settings: Settings) -> PreparedEvents:
         split,
         lambda: spark_interactions(spark, cut.train, settings.interactions),
         lambda: spark_interactions(spark, accepted, settings.interactions),
-        count, read.rows - count,
-    )  # fmt: skip
+        count,
+        read.rows - count,
+    )
 
 
 def _gate(

@@ -3,7 +3,6 @@ feature store and switch Redis to it atomically; and switch back to a version's 
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,16 +11,13 @@ from pathlib import Path
 import pyarrow as pa
 import scipy.sparse as sp
 
-from features.dataset import Dataset, load_dataset
+from features.dataset import Dataset
 from features.encoding import ENCODER, SnapshotMeta
 from features.snapshot_file import SnapshotRecorder
 from features.stock import LiveStock
 from features.store import RedisFeatureStore
-from models import load_model
 from models.base import Recommender
-from models.registry import SNAPSHOT_FILE, ModelRegistry
 from omnirec.progress import Progress
-from omnirec.redis_runtime import redis_target
 from omnirec.settings import Settings
 from training.snapshot import (
     CategoryCodes,
@@ -51,10 +47,13 @@ class PublishSummary:
     cleaned: list[str]
 
     def __str__(self) -> str:
-        return (f"published snapshot {self.snapshot} (model v{self.version}): {self.customers:,} customers, "
-                f"{self.items:,} items, {self.keys:,} keys in {self.seconds:.1f}s "
-                f"({self.customers_per_second:,.0f} customers/s); active before: {self.previous or '-'}"
-                + (f"; removed {', '.join(self.cleaned)}" if self.cleaned else ""))  # fmt: skip
+        return (
+            f"published snapshot {self.snapshot} (model v{self.version}): {self.customers:,} "
+            "customers, "
+            f"{self.items:,} items, {self.keys:,} keys in {self.seconds:.1f}s "
+            f"({self.customers_per_second:,.0f} customers/s); active before: {self.previous or '-'}"
+            + (f"; removed {', '.join(self.cleaned)}" if self.cleaned else "")
+        )
 
 
 @dataclass(frozen=True)
@@ -96,15 +95,23 @@ def publish(
     activate: bool = True,
     record: Path | None = None,
 ) -> PublishSummary:
-    """Write a new snapshot for `model` built from `dataset`; switch to it atomically when `activate`.
+    """Write a new snapshot for `model` built from `dataset`; switch to it atomically when
+    `activate`.
 
     With `record`, every key written is also recorded into that Parquet file (see
     features.snapshot_file), from which the snapshot can be restored into an empty Redis."""
     ev = event_arrays(dataset.events, model)
     units, last_bought = purchases(ev, model.n_items)
-    parts = SnapshotParts(dataset.catalogue, dataset.stock, dataset.stores, dataset.identities.table,
-                          GroupPopularity.of(ev, model.n_items, settings), units, len(ev.customers),
-                          int(ev.at.max(initial=0)))  # fmt: skip
+    parts = SnapshotParts(
+        dataset.catalogue,
+        dataset.stock,
+        dataset.stores,
+        dataset.identities.table,
+        GroupPopularity.of(ev, model.n_items, settings),
+        units,
+        len(ev.customers),
+        int(ev.at.max(initial=0)),
+    )
     n_candidates = candidates or settings.serving.candidates_per_customer
 
     def write_customers(store: RedisFeatureStore, snapshot: str, categories: CategoryCodes) -> int:
@@ -114,13 +121,22 @@ def publish(
         progress.close()
         return written
 
-    return publish_parts(store, model, parts, write_customers, version, settings,
-                         activate=activate, record=record)  # fmt: skip
+    return publish_parts(
+        store, model, parts, write_customers, version, settings, activate=activate, record=record
+    )
 
 
-def publish_parts(store: RedisFeatureStore, model: Recommender, parts: SnapshotParts,
-                  write_customers: CustomerWriter, version: int, settings: Settings, *,
-                  activate: bool = True, record: Path | None = None) -> PublishSummary:  # fmt: skip
+def publish_parts(
+    store: RedisFeatureStore,
+    model: Recommender,
+    parts: SnapshotParts,
+    write_customers: CustomerWriter,
+    version: int,
+    settings: Settings,
+    *,
+    activate: bool = True,
+    record: Path | None = None,
+) -> PublishSummary:
     """Write a snapshot from `parts` and `write_customers` (this process, or Spark's executors),
     register it, and switch to it when `activate`; with `record`, every key is also recorded."""
     if record is None:
@@ -137,9 +153,15 @@ def publish_parts(store: RedisFeatureStore, model: Recommender, parts: SnapshotP
     return summary
 
 
-def _publish(store: RedisFeatureStore, model: Recommender, parts: SnapshotParts,
-             write_customers: CustomerWriter, version: int, settings: Settings,
-             activate: bool) -> tuple[PublishSummary, SnapshotMeta]:  # fmt: skip
+def _publish(
+    store: RedisFeatureStore,
+    model: Recommender,
+    parts: SnapshotParts,
+    write_customers: CustomerWriter,
+    version: int,
+    settings: Settings,
+    activate: bool,
+) -> tuple[PublishSummary, SnapshotMeta]:
     started = time.perf_counter()
     snapshot = f"v{version}-{time.time_ns() // 1_000_000}"
     keys = 0
@@ -150,10 +172,14 @@ def _publish(store: RedisFeatureStore, model: Recommender, parts: SnapshotParts,
     if parts.stores is not None:
         catalogue.store_locations = [
             (str(s), float(lat), float(lon))
-            for s, lat, lon in zip(parts.stores["store_id"].to_pylist(), parts.stores["latitude"].to_pylist(),
-                                   parts.stores["longitude"].to_pylist(), strict=True)
+            for s, lat, lon in zip(
+                parts.stores["store_id"].to_pylist(),
+                parts.stores["latitude"].to_pylist(),
+                parts.stores["longitude"].to_pylist(),
+                strict=True,
+            )
             if lat is not None and lon is not None
-        ]  # fmt: skip
+        ]
     live = LiveStock(store.prefix)
     if parts.stock is not None and live.empty(store.client):
         live.seed(
@@ -169,62 +195,30 @@ def _publish(store: RedisFeatureStore, model: Recommender, parts: SnapshotParts,
     keys += store.write_identities(parts.identities)
     keys += write_customers(store, snapshot, categories)
     count = parts.customers
-    meta = SnapshotMeta(snapshot_id=snapshot, model_version=version, model_kind=model.kind, created_at=int(time.time()),
-                        customers=count, items=model.n_items, data_end=parts.data_end)  # fmt: skip
+    meta = SnapshotMeta(
+        snapshot_id=snapshot,
+        model_version=version,
+        model_kind=model.kind,
+        created_at=int(time.time()),
+        customers=count,
+        items=model.n_items,
+        data_end=parts.data_end,
+    )
     store.register_snapshot(meta)
     previous = store.activate(snapshot) if activate else store.active_snapshot()
     cleaned = store.cleanup(settings.redis.snapshot_grace_seconds)
     seconds = time.perf_counter() - started
-    return PublishSummary(snapshot, version, count, model.n_items, keys, seconds,
-                          count / max(seconds, 1e-9), previous, cleaned), meta  # fmt: skip
+    return PublishSummary(
+        snapshot,
+        version,
+        count,
+        model.n_items,
+        keys,
+        seconds,
+        count / max(seconds, 1e-9),
+        previous,
+        cleaned,
+    ), meta
 
 
-def publish_version(
-    settings: Settings, version: int, data: Path | None = None, *, engine: str = "local"
-) -> PublishSummary:
-    """Publish a registered version: download its model, rebuild features from its data, switch.
-    With `engine="spark"`, Spark reads the events and its executors score and write customers."""
-    registry = ModelRegistry(settings.mlflow)
-    with tempfile.TemporaryDirectory() as tmp:
-        model = load_model(registry.download(version, Path(tmp)))
-    run_id = registry.client.get_model_version(registry.name, str(version)).run_id
-    run = registry.client.get_run(str(run_id))
-    folder = data or Path(run.data.params["data"])
-    dataset = load_dataset(folder, settings.max_future_seconds) if engine == "local" else None
-    with redis_target(settings) as target, tempfile.TemporaryDirectory() as tmp:
-        store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
-        # a version that lost the gate is published, not switched to
-        activate = registry.champion() == version
-        record = Path(tmp) / SNAPSHOT_FILE
-        if dataset is not None:
-            summary = publish(
-                store, model, dataset, version, settings, activate=activate, record=record
-            )
-        else:
-            from features.spark_events import spark_session
-            from training.spark_publish import spark_publish
-
-            summary = spark_publish(spark_session(), store, model, folder, version, settings,
-                                    activate=activate, record=record)  # fmt: skip
-        store.close()
-        registry.store_snapshot_file(version, record)  # Redis can be rebuilt from it
-    registry.tag_version(version, "omnirec.snapshot", summary.snapshot)
-    return summary
-
-
-def activate_version_snapshot(settings: Settings, version: int) -> str:
-    """Switch Redis to the snapshot `version` was published with (republish when it was cleaned up)."""
-    registry = ModelRegistry(settings.mlflow)
-    snapshot = registry.version_tag(version, "omnirec.snapshot")
-    with redis_target(settings) as target:
-        store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
-        try:
-            if snapshot and store.snapshot_meta(snapshot) is not None:
-                previous = store.activate(snapshot)
-                return f"feature snapshot {snapshot} active again (was {previous})"
-        finally:
-            store.close()
-    return str(publish_version(settings, version))
-
-
-__all__ = ["PublishSummary", "activate_version_snapshot", "publish", "publish_version"]
+__all__ = ["PublishSummary", "SnapshotParts", "publish", "publish_parts"]

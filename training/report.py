@@ -29,7 +29,8 @@ def markdown_table(results: Results, k: int, slice_name: str = "all") -> str:
 def write_report(
     results: Results, k: int, folder: Path, title: str, notes: dict[str, str] | None = None
 ) -> Path:
-    """Write report.json, report.md, report.html and PNG plots into `folder`; returns the HTML path."""
+    """Write report.json, report.md, report.html and PNG plots into `folder`; returns the HTML
+    path."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(
         json.dumps({"k": k, "results": results, "notes": notes or {}}, indent=2)
@@ -47,18 +48,21 @@ def write_report(
         f"<p><b>{html.escape(key)}</b>: {html.escape(value)}</p>"
         for key, value in (notes or {}).items()
     ]
-    body += ['<img src="metrics_all.png" alt="metrics for all customers">',
-             '<img src="ndcg_by_slice.png" alt="nDCG by slice">']  # fmt: skip
+    body += [
+        '<img src="metrics_all.png" alt="metrics for all customers">',
+        '<img src="ndcg_by_slice.png" alt="nDCG by slice">',
+    ]
     for slice_name in slices:
         body.append(
             f"<h2>slice: {html.escape(slice_name)}</h2>{_html_table(results, k, slice_name)}"
         )
     page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title)
+        "<!doctype html><html><head><meta charset='utf-8'><title>"
+        + html.escape(title)
         + "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:48%}</style>"
         "</head><body>" + "".join(body) + "</body></html>"
-    )  # fmt: skip
+    )
     (folder / "report.html").write_text(page)
     return folder / "report.html"
 

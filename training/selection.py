@@ -88,14 +88,29 @@ class Selection:
         return "\n".join(lines)
 
     def to_json(self) -> str:
-        return json.dumps({
-            "chosen": {"kind": self.best.kind, "params": self.best.params},
-            "metric": self.metric, "validation_customers": self.validation_customers,
-            "budget_seconds": self.budget_seconds, "exclude_seen": self.exclude_seen,
-            "repeat_share": self.repeat_share, "notes": self.notes,
-            "trials": [{"kind": t.kind, "params": t.params, "score": t.score, "recall": t.recall,
-                        "fit_seconds": t.fit_seconds, "note": t.note} for t in self.trials],
-        }, indent=2)  # fmt: skip
+        return json.dumps(
+            {
+                "chosen": {"kind": self.best.kind, "params": self.best.params},
+                "metric": self.metric,
+                "validation_customers": self.validation_customers,
+                "budget_seconds": self.budget_seconds,
+                "exclude_seen": self.exclude_seen,
+                "repeat_share": self.repeat_share,
+                "notes": self.notes,
+                "trials": [
+                    {
+                        "kind": t.kind,
+                        "params": t.params,
+                        "score": t.score,
+                        "recall": t.recall,
+                        "fit_seconds": t.fit_seconds,
+                        "note": t.note,
+                    }
+                    for t in self.trials
+                ],
+            },
+            indent=2,
+        )
 
 
 def repeat_share(evaluation: EvaluationSet) -> float:
@@ -134,21 +149,41 @@ def select_model(
             str(exc.source), f"no validation part for model selection: {exc.reason}"
         ) from exc
     inner_train = build_interactions(inner.train, settings.interactions)
-    probe = build_evaluation_set(inner, inner_train, relevant_types=relevant, exclude_seen=False,
-                                 max_users=max_users, seed=settings.seed)  # fmt: skip
+    probe = build_evaluation_set(
+        inner,
+        inner_train,
+        relevant_types=relevant,
+        exclude_seen=False,
+        max_users=max_users,
+        seed=settings.seed,
+    )
     keep_decided, share = decide_exclude_seen(probe)
     exclude = keep_decided if exclude_seen is None else exclude_seen
     validation = probe
     if exclude:
-        validation = build_evaluation_set(inner, inner_train, relevant_types=relevant,
-                                          exclude_seen=True, max_users=max_users, seed=settings.seed)  # fmt: skip
+        validation = build_evaluation_set(
+            inner,
+            inner_train,
+            relevant_types=relevant,
+            exclude_seen=True,
+            max_users=max_users,
+            seed=settings.seed,
+        )
     customers = len(validation.rows)
-    say(f"model selection: {len(CANDIDATES)} candidates on a validation part "
+    say(
+        f"model selection: {len(CANDIDATES)} candidates on a validation part "
         f"({inner.describe()}, {customers:,} customers), budget {budget_seconds:.0f} s; "
         f"{share:.0%} of held-out purchases are repeats: bought items "
-        f"{'excluded' if exclude else 'stay recommendable'}")  # fmt: skip
-    trials, best = compare(validation, seed=settings.seed, k=k, exclude_seen=exclude,
-                           budget_seconds=budget_seconds, say=say)  # fmt: skip
+        f"{'excluded' if exclude else 'stay recommendable'}"
+    )
+    trials, best = compare(
+        validation,
+        seed=settings.seed,
+        k=k,
+        exclude_seen=exclude,
+        budget_seconds=budget_seconds,
+        say=say,
+    )
     notes = [f"only {customers} validation customers: the choice is weak"] if customers < 50 else []
     say(f"model selection: chose {best.label} in {time.perf_counter() - started:.0f} s")
     return Selection(trials, best, customers, budget_seconds, exclude, share, f"ndcg_at_{k}", notes)
@@ -165,7 +200,7 @@ def compare(
 ) -> tuple[list[Trial], Trial]:
     """Fit every candidate on `validation.train` and score it on the validation truth (nDCG@k),
     cheapest first, until `budget_seconds` are spent; returns the trials and the best."""
-    from training.pipeline import fit_model
+    from training.fitting import fit_model
 
     started = time.perf_counter()
     trials: list[Trial] = []
@@ -193,8 +228,10 @@ def compare(
         trial.fit_seconds = time.perf_counter() - clock
         metrics = evaluate(model, validation, model, k)[ALL]
         trial.score, trial.recall = metrics["ndcg"], metrics["recall"]
-        say(f"  {trial.label:<60} nDCG@{k} {trial.score:.4f}  recall@{k} {trial.recall:.4f}  "
-            f"({trial.fit_seconds:.1f} s fit)")  # fmt: skip
+        say(
+            f"  {trial.label:<60} nDCG@{k} {trial.score:.4f}  recall@{k} {trial.recall:.4f}  "
+            f"({trial.fit_seconds:.1f} s fit)"
+        )
     scored = [t for t in trials if t.score is not None]
     if not scored:
         raise ModelError("model selection: no candidate could be fitted on the validation part")

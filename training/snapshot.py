@@ -62,9 +62,12 @@ def vocabulary(column: pa.ChunkedArray | pa.Array) -> list[str]:
 
 
 def event_arrays(
-    events: pa.Table, model: Recommender, *, channels: list[str] | None = None,
+    events: pa.Table,
+    model: Recommender,
+    *,
+    channels: list[str] | None = None,
     stores: list[str] | None = None,
-) -> EventArrays:  # fmt: skip
+) -> EventArrays:
     """The events as EventArrays; channel and store codes index `channels` and `stores` (by
     default the sorted values of these events: a part of the events passes the whole's)."""
     customer = arrowkit.compact(arrowkit.as_dictionary(events.column("customer_id")))
@@ -256,16 +259,31 @@ def catalogue_of(
     )
     if table is not None:
         cols = model.columns_of([str(v) for v in table.column("item_id").to_pylist()])
-        for col, name, cat, price, act in zip(cols, table.column("name").to_pylist(), table.column("category").to_pylist(),
-                                              table.column("price").to_pylist(), table.column("active").to_pylist(), strict=True):  # fmt: skip
+        for col, name, cat, price, act in zip(
+            cols,
+            table.column("name").to_pylist(),
+            table.column("category").to_pylist(),
+            table.column("price").to_pylist(),
+            table.column("active").to_pylist(),
+            strict=True,
+        ):
             if col >= 0:
                 names[col] = name or ids[col]
                 cats[col] = cat or "unknown"
                 prices[col] = float(price) if price is not None else 0.0
                 active[col] = bool(act) if act is not None else True
     texts, numbers = _attributes(model, table)
-    return Catalogue(item_ids=ids, names=names, categories=cats, prices=prices, active=active,
-                     channels=channels, stores=stores, texts=texts, numbers=numbers)  # fmt: skip
+    return Catalogue(
+        item_ids=ids,
+        names=names,
+        categories=cats,
+        prices=prices,
+        active=active,
+        channels=channels,
+        stores=stores,
+        texts=texts,
+        numbers=numbers,
+    )
 
 
 CONTRACT_COLUMNS = frozenset({"item_id", "name", "category", "price", "active"})
@@ -314,9 +332,14 @@ def stock_bitmaps(stock: pa.Table | None, model: Recommender) -> Iterator[tuple[
         yield str(name), np.packbits(mask).tobytes()
 
 
-def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_matrix,
-                      categories: CategoryCodes, n_candidates: int,
-                      progress: Progress | None = None) -> Iterator[tuple[str, bytes]]:  # fmt: skip
+def customer_entries(
+    model: Recommender,
+    ev: EventArrays,
+    last_bought: sp.csr_matrix,
+    categories: CategoryCodes,
+    n_candidates: int,
+    progress: Progress | None = None,
+) -> Iterator[tuple[str, bytes]]:
     """(customer id, encoded CustomerFeatures) per customer with events: the model's best
     `n_candidates` items, the training history, purchases, top categories and recent activity."""
     from features.customer_records import CustomerColumns, EventColumns, encode_block  # numba
@@ -333,9 +356,16 @@ def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_ma
         (np.ones(valid.sum()), (per_customer[valid], cat_codes[ev.item_col[valid]])),
         shape=(len(ev.customers), max(1, n_cat)),
     )
-    columns = CustomerColumns.of(ev.customers, history.indptr, history.indices, history.data,
-                                 last_bought.indptr, last_bought.indices, last_bought.data,
-                                 [str(name) for name in cat_names.tolist()])  # fmt: skip
+    columns = CustomerColumns.of(
+        ev.customers,
+        history.indptr,
+        history.indices,
+        history.data,
+        last_bought.indptr,
+        last_bought.indices,
+        last_bought.data,
+        [str(name) for name in cat_names.tolist()],
+    )
     events = EventColumns(ev.indptr, ev.item_col, ev.etype, ev.channel, ev.at, ev.store)
     block = CANDIDATE_BLOCK
 
@@ -353,8 +383,18 @@ def customer_entries(model: Recommender, ev: EventArrays, last_bought: sp.csr_ma
         bought_in = np.take_along_axis(cat_block, top_cats, axis=1) > 0
         favourite = np.where(bought_in, top_cats, -1)
         block_vectors = None if vectors is None else vectors[np.maximum(block_rows, 0)]
-        return encode_block(columns, events, start, stop, block_rows, block_vectors, cand_ids,
-                            cand_scores, favourite, RECENT_PER_CUSTOMER)  # fmt: skip
+        return encode_block(
+            columns,
+            events,
+            start,
+            stop,
+            block_rows,
+            block_vectors,
+            cand_ids,
+            cand_scores,
+            favourite,
+            RECENT_PER_CUSTOMER,
+        )
 
     # the next blocks are scored and encoded in a thread (the selection and the encoding release
     # the GIL) while this one is written: SCORED_AHEAD of them, so that the scoring never waits

@@ -95,16 +95,22 @@ def _sparse(
     """A CSR matrix of the table's (row, column, value) triples; zeros left out (as the local
     path leaves out events that weigh nothing)."""
     matrix = sp.csr_matrix(
-        (np.asarray(table[value].to_numpy(), dtype=np.float64),
-         (np.asarray(table[rows].to_numpy(), dtype=np.int64), np.asarray(table[cols].to_numpy(), dtype=np.int64))),
+        (
+            np.asarray(table[value].to_numpy(), dtype=np.float64),
+            (
+                np.asarray(table[rows].to_numpy(), dtype=np.int64),
+                np.asarray(table[cols].to_numpy(), dtype=np.int64),
+            ),
+        ),
         shape=shape,
-    )  # fmt: skip
+    )
     matrix.eliminate_zeros()
     return matrix
 
 
-def snapshot_parts(spark: SparkSession, events: DataFrame, model: Recommender, side: SideTables,
-                   settings: Settings) -> tuple[SnapshotParts, DataFrame]:  # fmt: skip
+def snapshot_parts(
+    spark: SparkSession, events: DataFrame, model: Recommender, side: SideTables, settings: Settings
+) -> tuple[SnapshotParts, DataFrame]:
     """The shared parts of a snapshot from Spark aggregates, and the events with each item's
     model column (`col`, -1 when the model has no such item)."""
     items = indexed(spark, [str(i) for i in model.item_ids.tolist()], "item_id", "col")
@@ -121,18 +127,24 @@ def snapshot_parts(spark: SparkSession, events: DataFrame, model: Recommender, s
     job(spark, "publish: popular per channel and store")
     by_channel = (
         known.join(F.broadcast(indexed(spark, channels, "channel", "group")), "channel")
-        .groupBy("group", "col").agg(F.sum(weight).alias("w")).toArrow()
-    )  # fmt: skip
+        .groupBy("group", "col")
+        .agg(F.sum(weight).alias("w"))
+        .toArrow()
+    )
     by_store = (
         known.filter(F.col("event_type") == "purchase")
         .join(F.broadcast(indexed(spark, stores, "store_id", "group")), "store_id")
-        .groupBy("group", "col").agg(F.sum(weight).alias("w")).toArrow()
-    )  # fmt: skip
+        .groupBy("group", "col")
+        .agg(F.sum(weight).alias("w"))
+        .toArrow()
+    )
     n_items = model.n_items
     groups = GroupPopularity(
-        _sparse(by_channel, "group", "col", "w", (len(channels), n_items)), channels,
-        _sparse(by_store, "group", "col", "w", (len(stores), n_items)), stores,
-    )  # fmt: skip
+        _sparse(by_channel, "group", "col", "w", (len(channels), n_items)),
+        channels,
+        _sparse(by_store, "group", "col", "w", (len(stores), n_items)),
+        stores,
+    )
     # kept units per customer x item (bought-together needs no customer order: a unique number each)
     signed = F.when(F.col("event_type") == "purchase", F.col("quantity")).when(
         F.col("event_type") == "return", -F.col("quantity")
@@ -145,45 +157,86 @@ def snapshot_parts(spark: SparkSession, events: DataFrame, model: Recommender, s
     job(spark, "publish: kept units (bought-together)")
     kept = collect(
         known.filter(F.col("event_type").isin("purchase", "return"))
-        .groupBy("customer_id", "col").agg(F.sum(signed).alias("units"))
+        .groupBy("customer_id", "col")
+        .agg(F.sum(signed).alias("units"))
         .filter(F.col("units") > 0)
         .join(customer_numbers, "customer_id")
         .select("number", "col", "units")
-    )  # fmt: skip
+    )
     _, dense = np.unique(np.asarray(kept["number"].to_numpy()), return_inverse=True)
     units = sp.csr_matrix(
-        (np.asarray(kept["units"].to_numpy(), dtype=np.float64), (dense, np.asarray(kept["col"].to_numpy()))),
+        (
+            np.asarray(kept["units"].to_numpy(), dtype=np.float64),
+            (dense, np.asarray(kept["col"].to_numpy())),
+        ),
         shape=(int(dense.max(initial=-1)) + 1, n_items),
-    )  # fmt: skip
+    )
     job(spark, "publish: customers and the newest event")
     totals = events.agg(
         F.countDistinct("customer_id").alias("customers"),
         F.max(F.unix_seconds("timestamp")).alias("end"),
     ).first()
     assert totals is not None
-    parts = SnapshotParts(side.catalogue, side.stock, side.stores, side.identities.table, groups,
-                          units, int(totals["customers"]), int(totals["end"] or 0))  # fmt: skip
+    parts = SnapshotParts(
+        side.catalogue,
+        side.stock,
+        side.stores,
+        side.identities.table,
+        groups,
+        units,
+        int(totals["customers"]),
+        int(totals["end"] or 0),
+    )
     return parts, events
 
 
-def spark_publish(spark: SparkSession, store: RedisFeatureStore, model: Recommender, folder: Path,
-                  version: int, settings: Settings, *, activate: bool = True,
-                  record: Path | None = None, candidates: int | None = None) -> PublishSummary:  # fmt: skip
+def spark_publish(
+    spark: SparkSession,
+    store: RedisFeatureStore,
+    model: Recommender,
+    folder: Path,
+    version: int,
+    settings: Settings,
+    *,
+    activate: bool = True,
+    record: Path | None = None,
+    candidates: int | None = None,
+) -> PublishSummary:
     """`training.publish.publish` with Spark reading the events and its executors scoring and
     writing every customer; the same snapshot, switched to when `activate`."""
     side = load_side_tables(folder if folder.is_dir() else folder.parent)
     read = read_events(spark, folder, settings.max_future_seconds, identities=side.identities)
     accepted = read.accepted.cache()
     try:  # read and validated once for the aggregates and the partitions
-        return _spark_publish(spark, store, model, accepted, side, version, settings,
-                              activate=activate, record=record, candidates=candidates)  # fmt: skip
+        return _spark_publish(
+            spark,
+            store,
+            model,
+            accepted,
+            side,
+            version,
+            settings,
+            activate=activate,
+            record=record,
+            candidates=candidates,
+        )
     finally:
         accepted.unpersist()
 
 
-def _spark_publish(spark: SparkSession, store: RedisFeatureStore, model: Recommender, events: DataFrame,
-                   side: SideTables, version: int, settings: Settings, *, activate: bool,
-                   record: Path | None, candidates: int | None) -> PublishSummary:  # fmt: skip
+def _spark_publish(
+    spark: SparkSession,
+    store: RedisFeatureStore,
+    model: Recommender,
+    events: DataFrame,
+    side: SideTables,
+    version: int,
+    settings: Settings,
+    *,
+    activate: bool,
+    record: Path | None,
+    candidates: int | None,
+) -> PublishSummary:
     parts, events = snapshot_parts(spark, events, model, side, settings)
     partitions = max(
         spark.sparkContext.defaultParallelism, -(-parts.customers // CUSTOMERS_PER_PARTITION)
@@ -198,9 +251,16 @@ def _spark_publish(spark: SparkSession, store: RedisFeatureStore, model: Recomme
         def write_customers(
             store: RedisFeatureStore, snapshot: str, categories: CategoryCodes
         ) -> int:
-            scoring = _PartitionJob(model_dir.name, store.target, store.prefix, snapshot, parts.channels,
-                                parts.store_ids, categories,
-                                candidates or settings.serving.candidates_per_customer)  # fmt: skip
+            scoring = _PartitionJob(
+                model_dir.name,
+                store.target,
+                store.prefix,
+                snapshot,
+                parts.channels,
+                parts.store_ids,
+                categories,
+                candidates or settings.serving.candidates_per_customer,
+            )
             by_customer = (
                 events.select(*CANONICAL)
                 .repartition(partitions, "customer_id")
@@ -218,8 +278,16 @@ def _spark_publish(spark: SparkSession, store: RedisFeatureStore, model: Recomme
             finally:
                 shutil.rmtree(staged, ignore_errors=True)
 
-        return publish_parts(store, model, parts, write_customers, version, settings,
-                             activate=activate, record=record)  # fmt: skip
+        return publish_parts(
+            store,
+            model,
+            parts,
+            write_customers,
+            version,
+            settings,
+            activate=activate,
+            record=record,
+        )
 
 
 __all__ = ["spark_publish"]

@@ -40,7 +40,8 @@ class EventSplit:
 
 def split_events(events: pa.Table, protocol: str = "time", test_days: float = 7.0) -> EventSplit:
     """The split `protocol` names: 'time' (global cut-off `test_days` before the last event),
-    'next-basket' (each customer's last basket) or 'last-days' (each customer's last `test_days`)."""
+    'next-basket' (each customer's last basket) or 'last-days' (each customer's last
+    `test_days`)."""
     if protocol == "next-basket":
         return last_basket_split(events)
     if protocol == "last-days":
@@ -55,8 +56,9 @@ def time_split(
 ) -> EventSplit:
     """Train on events before the cut-off (default: test_days before the last event), test after."""
     before, cut, last = time_cut(events, test_days, cutoff)
-    return EventSplit(train=events.filter(before), test=events.filter(pc.invert(before)),
-                      cutoff=cut, end=last)  # fmt: skip
+    return EventSplit(
+        train=events.filter(before), test=events.filter(pc.invert(before)), cutoff=cut, end=last
+    )
 
 
 def time_cut(
@@ -156,9 +158,12 @@ def _customer_cut(
     first = int(cut[has_cut].min()) if has_cut.any() else int(stamps.max())
     as_time = events.column("timestamp").type
     return EventSplit(
-        train=train, test=test, cutoff=pa.scalar(first, as_time).as_py(),
-        end=pa.scalar(int(stamps.max()), as_time).as_py(), protocol=protocol,
-    )  # fmt: skip
+        train=train,
+        test=test,
+        cutoff=pa.scalar(first, as_time).as_py(),
+        end=pa.scalar(int(stamps.max()), as_time).as_py(),
+        protocol=protocol,
+    )
 
 
 def last_basket_split(events: pa.Table, event_types: tuple[str, ...] = ("purchase",)) -> EventSplit:

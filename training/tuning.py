@@ -61,17 +61,23 @@ def validation_score(
     kind: str, params: dict[str, Any], evaluation: EvaluationSet, k: int, seed: int
 ) -> float:
     """nDCG@k on the validation truth of a model fitted on the evaluation set's training part."""
-    from training.pipeline import fit_model
+    from training.fitting import fit_model
 
     model = fit_model(kind, params, evaluation.train, seed, serving_index=False)
     return evaluate(model, evaluation, model, k)[ALL]["ndcg"]
 
 
 def tune(
-    kind: str, evaluation: EvaluationSet, *, trials: int = 20, k: int = 10,
-    seed: int = 42, log_to_mlflow: bool = False,
-) -> TuneResult:  # fmt: skip
-    """TPE search (seeded) over SEARCH_SPACES[kind]; each trial is a nested MLflow run when asked."""
+    kind: str,
+    evaluation: EvaluationSet,
+    *,
+    trials: int = 20,
+    k: int = 10,
+    seed: int = 42,
+    log_to_mlflow: bool = False,
+) -> TuneResult:
+    """TPE search (seeded) over SEARCH_SPACES[kind]; each trial is a nested MLflow run when
+    asked."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SEARCH_SPACES[kind]
 

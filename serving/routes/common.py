@@ -41,9 +41,12 @@ Availability = Annotated[
 ItemId = Annotated[str, Parameter(pattern=ID_PATTERN, max_length=MAX_TEXT, description="item id")]
 PlacementName = Annotated[
     str | None,
-    Parameter(max_length=24, description="a configured placement (home, product_page, cart, ...): "
-              "its merchandising rules and experiment"),
-]  # fmt: skip
+    Parameter(
+        max_length=24,
+        description="a configured placement (home, product_page, cart, ...): "
+        "its merchandising rules and experiment",
+    ),
+]
 PriceBound = Annotated[
     float | None, Parameter(ge=0, description="only items at this price or above")
 ]
@@ -94,7 +97,8 @@ def store_known(engine: Engine, store_id: str) -> bool:
 
 
 def check_store(engine: Engine, store_id: str | None) -> str | None:
-    """A store the data knows; anything else is a 400 naming `store_id` (never an unfiltered list)."""
+    """A store the data knows; anything else is a 400 naming `store_id` (never an unfiltered
+    list)."""
     if store_id is None or store_known(engine, store_id):
         return store_id
     raise InvalidRequestError("store_id", f"unknown store {store_id!r}; GET /v1/stores lists them")
@@ -106,8 +110,9 @@ def check_ids(field: str, values: list[str]) -> None:
             raise InvalidRequestError(f"{field}[{i}]", "invalid characters or longer than 128")
 
 
-def request_rules(price_min: float | None, price_max: float | None,
-                  exclude_items: str | None) -> RuleSet | None:  # fmt: skip
+def request_rules(
+    price_min: float | None, price_max: float | None, exclude_items: str | None
+) -> RuleSet | None:
     """The request's own filters as a rule set (None without any); 400s name the parameter."""
     if price_min is None and price_max is None and not exclude_items:
         return None
@@ -118,8 +123,13 @@ def request_rules(price_min: float | None, price_max: float | None,
         raise InvalidRequestError("exclude_items", f"more than {MAX_EXCLUDED} item ids")
     check_ids("exclude_items", excluded)
     name = f"request:{price_min}:{price_max}:{','.join(sorted(excluded))}"
-    return RuleSet(name=name, price_min=price_min, price_max=price_max,
-                   exclude_items=frozenset(excluded), per_request=True)  # fmt: skip
+    return RuleSet(
+        name=name,
+        price_min=price_min,
+        price_max=price_max,
+        exclude_items=frozenset(excluded),
+        per_request=True,
+    )
 
 
 def check_placement(engine: Engine, placement: str | None) -> str | None:

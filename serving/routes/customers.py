@@ -27,10 +27,17 @@ class CustomerController(Controller):
         operation_id="lookupCustomer",
         summary="Find a customer by loyalty card, e-mail, phone, ...",
     )
-    async def lookup(self, engine: Engine, alias_type: AliasType,
-                     value: Annotated[str, Parameter(min_length=1, max_length=254, description="the alias as typed")],
-                     store_id: StoreId = None) -> Profile:  # fmt: skip
-        """E-mails are matched through their SHA-256 (the identity map never holds plain addresses)."""
+    async def lookup(
+        self,
+        engine: Engine,
+        alias_type: AliasType,
+        value: Annotated[
+            str, Parameter(min_length=1, max_length=254, description="the alias as typed")
+        ],
+        store_id: StoreId = None,
+    ) -> Profile:
+        """E-mails are matched through their SHA-256 (the identity map never holds plain
+        addresses)."""
         customer = await engine.resolve_alias(alias_type, value)
         return await engine.profile(customer, request_id(), check_store(engine, store_id))
 
@@ -42,7 +49,8 @@ class CustomerController(Controller):
     async def profile(
         self, engine: Engine, customer_id: PathId, store_id: StoreId = None
     ) -> Profile:
-        """The open cart first (with where each item is available from `store_id`), then activity."""
+        """The open cart first (with where each item is available from `store_id`), then
+        activity."""
         return await engine.profile(customer_id, request_id(), check_store(engine, store_id))
 
 

@@ -48,8 +48,13 @@ async def _attribute(engine: Engine, result: IngestResult) -> None:
     except StoreUnavailableError:
         return
     for event, ref in found:
-        count_attributed(engine, ref.experiment, ref.variant, ref.placement,
-                         (event.price or 0.0) * event.quantity)  # fmt: skip
+        count_attributed(
+            engine,
+            ref.experiment,
+            ref.variant,
+            ref.placement,
+            (event.price or 0.0) * event.quantity,
+        )
 
 
 def _accepted(result: IngestResult) -> EventsAccepted:

@@ -21,8 +21,9 @@ OTHER = "other"  # the label of names the configuration does not know (bounded l
 NONE = "none"
 
 
-def _labels(engine: Engine, experiment_name: str | None, variant: str | None,
-            placement: str | None) -> tuple[str, str, str]:  # fmt: skip
+def _labels(
+    engine: Engine, experiment_name: str | None, variant: str | None, placement: str | None
+) -> tuple[str, str, str]:
     """(experiment, variant, placement) as metric labels: configured names, `none` for an
     absent one, `other` for a name the configuration does not know (label values stay bounded)."""
 
@@ -39,8 +40,13 @@ def _labels(engine: Engine, experiment_name: str | None, variant: str | None,
     )
 
 
-def count_attributed(engine: Engine, experiment: str | None, variant: str | None, placement: str | None,
-                     revenue: float) -> None:  # fmt: skip
+def count_attributed(
+    engine: Engine,
+    experiment: str | None,
+    variant: str | None,
+    placement: str | None,
+    revenue: float,
+) -> None:
     """One purchase attributed to a recommendation, and its revenue, on /metrics."""
     labels = _labels(engine, experiment, variant, placement)
     ATTRIBUTED.labels(*labels).inc()
@@ -53,8 +59,12 @@ class FeedbackController(Controller):
     dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
     opt = needs("events")
 
-    @post("/", operation_id="postFeedback", status_code=202,
-          summary="Store impressions, clicks, add-to-carts and purchases of recommended items")  # fmt: skip
+    @post(
+        "/",
+        operation_id="postFeedback",
+        status_code=202,
+        summary="Store impressions, clicks, add-to-carts and purchases of recommended items",
+    )
     async def post_feedback(self, engine: Engine, data: FeedbackPost) -> Response[EventsAccepted]:
         """202 once stored (durable like events, exported beside them); a rejected record is
         reported with the field at fault; 503 while Redis cannot store."""
@@ -75,8 +85,13 @@ class FeedbackController(Controller):
                 event.feedback_type, experiment, variant, placement, event.channel or "unknown"
             ).inc()
         for event in result.attributed:
-            count_attributed(engine, event.experiment, event.variant, event.placement,
-                             (event.price or 0.0) * event.quantity)  # fmt: skip
+            count_attributed(
+                engine,
+                event.experiment,
+                event.variant,
+                event.placement,
+                (event.price or 0.0) * event.quantity,
+            )
         errors = [EventError(r.index, r.field, r.message) for r in result.rejected]
         body = EventsAccepted(result.accepted, len(errors), errors, request_id(), result.duplicates)
         return Response(body, status_code=202)

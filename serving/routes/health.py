@@ -42,15 +42,24 @@ class HealthController(Controller):
         ok = redis_ok and snap is not None
         warnings = [w for w in (runtime.durability, runtime.last_error) if w]
         warnings += runtime.rule_problems + list(runtime.experiment_problems.values())
-        warnings += [f"experiment {e} variant {v} stopped by its guardrail: {why}"
-                     for (e, v), why in engine.health.stopped.items()]  # fmt: skip
+        warnings += [
+            f"experiment {e} variant {v} stopped by its guardrail: {why}"
+            for (e, v), why in engine.health.stopped.items()
+        ]
         if runtime.snapshot_state in {"missing", "restoring"}:
             warnings.append(
                 "the feature snapshot is not in Redis: answers are degraded until it is restored"
             )
-        body = Health("ok" if ok else "unavailable", redis_ok, snap.version if snap else None,
-                      snap.snapshot_id if snap else None, age, runtime.snapshot_state,
-                      runtime.durable, warnings)  # fmt: skip
+        body = Health(
+            "ok" if ok else "unavailable",
+            redis_ok,
+            snap.version if snap else None,
+            snap.snapshot_id if snap else None,
+            age,
+            runtime.snapshot_state,
+            runtime.durable,
+            warnings,
+        )
         return Response(body, status_code=200 if ok else 503)
 
 

@@ -59,16 +59,33 @@ async def for_customer_fast(scope: Scope, body: bytes, send: Send) -> bool:
     channel, store_id, category = query.get("channel"), query.get("store_id"), query.get("category")
     placement = query.get("placement")
     engine: Engine = scope["app"].state.engine
-    if (limit is None or exclude_purchased is None or explain is None or with_availability is None
-            or (store_id is not None and (id_value(store_id) is None or not store_known(engine, store_id)))
-            or (category is not None and len(category) > MAX_TEXT)
-            or (channel is not None and not channel_known(engine, channel))
-            or (placement is not None and placement not in engine.placements.placements)
-            or not REQUEST_RULES.isdisjoint(query)):  # fmt: skip
+    if (
+        limit is None
+        or exclude_purchased is None
+        or explain is None
+        or with_availability is None
+        or (
+            store_id is not None
+            and (id_value(store_id) is None or not store_known(engine, store_id))
+        )
+        or (category is not None and len(category) > MAX_TEXT)
+        or (channel is not None and not channel_known(engine, channel))
+        or (placement is not None and placement not in engine.placements.placements)
+        or not REQUEST_RULES.isdisjoint(query)
+    ):
         return False
-    answer = await engine.recommend(customer, limit=limit, channel=channel, store_id=store_id, category=category,
-                                    exclude_purchased=exclude_purchased, explain=explain, request_id=request_id(),
-                                    availability=with_availability, placement=placement)  # fmt: skip
+    answer = await engine.recommend(
+        customer,
+        limit=limit,
+        channel=channel,
+        store_id=store_id,
+        category=category,
+        exclude_purchased=exclude_purchased,
+        explain=explain,
+        request_id=request_id(),
+        availability=with_availability,
+        placement=placement,
+    )
     await send_json(send, ENCODER.encode(_count("customer", answer)))
     return True
 
@@ -118,20 +135,47 @@ class RecommendationController(Controller):
     dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
     opt = needs("recommend", "tablet")
 
-    @get("/customers/{customer_id:str}/recommendations", operation_id="recommendForCustomer",
-         summary="Personalized recommendations for a customer (any alias)", opt={FAST_PATH: for_customer_fast})  # fmt: skip
-    async def for_customer(self, engine: Engine, customer_id: PathId, limit: Limit = 10, channel: Channel = None,
-                           store_id: StoreId = None, category: Category = None, exclude_purchased: bool = True,
-                           explain: bool = False, availability: Availability = False, placement: PlacementName = None,
-                           price_min: PriceBound = None, price_max: PriceCap = None,
-                           exclude_items: ExcludeItems = None) -> Recommendations:  # fmt: skip
+    @get(
+        "/customers/{customer_id:str}/recommendations",
+        operation_id="recommendForCustomer",
+        summary="Personalized recommendations for a customer (any alias)",
+        opt={FAST_PATH: for_customer_fast},
+    )
+    async def for_customer(
+        self,
+        engine: Engine,
+        customer_id: PathId,
+        limit: Limit = 10,
+        channel: Channel = None,
+        store_id: StoreId = None,
+        category: Category = None,
+        exclude_purchased: bool = True,
+        explain: bool = False,
+        availability: Availability = False,
+        placement: PlacementName = None,
+        price_min: PriceBound = None,
+        price_max: PriceCap = None,
+        exclude_items: ExcludeItems = None,
+    ) -> Recommendations:
         """Unknown customers get what is trending and popular for the channel, store or category
         (source 'trending' or 'popular'). With `placement`, that placement's merchandising rules
         and experiment apply; `price_min`, `price_max` and `exclude_items` narrow this answer."""
-        return _count("customer", await engine.recommend(
-            customer_id, limit=limit, channel=check_channel(engine, channel), store_id=check_store(engine, store_id), category=category,
-            exclude_purchased=exclude_purchased, explain=explain, request_id=request_id(), availability=availability,
-            placement=check_placement(engine, placement), request_rules=request_rules(price_min, price_max, exclude_items)))  # fmt: skip
+        return _count(
+            "customer",
+            await engine.recommend(
+                customer_id,
+                limit=limit,
+                channel=check_channel(engine, channel),
+                store_id=check_store(engine, store_id),
+                category=category,
+                exclude_purchased=exclude_purchased,
+                explain=explain,
+                request_id=request_id(),
+                availability=availability,
+                placement=check_placement(engine, placement),
+                request_rules=request_rules(price_min, price_max, exclude_items),
+            ),
+        )
 
     @get(
         "/items/{item_id:str}/similar",
@@ -139,57 +183,121 @@ class RecommendationController(Controller):
         summary="Items similar to an item",
     )
     async def similar(
-        self, engine: Engine, item_id: ItemId, limit: Limit = 10, store_id: StoreId = None,
-        availability: Availability = False, placement: PlacementName = None,
-    ) -> Recommendations:  # fmt: skip
+        self,
+        engine: Engine,
+        item_id: ItemId,
+        limit: Limit = 10,
+        store_id: StoreId = None,
+        availability: Availability = False,
+        placement: PlacementName = None,
+    ) -> Recommendations:
         """A new item with no interactions gets popular items (source 'popular'); the
         placement's filters apply."""
         await engine.follow_stock()
         store_id = check_store(engine, store_id)
         rid = request_id()
-        answer = engine.similar(item_id, limit=limit, store_id=store_id, request_id=rid,
-                                rules=engine.placements.rules_for(placement))  # fmt: skip
+        answer = engine.similar(
+            item_id,
+            limit=limit,
+            store_id=store_id,
+            request_id=rid,
+            rules=engine.placements.rules_for(placement),
+        )
         answer = engine.with_availability(answer, store_id) if availability else answer
         return _count("similar", engine.labelled(answer, rid, None, None, placement))
 
-    @get("/trending", operation_id="trending",
-         summary="What is trending now at a store, on a channel or everywhere, then popular (walk-in customers)")  # fmt: skip
-    async def trending(self, engine: Engine, limit: Limit = 10, channel: Channel = None, store_id: StoreId = None,
-                       category: Category = None, availability: Availability = False, placement: PlacementName = None,
-                       price_min: PriceBound = None, price_max: PriceCap = None,
-                       exclude_items: ExcludeItems = None) -> Recommendations:  # fmt: skip
+    @get(
+        "/trending",
+        operation_id="trending",
+        summary="What is trending now at a store, on a channel or everywhere, then popular "
+        "(walk-in customers)",
+    )
+    async def trending(
+        self,
+        engine: Engine,
+        limit: Limit = 10,
+        channel: Channel = None,
+        store_id: StoreId = None,
+        category: Category = None,
+        availability: Availability = False,
+        placement: PlacementName = None,
+        price_min: PriceBound = None,
+        price_max: PriceCap = None,
+        exclude_items: ExcludeItems = None,
+    ) -> Recommendations:
         """From the real-time events of the last hours (source 'trending'), filled with the
         snapshot's popular items (source 'popular'); every item says which."""
-        return _count("trending", await engine.trending(
-            limit=limit, channel=check_channel(engine, channel), store_id=check_store(engine, store_id),
-            category=category, request_id=request_id(), availability=availability,
-            placement=check_placement(engine, placement), request_rules=request_rules(price_min, price_max, exclude_items)))  # fmt: skip
+        return _count(
+            "trending",
+            await engine.trending(
+                limit=limit,
+                channel=check_channel(engine, channel),
+                store_id=check_store(engine, store_id),
+                category=category,
+                request_id=request_id(),
+                availability=availability,
+                placement=check_placement(engine, placement),
+                request_rules=request_rules(price_min, price_max, exclude_items),
+            ),
+        )
 
-    @get("/customers/{customer_id:str}/cart/complements", operation_id="cartComplements",
-         summary="What completes the customer's open cart (added on any channel)")  # fmt: skip
-    async def cart_complements(self, engine: Engine, customer_id: PathId, limit: Limit = 10,
-                               store_id: StoreId = None, availability: Availability = False,
-                               placement: PlacementName = None) -> Recommendations:  # fmt: skip
+    @get(
+        "/customers/{customer_id:str}/cart/complements",
+        operation_id="cartComplements",
+        summary="What completes the customer's open cart (added on any channel)",
+    )
+    async def cart_complements(
+        self,
+        engine: Engine,
+        customer_id: PathId,
+        limit: Limit = 10,
+        store_id: StoreId = None,
+        availability: Availability = False,
+        placement: PlacementName = None,
+    ) -> Recommendations:
         """Bought together with the cart's items, then personal; never what is in the cart."""
         rid = request_id()
-        answer = await engine.cart_complements(customer_id, limit=limit, store_id=check_store(engine, store_id),
-                                               request_id=rid, availability=availability,
-                                               rules=engine.placements.rules_for(placement))  # fmt: skip
+        answer = await engine.cart_complements(
+            customer_id,
+            limit=limit,
+            store_id=check_store(engine, store_id),
+            request_id=rid,
+            availability=availability,
+            rules=engine.placements.rules_for(placement),
+        )
         return _count("cart", engine.labelled(answer, rid, None, None, placement))
 
-    @post("/orders/complements", operation_id="orderComplements", status_code=200, opt=needs("recommend"),
-          summary="Post-purchase suggestions for an order (bought together, then personal)")  # fmt: skip
+    @post(
+        "/orders/complements",
+        operation_id="orderComplements",
+        status_code=200,
+        opt=needs("recommend"),
+        summary="Post-purchase suggestions for an order (bought together, then personal)",
+    )
     async def complements(self, engine: Engine, data: OrderRequest) -> Recommendations:
         """Never the ordered items, never out of stock at `store_id`."""
         rid = request_id()
-        answer = await engine.complements(data.customer_id, list(data.item_ids), limit=data.limit,
-                                          store_id=check_store(engine, data.store_id), request_id=rid,
-                                          availability=data.availability, rules=engine.placements.rules_for(data.placement))  # fmt: skip
+        answer = await engine.complements(
+            data.customer_id,
+            list(data.item_ids),
+            limit=data.limit,
+            store_id=check_store(engine, data.store_id),
+            request_id=rid,
+            availability=data.availability,
+            rules=engine.placements.rules_for(data.placement),
+        )
         return _count("complements", engine.labelled(answer, rid, None, None, data.placement))
 
-    @post("/recommendations/batch", operation_id="batchRecommendations", status_code=200, opt=needs("recommend"),
-          summary="Recommendations for up to 1,000 customers in one call (the e-mail system)",
-          responses={200: ResponseSpec(BatchResponse, description="one answer per customer, in order")})  # fmt: skip
+    @post(
+        "/recommendations/batch",
+        operation_id="batchRecommendations",
+        status_code=200,
+        opt=needs("recommend"),
+        summary="Recommendations for up to 1,000 customers in one call (the e-mail system)",
+        responses={
+            200: ResponseSpec(BatchResponse, description="one answer per customer, in order")
+        },
+    )
     async def batch(
         self, engine: Engine, data: BatchRequest, state: State
     ) -> Response[bytes] | Stream:
@@ -209,7 +317,13 @@ class RecommendationController(Controller):
             FALLBACKS.labels("batch", "degraded").inc(answer.degraded)
             return Stream(_pieces(answer.body), media_type=MediaType.JSON)
         HEAVY.labels("batch", "worker").inc()
-        results = await engine.batch_async(list(data.customer_ids), limit=data.limit, channel=channel,
-                                           store_id=store_id, request_id=rid, placement=placement)  # fmt: skip
+        results = await engine.batch_async(
+            list(data.customer_ids),
+            limit=data.limit,
+            channel=channel,
+            store_id=store_id,
+            request_id=rid,
+            placement=placement,
+        )
         version = engine.snapshot.version if engine.snapshot else None
         return Stream(_batch_body(results, version, rid), media_type=MediaType.JSON)

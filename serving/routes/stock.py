@@ -56,8 +56,12 @@ class StockController(Controller):
     dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
     opt = needs("stock")
 
-    @post("/", operation_id="updateStock", status_code=200,
-          summary="Set (quantity) or move (delta) stock levels per store and item, up to 50,000 rows")  # fmt: skip
+    @post(
+        "/",
+        operation_id="updateStock",
+        status_code=200,
+        summary="Set (quantity) or move (delta) stock levels per store and item, up to 50,000 rows",
+    )
     async def update(self, engine: Engine, data: StockIn) -> StockApplied:
         """Applied in Redis before the answer; a level of 0 takes the item out of that store's
         suggestions, and an item at 0 everywhere it is listed is suggested nowhere. The online
@@ -68,8 +72,10 @@ class StockController(Controller):
             if engine.store is None or engine.breaker.open:
                 STOCK.labels("unavailable").inc(len(data.updates))
                 raise StoreUnavailableError("Redis is unavailable")
-            commands = [engine.live_stock.apply_commands(updates[start : start + APPLY_CHUNK])
-                        for start in range(0, len(updates), APPLY_CHUNK)]  # fmt: skip
+            commands = [
+                engine.live_stock.apply_commands(updates[start : start + APPLY_CHUNK])
+                for start in range(0, len(updates), APPLY_CHUNK)
+            ]
             try:
                 replies = await engine.pipeline.checked(commands)
             except StoreUnavailableError:

@@ -1,4 +1,5 @@
-"""Importers on the real public files in ../shared/data (and small layouts for RetailRocket, Instacart)."""
+"""Importers on the real public files in ../shared/data (and small layouts for RetailRocket,
+Instacart)."""
 
 from __future__ import annotations
 

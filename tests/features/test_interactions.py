@@ -17,11 +17,17 @@ from omnirec.settings import InteractionSettings
 
 def events(*rows: tuple[str, str, str, str, str, int]) -> pa.Table:
     columns = list(zip(*rows, strict=True))
-    raw = pa.table({
-        "customer_id": list(columns[0]), "item_id": list(columns[1]), "event_type": list(columns[2]),
-        "channel": list(columns[3]), "timestamp": list(columns[4]), "quantity": list(columns[5]),
-        "store_id": ["st1" if ch == "store" else None for ch in columns[3]],
-    })  # fmt: skip
+    raw = pa.table(
+        {
+            "customer_id": list(columns[0]),
+            "item_id": list(columns[1]),
+            "event_type": list(columns[2]),
+            "channel": list(columns[3]),
+            "timestamp": list(columns[4]),
+            "quantity": list(columns[5]),
+            "store_id": ["st1" if ch == "store" else None for ch in columns[3]],
+        }
+    )
     report = validate_events(raw)
     assert report.rejects.num_rows == 0, report.rejects.to_pylist()
     return report.accepted
@@ -55,9 +61,12 @@ def test_store_purchase_at_least_as_strong_as_online() -> None:
 
 def test_configurable_weights_and_quantity_cap() -> None:
     table = events(("a", "x", "view", "web", T, 1), ("a", "y", "purchase", "app", T, 50))
-    custom = InteractionSettings(event_weights={"view": 2.0, "purchase": 1.0},
-                                 channel_weights={"app": 3.0}, max_quantity=4,
-                                 quantity_scaling="linear")  # fmt: skip
+    custom = InteractionSettings(
+        event_weights={"view": 2.0, "purchase": 1.0},
+        channel_weights={"app": 3.0},
+        max_quantity=4,
+        quantity_scaling="linear",
+    )
     np.testing.assert_allclose(build_interactions(table, custom).matrix.toarray(), [[2.0, 12.0]])
 
 
@@ -85,13 +94,22 @@ def test_decay_counts_from_each_customers_own_last_event() -> None:
 
 def test_purchase_occasions_one_per_basket() -> None:
     """Two units of one item in one basket are one occasion; without a session id, a day is one."""
-    raw = pa.table({
-        "customer_id": ["a", "a", "a", "a", "b"], "item_id": ["x", "x", "x", "y", "x"],
-        "event_type": ["purchase"] * 4 + ["view"], "channel": ["store"] * 5,
-        "timestamp": ["2026-10-01T10:00:00Z", "2026-10-01T10:00:05Z", "2026-10-08T10:00:00Z",
-                      "2026-10-08T11:00:00Z", "2026-10-09T10:00:00Z"],
-        "session_id": ["b1", "b1", "b2", None, None],
-    })  # fmt: skip
+    raw = pa.table(
+        {
+            "customer_id": ["a", "a", "a", "a", "b"],
+            "item_id": ["x", "x", "x", "y", "x"],
+            "event_type": ["purchase"] * 4 + ["view"],
+            "channel": ["store"] * 5,
+            "timestamp": [
+                "2026-10-01T10:00:00Z",
+                "2026-10-01T10:00:05Z",
+                "2026-10-08T10:00:00Z",
+                "2026-10-08T11:00:00Z",
+                "2026-10-09T10:00:00Z",
+            ],
+            "session_id": ["b1", "b1", "b2", None, None],
+        }
+    )
     occasions = build_interactions(validate_events(raw).accepted).occasions
     assert occasions is not None
     got = sorted(
@@ -114,8 +132,11 @@ def test_exponential_time_decay() -> None:
 
 
 def test_fixed_vocabulary_leaves_unknown_ids_out() -> None:
-    table = events(("a", "x", "view", "web", T, 1), ("new", "x", "view", "web", T, 1),
-                   ("a", "unseen", "view", "web", T, 1))  # fmt: skip
+    table = events(
+        ("a", "x", "view", "web", T, 1),
+        ("new", "x", "view", "web", T, 1),
+        ("a", "unseen", "view", "web", T, 1),
+    )
     result = build_interactions(table, customer_ids=np.array(["a", "b"]), item_ids=np.array(["x"]))
     np.testing.assert_allclose(result.matrix.toarray(), [[1.0], [0.0]])
 
@@ -127,11 +148,15 @@ def test_identity_stitching_merges_aliases() -> None:
         ("cust-1", "z", "view", "web", T, 1),  # account on the web
         ("other", "z", "view", "web", T, 1),
     )
-    identities = IdentityMap.from_table(pa.table({
-        "alias_type": ["loyalty_card", "device", "email_sha256"],
-        "alias_id": ["L123", "dev-9", "ab12"],
-        "customer_id": ["cust-1", "cust-1", "cust-1"],
-    }))  # fmt: skip
+    identities = IdentityMap.from_table(
+        pa.table(
+            {
+                "alias_type": ["loyalty_card", "device", "email_sha256"],
+                "alias_id": ["L123", "dev-9", "ab12"],
+                "customer_id": ["cust-1", "cust-1", "cust-1"],
+            }
+        )
+    )
     result = build_interactions(stitch(table, identities))
     assert result.customer_ids.tolist() == ["cust-1", "other"]
     assert result.matrix[0].nnz == 3
@@ -145,8 +170,16 @@ def test_identity_stitching_merges_aliases() -> None:
 
 def test_alias_mapped_to_two_customers_is_an_error() -> None:
     with pytest.raises(DataError, match="more than one customer"):
-        IdentityMap.from_table(pa.table({"alias_type": ["phone", "phone"], "alias_id": ["+1", "+1"],
-                                         "customer_id": ["a", "b"]}), "identity.csv")  # fmt: skip
+        IdentityMap.from_table(
+            pa.table(
+                {
+                    "alias_type": ["phone", "phone"],
+                    "alias_id": ["+1", "+1"],
+                    "customer_id": ["a", "b"],
+                }
+            ),
+            "identity.csv",
+        )
 
 
 @pytest.mark.parametrize("reference", ["customer", "global"])

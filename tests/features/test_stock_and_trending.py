@@ -17,8 +17,12 @@ def test_levels_deltas_and_the_change_log(redis_server: str) -> None:
     client = redis.Redis.from_url(redis_server)
     live = LiveStock(f"t{uuid.uuid4().hex[:8]}")
     assert live.empty(client)
-    live.seed(client, pa.table({"store_id": ["S1", "S1", "online"], "item_id": ["a", "b", "a"],
-                                "quantity": [5, 0, 9]}))  # fmt: skip
+    live.seed(
+        client,
+        pa.table(
+            {"store_id": ["S1", "S1", "online"], "item_id": ["a", "b", "a"], "quantity": [5, 0, 9]}
+        ),
+    )
     levels, version, last_id = live.read_all(client, {"a": 0, "b": 1}, 2)
     assert {s: v.tolist() for s, v in levels.items()} == {"S1": [5, 0], "online": [9, -1]}
     assert (
@@ -48,9 +52,11 @@ def test_trending_counts_weighted_events_and_fades_older_hours(redis_server: str
     client = redis.Redis.from_url(redis_server)
     trending = Trending(f"t{uuid.uuid4().hex[:8]}", {"view": 1.0, "purchase": 6.0})
     now = 1_000 * HOUR + 10
-    events = [TrendEvent("new", "purchase", "store", "S1", now)] + [
-        TrendEvent("old", "purchase", "store", "S1", now - 2 * HOUR) for _ in range(3)
-    ] + [TrendEvent("viewed", "view", "web", None, now) for _ in range(4)]  # fmt: skip
+    events = (
+        [TrendEvent("new", "purchase", "store", "S1", now)]
+        + [TrendEvent("old", "purchase", "store", "S1", now - 2 * HOUR) for _ in range(3)]
+        + [TrendEvent("viewed", "view", "web", None, now) for _ in range(4)]
+    )
     run_pipelined(client, trending.writes(events, now))
     at_store = trending.merge(run_pipelined(client, trending.reads("store:S1", now)))
     assert at_store == [("old", 18 * 0.5), ("new", 6.0)]  # three purchases two hours ago count half

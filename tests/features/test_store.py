@@ -1,4 +1,5 @@
-"""The Redis feature store: atomic snapshot switch, grace-period cleanup, real-time events, export."""
+"""The Redis feature store: atomic snapshot switch, grace-period cleanup, real-time events,
+export."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from features.store import RedisFeatureStore
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
 from omnirec.redis_runtime import free_port
 from omnirec.settings import Settings
+from tests.waiting import PATIENCE
 
 
 @pytest.fixture
@@ -103,13 +105,27 @@ def test_unreachable_redis_raises_one_typed_error() -> None:
 def test_ingest_updates_activity_at_once_and_reports_bad_events(store: RedisFeatureStore) -> None:
     store.client.set(f"{store.prefix}:id:L999", "cust-9")
     realtime = RealtimeEvents(store)
-    result = realtime.ingest([
-        {"customer_id": "L999", "item_id": "i1", "event_type": "view", "channel": "web", "timestamp": "2026-11-20T10:00:00Z"},
-        {"customer_id": "cust-9", "item_id": "i2", "event_type": "cart", "channel": "app"},
-        {"customer_id": "x", "item_id": "<b>", "event_type": "view", "channel": "web"},
-        {"customer_id": "x", "item_id": "i3", "event_type": "teleport", "channel": "web"},
-        {"customer_id": "x", "item_id": "i3", "event_type": "view", "channel": "web", "quantity": -1},
-    ])  # fmt: skip
+    result = realtime.ingest(
+        [
+            {
+                "customer_id": "L999",
+                "item_id": "i1",
+                "event_type": "view",
+                "channel": "web",
+                "timestamp": "2026-11-20T10:00:00Z",
+            },
+            {"customer_id": "cust-9", "item_id": "i2", "event_type": "cart", "channel": "app"},
+            {"customer_id": "x", "item_id": "<b>", "event_type": "view", "channel": "web"},
+            {"customer_id": "x", "item_id": "i3", "event_type": "teleport", "channel": "web"},
+            {
+                "customer_id": "x",
+                "item_id": "i3",
+                "event_type": "view",
+                "channel": "web",
+                "quantity": -1,
+            },
+        ]
+    )
     assert result.accepted == 2 and len(result.stream_ids) == 2
     assert [(r.index, r.field) for r in result.rejected] == [
         (2, "item_id"),
@@ -126,21 +142,54 @@ def test_export_is_exactly_once_in_effect_across_a_crash(
 ) -> None:
     realtime = RealtimeEvents(store)
     days = ["2026-11-19", "2026-11-20", "2026-11-21"]
-    events = [{"customer_id": f"c{i % 7}", "item_id": f"i{i}", "event_type": "view", "channel": "web",
-               "timestamp": f"{days[i % 3]}T10:{i % 60:02d}:00Z"} for i in range(250)]  # fmt: skip
+    events = [
+        {
+            "customer_id": f"c{i % 7}",
+            "item_id": f"i{i}",
+            "event_type": "view",
+            "channel": "web",
+            "timestamp": f"{days[i % 3]}T10:{i % 60:02d}:00Z",
+        }
+        for i in range(250)
+    ]
     for start in range(0, 250, 50):
         assert realtime.ingest(events[start : start + 50]).accepted == 50
     out = tmp_path / "log"
-    env = {**os.environ, "REDIS_URL": str(settings.redis.url), "OMNIREC_REDIS_PREFIX": settings.redis.prefix,
-           "OMNIREC_DATA_DIR": str(tmp_path / "var"), "OMNIREC_EXPORT_CRASH_AFTER_FILES": "2"}  # fmt: skip
-    crashed = subprocess.run([sys.executable, "-m", "omnirec.cli", "export-events", "--out", str(out)],
-                             env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert crashed.returncode == 137  # killed after writing files, before acknowledging them
+    env = {
+        **os.environ,
+        "REDIS_URL": str(settings.redis.url),
+        "OMNIREC_REDIS_PREFIX": settings.redis.prefix,
+        "OMNIREC_DATA_DIR": str(tmp_path / "var"),
+    }
+    # a process killed after writing two files, before acknowledging them (the fault is the
+    # test's own: production code has no switch for it)
+    crash = f"""
+import os
+from pathlib import Path
+from features.export import export_events
+from features.realtime import RealtimeEvents
+from features.store import RedisFeatureStore
+written = []
+def after_write(path):
+    written.append(path)
+    if len(written) >= 2:
+        os._exit(137)
+store = RedisFeatureStore({str(settings.redis.url)!r}, {settings.redis.prefix!r}, timeout=30)
+export_events(RealtimeEvents(store), Path({str(out)!r}), after_write=after_write)
+"""
+    crashed = subprocess.run(
+        [sys.executable, "-c", crash], env=env, capture_output=True, text=True, timeout=PATIENCE
+    )
+    assert crashed.returncode == 137, crashed.stderr
     assert len(list(out.rglob("*.parquet"))) == 2
-    env.pop("OMNIREC_EXPORT_CRASH_AFTER_FILES")
     for _ in range(2):  # the retry, and a second run that finds nothing new
-        done = subprocess.run([sys.executable, "-m", "omnirec.cli", "export-events", "--out", str(out)],
-                              env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "export-events", "--out", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+        )
         assert done.returncode == 0, done.stderr
     table = read_table(out)
     assert table.num_rows == 250

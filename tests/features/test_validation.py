@@ -85,12 +85,19 @@ def test_unknown_suffix_and_missing_file_are_clear(tmp_path: Path) -> None:
 def test_parquet_with_typed_columns(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    table = pa.table({
-        "customer_id": ["a", "b"], "item_id": ["x", "y"], "event_type": ["view", "return"],
-        "channel": ["app", "store"],
-        "timestamp": pa.array([1_700_000_000_000_000, 1_700_000_100_000_000], pa.timestamp("us")),
-        "quantity": pa.array([1, 0], pa.int64()), "store_id": [None, "s1"],
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "customer_id": ["a", "b"],
+            "item_id": ["x", "y"],
+            "event_type": ["view", "return"],
+            "channel": ["app", "store"],
+            "timestamp": pa.array(
+                [1_700_000_000_000_000, 1_700_000_100_000_000], pa.timestamp("us")
+            ),
+            "quantity": pa.array([1, 0], pa.int64()),
+            "store_id": [None, "s1"],
+        }
+    )
     pq.write_table(table, tmp_path / "e.parquet")
     report = load_events(tmp_path / "e.parquet")
     assert report.accepted.num_rows == 1
@@ -105,11 +112,20 @@ def test_timestamps_far_in_the_future_or_before_1970_are_rejected() -> None:
     from features.validation import validate_events
 
     now = time.time()
-    raw = pa.table({
-        "customer_id": ["c1", "c2", "c3", "c4"], "item_id": ["i1"] * 4, "event_type": ["view"] * 4,
-        "channel": ["web"] * 4,
-        "timestamp": ["2100-01-01T00:00:00Z", "1960-01-01T00:00:00Z", str(int(now)), str(int(now + 7200))],
-    })  # fmt: skip
+    raw = pa.table(
+        {
+            "customer_id": ["c1", "c2", "c3", "c4"],
+            "item_id": ["i1"] * 4,
+            "event_type": ["view"] * 4,
+            "channel": ["web"] * 4,
+            "timestamp": [
+                "2100-01-01T00:00:00Z",
+                "1960-01-01T00:00:00Z",
+                str(int(now)),
+                str(int(now + 7200)),
+            ],
+        }
+    )
     report = validate_events(raw, "events.csv", max_future_seconds=3600)
     assert report.accepted.num_rows == 1
     assert report.reasons == {

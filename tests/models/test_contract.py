@@ -1,4 +1,5 @@
-"""Every model's contract on a small matrix whose right answer is known (implicit's test-mixin idea)."""
+"""Every model's contract on a small matrix whose right answer is known (implicit's test-mixin
+idea)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from features.interactions import Interactions
 from models import MODEL_KINDS, create_model, load_model
 from models.base import Recommender
 from omnirec.errors import ModelFormatError, ModelTooLargeError
+from omnirec.interaction_data import Interactions
 
 LEARNERS = ["als", "bpr", "itemknn", "ease"]
 PARAMS = {
@@ -148,7 +149,8 @@ def test_every_kind_is_constructible() -> None:
 
 
 def test_factor_candidates_match_the_dense_path(fitted: dict[str, Recommender]) -> None:
-    """Publishing's compiled top-k (faiss's exact search) picks what the dense block + argpartition does."""
+    """Publishing's compiled top-k (faiss's exact search) picks what the dense block + argpartition
+    does."""
     model = fitted["als"]
     rows = np.arange(40)
     fast_ids, fast_scores = model.candidates(rows, 12)  # all 12 items, some padding-free

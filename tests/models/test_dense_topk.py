@@ -19,12 +19,16 @@ def expected(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     best = np.take_along_axis(scores, order, axis=1)
     pad = k - order.shape[1]
-    return (np.pad(order, ((0, 0), (0, pad)), constant_values=-1),
-            np.pad(best, ((0, 0), (0, pad)), constant_values=-np.inf))  # fmt: skip
+    return (
+        np.pad(order, ((0, 0), (0, pad)), constant_values=-1),
+        np.pad(best, ((0, 0), (0, pad)), constant_values=-np.inf),
+    )
 
 
-@pytest.mark.parametrize(("rows", "items", "k"), [(64, 20_000, 200), (50, 3_001, 10), (7, 12, 5),
-                                                 (5, 12, 15), (9, 33, 3), (30, 1_000, 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("rows", "items", "k"),
+    [(64, 20_000, 200), (50, 3_001, 10), (7, 12, 5), (5, 12, 15), (9, 33, 3), (30, 1_000, 1)],
+)
 def test_matches_a_stable_sort(rows: int, items: int, k: int) -> None:
     rng = np.random.default_rng(rows * items + k)
     scores = rng.standard_normal((rows, items), dtype=np.float32)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from features.interactions import Interactions, Occasions
 from models import load_model
 from models.basket_stats import PAIR_FEATURES, purchase_stats, visit_rank
 from models.ranked import RankedRepeatRecommender
 from models.repeat import RepeatExploreRecommender
 from omnirec.errors import ModelError
+from omnirec.interaction_data import Interactions, Occasions
 
 CUSTOMERS, ITEMS, BASKETS = 300, 40, 12
 
@@ -37,8 +37,12 @@ def alternating() -> tuple[Interactions, np.ndarray, np.ndarray]:
                 days.append(day)
     r, c_, d = np.array(rows), np.array(cols), np.array(days)
     matrix = sp.csr_matrix((np.ones(len(r), np.float32), (r, c_)), shape=(CUSTOMERS, ITEMS))
-    data = Interactions(matrix, np.array([f"c{i}" for i in range(CUSTOMERS)]),
-                        np.array([f"i{i}" for i in range(ITEMS)]), Occasions(r, c_, d))  # fmt: skip
+    data = Interactions(
+        matrix,
+        np.array([f"c{i}" for i in range(CUSTOMERS)]),
+        np.array([f"i{i}" for i in range(ITEMS)]),
+        Occasions(r, c_, d),
+    )
     return data, own[:, 0], own[:, 1]
 
 
@@ -85,8 +89,11 @@ def test_save_load_round_trip_without_pickle(
     loaded = load_model(ranked.save(tmp_path / "m"))
     assert isinstance(loaded, RankedRepeatRecommender)
     rows = np.arange(20)
-    np.testing.assert_allclose(loaded.score(rows, loaded.history_rows(rows)),
-                               ranked.score(rows, ranked.history_rows(rows)), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        loaded.score(rows, loaded.history_rows(rows)),
+        ranked.score(rows, ranked.history_rows(rows)),
+        rtol=1e-6,
+    )
     with np.load(tmp_path / "m" / "arrays.npz", allow_pickle=False) as npz:
         assert str(npz["m_ranker"]).startswith("tree")
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from features.interactions import Interactions, Occasions
 from models import load_model
 from models.repeat import RepeatExploreRecommender
+from omnirec.interaction_data import Interactions, Occasions
 
 COFFEE, TV, MILK, TEA = 0, 1, 2, 3
 ITEMS = np.array(["coffee", "tv", "milk", "tea"])

@@ -1,4 +1,5 @@
-"""A running deployment (real Redis, real MLflow store, real HTTP server) shared by the API tests."""
+"""A running deployment (real Redis, real MLflow store, real HTTP server) shared by the API
+tests."""
 
 from __future__ import annotations
 

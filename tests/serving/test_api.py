@@ -17,6 +17,7 @@ import pytest
 
 from features.dataset import load_dataset
 from tests.deploy import KEYS, Deployment
+from tests.waiting import PATIENCE
 
 
 def recs(dep: Deployment, customer: str, **params: object) -> dict:  # type: ignore[type-arg]
@@ -69,8 +70,12 @@ def test_store_and_category_filters(deployment: Deployment) -> None:
 
 def test_purchased_items_are_excluded_by_default(deployment: Deployment) -> None:
     events = load_dataset(deployment.data).events
-    bought = events.filter(pc.and_(pc.equal(events["customer_id"].cast("string"), "C00000006"),
-                                   pc.equal(events["event_type"].cast("string"), "purchase")))  # fmt: skip
+    bought = events.filter(
+        pc.and_(
+            pc.equal(events["customer_id"].cast("string"), "C00000006"),
+            pc.equal(events["event_type"].cast("string"), "purchase"),
+        )
+    )
     purchased = set(bought["item_id"].cast("string").to_pylist())
     assert purchased
     shown = {i["item_id"] for i in recs(deployment, "C00000006", limit=30)["items"]}
@@ -138,8 +143,24 @@ def test_omnirec_batch_exports_a_campaign_with_the_version_on_every_row(
     listing = tmp_path / "customers.txt"
     listing.write_text("customer_id\n" + "\n".join(customers) + "\n")
     out = tmp_path / f"campaign.{suffix}"
-    run = subprocess.run([sys.executable, "-m", "omnirec.cli", "batch", "--customers", str(listing), "--out", str(out),
-                          "--limit", "4"], env={**os.environ, **deployment.env}, capture_output=True, text=True, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "batch",
+            "--customers",
+            str(listing),
+            "--out",
+            str(out),
+            "--limit",
+            "4",
+        ],
+        env={**os.environ, **deployment.env},
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "31 customers" in run.stdout
     table = pq.read_table(out) if suffix == "parquet" else pacsv.read_csv(out)
@@ -234,8 +255,11 @@ def test_auth_scopes(deployment: Deployment) -> None:
     assert httpx.get(url, headers={"X-API-Key": "not-a-real-key-at-all"}).status_code == 401
     assert httpx.get(url, headers={"X-API-Key": KEYS["events"]}).status_code == 403
     assert httpx.get(url, headers={"X-API-Key": KEYS["admin"]}).status_code == 200
-    ingest = httpx.post(f"{deployment.base_url}/v1/events", headers={"X-API-Key": KEYS["recommend"]},
-                        json={"customer_id": "a", "item_id": "b", "event_type": "view", "channel": "web"})  # fmt: skip
+    ingest = httpx.post(
+        f"{deployment.base_url}/v1/events",
+        headers={"X-API-Key": KEYS["recommend"]},
+        json={"customer_id": "a", "item_id": "b", "event_type": "view", "channel": "web"},
+    )
     assert ingest.status_code == 403
     profile = httpx.get(
         f"{deployment.base_url}/v1/customers/C00000003/profile",
@@ -276,8 +300,11 @@ def test_bad_bodies(deployment: Deployment) -> None:
         not_json = c.post(
             "/v1/events", content=b"{nope", headers={"Content-Type": "application/json"}
         )
-        huge = c.post("/v1/events/bulk", content=b'{"events": [' + b'{"customer_id":"a"},' * 200_000 + b"{}]}",
-                      headers={"Content-Type": "application/json"})  # fmt: skip
+        huge = c.post(
+            "/v1/events/bulk",
+            content=b'{"events": [' + b'{"customer_id":"a"},' * 200_000 + b"{}]}",
+            headers={"Content-Type": "application/json"},
+        )
     assert wrong_type.status_code == 400 and "customer_id" in wrong_type.text
     assert not_json.status_code == 400
     assert huge.status_code == 413
@@ -292,13 +319,28 @@ def test_health_metrics_and_openapi(deployment: Deployment) -> None:
     assert "omnirec_requests_total" in metrics
     spec = httpx.get(f"{deployment.base_url}/schema/openapi.json").json()
     operations = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
-    assert {"recommendForCustomer", "similarItems", "orderComplements", "batchRecommendations", "postEvent",
-            "postEvents", "lookupCustomer", "customerProfile", "liveness", "readiness"} <= operations  # fmt: skip
+    assert {
+        "recommendForCustomer",
+        "similarItems",
+        "orderComplements",
+        "batchRecommendations",
+        "postEvent",
+        "postEvents",
+        "lookupCustomer",
+        "customerProfile",
+        "liveness",
+        "readiness",
+    } <= operations
 
 
 def test_a_retried_event_is_stored_once(deployment: Deployment) -> None:
-    event = {"customer_id": "C00000021", "item_id": "I000031", "event_type": "add_to_cart",
-             "channel": "app", "event_id": "app-7f3a-0001"}  # fmt: skip
+    event = {
+        "customer_id": "C00000021",
+        "item_id": "I000031",
+        "event_type": "add_to_cart",
+        "channel": "app",
+        "event_id": "app-7f3a-0001",
+    }
     before = _stream_length(deployment)
     with deployment.client("events") as c:
         first = c.post("/v1/events", json=event).json()
@@ -331,12 +373,17 @@ def test_timestamps_far_in_the_future_are_refused(deployment: Deployment) -> Non
         "channel": "web",
     }
     with deployment.client("events") as c:
-        body = c.post("/v1/events/bulk", json={"events": [
-            {**base, "timestamp": "2100-01-01T00:00:00Z"},
-            {**base, "timestamp": "9999-12-31T23:59:59-14:00"},
-            {**base, "timestamp": "1969-07-20T20:17:00Z"},
-            {**base, "timestamp": time.time() + 3600},  # an hour of clock skew is fine
-        ]}).json()  # fmt: skip
+        body = c.post(
+            "/v1/events/bulk",
+            json={
+                "events": [
+                    {**base, "timestamp": "2100-01-01T00:00:00Z"},
+                    {**base, "timestamp": "9999-12-31T23:59:59-14:00"},
+                    {**base, "timestamp": "1969-07-20T20:17:00Z"},
+                    {**base, "timestamp": time.time() + 3600},  # an hour of clock skew is fine
+                ]
+            },
+        ).json()
     assert body["accepted"] == 1
     assert [(e["index"], e["field"]) for e in body["errors"]] == [
         (0, "timestamp"),
@@ -382,8 +429,11 @@ def test_deeply_nested_json_is_a_400(deployment: Deployment) -> None:
     nested = b"[" * 1000 + b"]" * 1000
     with deployment.client("events") as c:
         top = c.post("/v1/events", content=nested, headers={"Content-Type": "application/json"})
-        inner = c.post("/v1/events/bulk", content=b'{"events": [{"customer_id": ' + nested + b"}]}",
-                       headers={"Content-Type": "application/json"})  # fmt: skip
+        inner = c.post(
+            "/v1/events/bulk",
+            content=b'{"events": [{"customer_id": ' + nested + b"}]}",
+            headers={"Content-Type": "application/json"},
+        )
     assert top.status_code == 400, top.text
     assert inner.status_code == 400, inner.text
 
@@ -408,8 +458,10 @@ def test_logs_hold_no_personal_data_and_4xx_no_traceback(deployment: Deployment)
 
 def test_metrics_count_refusals_with_their_status_and_full_routes(deployment: Deployment) -> None:
     httpx.get(f"{deployment.base_url}/v1/customers/C00000003/recommendations")  # 401
-    httpx.get(f"{deployment.base_url}/v1/customers/C00000003/recommendations",
-              headers=deployment.headers("events"))  # 403  # fmt: skip
+    httpx.get(
+        f"{deployment.base_url}/v1/customers/C00000003/recommendations",
+        headers=deployment.headers("events"),
+    )  # 403
     metrics = httpx.get(f"{deployment.base_url}/metrics").text
     lines = [line for line in metrics.splitlines() if line.startswith("omnirec_requests_total{")]
     assert any(
@@ -463,8 +515,13 @@ def test_a_session_moves_the_list_toward_what_is_viewed_now(deployment: Deployme
     say which viewed item brought each suggestion."""
     dataset = load_dataset(deployment.data)
     assert dataset.catalogue is not None
-    category_of = dict(zip(dataset.catalogue["item_id"].to_pylist(),
-                           dataset.catalogue["category"].to_pylist(), strict=True))  # fmt: skip
+    category_of = dict(
+        zip(
+            dataset.catalogue["item_id"].to_pylist(),
+            dataset.catalogue["category"].to_pylist(),
+            strict=True,
+        )
+    )
     events = dataset.events
     counts = pc.value_counts(events["customer_id"].cast("string"))
     # the most active customer the other tests leave alone (they use C00000001-C00000099)

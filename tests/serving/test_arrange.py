@@ -18,8 +18,15 @@ from serving.arrange import (
 )
 
 
-def _reference(picked: list[int], scores: list[float], factors: list[float] | None,
-               codes: list[int] | None, max_items: int, top: int, limit: int) -> tuple[list[int], list[float], bool]:  # fmt: skip
+def _reference(
+    picked: list[int],
+    scores: list[float],
+    factors: list[float] | None,
+    codes: list[int] | None,
+    max_items: int,
+    top: int,
+    limit: int,
+) -> tuple[list[int], list[float], bool]:
     """The rules as the README states them, one item at a time."""
     values = list(scores)
     order = list(range(len(picked)))
@@ -62,13 +69,23 @@ def test_the_compiled_pass_matches_the_rules_as_written(seed: int) -> None:
     for use_factors in (False, True):
         for use_codes in (False, True):
             got_items, got_scores, got_settled = arrange(
-                picked.copy(), scores.copy(), factors if use_factors else NO_FACTORS,
-                codes if use_codes else NO_CODES, max_items if use_codes else 0, top if use_codes else 0, limit,
-            )  # fmt: skip
+                picked.copy(),
+                scores.copy(),
+                factors if use_factors else NO_FACTORS,
+                codes if use_codes else NO_CODES,
+                max_items if use_codes else 0,
+                top if use_codes else 0,
+                limit,
+            )
             want_items, want_scores, want_settled = _reference(
-                picked.tolist(), scores.tolist(), factors.tolist() if use_factors else None,
-                codes.tolist() if use_codes else None, max_items, top, limit,
-            )  # fmt: skip
+                picked.tolist(),
+                scores.tolist(),
+                factors.tolist() if use_factors else None,
+                codes.tolist() if use_codes else None,
+                max_items,
+                top,
+                limit,
+            )
             assert got_items.tolist() == want_items, (use_factors, use_codes)
             np.testing.assert_allclose(got_scores, want_scores, rtol=1e-6)
             assert got_settled == want_settled or not use_codes
@@ -117,13 +134,20 @@ def _frozen(values: np.ndarray) -> np.ndarray:
     return np.frombuffer(values.tobytes(), values.dtype)
 
 
-def _expected(chosen: list[tuple[int, float]], arrangement: Arrangement,
-              limit: int) -> tuple[list[int], list[float], bool]:  # fmt: skip
+def _expected(
+    chosen: list[tuple[int, float]], arrangement: Arrangement, limit: int
+) -> tuple[list[int], list[float], bool]:
     """The rules as written over (item, score) pairs already selected."""
     factors, codes = arrangement.factors, arrangement.codes
-    return _reference([c for c, _ in chosen], [s for _, s in chosen],
-                      factors.tolist() if len(factors) else None, codes.tolist() if len(codes) else None,
-                      arrangement.max_items, arrangement.top, limit)  # fmt: skip
+    return _reference(
+        [c for c, _ in chosen],
+        [s for _, s in chosen],
+        factors.tolist() if len(factors) else None,
+        codes.tolist() if len(codes) else None,
+        arrangement.max_items,
+        arrangement.top,
+        limit,
+    )
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -141,12 +165,16 @@ def test_the_shortlist_selects_as_written_then_arranges(seed: int) -> None:
     factors = rng.choice([0.5, 1.0, 1.5, 2.0], n_items).astype(np.float32)
     limit = int(rng.integers(1, 11))
     pool = limit * int(rng.integers(1, 5))
-    every = [(int(c), float(s)) for c, s in zip(candidates, scores, strict=True)
-             if 0 <= c < n_items and allowed[c] and c not in set(excluded.tolist())]  # fmt: skip
+    every = [
+        (int(c), float(s))
+        for c, s in zip(candidates, scores, strict=True)
+        if 0 <= c < n_items and allowed[c] and c not in set(excluded.tolist())
+    ]
     codes = rng.integers(0, int(rng.choice([2, 4, 12])), n_items).astype(np.int32)  # 2: a short top
     for arrangement in (AS_SCORED, Arrangement(factors), Arrangement(factors, codes, 2, limit)):
-        items, got_scores, settled, passed = shortlist(_frozen(candidates), _frozen(scores), allowed,
-                                                       excluded, arrangement, pool, limit)  # fmt: skip
+        items, got_scores, settled, passed = shortlist(
+            _frozen(candidates), _frozen(scores), allowed, excluded, arrangement, pool, limit
+        )
         passing = every[:pool]
         want_items, want_scores, want_settled = _expected(passing, arrangement, limit)
         if len(arrangement.codes) and not want_settled:  # the cap's top has gaps: every candidate

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from tests.deploy import Deployment, make_deployment
 from tests.test_embedded_redis import alive, wait_gone
+from tests.waiting import PATIENCE, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,16 @@ def post_events(dep: Deployment, count: int, tag: str) -> int:
     accepted = 0
     with dep.client("events") as c:
         for start in range(0, count, 500):
-            events = [{"customer_id": f"C{i % 300:08d}", "item_id": f"I{i % 120:06d}", "event_type": "view",
-                       "channel": "web", "event_id": f"{tag}-{i}"} for i in range(start, min(count, start + 500))]  # fmt: skip
+            events = [
+                {
+                    "customer_id": f"C{i % 300:08d}",
+                    "item_id": f"I{i % 120:06d}",
+                    "event_type": "view",
+                    "channel": "web",
+                    "event_id": f"{tag}-{i}",
+                }
+                for i in range(start, min(count, start + 500))
+            ]
             answer = c.post("/v1/events/bulk", json={"events": events})
             assert answer.status_code == 202, answer.text
             accepted += answer.json()["accepted"]
@@ -48,8 +56,14 @@ def post_events(dep: Deployment, count: int, tag: str) -> int:
 def omnirec(
     dep: Deployment, *args: str, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "omnirec.cli", *args], env={**os.environ, **dep.env},
-                          capture_output=True, text=True, timeout=300, cwd=cwd)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env={**os.environ, **dep.env},
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        cwd=cwd,
+    )
 
 
 def exported_rows(folder: Path) -> int:
@@ -68,7 +82,7 @@ def test_acknowledged_events_survive_sigterm_and_kill_9(
     # SIGTERM: the service stops, and with it the embedded Redis (it was the last user)
     assert dep.server is not None
     dep.server.send_signal(signal.SIGTERM)
-    dep.server.wait(timeout=30)
+    dep.server.wait(timeout=PATIENCE)
     assert wait_gone(state["pid"]), "the embedded redis-server was orphaned"
     assert redis_state(dep) is None
 
@@ -84,7 +98,7 @@ def test_acknowledged_events_survive_sigterm_and_kill_9(
     state = redis_state(dep)
     assert state is not None and dep.server is not None
     dep.server.kill()
-    dep.server.wait(timeout=30)
+    dep.server.wait(timeout=PATIENCE)
     os.kill(state["pid"], signal.SIGKILL)
     assert wait_gone(state["pid"])
     dep.start_server()  # the state file is stale now: a new server loads the append-only file
@@ -94,11 +108,21 @@ def test_acknowledged_events_survive_sigterm_and_kill_9(
     assert exported_rows(out) == 3000
     # a retry of an event acknowledged before the crash is still recognised
     with dep.client("events") as c:
-        again = c.post("/v1/events", json={"customer_id": "C00000001", "item_id": "I000001",
-                                           "event_type": "view", "channel": "web", "event_id": "second-1"})  # fmt: skip
+        again = c.post(
+            "/v1/events",
+            json={
+                "customer_id": "C00000001",
+                "item_id": "I000001",
+                "event_type": "view",
+                "channel": "web",
+                "event_id": "second-1",
+            },
+        )
     assert again.json()["duplicates"] == 1
-    print(f"\nacknowledged 3,000, exported {exported_rows(out):,} after SIGTERM, kill -9 of "
-          f"the service and kill -9 of redis-server")  # fmt: skip
+    print(
+        f"\nacknowledged 3,000, exported {exported_rows(out):,} after SIGTERM, kill -9 of "
+        f"the service and kill -9 of redis-server"
+    )
 
 
 def test_train_promote_and_rollback_beside_a_running_service(
@@ -113,10 +137,9 @@ def test_train_promote_and_rollback_beside_a_running_service(
             return c.get("/v1/customers/C00000003/recommendations").json()["model_version"]  # type: ignore[no-any-return]
 
     def wait_version(version: int) -> None:
-        deadline = time.monotonic() + 60
-        while served_version() != version:
-            assert time.monotonic() < deadline, f"the service never served v{version}"
-            time.sleep(0.3)
+        wait_until(
+            lambda: served_version() == version, f"the service serving v{version}", every=0.3
+        )
 
     start_version = served_version()
     trained = dep.train_and_publish("itemknn", {"neighbours": 30})  # joins the same Redis

@@ -92,8 +92,11 @@ def test_a_bad_experiments_file_names_the_file_and_experiment(
 
 
 def _experiment(**rail: float) -> Experiment:
-    return Experiment("ab", (Variant("control", "champion", 0.5), Variant("b", "challenger", 0.5)),
-                      guardrail=Guardrail(**rail))  # type: ignore[arg-type]  # fmt: skip
+    return Experiment(
+        "ab",
+        (Variant("control", "champion", 0.5), Variant("b", "challenger", 0.5)),
+        guardrail=Guardrail(**rail),
+    )  # type: ignore[arg-type]
 
 
 def test_assignment_is_stable_and_follows_the_shares() -> None:
@@ -126,8 +129,14 @@ def test_recommendation_ids_say_what_answered() -> None:
     )
 
 
-def _answer_both(health: VariantHealth, experiment: Experiment, answers: int, control: float,
-                 variant: float, variant_fails: int = 0) -> list[str]:  # fmt: skip
+def _answer_both(
+    health: VariantHealth,
+    experiment: Experiment,
+    answers: int,
+    control: float,
+    variant: float,
+    variant_fails: int = 0,
+) -> list[str]:
     """`answers` of each, alternating (the variant first: its rounds start with its first
     answer), at fixed latencies, then folded in; the variant's first `variant_fails` answers
     failed. Returns the variants stopped."""
@@ -238,9 +247,15 @@ def test_folding_answers_in_batches_judges_as_answer_by_answer() -> None:
     # three variants: b fails a little more (within the allowance, over some rounds not), c
     # turns slower; folded after every answer, or every FOLD_EVERY: the same rounds, verdicts
     # and stop
-    experiment = Experiment("ab", (Variant("control", "champion", 0.5), Variant("b", "challenger", 0.3),
-                                   Variant("c", "v3", 0.2)),
-                            guardrail=Guardrail(min_requests=150, max_latency_ratio=1.3, failed_checks=4))  # fmt: skip
+    experiment = Experiment(
+        "ab",
+        (
+            Variant("control", "champion", 0.5),
+            Variant("b", "challenger", 0.3),
+            Variant("c", "v3", 0.2),
+        ),
+        guardrail=Guardrail(min_requests=150, max_latency_ratio=1.3, failed_checks=4),
+    )
     rng = np.random.default_rng(17)
     one_by_one, batched = VariantHealth(), VariantHealth()
     stops: tuple[list[str], list[str]] = ([], [])
@@ -279,8 +294,10 @@ def test_answers_not_folded_in_yet_are_counted_for_metrics() -> None:
         health.record(experiment, "b" if k % 2 else "control", 0.002, k % 10 == 0)
     counted = {key: (t.answers, t.failures) for key, t in health.tallies.items()}
     control = range(0, answers, 2)
-    assert counted == {("ab", "control"): (len(control), sum(k % 10 == 0 for k in control)),
-                       ("ab", "b"): (answers // 2, 0)}  # fmt: skip
+    assert counted == {
+        ("ab", "control"): (len(control), sum(k % 10 == 0 for k in control)),
+        ("ab", "b"): (answers // 2, 0),
+    }
 
 
 def test_a_freshly_loaded_variants_first_slow_answers_do_not_stop_it() -> None:

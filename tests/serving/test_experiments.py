@@ -24,6 +24,7 @@ from features.dataset import load_dataset
 from models.registry import ModelRegistry
 from serving.experiments import bucket
 from tests.deploy import KEYS, Deployment, make_deployment
+from tests.waiting import PATIENCE, wait_until
 
 CUSTOMERS = [f"C{i:08d}" for i in range(100, 160)]
 
@@ -81,8 +82,14 @@ model = "champion"
 rules = "margin"
 share = 50
 """)
-    dep.env.update({"OMNIREC_PLACEMENTS_FILE": str(placements), "OMNIREC_EXPERIMENTS_FILE": str(experiments),
-                    "OMNIREC_ATTRIBUTION_HOURS": "1", "OMNIREC_SHADOW_DELAY_SECONDS": "0.5"})  # fmt: skip
+    dep.env.update(
+        {
+            "OMNIREC_PLACEMENTS_FILE": str(placements),
+            "OMNIREC_EXPERIMENTS_FILE": str(experiments),
+            "OMNIREC_ATTRIBUTION_HOURS": "1",
+            "OMNIREC_SHADOW_DELAY_SECONDS": "0.5",
+        }
+    )
     dep.start_server()
     yield dep
     dep.stop_server()
@@ -95,7 +102,7 @@ def _variant_of(experiment: str, customer: str, shares: tuple[str, ...]) -> str:
 
 def _get(dep: Deployment, path: str, **params: object) -> httpx.Response:
     return httpx.get(
-        dep.base_url + path, params=params, headers=dep.headers("recommend"), timeout=30
+        dep.base_url + path, params=params, headers=dep.headers("recommend"), timeout=PATIENCE
     )
 
 
@@ -104,8 +111,12 @@ def test_each_customer_sees_one_variant_on_every_server_and_alias(lab: Deploymen
         lab.data, dict(lab.env), lab.settings
     )  # a second replica, same Redis and MLflow
     other.start_server()
-    counted = {v: _metric(lab, "omnirec_variant_answers_total", experiment="model-ab", variant=v,
-                          outcome="ok") for v in ("control", "challenger")}  # fmt: skip
+    counted = {
+        v: _metric(
+            lab, "omnirec_variant_answers_total", experiment="model-ab", variant=v, outcome="ok"
+        )
+        for v in ("control", "challenger")
+    }
     served: Counter[str] = Counter()
     try:
         seen: dict[str, set[str]] = {}
@@ -124,8 +135,13 @@ def test_each_customer_sees_one_variant_on_every_server_and_alias(lab: Deploymen
         other.stop_server()
     assert all(len(v) == 1 for v in seen.values())
     for variant, before in counted.items():  # /metrics counts each variant's answers, per worker
-        after = _metric(lab, "omnirec_variant_answers_total", experiment="model-ab",
-                        variant=variant, outcome="ok")  # fmt: skip
+        after = _metric(
+            lab,
+            "omnirec_variant_answers_total",
+            experiment="model-ab",
+            variant=variant,
+            outcome="ok",
+        )
         assert after - before == served[variant] > 0
     assert Counter(v.pop() for v in seen.values()).keys() == {"control", "challenger"}
     # by an alias (the tablet's loyalty card), the customer's own variant
@@ -141,11 +157,17 @@ def test_each_customer_sees_one_variant_on_every_server_and_alias(lab: Deploymen
 def test_metrics_show_the_guardrails_rounds_of_each_variant(lab: Deployment) -> None:
     # an error round ends once both sides answered min_requests (200) times in it: 500 answers
     # of each variant end at least one, and the healthy challenger is found no worse
-    before = _metric(lab, "omnirec_guardrail_rounds_total", experiment="model-ab", variant="challenger",
-                     measure="errors", verdict="ok")  # fmt: skip
+    before = _metric(
+        lab,
+        "omnirec_guardrail_rounds_total",
+        experiment="model-ab",
+        variant="challenger",
+        measure="errors",
+        verdict="ok",
+    )
     counts: Counter[str] = Counter()
     with httpx.Client(
-        base_url=lab.base_url, headers=lab.headers("recommend"), timeout=30
+        base_url=lab.base_url, headers=lab.headers("recommend"), timeout=PATIENCE
     ) as client:
         for k in range(5_000):
             customer = CUSTOMERS[k % len(CUSTOMERS)]
@@ -154,19 +176,40 @@ def test_metrics_show_the_guardrails_rounds_of_each_variant(lab: Deployment) -> 
                 if min(counts.values()) >= 500:
                     break
                 continue
-            answer = client.get(f"/v1/customers/{customer}/recommendations",
-                                params={"placement": "home"}).json()  # fmt: skip
+            answer = client.get(
+                f"/v1/customers/{customer}/recommendations", params={"placement": "home"}
+            ).json()
             assert answer["variant"] == variant and not answer["degraded"]
             counts[variant] += 1
     assert counts["control"] == counts["challenger"] == 500
-    after = _metric(lab, "omnirec_guardrail_rounds_total", experiment="model-ab", variant="challenger",
-                    measure="errors", verdict="ok")  # fmt: skip
+    after = _metric(
+        lab,
+        "omnirec_guardrail_rounds_total",
+        experiment="model-ab",
+        variant="challenger",
+        measure="errors",
+        verdict="ok",
+    )
     assert after - before >= 2
-    worse = _metric(lab, "omnirec_guardrail_rounds_total", experiment="model-ab", variant="challenger",
-                    measure="errors", verdict="worse")  # fmt: skip
+    worse = _metric(
+        lab,
+        "omnirec_guardrail_rounds_total",
+        experiment="model-ab",
+        variant="challenger",
+        measure="errors",
+        verdict="worse",
+    )
     assert worse == 0
-    assert _metric(lab, "omnirec_guardrail_last_round", experiment="model-ab", variant="challenger",
-                   measure="errors") == 0.0  # fmt: skip
+    assert (
+        _metric(
+            lab,
+            "omnirec_guardrail_last_round",
+            experiment="model-ab",
+            variant="challenger",
+            measure="errors",
+        )
+        == 0.0
+    )
     assert "stopped by its guardrail" not in " ".join(
         httpx.get(f"{lab.base_url}/health/ready").json().get("warnings", [])
     )
@@ -185,8 +228,14 @@ def test_outside_every_experiment_the_variant_is_default(lab: Deployment) -> Non
         answer = _get(lab, path, placement="cart").json()
         assert answer["recommendation_id"] == f"{answer['request_id']}._.default.cart", path
     with httpx.Client(base_url=lab.base_url, headers=lab.headers("recommend")) as c:
-        order = c.post("/v1/orders/complements", json={"customer_id": "C00000100", "item_ids": ["I000010"],
-                                                        "placement": "post_purchase_email"}).json()  # fmt: skip
+        order = c.post(
+            "/v1/orders/complements",
+            json={
+                "customer_id": "C00000100",
+                "item_ids": ["I000010"],
+                "placement": "post_purchase_email",
+            },
+        ).json()
     assert order["recommendation_id"].endswith("._.default.post_purchase_email")
 
 
@@ -208,8 +257,14 @@ def test_the_home_placement_rules_hold_for_everyone(lab: Deployment) -> None:
 
 
 def test_the_margin_variant_boosts_high_margin_items(lab: Deployment) -> None:
-    margin = dict(zip(*pq.read_table(lab.data / "catalogue.parquet", columns=["item_id", "margin"]).to_pydict().values(),
-                      strict=True))  # fmt: skip
+    margin = dict(
+        zip(
+            *pq.read_table(lab.data / "catalogue.parquet", columns=["item_id", "margin"])
+            .to_pydict()
+            .values(),
+            strict=True,
+        )
+    )
     means: dict[str, list[float]] = {"plain": [], "margin": []}
     for customer in CUSTOMERS:
         body = _get(
@@ -246,9 +301,13 @@ def test_request_filters_and_an_unknown_placement(lab: Deployment) -> None:
 
 
 def test_batch_answers_carry_each_customers_variant_and_id(lab: Deployment) -> None:
-    with httpx.Client(base_url=lab.base_url, headers=lab.headers("recommend"), timeout=60) as c:
-        body = c.post("/v1/recommendations/batch",
-                      json={"customer_ids": CUSTOMERS, "placement": "post_purchase_email", "limit": 5}).json()  # fmt: skip
+    with httpx.Client(
+        base_url=lab.base_url, headers=lab.headers("recommend"), timeout=PATIENCE
+    ) as c:
+        body = c.post(
+            "/v1/recommendations/batch",
+            json={"customer_ids": CUSTOMERS, "placement": "post_purchase_email", "limit": 5},
+        ).json()
     for k, (customer, answer) in enumerate(zip(CUSTOMERS, body["results"], strict=True)):
         variant = _variant_of("model-ab", customer, ("control", "challenger"))
         assert answer["variant"] == variant
@@ -275,18 +334,41 @@ def test_feedback_is_stored_counted_attributed_and_exported(lab: Deployment) -> 
     ).json()
     variant, rid = answer["variant"], answer["recommendation_id"]
     first, second = answer["items"][0], answer["items"][1]
-    before = {kind: _metric(lab, "omnirec_feedback_total", type=kind, variant=variant, placement="home")
-              for kind in ("impression", "click", "purchase")}  # fmt: skip
+    before = {
+        kind: _metric(lab, "omnirec_feedback_total", type=kind, variant=variant, placement="home")
+        for kind in ("impression", "click", "purchase")
+    }
     attributed = _metric(lab, "omnirec_attributed_purchases_total", variant=variant)
     revenue = _metric(lab, "omnirec_attributed_revenue_total", variant=variant)
     feedback = [
-        *({"type": "impression", "customer_id": customer, "item_id": i["item_id"], "recommendation_id": rid,
-           "position": k + 1, "channel": "web"} for k, i in enumerate(answer["items"])),
-        {"type": "click", "customer_id": customer, "item_id": first["item_id"], "recommendation_id": rid,
-         "position": 1, "channel": "web", "event_id": f"click-{rid}"},
-        {"type": "click", "customer_id": customer, "item_id": "I000001", "recommendation_id": "not-ours"},
+        *(
+            {
+                "type": "impression",
+                "customer_id": customer,
+                "item_id": i["item_id"],
+                "recommendation_id": rid,
+                "position": k + 1,
+                "channel": "web",
+            }
+            for k, i in enumerate(answer["items"])
+        ),
+        {
+            "type": "click",
+            "customer_id": customer,
+            "item_id": first["item_id"],
+            "recommendation_id": rid,
+            "position": 1,
+            "channel": "web",
+            "event_id": f"click-{rid}",
+        },
+        {
+            "type": "click",
+            "customer_id": customer,
+            "item_id": "I000001",
+            "recommendation_id": "not-ours",
+        },
         {"type": "stare", "customer_id": customer, "item_id": "I000001"},
-    ]  # fmt: skip
+    ]
     with lab.client("events") as c:
         r = c.post("/v1/feedback", json={"feedback": feedback})
         assert r.status_code == 202, r.text
@@ -296,17 +378,38 @@ def test_feedback_is_stored_counted_attributed_and_exported(lab: Deployment) -> 
             (5, "type"),
         ]
         # a retried click is stored once; the purchase quotes no id: the click names its variant
-        r = c.post("/v1/feedback", json={"feedback": [
-            feedback[3],
-            {"type": "purchase", "customer_id": customer, "item_id": first["item_id"], "price": 12.5, "quantity": 2},
-            {"type": "purchase", "customer_id": customer, "item_id": second["item_id"], "price": 3.0},
-        ]})  # fmt: skip
+        r = c.post(
+            "/v1/feedback",
+            json={
+                "feedback": [
+                    feedback[3],
+                    {
+                        "type": "purchase",
+                        "customer_id": customer,
+                        "item_id": first["item_id"],
+                        "price": 12.5,
+                        "quantity": 2,
+                    },
+                    {
+                        "type": "purchase",
+                        "customer_id": customer,
+                        "item_id": second["item_id"],
+                        "price": 3.0,
+                    },
+                ]
+            },
+        )
         assert r.status_code == 202 and r.json()["duplicates"] == 1
-        forbidden = httpx.post(f"{lab.base_url}/v1/feedback", json={"feedback": feedback[:1]},
-                               headers={"X-API-Key": KEYS["recommend"]})  # fmt: skip
+        forbidden = httpx.post(
+            f"{lab.base_url}/v1/feedback",
+            json={"feedback": feedback[:1]},
+            headers={"X-API-Key": KEYS["recommend"]},
+        )
         assert forbidden.status_code == 403
-    after = {kind: _metric(lab, "omnirec_feedback_total", type=kind, variant=variant, placement="home")
-             for kind in ("impression", "click")}  # fmt: skip
+    after = {
+        kind: _metric(lab, "omnirec_feedback_total", type=kind, variant=variant, placement="home")
+        for kind in ("impression", "click")
+    }
     assert after["impression"] - before["impression"] == 3 and after["click"] - before["click"] == 1
     # only the purchase of the clicked item counts, with its revenue
     assert _metric(lab, "omnirec_attributed_purchases_total", variant=variant) - attributed == 1
@@ -315,16 +418,24 @@ def test_feedback_is_stored_counted_attributed_and_exported(lab: Deployment) -> 
     ) - revenue == pytest.approx(25.0)
     # exported beside the event log, with the variant and placement of each record
     out = lab.data.parent / "exported" / "events"
-    done = subprocess.run([sys.executable, "-m", "omnirec.cli", "export-events", "--out", str(out)],
-                          env={**os.environ, **lab.env}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "export-events", "--out", str(out)],
+        env={**os.environ, **lab.env},
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
     assert done.returncode == 0, done.stderr
     assert re.search(r"exported [\d,]+ feedback records", done.stdout), done.stdout
     table = ds.dataset(out.parent / "feedback", format="parquet", partitioning="hive").to_table()
     mine = table.filter(pc.equal(table["customer_id"], customer))
     kinds = Counter(str(k) for k in mine["feedback_type"].to_pylist())
     assert kinds["impression"] >= 3 and kinds["click"] == 1 and kinds["purchase"] == 2
-    purchase = mine.filter(pc.and_(pc.equal(mine["item_id"], first["item_id"]),
-                                   pc.equal(mine["feedback_type"], "purchase"))).to_pylist()[0]  # fmt: skip
+    purchase = mine.filter(
+        pc.and_(
+            pc.equal(mine["item_id"], first["item_id"]), pc.equal(mine["feedback_type"], "purchase")
+        )
+    ).to_pylist()[0]
     assert (purchase["recommendation_id"], purchase["variant"], purchase["placement"]) == (
         rid,
         variant,
@@ -332,12 +443,30 @@ def test_feedback_is_stored_counted_attributed_and_exported(lab: Deployment) -> 
     )
     # the report reads what was exported: one impression of this variant, clicked and converted
     report_dir = lab.data.parent / "report"
-    done = subprocess.run([sys.executable, "-m", "omnirec.cli", "experiments", "report", "model-ab", "--events",
-                           str(out), "--out", str(report_dir)], env={**os.environ, **lab.env}, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "experiments",
+            "report",
+            "model-ab",
+            "--events",
+            str(out),
+            "--out",
+            str(report_dir),
+        ],
+        env={**os.environ, **lab.env},
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
     assert done.returncode == 0, done.stderr
-    figures = next(v for v in json.loads((report_dir / "report.json").read_text())["variants"]
-                   if v["variant"] == variant)  # fmt: skip
+    figures = next(
+        v
+        for v in json.loads((report_dir / "report.json").read_text())["variants"]
+        if v["variant"] == variant
+    )
     assert (figures["impressions"], figures["clicks"], figures["conversions"]) == (1, 1, 1)
     assert (
         figures["revenue"] == pytest.approx(25.0) and (report_dir / "report.png").stat().st_size > 0
@@ -357,20 +486,53 @@ def test_a_purchase_posted_as_an_event_counts_for_the_clicked_recommendation(
     )
     revenue = _metric(lab, "omnirec_attributed_revenue_total", variant=variant, placement="home")
     with lab.client("events") as c:
-        click = {"type": "click", "customer_id": customer, "item_id": item,
-                 "recommendation_id": answer["recommendation_id"], "position": 3}  # fmt: skip
+        click = {
+            "type": "click",
+            "customer_id": customer,
+            "item_id": item,
+            "recommendation_id": answer["recommendation_id"],
+            "position": 3,
+        }
         assert c.post("/v1/feedback", json={"feedback": [click]}).status_code == 202
-        bought = [{"customer_id": customer, "item_id": item, "event_type": "purchase", "channel": "store",
-                   "price": 7.0, "quantity": 3},
-                  {"customer_id": customer, "item_id": "I000199", "event_type": "purchase", "channel": "store",
-                   "price": 99.0}]  # fmt: skip
+        bought = [
+            {
+                "customer_id": customer,
+                "item_id": item,
+                "event_type": "purchase",
+                "channel": "store",
+                "price": 7.0,
+                "quantity": 3,
+            },
+            {
+                "customer_id": customer,
+                "item_id": "I000199",
+                "event_type": "purchase",
+                "channel": "store",
+                "price": 99.0,
+            },
+        ]
         assert c.post("/v1/events/bulk", json={"events": bought}).status_code == 202
         # the storefront reports the same purchase as feedback, quoting the recommendation and
         # not: it is stored, and not counted a second time
-        again = [{"type": "purchase", "customer_id": customer, "item_id": item, "price": 7.0, "quantity": 3,
-                  "recommendation_id": answer["recommendation_id"], "event_id": "again-quoted"},
-                 {"type": "purchase", "customer_id": customer, "item_id": item, "price": 7.0, "quantity": 3,
-                  "event_id": "again-unquoted"}]  # fmt: skip
+        again = [
+            {
+                "type": "purchase",
+                "customer_id": customer,
+                "item_id": item,
+                "price": 7.0,
+                "quantity": 3,
+                "recommendation_id": answer["recommendation_id"],
+                "event_id": "again-quoted",
+            },
+            {
+                "type": "purchase",
+                "customer_id": customer,
+                "item_id": item,
+                "price": 7.0,
+                "quantity": 3,
+                "event_id": "again-unquoted",
+            },
+        ]
         posted = c.post("/v1/feedback", json={"feedback": again})
         assert posted.status_code == 202 and posted.json()["accepted"] == 2, posted.text
     # only the clicked item's purchase counts, once, price x quantity
@@ -390,12 +552,19 @@ def test_a_bad_experiments_file_stops_the_service_naming_it(
     lab: Deployment, tmp_path: Path
 ) -> None:
     bad = tmp_path / "experiments.toml"
-    bad.write_text('[experiments.x]\n[[experiments.x.variants]]\nname = "a"\nshare = 60\n'
-                   '[[experiments.x.variants]]\nname = "b"\nshare = 60\n')  # fmt: skip
+    bad.write_text(
+        '[experiments.x]\n[[experiments.x.variants]]\nname = "a"\nshare = 60\n'
+        '[[experiments.x.variants]]\nname = "b"\nshare = 60\n'
+    )
     env = {**os.environ, **lab.env, "OMNIREC_EXPERIMENTS_FILE": str(bad)}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "omnirec.cli", "serve", "--port", "1"], env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
     assert done.returncode == 2 and time.monotonic() - started < 60
     assert f"{bad}: experiments.x: variant shares add up to 120, not 100" in done.stderr
 
@@ -418,14 +587,12 @@ def test_the_shadow_model_is_computed_off_the_request_path_and_compared(lab: Dep
     assert counted("done") - before["done"] < 12  # the answers came back before their shadows
     # wait for this test's own comparisons: a shadow queued by an earlier test may finish between
     # the readings above (its overlap then counts in `compared` and its "done" after `before`)
-    deadline = time.monotonic() + 60
-    while (
-        _metric(lab, "omnirec_shadow_overlap_count", experiment="margin") == compared
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.5)
+    wait_until(
+        lambda: _metric(lab, "omnirec_shadow_overlap_count", experiment="margin") > compared,
+        "this test's shadow comparisons",
+        every=0.5,
+    )
     assert counted("done") > before["done"]
-    assert _metric(lab, "omnirec_shadow_overlap_count", experiment="margin") > compared
 
 
 def test_each_worker_holds_the_versions_its_experiments_name_and_lets_go_of_the_rest(
@@ -438,15 +605,9 @@ def test_each_worker_holds_the_versions_its_experiments_name_and_lets_go_of_the_
     registry = ModelRegistry(lab.settings.mlflow)
     registry.set_alias("challenger", 1)  # no experiment names v2 any more
     try:
-        deadline = time.monotonic() + 30
-        while held("2", "experiment") and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert held("2", "experiment") == 0
+        wait_until(lambda: held("2", "experiment") == 0, "v2 let go", every=0.3)
         body = _get(lab, f"/v1/customers/{CUSTOMERS[0]}/recommendations", placement="home").json()
         assert body["model_version"] == 1  # both variants now answer with v1
     finally:
         registry.set_alias("challenger", 2)
-    deadline = time.monotonic() + 30
-    while not held("2", "experiment") and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert held("2", "experiment") > 10_000
+    wait_until(lambda: held("2", "experiment") > 10_000, "v2 held again", every=0.3)

@@ -72,8 +72,10 @@ def _without_request_id(body: dict[str, object]) -> dict[str, object]:
     rid = str(body["request_id"])
     recommendation = str(body["recommendation_id"])
     assert recommendation.startswith(rid + ".")
-    return {**{k: v for k, v in body.items() if k != "request_id"},
-            "recommendation_id": recommendation.removeprefix(rid)}  # fmt: skip
+    return {
+        **{k: v for k, v in body.items() if k != "request_id"},
+        "recommendation_id": recommendation.removeprefix(rid),
+    }
 
 
 def _served(dep: Deployment, outcome: str) -> float:

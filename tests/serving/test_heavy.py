@@ -13,6 +13,7 @@ from collections.abc import Callable
 import httpx
 
 from tests.deploy import Deployment
+from tests.waiting import wait_until
 
 
 def computed(dep: Deployment, route: str, where: str) -> float:
@@ -23,11 +24,8 @@ def computed(dep: Deployment, route: str, where: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def until(predicate: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)
+def until(predicate: Callable[[], bool]) -> None:
+    wait_until(predicate, "the condition")
 
 
 def batch(dep: Deployment, customers: list[str]) -> dict[str, object]:
@@ -57,8 +55,12 @@ def test_batch_in_the_child_process_answers_as_the_worker_does(deployment: Deplo
     customers = [f"C{i:08d}" for i in range(41, 81)] + ["unknown-customer"]
     in_process_before = computed(deployment, "batch", "process")
     answers = [batch(deployment, customers)]  # the first starts the child
-    until(lambda: answers.append(batch(deployment, customers))
-          or computed(deployment, "batch", "process") > in_process_before)  # fmt: skip
+    until(
+        lambda: (
+            answers.append(batch(deployment, customers))
+            or computed(deployment, "batch", "process") > in_process_before
+        )
+    )
     assert computed(deployment, "batch", "worker") >= 1
     by_worker, by_child = answers[0], answers[-1]
     assert by_child["model_version"] == by_worker["model_version"]
@@ -73,8 +75,16 @@ def test_bulk_events_in_the_child_process_are_stored_and_bad_bodies_still_400(
 
     def post_bulk() -> httpx.Response:
         nonlocal posted
-        events = [{"customer_id": "C00000021", "item_id": f"I{(posted + i) % 150:06d}", "event_type": "view",
-                   "channel": "app", "event_id": f"heavy-{tag}-{posted + i}"} for i in range(20)]  # fmt: skip
+        events = [
+            {
+                "customer_id": "C00000021",
+                "item_id": f"I{(posted + i) % 150:06d}",
+                "event_type": "view",
+                "channel": "app",
+                "event_id": f"heavy-{tag}-{posted + i}",
+            }
+            for i in range(20)
+        ]
         with deployment.client("events") as c:
             r = c.post("/v1/events/bulk", json={"events": events})
         posted += 20
@@ -87,13 +97,31 @@ def test_bulk_events_in_the_child_process_are_stored_and_bad_bodies_still_400(
         )
     )
     with deployment.client("events") as c:
-        retry = c.post("/v1/events/bulk", json={"events": [
-            {"customer_id": "C00000021", "item_id": "I000001", "event_type": "view", "channel": "app",
-             "event_id": f"heavy-{tag}-0"},
-            {"customer_id": "C00000021", "item_id": "<script>", "event_type": "view", "channel": "app"},
-        ]})  # fmt: skip
-        broken = c.post("/v1/events/bulk", content=b'{"events": [{"customer_id": 5}]}',
-                        headers={"Content-Type": "application/json"})  # fmt: skip
+        retry = c.post(
+            "/v1/events/bulk",
+            json={
+                "events": [
+                    {
+                        "customer_id": "C00000021",
+                        "item_id": "I000001",
+                        "event_type": "view",
+                        "channel": "app",
+                        "event_id": f"heavy-{tag}-0",
+                    },
+                    {
+                        "customer_id": "C00000021",
+                        "item_id": "<script>",
+                        "event_type": "view",
+                        "channel": "app",
+                    },
+                ]
+            },
+        )
+        broken = c.post(
+            "/v1/events/bulk",
+            content=b'{"events": [{"customer_id": 5}]}',
+            headers={"Content-Type": "application/json"},
+        )
     assert retry.status_code == 202, retry.text
     assert (retry.json()["accepted"], retry.json()["duplicates"], retry.json()["rejected"]) == (
         1,
@@ -117,12 +145,19 @@ def test_a_killed_child_process_costs_no_answer(deployment: Deployment) -> None:
         assert len(batch(deployment, customers)["results"]) == 20  # type: ignore[arg-type]
     assert computed(deployment, "batch", "worker") > worker_before
     process_before = computed(deployment, "batch", "process")
-    until(lambda: bool(batch(deployment, customers))
-          and computed(deployment, "batch", "process") > process_before)  # fmt: skip
+    until(
+        lambda: (
+            bool(batch(deployment, customers))
+            and computed(deployment, "batch", "process") > process_before
+        )
+    )
 
 
 def _child_pids(dep: Deployment) -> list[int]:
     assert dep.server is not None
-    found = subprocess.run(["pgrep", "-f", "multiprocessing.spawn", "-P", str(dep.server.pid)],
-                           capture_output=True, text=True)  # fmt: skip
+    found = subprocess.run(
+        ["pgrep", "-f", "multiprocessing.spawn", "-P", str(dep.server.pid)],
+        capture_output=True,
+        text=True,
+    )
     return [int(p) for p in found.stdout.split()]

@@ -12,9 +12,9 @@ import pytest
 import scipy.sparse as sp
 
 from features.encoding import SnapshotMeta
-from features.interactions import Interactions
 from models.popularity import PopularityRecommender
 from omnirec.errors import ConfigError, InvalidRequestError
+from omnirec.interaction_data import Interactions
 from serving.catalogue import LoadedSnapshot
 from serving.engine import _popular, allowed_under
 from serving.merchandising import load_placements, parse_rules
@@ -23,14 +23,16 @@ from serving.schemas import Item
 NOW = time.time()
 DAY = 86_400.0
 #            id    category  brand     price  margin  listed days ago  popularity
-CATALOGUE = [("A", "wine",   "Acme",    12.0,  0.10,  400,             80),
-             ("B", "wine",   "Globex",  30.0,  0.50,  5,               70),
-             ("C", "cheese", "Acme",     6.0,  0.30,  200,             60),
-             ("D", "wine",   "Acme",    55.0,  0.20,  10,              50),
-             ("E", "bread",  "Initech",  3.0,  0.05,  300,             40),
-             ("F", "cheese", "Globex",   9.0,  0.40,  2,               30),
-             ("G", "wine",   "Globex",  20.0,  0.00,  900,             20),
-             ("H", "bread",  "Acme",     4.0,  0.60,  50,              10)]  # fmt: skip
+CATALOGUE = [
+    ("A", "wine", "Acme", 12.0, 0.10, 400, 80),
+    ("B", "wine", "Globex", 30.0, 0.50, 5, 70),
+    ("C", "cheese", "Acme", 6.0, 0.30, 200, 60),
+    ("D", "wine", "Acme", 55.0, 0.20, 10, 50),
+    ("E", "bread", "Initech", 3.0, 0.05, 300, 40),
+    ("F", "cheese", "Globex", 9.0, 0.40, 2, 30),
+    ("G", "wine", "Globex", 20.0, 0.00, 900, 20),
+    ("H", "bread", "Acme", 4.0, 0.60, 50, 10),
+]
 
 
 def _snapshot() -> LoadedSnapshot:
@@ -42,16 +44,27 @@ def _snapshot() -> LoadedSnapshot:
     names, codes = np.unique(categories.astype(str), return_inverse=True)
     order = np.argsort(-popularity).astype(np.int32)
     return LoadedSnapshot(
-        version=1, meta=SnapshotMeta("s1", 1, "popularity", int(NOW), 1, len(ids), int(NOW)), model=model,
-        item_ids=ids, names=[f"item {i}" for i in ids], categories=categories,
-        category_codes=codes.astype(np.int32), category_names=names.tolist(),
-        prices=np.array([row[3] for row in CATALOGUE]), active=np.ones(len(ids), bool), channels=["web"],
-        stores=[], popular={"all": (order, popularity[order])}, stock={},
+        version=1,
+        meta=SnapshotMeta("s1", 1, "popularity", int(NOW), 1, len(ids), int(NOW)),
+        model=model,
+        item_ids=ids,
+        names=[f"item {i}" for i in ids],
+        categories=categories,
+        category_codes=codes.astype(np.int32),
+        category_names=names.tolist(),
+        prices=np.array([row[3] for row in CATALOGUE]),
+        active=np.ones(len(ids), bool),
+        channels=["web"],
+        stores=[],
+        popular={"all": (order, popularity[order])},
+        stock={},
         item_index={str(i): k for k, i in enumerate(ids)},
         texts={"brand": np.array([row[2] for row in CATALOGUE], dtype=object)},
-        numbers={"margin": np.array([row[4] for row in CATALOGUE]),
-                 "added_at": np.array([NOW - row[5] * DAY for row in CATALOGUE])},
-    )  # fmt: skip
+        numbers={
+            "margin": np.array([row[4] for row in CATALOGUE]),
+            "added_at": np.array([NOW - row[5] * DAY for row in CATALOGUE]),
+        },
+    )
 
 
 def _answer(rules_toml: dict[str, object], limit: int = 5) -> list[str]:
@@ -100,7 +113,8 @@ def test_a_bury_moves_its_items_down() -> None:
 
 
 def test_a_numeric_boost_scales_with_the_column() -> None:
-    # margin 0-0.6 scaled: A 1/6, B 5/6, C 1/2, D 1/3, E 1/12, F 2/3, G 0, H 1; factor 1 + 9 x share:
+    # margin 0-0.6 scaled: A 1/6, B 5/6, C 1/2, D 1/3, E 1/12, F 2/3, G 0, H 1; factor 1 + 9 x
+    # share:
     # A 1 x 2.5 = 2.5, B 6/7 x 8.5 = 7.29, C 5/7 x 5.5 = 3.93, D 4/7 x 4 = 2.29, F 2/7 x 7 = 2.0,
     # E 3/7 x 1.75 = 0.75, H 0
     assert _answer({"boost": [{"column": "margin", "factor": 10.0}]}) == list("BCADF")
@@ -215,7 +229,8 @@ rules = "home"
     ("text", "says"),
     [
         (
-            '[rules.a]\nboost = [{ column = "brand", values = ["x"], factor = 0.5 }]\n[placements.home]\n',
+            '[rules.a]\nboost = [{ column = "brand", values = ["x"], factor = 0.5 '
+            "}]\n[placements.home]\n",
             "rules.a: boost[0]: a boost's factor must be above 1",
         ),
         (

@@ -12,6 +12,7 @@ import pytest
 
 from features.dataset import load_dataset
 from tests.deploy import Deployment
+from tests.waiting import wait_until
 
 
 def get(dep: Deployment, path: str, scope: str = "recommend", **params: object) -> Any:
@@ -48,12 +49,15 @@ def test_a_stock_change_shows_on_the_next_request(deployment: Deployment) -> Non
     customer = "C00000140"
     before = get(deployment, f"/v1/customers/{customer}/recommendations", store_id="S001", limit=10)
     top = before["items"][0]["item_id"]
-    answer = post_stock(deployment, [
-        {"store_id": "S001", "item_id": top, "quantity": 0},
-        {"store_id": "S001", "item_id": "I000001", "quantity": 4, "delta": 1},  # both: refused
-        {"store_id": "S 1", "item_id": "I000001", "delta": 1},  # bad id: refused
-        {"store_id": "S001", "item_id": "I000002", "quantity": -3},  # negative level: refused
-    ])  # fmt: skip
+    answer = post_stock(
+        deployment,
+        [
+            {"store_id": "S001", "item_id": top, "quantity": 0},
+            {"store_id": "S001", "item_id": "I000001", "quantity": 4, "delta": 1},  # both: refused
+            {"store_id": "S 1", "item_id": "I000001", "delta": 1},  # bad id: refused
+            {"store_id": "S001", "item_id": "I000002", "quantity": -3},  # negative level: refused
+        ],
+    )
     assert answer["applied"] == 1 and answer["rejected"] == 3
     assert [(e["index"], e["field"]) for e in answer["errors"]] == [
         (1, "quantity"),
@@ -68,8 +72,13 @@ def test_a_stock_change_shows_on_the_next_request(deployment: Deployment) -> Non
     assert top not in {i["item_id"] for i in similar["items"]}
     # a delta brings it back, and the level shows where it is available
     post_stock(deployment, [{"store_id": "S001", "item_id": top, "delta": 7}])
-    back = get(deployment, f"/v1/customers/{customer}/recommendations", store_id="S001", limit=10,
-               availability="true")  # fmt: skip
+    back = get(
+        deployment,
+        f"/v1/customers/{customer}/recommendations",
+        store_id="S001",
+        limit=10,
+        availability="true",
+    )
     here = [i for i in back["items"] if i["item_id"] == top]
     assert here and here[0]["availability"][0] == {"store_id": "S001", "quantity": 7, "here": True}
     # deltas never take a level below zero
@@ -89,9 +98,11 @@ def test_an_item_sold_out_everywhere_is_never_suggested(deployment: Deployment) 
     stores = listed_at(deployment, top)
     assert "online" in stores or len(stores) > 1
     post_stock(deployment, [{"store_id": s, "item_id": top, "quantity": 0} for s in stores])
-    for path, params in ((f"/v1/customers/{customer}/recommendations", {"limit": 30}),
-                         ("/v1/customers/nobody-at-all/recommendations", {"limit": 100}),
-                         ("/v1/trending", {"limit": 100})):  # fmt: skip
+    for path, params in (
+        (f"/v1/customers/{customer}/recommendations", {"limit": 30}),
+        ("/v1/customers/nobody-at-all/recommendations", {"limit": 100}),
+        ("/v1/trending", {"limit": 100}),
+    ):
         items = get(deployment, path, **params)["items"]
         assert items and top not in {i["item_id"] for i in items}, path
     post_stock(deployment, [{"store_id": stores[0], "item_id": top, "quantity": 2}])
@@ -108,17 +119,56 @@ def test_the_open_cart_across_channels_with_availability(deployment: Deployment)
     item, web_item, store_item = "I000150", "I000151", "I000152"
     levels = {"S000": 3, "S002": 12, "S004": 7, "online": 5}  # the tablet test checks S001, S003
     stores = pq.read_table(deployment.data / "stores.parquet").to_pylist()
-    post_stock(deployment, [{"store_id": s["store_id"], "item_id": item, "quantity": levels.get(s["store_id"], 0)}
-                            for s in stores] + [{"store_id": "online", "item_id": item, "quantity": 5}])  # fmt: skip
-    post_events(deployment, [
-        {"customer_id": customer, "item_id": item, "event_type": "add_to_cart", "channel": "app", "timestamp": now - 60},
-        {"customer_id": customer, "item_id": web_item, "event_type": "add_to_cart", "channel": "web", "timestamp": now - 50},
-        {"customer_id": customer, "item_id": store_item, "event_type": "add_to_cart", "channel": "store",
-         "store_id": "S001", "timestamp": now - 40},
-        {"customer_id": customer, "item_id": web_item, "event_type": "remove_from_cart", "channel": "app", "timestamp": now - 30},
-        {"customer_id": customer, "item_id": store_item, "event_type": "purchase", "channel": "store",
-         "store_id": "S001", "timestamp": now - 20},
-    ])  # fmt: skip
+    post_stock(
+        deployment,
+        [
+            {"store_id": s["store_id"], "item_id": item, "quantity": levels.get(s["store_id"], 0)}
+            for s in stores
+        ]
+        + [{"store_id": "online", "item_id": item, "quantity": 5}],
+    )
+    post_events(
+        deployment,
+        [
+            {
+                "customer_id": customer,
+                "item_id": item,
+                "event_type": "add_to_cart",
+                "channel": "app",
+                "timestamp": now - 60,
+            },
+            {
+                "customer_id": customer,
+                "item_id": web_item,
+                "event_type": "add_to_cart",
+                "channel": "web",
+                "timestamp": now - 50,
+            },
+            {
+                "customer_id": customer,
+                "item_id": store_item,
+                "event_type": "add_to_cart",
+                "channel": "store",
+                "store_id": "S001",
+                "timestamp": now - 40,
+            },
+            {
+                "customer_id": customer,
+                "item_id": web_item,
+                "event_type": "remove_from_cart",
+                "channel": "app",
+                "timestamp": now - 30,
+            },
+            {
+                "customer_id": customer,
+                "item_id": store_item,
+                "event_type": "purchase",
+                "channel": "store",
+                "store_id": "S001",
+                "timestamp": now - 20,
+            },
+        ],
+    )
     profile = get(deployment, f"/v1/customers/{customer}/profile", scope="tablet", store_id="S000")
     assert [(c["item_id"], c["channel"]) for c in profile["cart"]] == [(item, "app")]
     where = {s["store_id"]: (s["latitude"], s["longitude"]) for s in stores}
@@ -132,8 +182,10 @@ def test_the_open_cart_across_channels_with_availability(deployment: Deployment)
         return 2 * 6371.0 * math.asin(math.sqrt(h))
 
     expected = [{"store_id": "S000", "quantity": 3, "here": True}]
-    expected += [{"store_id": s, "quantity": levels[s], "distance_km": round(km("S000", s), 1)}
-                 for s in sorted(("S002", "S004"), key=lambda s: km("S000", s))]  # fmt: skip
+    expected += [
+        {"store_id": s, "quantity": levels[s], "distance_km": round(km("S000", s), 1)}
+        for s in sorted(("S002", "S004"), key=lambda s: km("S000", s))
+    ]
     expected.append({"store_id": "online", "quantity": 5})
     assert profile["cart"][0]["availability"] == expected
     completes = get(
@@ -146,10 +198,19 @@ def test_walk_in_customers_see_what_is_trending_at_the_store(deployment: Deploym
     hot = next(
         i for i in (f"I{k:06d}" for k in range(170, 200)) if "S004" in listed_at(deployment, i)
     )
-    post_events(deployment, [
-        {"customer_id": f"walker-{k}", "item_id": hot, "event_type": "purchase", "channel": "store",
-         "store_id": "S004"} for k in range(30)
-    ])  # fmt: skip
+    post_events(
+        deployment,
+        [
+            {
+                "customer_id": f"walker-{k}",
+                "item_id": hot,
+                "event_type": "purchase",
+                "channel": "store",
+                "store_id": "S004",
+            }
+            for k in range(30)
+        ],
+    )
     answer = get(deployment, "/v1/trending", store_id="S004", limit=8)
     assert answer["source"] == "trending" and len(answer["items"]) == 8
     assert answer["items"][0]["item_id"] == hot
@@ -187,8 +248,12 @@ def test_a_worker_behind_the_trimmed_change_log_reads_every_level_again(
     live.apply(client, [StockUpdate("S003", top, 0)])
     live.apply(client, [StockUpdate("S003", "I000001", 5)])
     client.xtrim(live.changes_key, maxlen=1, approximate=False)  # the first update's entry is gone
-    deadline = time.monotonic() + 10
-    while top in {i["item_id"] for i in get(deployment, f"/v1/customers/{customer}/recommendations",
-                                           store_id="S003", limit=5)["items"]}:  # fmt: skip
-        assert time.monotonic() < deadline, "the service never read the levels again"
-        time.sleep(0.1)
+    path = f"/v1/customers/{customer}/recommendations"
+    wait_until(
+        lambda: (
+            top
+            not in {i["item_id"] for i in get(deployment, path, store_id="S003", limit=5)["items"]}
+        ),
+        "the service read the levels again",
+        every=0.1,
+    )

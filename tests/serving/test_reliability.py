@@ -1,11 +1,12 @@
-"""Reliability: Redis going away and coming back, and the champion moving, under a stream of requests."""
+"""Reliability: Redis going away and coming back, and the champion moving, under a stream of
+requests."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,8 @@ import pytest
 from models.registry import ModelRegistry
 from omnirec.redis_runtime import EmbeddedRedis
 from tests.deploy import KEYS, Deployment, make_deployment
-from training.publish import activate_version_snapshot
+from tests.waiting import PATIENCE, wait_until
+from training.versions import activate_version_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ class Load:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=PATIENCE) as client:
             while not self._stop.is_set():
                 try:
                     r = client.get(self.url, headers=self.headers)
@@ -69,16 +71,11 @@ class Load:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=PATIENCE)
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
+def wait_for(predicate: Callable[[], object]) -> None:
+    wait_until(predicate, "the condition")
 
 
 def test_redis_stopped_and_started_during_load(
@@ -116,7 +113,8 @@ def test_redis_stopped_and_started_during_load(
     ).json()
     assert back["source"] == "personalized" and not back["degraded"]
     print(
-        f"\nredis stop/start under load: statuses {dict(load.statuses)}, degraded answers {load.degraded}"
+        f"\nredis stop/start under load: statuses {dict(load.statuses)}, degraded answers "
+        f"{load.degraded}"
     )
 
 
@@ -132,7 +130,8 @@ def test_champion_moved_during_load(isolated: Deployment) -> None:
     assert set(load.statuses) == {200}, load.statuses
     assert load.versions[1] > 0 and load.versions[2] > 0
     print(
-        f"\nchampion moved under load: statuses {dict(load.statuses)}, versions {dict(load.versions)}"
+        f"\nchampion moved under load: statuses {dict(load.statuses)}, versions "
+        f"{dict(load.versions)}"
     )
     registry.rollback()
     activate_version_snapshot(isolated.settings, 1)
@@ -153,8 +152,12 @@ def test_redis_flushed_under_load_heals_itself(
         flushed = time.monotonic()
         wait_for(lambda: load.degraded > 0)
         detected = time.monotonic() - flushed
-        wait_for(lambda: (b := httpx.get(url, headers=headers).json())["source"] == "personalized"
-                 and not b["degraded"], timeout=60)  # fmt: skip
+        wait_for(
+            lambda: (
+                (b := httpx.get(url, headers=headers).json())["source"] == "personalized"
+                and not b["degraded"]
+            )
+        )
         healed = time.monotonic() - flushed
         time.sleep(0.5)
     assert set(load.statuses) == {200}, load.statuses  # never a 5xx
@@ -162,8 +165,10 @@ def test_redis_flushed_under_load_heals_itself(
     assert ready["status"] == "ok" and ready["features"] == "ok"
     metrics = httpx.get(f"{isolated.base_url}/metrics").text
     assert "omnirec_snapshot_restores_total 1.0" in metrics
-    print(f"\nFLUSHALL under load: statuses {dict(load.statuses)}, degraded answers {load.degraded}, "
-          f"detected after {detected:.1f} s, personalized again after {healed:.1f} s")  # fmt: skip
+    print(
+        f"\nFLUSHALL under load: statuses {dict(load.statuses)}, degraded answers {load.degraded}, "
+        f"detected after {detected:.1f} s, personalized again after {healed:.1f} s"
+    )
 
 
 def test_tablet_page_is_served_with_security_headers(isolated: Deployment) -> None:
@@ -177,10 +182,28 @@ def test_schemathesis_finds_no_server_error(isolated: Deployment, tmp_path: Path
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", f"{isolated.base_url}/schema/openapi.json",
-         "--checks", "not_a_server_error", "--max-examples", "25", "-H", f"X-API-Key: {KEYS['admin']}",
-         "--exclude-path", "/v1/admin/reload", "--seed", "1", "--no-color"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{isolated.base_url}/schema/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "25",
+            "-H",
+            f"X-API-Key: {KEYS['admin']}",
+            "--exclude-path",
+            "/v1/admin/reload",
+            "--seed",
+            "1",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        cwd=tmp_path,
+    )
     print(done.stdout[-3000:])
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]

@@ -19,8 +19,9 @@ from tests.deploy import Deployment, make_deployment
 
 
 @pytest.fixture(scope="module", params=["repeat", "repeat_ranked"])
-def served(tmp_path_factory: pytest.TempPathFactory, redis_server: str,
-           request: pytest.FixtureRequest) -> Iterator[Deployment]:  # fmt: skip
+def served(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: str, request: pytest.FixtureRequest
+) -> Iterator[Deployment]:
     dep = make_deployment(tmp_path_factory.mktemp(request.param), redis_server)
     params = {"neighbours": 20, **({"levels": 3} if request.param == "repeat_ranked" else {})}
     result = dep.train_and_publish(request.param, params)
@@ -34,11 +35,16 @@ def served(tmp_path_factory: pytest.TempPathFactory, redis_server: str,
 
 def last_purchases(data: Path, customer: str) -> dict[str, float]:
     events = load_dataset(data).events
-    bought = events.filter(pc.and_(pc.equal(events["customer_id"].cast("string"), customer),
-                                   pc.equal(events["event_type"].cast("string"), "purchase")))  # fmt: skip
+    bought = events.filter(
+        pc.and_(
+            pc.equal(events["customer_id"].cast("string"), customer),
+            pc.equal(events["event_type"].cast("string"), "purchase"),
+        )
+    )
     last: dict[str, float] = {}
-    for item, at in zip(bought["item_id"].cast("string").to_pylist(),
-                        bought["timestamp"].to_pylist(), strict=True):  # fmt: skip
+    for item, at in zip(
+        bought["item_id"].cast("string").to_pylist(), bought["timestamp"].to_pylist(), strict=True
+    ):
         last[item] = max(last.get(item, 0.0), at.timestamp())
     return last
 
@@ -60,8 +66,10 @@ def test_bought_items_come_back_only_when_due(served: Deployment) -> None:
                     days_since = (now - bought[item["item_id"]]) / 86_400
                     assert days_since >= window[item["item_id"]], (customer, item)
                     came_back += 1
-            kept = c.get(f"/v1/customers/{customer}/recommendations",
-                         params={"limit": 10, "exclude_purchased": "false"}).json()  # fmt: skip
+            kept = c.get(
+                f"/v1/customers/{customer}/recommendations",
+                params={"limit": 10, "exclude_purchased": "false"},
+            ).json()
             assert kept["items"]
     assert came_back > 0  # due repeat purchases are suggested again, not excluded for good
     assert np.isinf(model.window_days).sum() < len(model.window_days)

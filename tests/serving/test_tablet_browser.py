@@ -35,10 +35,18 @@ def browser() -> Iterator[object]:
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield chromium
         chromium.close()
 
@@ -69,8 +77,13 @@ def shown_items(page, selector: str) -> list[str]:  # type: ignore[no-untyped-de
 
 
 def test_tablet_journey(browser, deployment: Deployment) -> None:  # type: ignore[no-untyped-def]
-    customer = next(c for c in (f"C{i:08d}" for i in range(20, 200))
-                    if any(t == "loyalty_card" for t, _ in load_dataset(deployment.data).identities.aliases_of(c)))  # fmt: skip
+    customer = next(
+        c
+        for c in (f"C{i:08d}" for i in range(20, 200))
+        if any(
+            t == "loyalty_card" for t, _ in load_dataset(deployment.data).identities.aliases_of(c)
+        )
+    )
     card = loyalty_card(deployment, customer)
     page = browser.new_page(viewport={"width": 1024, "height": 1366})
     page.goto(f"{deployment.base_url}/tablet")
@@ -96,7 +109,8 @@ def test_tablet_journey(browser, deployment: Deployment) -> None:  # type: ignor
     assert before and set(before) <= stocked(deployment, "S001")
     page.screenshot(path=str(SHOTS / "1-customer-found.png"), full_page=True)
 
-    # a web view posted through the API shows up on the tablet a moment later and changes the suggestions
+    # a web view posted through the API shows up on the tablet a moment later and changes the
+    # suggestions
     viewed = [MARKUP_ITEM, "I000150", "I000151", "I000152"]
     events = [
         {"customer_id": card, "item_id": item, "event_type": "view", "channel": "web"}
@@ -140,8 +154,16 @@ def test_tablet_journey(browser, deployment: Deployment) -> None:  # type: ignor
     page.screenshot(path=str(SHOTS / "4-not-found.png"), full_page=True)
 
     # a new customer with one web view a moment ago: suggestions from that view, which they name
-    httpx.post(f"{deployment.base_url}/v1/events", json={"customer_id": "walk-in-42", "item_id": "I000007", "event_type": "view", "channel": "web"},
-               headers={"X-API-Key": KEYS["events"]})  # fmt: skip
+    httpx.post(
+        f"{deployment.base_url}/v1/events",
+        json={
+            "customer_id": "walk-in-42",
+            "item_id": "I000007",
+            "event_type": "view",
+            "channel": "web",
+        },
+        headers={"X-API-Key": KEYS["events"]},
+    )
     page.select_option("#alias-type", "customer")
     page.fill("#alias-value", "walk-in-42")
     page.click("#go")
@@ -161,14 +183,24 @@ def test_tablet_shows_the_cart_filled_in_the_app_first_and_serves_walk_ins(  # t
     clerk sees that cart first, with where the item is available, then activity, then suggestions
     with availability; a category filter; a walk-in customer gets labelled store trends."""
     dataset = load_dataset(deployment.data)
-    customer = next(c for c in (f"C{i:08d}" for i in range(200, 400))
-                    if {"loyalty_card", "email_sha256"} <= {t for t, _ in dataset.identities.aliases_of(c)})  # fmt: skip
+    customer = next(
+        c
+        for c in (f"C{i:08d}" for i in range(200, 400))
+        if {"loyalty_card", "email_sha256"} <= {t for t, _ in dataset.identities.aliases_of(c)}
+    )
     card = loyalty_card(deployment, customer)
     in_cart = sorted(stocked(deployment, "S002"))[3]
-    added = httpx.post(f"{deployment.base_url}/v1/events",
-                       json={"customer_id": customer, "item_id": in_cart, "event_type": "add_to_cart", "channel": "app",
-                             "timestamp": __import__("time").time() - 60},
-                       headers={"X-API-Key": KEYS["events"]})  # fmt: skip
+    added = httpx.post(
+        f"{deployment.base_url}/v1/events",
+        json={
+            "customer_id": customer,
+            "item_id": in_cart,
+            "event_type": "add_to_cart",
+            "channel": "app",
+            "timestamp": __import__("time").time() - 60,
+        },
+        headers={"X-API-Key": KEYS["events"]},
+    )
     assert added.status_code == 202
     page = browser.new_page(viewport={"width": 1024, "height": 1366})
     page.goto(f"{deployment.base_url}/tablet")
@@ -189,7 +221,8 @@ def test_tablet_shows_the_cart_filled_in_the_app_first_and_serves_walk_ins(  # t
     # the cart comes before the activity on the page
     assert (
         page.evaluate(
-            "document.querySelector('#cart').compareDocumentPosition(document.querySelector('#activity')) & 4"
+            "document.querySelector('#cart')"
+            ".compareDocumentPosition(document.querySelector('#activity')) & 4"
         )
         == 4
     )

@@ -55,17 +55,25 @@ def _at(hour: float) -> int:
 
 def test_a_purchase_is_attributed_to_the_latest_click_before_it_within_the_window() -> None:
     stamp = pa.timestamp("us", tz="UTC")
-    clicks = pa.table({
-        "customer_id": ["a", "a", "a", "b"], "item_id": ["x", "x", "y", "x"],
-        "timestamp": pa.array([_at(0), _at(5), _at(0), _at(0)], pa.int64()).cast(stamp),
-    })  # fmt: skip
-    purchases = pa.table({
-        # a/x 1 h after the second click; a/x before any click; a/y 30 h after (window 24 h);
-        # b/y never clicked; b/x 23 h after
-        "customer_id": ["a", "a", "a", "b", "b"], "item_id": ["x", "x", "y", "y", "x"],
-        "timestamp": pa.array([_at(6), _at(-1), _at(30), _at(1), _at(23)], pa.int64()).cast(stamp),
-        "revenue": [10.0, 20.0, 30.0, 40.0, 50.0],
-    })  # fmt: skip
+    clicks = pa.table(
+        {
+            "customer_id": ["a", "a", "a", "b"],
+            "item_id": ["x", "x", "y", "x"],
+            "timestamp": pa.array([_at(0), _at(5), _at(0), _at(0)], pa.int64()).cast(stamp),
+        }
+    )
+    purchases = pa.table(
+        {
+            # a/x 1 h after the second click; a/x before any click; a/y 30 h after (window 24 h);
+            # b/y never clicked; b/x 23 h after
+            "customer_id": ["a", "a", "a", "b", "b"],
+            "item_id": ["x", "x", "y", "y", "x"],
+            "timestamp": pa.array([_at(6), _at(-1), _at(30), _at(1), _at(23)], pa.int64()).cast(
+                stamp
+            ),
+            "revenue": [10.0, 20.0, 30.0, 40.0, 50.0],
+        }
+    )
     rows, revenue = attribute(clicks, purchases, 24 * 3600)
     assert rows.tolist() == [1, -1, -1, -1, 3]
     assert np.asarray(revenue).tolist() == [10.0, 20.0, 30.0, 40.0, 50.0]
@@ -81,8 +89,11 @@ def test_the_latent_tastes_are_the_ones_the_data_was_generated_from(tmp_path: Pa
     column = {item: k for k, item in enumerate(tastes.item_ids)}
     favourite_share = []
     for customer in range(0, 300, 10):
-        bought = [tastes.item_category[column[i]] for c, i in zip(events["customer_id"], events["item_id"], strict=True)
-                  if c == tastes.customer_ids[customer]]  # fmt: skip
+        bought = [
+            tastes.item_category[column[i]]
+            for c, i in zip(events["customer_id"], events["item_id"], strict=True)
+            if c == tastes.customer_ids[customer]
+        ]
         favourite = np.argsort(-tastes.taste[customer])[:2]
         favourite_share.append(np.isin(bought, favourite).mean() if bought else 1.0)
     assert (

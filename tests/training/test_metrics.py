@@ -39,8 +39,8 @@ def test_padding_never_counts_as_a_hit() -> None:
 def test_ndcg_agrees_with_implicit() -> None:
     from implicit.evaluation import ranking_metrics_at_k
 
-    from features.interactions import Interactions
     from models import create_model
+    from omnirec.interaction_data import Interactions
 
     rng = np.random.default_rng(0)
     train = sp.csr_matrix((rng.random((50, 30)) < 0.2).astype(np.float32))

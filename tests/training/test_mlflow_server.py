@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from models import load_model
 from models.registry import ModelRegistry
 from omnirec.redis_runtime import free_port
 from omnirec.settings import Settings
+from tests.waiting import PATIENCE, wait_until
 from training.pipeline import TrainConfig, train
 
 PG_DSN = os.environ.get("OMNIREC_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
@@ -46,30 +46,41 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
     log = (artifacts / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"{PG_DSN}/{database}",
-         "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"{PG_DSN}/{database}",
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+
+        def healthy() -> bool:
             if server.poll() is not None:
                 pytest.fail(
                     f"mlflow server exited: {(artifacts / 'server.log').read_text()[-2000:]}"
                 )
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not become healthy in 120 s")
+            return httpx.get(f"{url}/health", timeout=PATIENCE).status_code == 200
+
+        wait_until(healthy, "the mlflow server healthy", every=0.5, ignore=(httpx.HTTPError,))
         yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        server.wait(timeout=PATIENCE)
         log.close()
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

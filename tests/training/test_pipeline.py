@@ -1,4 +1,5 @@
-"""The training pipeline against a real MLflow store: register, gate, promote, roll back, pyfunc load."""
+"""The training pipeline against a real MLflow store: register, gate, promote, roll back, pyfunc
+load."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from features.generator import GeneratorConfig, generate
 from models.registry import ModelRegistry
-from omnirec.cli import main
 from omnirec.settings import Settings
+from tests.waiting import PATIENCE
 from training.pipeline import TrainConfig, train
 
 
@@ -49,9 +51,11 @@ def test_train_gate_promote_rollback_and_pyfunc(
     assert {"report/report.html", "report/ndcg_by_slice.png", "report/report.json"} <= artifacts
 
     env = {
-        "OMNIREC_DATA_DIR": str(settings.data_dir), "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
-        "REDIS_URL": settings.redis.url or "", "OMNIREC_REDIS_PREFIX": settings.redis.prefix,
-    }  # fmt: skip
+        "OMNIREC_DATA_DIR": str(settings.data_dir),
+        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        "REDIS_URL": settings.redis.url or "",
+        "OMNIREC_REDIS_PREFIX": settings.redis.prefix,
+    }
     os.environ.update(env)
     try:
         assert main(["promote", "2"]) == 0
@@ -73,9 +77,17 @@ def test_train_gate_promote_rollback_and_pyfunc(
         "print(json.dumps(out.to_dict(orient='records')))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={"PATH": os.environ.get("PATH", ""), "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri, "HOME": str(tmp_path)},
-    )  # fmt: skip
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+            "HOME": str(tmp_path),
+        },
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(rows) == 15
@@ -124,8 +136,12 @@ def test_tune_searches_on_validation_then_trains_the_best(
 def test_default_model_is_chosen_on_validation_and_the_comparison_is_logged(
     synthetic_data: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = train(TrainConfig(data=synthetic_data, model="auto", exclude_seen=None,
-                               register=False, budget_seconds=120), settings)  # fmt: skip
+    result = train(
+        TrainConfig(
+            data=synthetic_data, model="auto", exclude_seen=None, register=False, budget_seconds=120
+        ),
+        settings,
+    )
     selection = result.selection
     assert selection is not None
     scored = [t for t in selection.trials if t.score is not None]
@@ -151,7 +167,9 @@ def test_a_starved_split_says_so_and_does_not_move_the_champion(
 ) -> None:
     first = train(TrainConfig(data=synthetic_data, model="itemknn"), settings)
     assert first.promoted
-    starved = train(TrainConfig(data=synthetic_data, model="popularity", test_days=0.02,
-                                min_test_customers=50), settings)  # fmt: skip
+    starved = train(
+        TrainConfig(data=synthetic_data, model="popularity", test_days=0.02, min_test_customers=50),
+        settings,
+    )
     assert not starved.promoted and "the gate does not decide on so few" in starved.gate
     assert "test part:" in capsys.readouterr().out

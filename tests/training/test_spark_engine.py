@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
+from cli.main import main
 from features.dataset import load_dataset
 from features.encoding import CUSTOMER_DECODER
 from features.generator import GeneratorConfig, generate
@@ -24,13 +25,13 @@ from features.snapshot_file import SCHEMA
 from features.spark_events import read_events, spark_interactions, spark_session
 from features.store import RedisFeatureStore
 from features.validation import validate_events
-from omnirec.cli import main
 from omnirec.redis_access import RedisTarget
 from omnirec.settings import InteractionSettings, Settings
 from serving.catalogue import load_snapshot
 from serving.engine import Engine
 from tests.redis_servers import Cluster
-from training.pipeline import TrainConfig, fit_model, train
+from training.fitting import fit_model
+from training.pipeline import TrainConfig, train
 from training.publish import publish
 from training.spark_publish import spark_publish
 
@@ -109,11 +110,25 @@ def test_spark_validation_gives_the_same_verdicts_and_says_where(
         ("C13", "I1", "purchase", "web", now, "1", "abc", None),  # price: not a number
         ("C14", "I1", "purchase", "store", now, "1", None, "S 1"),  # store id
     ]
-    columns = ["customer_id", "item_id", "event_type", "channel", "timestamp", "quantity", "price", "store_id"]  # fmt: skip
-    table = pa.table({
-        name: pa.array([row[i] for row in rows], pa.timestamp("us", tz="UTC") if name == "timestamp" else pa.string())
-        for i, name in enumerate(columns)
-    })  # fmt: skip
+    columns = [
+        "customer_id",
+        "item_id",
+        "event_type",
+        "channel",
+        "timestamp",
+        "quantity",
+        "price",
+        "store_id",
+    ]
+    table = pa.table(
+        {
+            name: pa.array(
+                [row[i] for row in rows],
+                pa.timestamp("us", tz="UTC") if name == "timestamp" else pa.string(),
+            )
+            for i, name in enumerate(columns)
+        }
+    )
     folder = tmp_path / "data"
     folder.mkdir()
     pq.write_table(table, folder / "events.parquet")
@@ -147,12 +162,15 @@ def test_spark_publish_writes_the_same_snapshot_and_answers_the_same(
     dataset = load_dataset(data)
     model = fit_model("als", {"factors": 16}, build_interactions(dataset.events), settings.seed)
     stores = {
-        engine: RedisFeatureStore(settings.redis.url or "", f"{settings.redis.prefix}-{engine}", timeout=30)
+        engine: RedisFeatureStore(
+            settings.redis.url or "", f"{settings.redis.prefix}-{engine}", timeout=30
+        )
         for engine in ("local", "spark")
-    }  # fmt: skip
+    }
     local = publish(stores["local"], model, dataset, 1, settings, record=tmp_path / "local.parquet")
-    distributed = spark_publish(spark, stores["spark"], model, data, 1, settings,
-                                record=tmp_path / "spark.parquet")  # fmt: skip
+    distributed = spark_publish(
+        spark, stores["spark"], model, data, 1, settings, record=tmp_path / "spark.parquet"
+    )
     assert distributed.customers == local.customers > 1_400
     assert distributed.keys == local.keys
 
@@ -190,8 +208,10 @@ def test_spark_publish_writes_the_same_snapshot_and_answers_the_same(
         summary = distributed if engine == "spark" else local
         served.snapshot = load_snapshot(store, summary.snapshot, model, 1)
         who = [k.removeprefix("c:") for k in sorted(customers)[:300]]
-        answers[engine] = [[i.item_id for i in r.items] for r in
-                           served.batch(who, limit=10, channel=None, store_id=None, request_id="t")]  # fmt: skip
+        answers[engine] = [
+            [i.item_id for i in r.items]
+            for r in served.batch(who, limit=10, channel=None, store_id=None, request_id="t")
+        ]
     same = sum(a == b for a, b in zip(answers["spark"], answers["local"], strict=True))
     assert all(len(a) == 10 for a in answers["spark"])
     assert same >= 0.98 * len(answers["local"]), same
@@ -239,13 +259,32 @@ def test_train_and_publish_with_the_spark_engine(
         local.metrics["all"]["recall"], abs=1e-6
     )
 
-    env = {"OMNIREC_DATA_DIR": str(settings.data_dir), "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
-           "REDIS_URL": settings.redis.url or "", "OMNIREC_REDIS_PREFIX": settings.redis.prefix}  # fmt: skip
+    env = {
+        "OMNIREC_DATA_DIR": str(settings.data_dir),
+        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        "REDIS_URL": settings.redis.url or "",
+        "OMNIREC_REDIS_PREFIX": settings.redis.prefix,
+    }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        assert main(["train", "--data", str(data), "--engine", "spark", "--model", "als",
-                     "--params", '{"factors": 16}', "--no-publish"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "train",
+                    "--data",
+                    str(data),
+                    "--engine",
+                    "spark",
+                    "--model",
+                    "als",
+                    "--params",
+                    '{"factors": 16}',
+                    "--no-publish",
+                ]
+            )
+            == 0
+        )
         assert main(["publish", "1", "--engine", "spark"]) == 0
         printed = capsys.readouterr().out
         assert "published snapshot v1-" in printed and "1,499 customers" in printed

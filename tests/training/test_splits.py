@@ -23,13 +23,23 @@ from training.splits import (
 
 
 def make_events() -> pa.Table:
-    rows = [("a", "x", "view", 1), ("a", "y", "purchase", 2), ("a", "z", "purchase", 5),
-            ("b", "x", "purchase", 3), ("b", "y", "view", 6), ("c", "z", "view", 4)]  # fmt: skip
-    raw = pa.table({
-        "customer_id": [r[0] for r in rows], "item_id": [r[1] for r in rows],
-        "event_type": [r[2] for r in rows], "channel": ["web"] * len(rows),
-        "timestamp": [f"2026-10-0{r[3]}T00:00:00Z" for r in rows],
-    })  # fmt: skip
+    rows = [
+        ("a", "x", "view", 1),
+        ("a", "y", "purchase", 2),
+        ("a", "z", "purchase", 5),
+        ("b", "x", "purchase", 3),
+        ("b", "y", "view", 6),
+        ("c", "z", "view", 4),
+    ]
+    raw = pa.table(
+        {
+            "customer_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "event_type": [r[2] for r in rows],
+            "channel": ["web"] * len(rows),
+            "timestamp": [f"2026-10-0{r[3]}T00:00:00Z" for r in rows],
+        }
+    )
     return validate_events(raw).accepted
 
 
@@ -72,14 +82,25 @@ def test_random_per_user_is_disjoint_and_stratified() -> None:
 
 def basket_events() -> pa.Table:
     """a: baskets b1 (day 1) and b2 (day 5, two lines); b: one basket; c: two undated baskets."""
-    rows = [("a", "x", "b1", 1), ("a", "y", "b2", 5), ("a", "z", "b2", 5), ("a", "v", None, 3),
-            ("b", "x", "b3", 2), ("c", "y", None, 2), ("c", "z", None, 6)]  # fmt: skip
-    raw = pa.table({
-        "customer_id": [r[0] for r in rows], "item_id": [r[1] for r in rows],
-        "event_type": ["purchase" if r[1] != "v" else "view" for r in rows],
-        "channel": ["store"] * len(rows), "session_id": [r[2] for r in rows],
-        "timestamp": [f"2026-10-0{r[3]}T00:00:00Z" for r in rows],
-    })  # fmt: skip
+    rows = [
+        ("a", "x", "b1", 1),
+        ("a", "y", "b2", 5),
+        ("a", "z", "b2", 5),
+        ("a", "v", None, 3),
+        ("b", "x", "b3", 2),
+        ("c", "y", None, 2),
+        ("c", "z", None, 6),
+    ]
+    raw = pa.table(
+        {
+            "customer_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "event_type": ["purchase" if r[1] != "v" else "view" for r in rows],
+            "channel": ["store"] * len(rows),
+            "session_id": [r[2] for r in rows],
+            "timestamp": [f"2026-10-0{r[3]}T00:00:00Z" for r in rows],
+        }
+    )
     return validate_events(raw).accepted
 
 

@@ -6,25 +6,41 @@ import argparse
 import time
 from pathlib import Path
 
-from omnirec.commands import CommandSpec, existing_path, positive_int
+from cli.options import CommandSpec, existing_path, positive_int
 from omnirec.settings import Settings
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="validate the placements and experiments files and show them")
-    report = actions.add_parser("report", help="impressions, CTR, conversion and revenue per impression per variant, "
-                                               "with 95 %% intervals, lift over the control and p-values, and a plot")  # fmt: skip
+    report = actions.add_parser(
+        "report",
+        help="impressions, CTR, conversion and revenue per impression per variant, "
+        "with 95 %% intervals, lift over the control and p-values, and a plot",
+    )
     report.add_argument("name", help="the experiment's name")
-    report.add_argument("--feedback", type=existing_path, default=None,
-                        help="exported feedback folder (default: beside the exported events)")  # fmt: skip
-    report.add_argument("--events", type=Path, default=None,
-                        help="event log folder whose purchases count too (default: $OMNIREC_DATA_DIR/synthetic/events)")  # fmt: skip
+    report.add_argument(
+        "--feedback",
+        type=existing_path,
+        default=None,
+        help="exported feedback folder (default: beside the exported events)",
+    )
+    report.add_argument(
+        "--events",
+        type=Path,
+        default=None,
+        help="event log folder whose purchases count too (default: "
+        "$OMNIREC_DATA_DIR/synthetic/events)",
+    )
     report.add_argument(
         "--control", default=None, help="the control variant (default: the experiment's first)"
     )
-    report.add_argument("--window-hours", type=float, default=None,
-                        help="attribution window (default $OMNIREC_ATTRIBUTION_HOURS or 24)")  # fmt: skip
+    report.add_argument(
+        "--window-hours",
+        type=float,
+        default=None,
+        help="attribution window (default $OMNIREC_ATTRIBUTION_HOURS or 24)",
+    )
     report.add_argument(
         "--out", type=Path, default=None, help="folder for report.json and report.png"
     )
@@ -35,8 +51,12 @@ def _configure(p: argparse.ArgumentParser) -> None:
     simulate.add_argument(
         "--out", type=Path, required=True, help="folder for the simulated feedback (Parquet)"
     )
-    simulate.add_argument("--data", type=existing_path, default=None,
-                          help="a synthetic data folder (omnirec generate; default: $OMNIREC_DATA_DIR/synthetic)")  # fmt: skip
+    simulate.add_argument(
+        "--data",
+        type=existing_path,
+        default=None,
+        help="a synthetic data folder (omnirec generate; default: $OMNIREC_DATA_DIR/synthetic)",
+    )
     simulate.add_argument(
         "--customers", type=positive_int, default=None, help="the first N customers (default: all)"
     )
@@ -53,13 +73,22 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
     placements = load_placements(settings.serving.placements_file)
     experiments = load_experiments(settings.serving.experiments_file, placements)
-    print(f"placements ({placements.source}): " + ", ".join(
-        f"{name}{f' [{rules.name}]' if rules else ''}" for name, rules in placements.placements.items()))  # fmt: skip
+    print(
+        f"placements ({placements.source}): "
+        + ", ".join(
+            f"{name}{f' [{rules.name}]' if rules else ''}"
+            for name, rules in placements.placements.items()
+        )
+    )
     for e in experiments.experiments:
-        scope = (f"placements {sorted(e.placements) if e.placements else 'all'}, "
-                 f"channels {sorted(e.channels) if e.channels else 'all'}")  # fmt: skip
-        variants = ", ".join(f"{v.name}={v.model}{f'+{v.rules.name}' if v.rules else ''} {v.share:.0%}"
-                             for v in e.variants)  # fmt: skip
+        scope = (
+            f"placements {sorted(e.placements) if e.placements else 'all'}, "
+            f"channels {sorted(e.channels) if e.channels else 'all'}"
+        )
+        variants = ", ".join(
+            f"{v.name}={v.model}{f'+{v.rules.name}' if v.rules else ''} {v.share:.0%}"
+            for v in e.variants
+        )
         shadow = f"; shadow {e.shadow} on {e.shadow_sample:.0%}" if e.shadow else ""
         print(f"experiment {e.name}: {variants} ({scope}{shadow})")
     if not experiments.experiments:
@@ -82,8 +111,9 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         )
     control = args.control
     if control is None and settings.serving.experiments_file is not None:
-        configured = load_experiments(settings.serving.experiments_file,
-                                      load_placements(settings.serving.placements_file)).by_name(args.name)  # fmt: skip
+        configured = load_experiments(
+            settings.serving.experiments_file, load_placements(settings.serving.placements_file)
+        ).by_name(args.name)
         control = configured.control.name if configured else None
     window = args.window_hours or settings.serving.attribution_hours
     report = experiment_report(
@@ -109,8 +139,12 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from features.generator import latent_tastes, read_config
 
     data = args.data or settings.data_dir / "synthetic"
-    sim = simulate_experiment(latent_tastes(read_config(data)), experiment=args.name, customers=args.customers,
-                              seed=args.seed)  # fmt: skip
+    sim = simulate_experiment(
+        latent_tastes(read_config(data)),
+        experiment=args.name,
+        customers=args.customers,
+        seed=args.seed,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     pq.write_table(sim.feedback, args.out / "simulated.parquet")
     rates = ", ".join(
@@ -132,14 +166,24 @@ def _run_alias(args: argparse.Namespace, settings: Settings) -> int:
     from models.registry import ModelRegistry
 
     ModelRegistry(settings.mlflow).set_alias(args.alias, args.version)
-    print(f"{args.alias} -> v{args.version} (experiments naming it follow within the reload interval;"
-          f" publish the version first: omnirec publish {args.version})")  # fmt: skip
+    print(
+        f"{args.alias} -> v{args.version} (experiments naming it follow within the reload interval;"
+        f" publish the version first: omnirec publish {args.version})"
+    )
     return 0
 
 
 COMMANDS = [
-    CommandSpec("experiments", "A/B experiments: list the configured ones, report one, simulate one",
-                _configure, _run),
-    CommandSpec("alias", "point an MLflow alias (challenger, ...) at a version for experiments",
-                _configure_alias, _run_alias),
-]  # fmt: skip
+    CommandSpec(
+        "experiments",
+        "A/B experiments: list the configured ones, report one, simulate one",
+        _configure,
+        _run,
+    ),
+    CommandSpec(
+        "alias",
+        "point an MLflow alias (challenger, ...) at a version for experiments",
+        _configure_alias,
+        _run_alias,
+    ),
+]

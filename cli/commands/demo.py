@@ -1,4 +1,5 @@
-"""`omnirec demo`: synthetic data -> train + register -> publish -> serve, printing a call per caller."""
+"""`omnirec demo`: synthetic data -> train + register -> publish -> serve, printing a call per
+caller."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import os
 import secrets
 
-from omnirec.commands import CommandSpec, positive_int
+from cli.options import CommandSpec, positive_int
 from omnirec.settings import Settings
 
 
@@ -23,12 +24,13 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from features.generator import GeneratorConfig, generate
     from omnirec.redis_runtime import redis_target
     from training.pipeline import TrainConfig, train
-    from training.publish import publish_version
     from training.report import markdown_table
+    from training.versions import publish_version
 
     data = settings.data_dir / "synthetic"
     print(
-        f"1/4 generating {args.customers:,} customers x {args.items:,} items of omnichannel events into {data}"
+        f"1/4 generating {args.customers:,} customers x {args.items:,} items of omnichannel events "
+        f"into {data}"
     )
     generated = generate(
         GeneratorConfig(customers=args.customers, items=args.items, days=90, seed=settings.seed),
@@ -37,8 +39,12 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"    {generated.events:,} events, {generated.aliases:,} aliases, {generated.stores} stores"
     )
-    keys = {"recommend": "demo-storefront-" + secrets.token_hex(8), "events": "demo-events-" + secrets.token_hex(8),
-            "tablet": "demo-tablet-" + secrets.token_hex(8), "admin": "demo-admin-" + secrets.token_hex(8)}  # fmt: skip
+    keys = {
+        "recommend": "demo-storefront-" + secrets.token_hex(8),
+        "events": "demo-events-" + secrets.token_hex(8),
+        "tablet": "demo-tablet-" + secrets.token_hex(8),
+        "admin": "demo-admin-" + secrets.token_hex(8),
+    }
     os.environ["OMNIREC_API_KEYS"] = ";".join(f"{k}:{scope}" for scope, k in keys.items())
     os.environ.setdefault("OMNIREC_RELOAD_INTERVAL_SECONDS", "5")
     settings = Settings.from_env()
@@ -70,14 +76,20 @@ Try these (keys are for this demo run only):
   placement:   curl -s -H 'X-API-Key: {keys["recommend"]}' '{base}/v1/customers/{customer}/recommendations?placement=home&limit=5'   (rules: OMNIREC_PLACEMENTS_FILE; A/B tests: OMNIREC_EXPERIMENTS_FILE)
   tablet:      open {base}/tablet and enter the key {keys["tablet"]}, then look up customer id {customer}
   readiness:   curl -s {base}/health/ready ;  metrics: curl -s {base}/metrics
-""")
+""")  # noqa: E501  (whole commands, to copy and paste)
         import uvicorn
 
         from serving.app import create_app
         from serving.http_protocol import DeadlineHttpToolsProtocol
 
-        uvicorn.run(create_app(settings), host="127.0.0.1", port=args.port, log_level="warning",
-                    access_log=False, http=DeadlineHttpToolsProtocol)  # fmt: skip
+        uvicorn.run(
+            create_app(settings),
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            http=DeadlineHttpToolsProtocol,
+        )
     return 0
 
 

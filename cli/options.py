@@ -1,4 +1,4 @@
-"""Subcommands of `omnirec`, one module per pipeline area."""
+"""What every subcommand is built from: its spec and the option types the commands share."""
 
 from __future__ import annotations
 
@@ -39,22 +39,13 @@ def positive_int(value: str) -> int:
     return number
 
 
-def all_commands() -> list[CommandSpec]:
-    """Every subcommand, in the order `--help` lists them."""
-    from omnirec.commands import data, demo, experiments, serve, training
-
-    return [
-        *data.COMMANDS,
-        *training.COMMANDS,
-        *serve.COMMANDS,
-        *experiments.COMMANDS,
-        *demo.COMMANDS,
-    ]
-
-
 def add_engine_option(p: argparse.ArgumentParser) -> None:
     """--engine: who reads the events (this process, or Spark: see README, Scaling)."""
-    p.add_argument("--engine", choices=("local", "spark"), default="local",
-                   help="local (default): this process reads the events; spark: Spark SQL reads and "
-                        "aggregates them ($OMNIREC_SPARK_MASTER, default local[*]) and publishing "
-                        "scores customers on its executors")  # fmt: skip
+    p.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local (default): this process reads the events; spark: Spark SQL reads and "
+        "aggregates them ($OMNIREC_SPARK_MASTER, default local[*]) and publishing "
+        "scores customers on its executors",
+    )

@@ -8,7 +8,7 @@ import random
 import time
 from pathlib import Path
 
-from omnirec.commands import CommandSpec, add_engine_option, existing_path, positive_int
+from cli.options import CommandSpec, add_engine_option, existing_path, positive_int
 from omnirec.settings import Settings
 
 
@@ -44,8 +44,16 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     # every worker uses the same Redis: REDIS_URL, or the data folder's shared embedded server
     with redis_target(settings) as target:
         os.environ["REDIS_URL"] = target.url
-        uvicorn.run("serving.asgi:app", host=host, port=port, workers=workers, log_level="warning",
-                    access_log=False, factory=False, http=DeadlineHttpToolsProtocol)  # fmt: skip
+        uvicorn.run(
+            "serving.asgi:app",
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+            factory=False,
+            http=DeadlineHttpToolsProtocol,
+        )
     return 0
 
 
@@ -58,7 +66,7 @@ def _configure_publish(p: argparse.ArgumentParser) -> None:
 
 
 def _run_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from training.publish import publish_version
+    from training.versions import publish_version
 
     print(publish_version(settings, args.version, args.data, engine=args.engine))
     return 0
@@ -80,22 +88,11 @@ def _run_export(args: argparse.Namespace, settings: Settings) -> int:
     from omnirec.redis_runtime import redis_target
 
     out = args.out or settings.data_dir / "synthetic" / "events"
-    crash_after = int(
-        os.environ.get("OMNIREC_EXPORT_CRASH_AFTER_FILES", "0")
-    )  # fault injection for tests
-    written: list[Path] = []
-
-    def after_write(path: Path) -> None:
-        written.append(path)
-        if crash_after and len(written) >= crash_after:
-            os._exit(137)
-
     with redis_target(settings) as target:
         store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
         result = export_events(
             RealtimeEvents(store, streams=settings.redis.event_streams),
             out,
-            after_write=after_write,
         )
         store.close()
     print(f"exported {result.events:,} events into {len(result.files)} file(s) under {out}")
@@ -149,16 +146,34 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
         if not runtime.refresh() and engine.snapshot is None:
             raise SystemExit(f"no champion model with a published snapshot: {runtime.last_error}")
         loaded = time.perf_counter()
-        rows: dict[str, list[object]] = {k: [] for k in ("customer_id", "rank", "item_id", "score", "source",
-                                                          "model_version", "snapshot", "recommendation_id",
-                                                          "variant")}  # fmt: skip
+        rows: dict[str, list[object]] = {
+            k: []
+            for k in (
+                "customer_id",
+                "rank",
+                "item_id",
+                "score",
+                "source",
+                "model_version",
+                "snapshot",
+                "recommendation_id",
+                "variant",
+            )
+        }
         progress = Progress(len(customers), "batch", "customers")
         engine.placements.rules_for(args.placement)  # an unknown placement stops here
         run_id = f"{random.getrandbits(128):032x}"  # the recommendation ids' common part
         for start in range(0, len(customers), 1000):
             chunk = customers[start : start + 1000]
-            answers = engine.batch(chunk, limit=args.limit, channel=None, store_id=args.store_id, request_id=run_id,
-                                   placement=args.placement, first_index=start)  # fmt: skip
+            answers = engine.batch(
+                chunk,
+                limit=args.limit,
+                channel=None,
+                store_id=args.store_id,
+                request_id=run_id,
+                placement=args.placement,
+                first_index=start,
+            )
             progress.update(len(chunk))
             for answer, customer in zip(answers, chunk, strict=True):
                 n = len(answer.items)
@@ -176,8 +191,12 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
     write_table(pa.table(rows), args.out)
     seconds = time.perf_counter() - started
-    print(f"{len(customers):,} customers -> {args.out} in {seconds:.1f}s ({len(customers) / max(seconds, 1e-9):,.0f} customers/s; "
-          f"model load {loaded - started:.1f}s, answers {len(customers) / max(answered - loaded, 1e-9):,.0f} customers/s)")  # fmt: skip
+    print(
+        f"{len(customers):,} customers -> {args.out} in {seconds:.1f}s "
+        f"({len(customers) / max(seconds, 1e-9):,.0f} customers/s; "
+        f"model load {loaded - started:.1f}s, answers "
+        f"{len(customers) / max(answered - loaded, 1e-9):,.0f} customers/s)"
+    )
     return 0
 
 
@@ -202,7 +221,8 @@ def _run_snapshots(args: argparse.Namespace, settings: Settings) -> int:
             )
         for meta, state in store.snapshots():
             print(
-                f"{meta.snapshot_id:<24} model v{meta.model_version:<4} {meta.model_kind:<10} {meta.customers:>10,} customers  {state}"
+                f"{meta.snapshot_id:<24} model v{meta.model_version:<4} {meta.model_kind:<10} "
+                f"{meta.customers:>10,} customers  {state}"
             )
         store.close()
     return 0

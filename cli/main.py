@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from cli.options import CommandSpec
 from omnirec.errors import OmnirecError
 from omnirec.settings import Settings
 
@@ -15,13 +16,25 @@ WHOLE_DATA_COMMANDS = frozenset(
 )
 
 
+def all_commands() -> list[CommandSpec]:
+    """Every subcommand, in the order `--help` lists them."""
+    from cli.commands import data, demo, experiments, serve, training
+
+    return [
+        *data.COMMANDS,
+        *training.COMMANDS,
+        *serve.COMMANDS,
+        *experiments.COMMANDS,
+        *demo.COMMANDS,
+    ]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from omnirec.commands import all_commands
-
     parser = argparse.ArgumentParser(
         prog="omnirec",
-        description="Cross-channel product recommendations: data, training, feature store, serving.",
+        description="Cross-channel product recommendations: data, training, feature store, "
+        "serving.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for spec in all_commands():

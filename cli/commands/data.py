@@ -6,13 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
+from cli.options import CommandSpec, existing_path, positive_int
 from features.dataset import load_dataset
 from features.generator import GeneratorConfig, generate
 from features.importers import IMPORTERS, import_dataset
 from features.interactions import build_interactions
 from features.io import write_table
 from features.validation import validate_events
-from omnirec.commands import CommandSpec, existing_path, positive_int
 from omnirec.settings import Settings
 
 
@@ -37,13 +37,22 @@ def _run_generate(args: argparse.Namespace, settings: Settings) -> int:
     out = args.out or settings.data_dir / "synthetic"
     started = time.perf_counter()
     result = generate(
-        GeneratorConfig(customers=args.customers, items=args.items, days=args.days, seed=args.seed,
-                        stores=args.stores, events_per_customer=args.events_per_customer),
+        GeneratorConfig(
+            customers=args.customers,
+            items=args.items,
+            days=args.days,
+            seed=args.seed,
+            stores=args.stores,
+            events_per_customer=args.events_per_customer,
+        ),
         out,
-    )  # fmt: skip
+    )
     elapsed = time.perf_counter() - started
-    print(f"wrote {result.events:,} events for {result.customers:,} customers, {result.items:,} items, "
-          f"{result.stores} stores, {result.aliases:,} aliases to {out} in {elapsed:.1f}s")  # fmt: skip
+    print(
+        f"wrote {result.events:,} events for {result.customers:,} customers, {result.items:,} "
+        "items, "
+        f"{result.stores} stores, {result.aliases:,} aliases to {out} in {elapsed:.1f}s"
+    )
     return 0
 
 
@@ -71,8 +80,12 @@ def _configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "file", type=existing_path, help="events file (CSV, Parquet or a folder of Parquet)"
     )
-    p.add_argument("--rejects", type=Path, default=None,
-                   help="where to write rejected rows (default: <file>.rejects.csv)")  # fmt: skip
+    p.add_argument(
+        "--rejects",
+        type=Path,
+        default=None,
+        help="where to write rejected rows (default: <file>.rejects.csv)",
+    )
 
 
 def _run_validate(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,18 +112,36 @@ def _run_interactions(args: argparse.Namespace, settings: Settings) -> int:
     matrix = build_interactions(dataset.events, settings.interactions)
     n_c, n_i = matrix.shape
     density = matrix.matrix.nnz / max(1, n_c * n_i)
-    print(f"interactions: {n_c:,} customers x {n_i:,} items, {matrix.matrix.nnz:,} non-zeros "
-          f"(density {density:.4%}) after identity stitching")  # fmt: skip
+    print(
+        f"interactions: {n_c:,} customers x {n_i:,} items, {matrix.matrix.nnz:,} non-zeros "
+        f"(density {density:.4%}) after identity stitching"
+    )
     return 0
 
 
 COMMANDS = [
-    CommandSpec("generate", "write synthetic omnichannel data (events, catalogue, stock, identities)",
-                _configure_generate, _run_generate),
-    CommandSpec("import", "convert a public data set layout into the canonical event schema",
-                _configure_import, _run_import),
-    CommandSpec("validate", "check an events file against the data contract and report rejects",
-                _configure_validate, _run_validate),
-    CommandSpec("interactions", "load a data folder and summarise its weighted interaction matrix",
-                _configure_interactions, _run_interactions),
-]  # fmt: skip
+    CommandSpec(
+        "generate",
+        "write synthetic omnichannel data (events, catalogue, stock, identities)",
+        _configure_generate,
+        _run_generate,
+    ),
+    CommandSpec(
+        "import",
+        "convert a public data set layout into the canonical event schema",
+        _configure_import,
+        _run_import,
+    ),
+    CommandSpec(
+        "validate",
+        "check an events file against the data contract and report rejects",
+        _configure_validate,
+        _run_validate,
+    ),
+    CommandSpec(
+        "interactions",
+        "load a data folder and summarise its weighted interaction matrix",
+        _configure_interactions,
+        _run_interactions,
+    ),
+]

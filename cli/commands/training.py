@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omnirec.commands import CommandSpec, add_engine_option, existing_path, positive_int
+from cli.options import CommandSpec, add_engine_option, existing_path, positive_int
 from omnirec.errors import ConfigError
 from omnirec.settings import Settings
 
@@ -27,27 +27,52 @@ def _json_params(value: str) -> dict[str, Any]:
 def _common_train_options(p: argparse.ArgumentParser) -> None:
     from models import MODEL_KINDS
 
-    p.add_argument("--data", type=existing_path, default=None,
-                   help="data folder (default: $OMNIREC_DATA_DIR/synthetic)")  # fmt: skip
-    p.add_argument("--model", choices=["auto", *sorted(MODEL_KINDS)], default="auto",
-                   help="model kind (default auto: the best candidate on a validation part)")  # fmt: skip
-    p.add_argument("--protocol", choices=PROTOCOLS, default="time",
-                   help="test part: time = the last --test-days of the data; next-basket = each "
-                        "customer's last basket; last-days = each customer's last --test-days")  # fmt: skip
+    p.add_argument(
+        "--data",
+        type=existing_path,
+        default=None,
+        help="data folder (default: $OMNIREC_DATA_DIR/synthetic)",
+    )
+    p.add_argument(
+        "--model",
+        choices=["auto", *sorted(MODEL_KINDS)],
+        default="auto",
+        help="model kind (default auto: the best candidate on a validation part)",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="time",
+        help="test part: time = the last --test-days of the data; next-basket = each "
+        "customer's last basket; last-days = each customer's last --test-days",
+    )
     p.add_argument(
         "--test-days", type=float, default=7.0, help="days after the cut-off used as test"
     )
-    p.add_argument("--budget", type=float, default=600.0,
-                   help="seconds model selection may spend (--model auto)")  # fmt: skip
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=600.0,
+        help="seconds model selection may spend (--model auto)",
+    )
     p.add_argument("--k", type=positive_int, default=10, help="list length for metrics")
     p.add_argument(
         "--relevant", default="purchase", help="comma list of event types that count as hits"
     )
     seen = p.add_mutually_exclusive_group()
-    seen.add_argument("--keep-seen", dest="exclude_seen", action="store_false", default=None,
-                      help="bought items stay recommendable (default: decided from the data)")  # fmt: skip
-    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true",
-                      help="never count or recommend items the customer already has")  # fmt: skip
+    seen.add_argument(
+        "--keep-seen",
+        dest="exclude_seen",
+        action="store_false",
+        default=None,
+        help="bought items stay recommendable (default: decided from the data)",
+    )
+    seen.add_argument(
+        "--exclude-seen",
+        dest="exclude_seen",
+        action="store_true",
+        help="never count or recommend items the customer already has",
+    )
     p.add_argument("--no-publish", action="store_true", help="do not publish features to Redis")
 
 
@@ -68,10 +93,18 @@ def _train_config(args: argparse.Namespace, settings: Settings, params: dict[str
     data = args.data or settings.data_dir / "synthetic"
     if not Path(data).exists():
         raise ConfigError(f"no data at {data}: run `omnirec generate` or pass --data")
-    return TrainConfig(data=Path(data), model=args.model, params=params, test_days=args.test_days, k=args.k,
-                       relevant=tuple(args.relevant.split(",")), exclude_seen=args.exclude_seen,
-                       protocol=args.protocol, budget_seconds=args.budget,
-                       engine=getattr(args, "engine", "local"))  # fmt: skip
+    return TrainConfig(
+        data=Path(data),
+        model=args.model,
+        params=params,
+        test_days=args.test_days,
+        k=args.k,
+        relevant=tuple(args.relevant.split(",")),
+        exclude_seen=args.exclude_seen,
+        protocol=args.protocol,
+        budget_seconds=args.budget,
+        engine=getattr(args, "engine", "local"),
+    )
 
 
 def _print_result(result: Any, k: int) -> None:
@@ -94,18 +127,23 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
 def _train_and_publish(args: argparse.Namespace, settings: Settings, params: dict[str, Any]) -> int:
     from training.pipeline import train
 
-    result = train(_train_config(args, settings, params), settings)
+    config = _train_config(args, settings, params)
+    result = train(config, settings)
     _print_result(result, args.k)
     if not args.no_publish and result.version is not None:
-        _publish(settings, result.version, getattr(args, "engine", "local"))
+        from training.versions import publish_version
+
+        # the model and the validated data this run already holds: nothing fetched or read again
+        summary = publish_version(
+            settings,
+            result.version,
+            config.data,
+            engine=getattr(args, "engine", "local"),
+            model=result.model,
+            dataset=result.dataset,
+        )
+        print(summary)
     return 0
-
-
-def _publish(settings: Settings, version: int, engine: str = "local") -> None:
-    from training.publish import publish_version
-
-    summary = publish_version(settings, version, engine=engine)
-    print(summary)
 
 
 def _configure_tune(p: argparse.ArgumentParser) -> None:
@@ -141,8 +179,13 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
     exclude_seen = config.exclude_seen
     if exclude_seen is None:
         exclude_seen = args.model not in REPEAT_KINDS
-    evaluation = build_evaluation_set(inner, inner_train, relevant_types=config.relevant,
-                                      exclude_seen=exclude_seen, seed=settings.seed)  # fmt: skip
+    evaluation = build_evaluation_set(
+        inner,
+        inner_train,
+        relevant_types=config.relevant,
+        exclude_seen=exclude_seen,
+        seed=settings.seed,
+    )
     use_mlflow(settings)
     with mlflow.start_run(run_name=f"tune-{args.model}") as parent:
         best = tune(
@@ -155,8 +198,10 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
         )
         mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
         mlflow.log_metric(f"best_validation_ndcg_at_{args.k}", best.score)
-    print(f"best of {best.trials} trials (tuning run {parent.info.run_id}): {best.params} "
-          f"validation nDCG@{args.k}={best.score:.4f}")  # fmt: skip
+    print(
+        f"best of {best.trials} trials (tuning run {parent.info.run_id}): {best.params} "
+        f"validation nDCG@{args.k}={best.score:.4f}"
+    )
     return _train_and_publish(args, settings, best.params)
 
 
@@ -176,8 +221,12 @@ def _run_models(args: argparse.Namespace, settings: Settings) -> int:
     for v in versions:
         value = v.metrics.get(metric)
         base = v.metrics.get(f"popularity.{metric}")
-        print(f"{v.version:>7}  {v.model_kind:<10} {value if value is None else round(value, 4)!s:>14} "
-              f"{base if base is None else round(base, 4)!s:>11}  {'  *' if v.is_champion else '':<8}  {v.snapshot or '-'}")  # fmt: skip
+        print(
+            f"{v.version:>7}  {v.model_kind:<10} "
+            f"{value if value is None else round(value, 4)!s:>14} "
+            f"{base if base is None else round(base, 4)!s:>11}  "
+            f"{'  *' if v.is_champion else '':<8}  {v.snapshot or '-'}"
+        )
     return 0
 
 
@@ -204,7 +253,7 @@ def _run_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _activate_snapshot(settings: Settings, version: int) -> None:
-    from training.publish import activate_version_snapshot
+    from training.versions import activate_version_snapshot
 
     print(activate_version_snapshot(settings, version))
 
@@ -235,14 +284,37 @@ def _run_benchmark(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = [
-    CommandSpec("train", "train, evaluate in time order, log + register in MLflow, promote past the gate, publish",
-                _configure_train, _run_train),
-    CommandSpec("tune", "search hyper-parameters on a validation split, then train the best",
-                _configure_tune, _run_tune),
-    CommandSpec("models", "list registered versions with metrics and the champion", _configure_models, _run_models),
-    CommandSpec("promote", "make a version the champion (and switch to its feature snapshot)",
-                _configure_promote, _run_promote),
-    CommandSpec("rollback", "move the champion back to the previous one", lambda p: None, _run_rollback),
-    CommandSpec("benchmark", "quality benchmarks: MovieLens 100K, Complete Journey, synthetic",
-                _configure_benchmark, _run_benchmark),
-]  # fmt: skip
+    CommandSpec(
+        "train",
+        "train, evaluate in time order, log + register in MLflow, promote past the gate, publish",
+        _configure_train,
+        _run_train,
+    ),
+    CommandSpec(
+        "tune",
+        "search hyper-parameters on a validation split, then train the best",
+        _configure_tune,
+        _run_tune,
+    ),
+    CommandSpec(
+        "models",
+        "list registered versions with metrics and the champion",
+        _configure_models,
+        _run_models,
+    ),
+    CommandSpec(
+        "promote",
+        "make a version the champion (and switch to its feature snapshot)",
+        _configure_promote,
+        _run_promote,
+    ),
+    CommandSpec(
+        "rollback", "move the champion back to the previous one", lambda p: None, _run_rollback
+    ),
+    CommandSpec(
+        "benchmark",
+        "quality benchmarks: MovieLens 100K, Complete Journey, synthetic",
+        _configure_benchmark,
+        _run_benchmark,
+    ),
+]

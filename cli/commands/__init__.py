@@ -1,0 +1,1 @@
+"""Subcommands of `omnirec`, one module per pipeline area (each lists its COMMANDS)."""
