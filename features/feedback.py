@@ -189,7 +189,7 @@ class FeedbackLog:
         self.max_future_seconds = max_future_seconds
 
     def click_key(self, customer_id: str, item_id: str) -> str:
-        return f"{self.realtime.store.prefix}:clicked:{customer_id}:{item_id}"
+        return self.realtime.store.keys.clicked(customer_id, item_id)
 
     async def first_attributions(
         self,
@@ -201,12 +201,12 @@ class FeedbackLog:
         purchase posted as feedback and as an event, or retried, counts once."""
         if not purchases:
             return []
-        prefix = self.realtime.store.prefix
+        keys = self.realtime.store.keys
         replies = await send(
             [
                 (
                     "SET",
-                    f"{prefix}:attributed:{customer}:{item}:{rid}",
+                    keys.attributed(customer, item, rid),
                     "1",
                     "NX",
                     "EX",

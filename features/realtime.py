@@ -18,10 +18,10 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 
@@ -31,7 +31,7 @@ from features.store import RedisFeatureStore
 from features.trending import TrendEvent, Trending
 from features.validation import EVENT_TYPE_SYNONYMS
 from omnirec.errors import StoreUnavailableError
-from omnirec.redis_access import Command, Reply, run_pipelined
+from omnirec.redis_access import AutoPipeline, Command, Reply, Steps, drive, run_pipelined
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class RealtimeEvents:
         self.streams = streams
 
     def stream_key(self, stream: int) -> str:
-        return f"{{{self.store.prefix}:events:{stream}}}"
+        return self.store.keys.stream(stream)
 
     @property
     def stream_keys(self) -> list[str]:
@@ -225,10 +225,10 @@ class RealtimeEvents:
         return zlib.crc32(customer_id.encode()) % self.streams
 
     def recent_key(self, customer_id: str) -> str:
-        return f"{self.store.prefix}:rt:{customer_id}"
+        return self.store.keys.recent(customer_id)
 
     def event_id_key(self, stream: int, event_id: str) -> str:
-        return f"{self.stream_key(stream)}:id:{event_id}"
+        return self.store.keys.event_id(stream, event_id)
 
     def _check(
         self, raw_events: list[dict[str, object]], start: int
@@ -240,7 +240,7 @@ class RealtimeEvents:
         ]
 
     def alias_reads(self, events: Sequence[Stored]) -> list[Command]:
-        return [("GET", f"{self.store.prefix}:id:{e.customer_id}") for e in events]
+        return [("GET", self.store.keys.alias(e.customer_id)) for e in events]
 
     @staticmethod
     def resolved(events: list[S], found: list[Reply]) -> list[S]:
@@ -333,17 +333,15 @@ class RealtimeEvents:
             )
         return stream_ids, fresh
 
-    async def _store(
-        self, events: list[StreamEvent], send: Callable[[list[Command]], Awaitable[list[Reply]]]
-    ) -> IngestResult:
+    def _store(self, events: list[StreamEvent]) -> Steps[IngestResult]:
         """Resolve aliases, write the streams, then the recent lists: three round trips. The
         answer is the streams': once they confirmed, the events are stored (a failed list write
         is logged, and the customer's real-time activity misses them until the next event)."""
-        events = self.resolved(events, await send(self.alias_reads(events)))
-        stream_ids, fresh = self.stored(events, await send(self.stream_writes(events)))
+        events = self.resolved(events, (yield self.alias_reads(events)))
+        stream_ids, fresh = self.stored(events, (yield self.stream_writes(events)))
         if fresh:
             try:
-                await send(self._activity_writes(fresh))
+                yield self._activity_writes(fresh)
             except StoreUnavailableError as exc:
                 log.warning(
                     "%d stored events missed the recent-activity lists: %s", len(fresh), exc
@@ -357,31 +355,25 @@ class RealtimeEvents:
         events, rejected = _split(self._check(raw_events, 0))
         if not events:
             return IngestResult(0, [], rejected)
-
-        async def send(commands: list[Command]) -> list[Reply]:
-            return run_pipelined(self.store.client, commands)
-
-        stored = _run_now(self._store(events, send))
+        stored = drive(self.store.client, self._store(events))
         return IngestResult(
             stored.accepted, stored.stream_ids, rejected, stored.duplicates, stored.purchases
         )
 
     async def ingest_async(
-        self,
-        send: Callable[[list[Command]], Awaitable[list[Reply]]],
-        raw_events: list[dict[str, object]],
+        self, pipeline: AutoPipeline, raw_events: list[dict[str, object]]
     ) -> IngestResult:
-        """`ingest` through `send` (the service's auto-pipeline), CHECK_CHUNK events at a time,
-        yielding to the event loop between chunks so that a 10,000-event post never holds it for
-        long. Returns once every chunk was confirmed; when one fails, the chunks before it are
-        stored (a retry with the same event_ids stores them once)."""
+        """`ingest` on the service's auto-pipeline, CHECK_CHUNK events at a time, yielding to the
+        event loop between chunks so that a 10,000-event post never holds it for long. Returns
+        once every chunk was confirmed; when one fails, the chunks before it are stored (a retry
+        with the same event_ids stores them once)."""
         checked: list[StreamEvent | Rejected] = []
         for start in range(0, len(raw_events), CHECK_CHUNK):
             checked += self._check(raw_events[start : start + CHECK_CHUNK], start)
             await asyncio.sleep(0)
         events, rejected = _split(checked)
         results = [
-            await self._store(events[start : start + CHECK_CHUNK], send)
+            await pipeline.drive(self._store(events[start : start + CHECK_CHUNK]))
             for start in range(0, len(events), CHECK_CHUNK)
         ]
         return IngestResult(
@@ -406,16 +398,6 @@ class RealtimeEvents:
             c: [ACTIVITY_DECODER.decode(v) for v in values]
             for c, values in zip(customer_ids, replies, strict=True)
         }
-
-
-def _run_now(coroutine: Any) -> IngestResult:
-    """Drive a coroutine that never suspends (its `send` blocks) to its result, without a loop."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    coroutine.close()
-    raise RuntimeError("blocking ingestion suspended")
 
 
 def _split(checked: list[StreamEvent | Rejected]) -> tuple[list[StreamEvent], list[Rejected]]:

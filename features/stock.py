@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from features.keys import Keys
 from omnirec.redis_access import Command, Reply, redis_errors
 
 CHANGES_KEPT = 20_000  # update batches kept in the change log; a worker further behind reloads
@@ -87,11 +88,11 @@ class LiveStock:
     """The Redis side: apply updates (one script call), read everything, read the change log."""
 
     def __init__(self, prefix: str) -> None:
-        tag = f"{{{prefix}:stock}}"
-        self.quantity_prefix = f"{tag}:q:"
-        self.version_key = f"{tag}:version"
-        self.changes_key = f"{tag}:changes"
-        self.stores_key = f"{tag}:stores"
+        keys = Keys(prefix)
+        self.quantity_prefix = keys.stock_quantities
+        self.version_key = keys.stock_version
+        self.changes_key = keys.stock_changes
+        self.stores_key = keys.stock_stores
         self.script_sha: str | None = None
 
     # ---------------------------------------------------------------- writing

@@ -15,6 +15,7 @@ import pyarrow as pa
 import redis.cluster
 
 from features.encoding import ENCODER, META_DECODER, SnapshotMeta
+from features.keys import Keys
 from features.snapshot_file import MemoryRecorder, SnapshotRecorder
 from omnirec.errors import FeatureStoreError
 from omnirec.redis_access import RedisTarget, bulk_set, redis_errors
@@ -30,13 +31,14 @@ return old
 
 
 class RedisFeatureStore:
-    """Keys: `{prefix}:s:{snapshot}:{kind}:{id}`; `{prefix}:active` names the live snapshot."""
+    """Feature snapshots in Redis (their keys: `features.keys`)."""
 
     def __init__(
         self, target: RedisTarget | str, prefix: str = "omnirec", timeout: float = 0.5
     ) -> None:
         self.target = RedisTarget(target) if isinstance(target, str) else target
         self.prefix = prefix
+        self.keys = Keys(prefix)
         self.client = self.target.client(timeout)
         self._activate = self.client.register_script(_ACTIVATE)
         # publishing attaches one: every write is then also recorded into the snapshot file
@@ -47,23 +49,19 @@ class RedisFeatureStore:
 
     # ----------------------------------------------------------- keys
     def key(self, snapshot: str, kind: str, ident: str = "") -> str:
-        return (
-            f"{self.prefix}:s:{snapshot}:{kind}:{ident}"
-            if ident
-            else f"{self.prefix}:s:{snapshot}:{kind}"
-        )
+        return self.keys.snapshot(snapshot, kind, ident)
 
     @property
     def active_key(self) -> str:
-        return f"{{{self.prefix}}}:active"
+        return self.keys.active
 
     @property
     def retired_key(self) -> str:
-        return f"{{{self.prefix}}}:retired"
+        return self.keys.retired
 
     @property
     def meta_key(self) -> str:
-        return f"{{{self.prefix}}}:snapshots"
+        return self.keys.snapshots
 
     @property
     def cluster(self) -> bool:
@@ -118,15 +116,14 @@ class RedisFeatureStore:
         written = bulk_set(
             self.client,
             self._recorded(
-                (f"{self.prefix}:id:{a}".encode(), c.encode())
+                (self.keys.alias(a).encode(), c.encode())
                 for a, c in zip(aliases, customers, strict=True)
             ),
         )
         written += bulk_set(
             self.client,
             self._recorded(
-                (f"{self.prefix}:aliases:{c}".encode(), ENCODER.encode(v))
-                for c, v in by_customer.items()
+                (self.keys.aliases(c).encode(), ENCODER.encode(v)) for c, v in by_customer.items()
             ),
         )
         return written
@@ -184,7 +181,7 @@ class RedisFeatureStore:
             raise FeatureStoreError(f"snapshot {snapshot} is active; activate another first")
         deleted = 0
         batch: list[bytes] = []
-        for key in self._call(self.client.scan_iter, f"{self.prefix}:s:{snapshot}:*", 5000):
+        for key in self._call(self.client.scan_iter, self.keys.snapshot_pattern(snapshot), 5000):
             batch.append(key)
             if len(batch) >= 5000:
                 deleted += int(self._call(self.client.unlink, *batch))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from features.keys import Keys
 from omnirec.redis_access import Command, Reply
 from omnirec.settings import DEFAULT_EVENT_WEIGHTS
 
@@ -29,14 +30,15 @@ class TrendEvent:
 
 
 class Trending:
-    """Keys `{prefix}:trend:<hour>:all|channel:<c>|store:<s>`."""
+    """Hourly counts per scope: everywhere, per channel, per store (`Keys.trend`)."""
 
     def __init__(self, prefix: str, weights: dict[str, float] | None = None) -> None:
         self.prefix = prefix
+        self.keys = Keys(prefix)
         self.weights = dict(DEFAULT_EVENT_WEIGHTS if weights is None else weights)
 
     def key(self, hour: int, scope: str) -> str:
-        return f"{self.prefix}:trend:{hour}:{scope}"
+        return self.keys.trend(hour, scope)
 
     def writes(self, events: Iterable[TrendEvent], now: float) -> list[Command]:
         """ZINCRBYs (summed per bucket and item) and an EXPIRE per bucket touched."""

@@ -7,6 +7,10 @@ a TLS server with an ACL user, a Redis Cluster, or the master that Redis Sentine
   iteration leave in one write and come back in one read, through the client's own connections
   (a single server) or its cluster pipeline (one round trip per node, MOVED/ASK followed).
 - `run_pipelined` and `bulk_set`: the blocking counterparts (batch scoring, publishing).
+- `Steps`: Redis logic written once, without I/O (a generator that yields each round trip's
+  commands and receives their replies); `drive` runs it on a blocking client and
+  `AutoPipeline.drive` on the event loop's, so no question is written twice, once per kind of
+  caller.
 
 Every redis-py error becomes the project's own: StoreUnavailableError when Redis cannot be
 reached or answers too late, FeatureStoreError otherwise, RedisConfigError when the settings are
@@ -19,9 +23,9 @@ import asyncio
 import contextlib
 import math
 import ssl
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import hiredis
@@ -44,6 +48,10 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSErro
 BULK_CHUNK = 1_000  # key/value pairs per MSET (a single server) or per pipeline slice (a cluster)
 BULK_IN_FLIGHT = 20  # MSETs sent before their replies are read
 MAX_IN_FLIGHT = 4  # auto-pipelined batches awaiting replies at once; later requests queue
+
+T = TypeVar("T")
+# yields each round trip's commands, receives their replies (or the error, thrown in), returns T
+Steps = Generator[list[Command], list[Reply], T]
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,22 @@ def run_pipelined(client: SyncClient, commands: Iterable[Command]) -> list[Reply
         return _checked(pipe.execute(raise_on_error=False))
 
 
+def drive(client: SyncClient, steps: Steps[T]) -> T:
+    """Run `steps` on a blocking client: one pipelined round trip per step; a Redis error is
+    thrown into the steps (which may handle it) before it reaches the caller."""
+    try:
+        commands = next(steps)
+        while True:
+            try:
+                replies = run_pipelined(client, commands)
+            except FeatureStoreError as exc:
+                commands = steps.throw(exc)
+            else:
+                commands = steps.send(replies)
+    except StopIteration as done:
+        return cast(T, done.value)
+
+
 def bulk_set(client: SyncClient, entries: Iterable[tuple[bytes, bytes]]) -> int:
     """SET every (key, value): MSETs of BULK_CHUNK pairs, BULK_IN_FLIGHT at a time, on a single
     server; pipelined SETs grouped per node on a cluster. Returns the number written."""
@@ -299,6 +323,21 @@ class AutoPipeline:
     async def checked(self, commands: list[Command]) -> list[Reply]:
         """`execute`, raising the first error reply (as FeatureStoreError)."""
         return _checked(await self.execute(commands))
+
+    async def drive(self, steps: Steps[T]) -> T:
+        """Run `steps` on the event loop: each step's commands share a round trip with whatever
+        else is queued; a Redis error is thrown into the steps before it reaches the caller."""
+        try:
+            commands = next(steps)
+            while True:
+                try:
+                    replies = await self.checked(commands)
+                except FeatureStoreError as exc:
+                    commands = steps.throw(exc)
+                else:
+                    commands = steps.send(replies)
+        except StopIteration as done:
+            return cast(T, done.value)
 
     def _send(self) -> None:
         self._flush = None

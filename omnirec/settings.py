@@ -84,8 +84,8 @@ class ServingSettings(msgspec.Struct, frozen=True):
     request_read_seconds: float = 10.0  # a request not fully received by then: connection closed
     heavy_process: bool = True  # batch route and bulk events computed in a child process
     trending_refresh_seconds: float = 60.0  # how long a worker keeps the trending lists it read
-    placements_file: Path | None = None  # rule sets and placements (serving.merchandising)
-    experiments_file: Path | None = None  # A/B experiments (serving.experiments)
+    placements_file: Path | None = None  # rule sets and placements (serving.placements)
+    experiments_file: Path | None = None  # A/B experiments (serving.experiments.config)
     attribution_hours: float = 24.0  # a purchase this long after a click counts for its variant
     shadow_delay_seconds: float = (
         0.0  # fault injection (tests): each shadow answer takes this longer

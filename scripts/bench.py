@@ -1,29 +1,28 @@
 """Speed benchmarks with printed figures, each beside a baseline measured in the same run.
 
-    ./dev bench data     generate 10M events; load + validate + stitch + build the matrix
-    ./dev bench als      ALS fit through the pipeline vs implicit directly, same matrix
-    ./dev bench train    the whole `omnirec train` on the 10M events (wall time, peak memory)
-    ./dev bench store    publish 1M customers into Redis vs redis-benchmark; read_many latency vs
-    raw GET/MGET
-    ./dev bench ingest   event ingestion with the embedded Redis's persistence: none, everysec,
-    always
-    ./dev bench serve    HTTP: recommendations vs liveness under wrk; p99 at 300 req/s; batch
-    throughput
-    ./dev bench redis    the route through redis-py, coredis, valkey-glide; over TLS; on a 3-master
-    cluster
-    ./dev bench flood    storefront p99 beside batch and bulk floods, heavy requests in a child
-    process or not
-    ./dev bench stock    POST /v1/stock rows/s vs pipelined HSET; recommendations with availability
-    vs without
+    ./dev bench data          generate 10M events; load + validate + stitch + build the matrix
+    ./dev bench als           ALS fit through the pipeline vs implicit directly, same matrix
+    ./dev bench train         the whole `omnirec train` on the 10M events (wall time, memory)
+    ./dev bench store         publish 1M customers into Redis vs redis-benchmark; read_many
+                              latency vs raw GET/MGET
+    ./dev bench ingest        event ingestion with the embedded Redis's persistence: none,
+                              everysec, always
+    ./dev bench serve         HTTP: recommendations vs liveness under wrk; p99 at 300 req/s;
+                              batch throughput
+    ./dev bench redis         the route through redis-py, coredis, valkey-glide; over TLS; on a
+                              3-master cluster
+    ./dev bench flood         storefront p99 beside batch and bulk floods, heavy requests in a
+                              child process or not
+    ./dev bench stock         POST /v1/stock rows/s vs pipelined HSET; recommendations with
+                              availability vs without
     ./dev bench experiments   recommendations with an A/B experiment + merchandising rules vs
-    without
-    ./dev bench publish [--customers N]   publish (score + top-200 + encode + write) vs the matrix
-    product alone
-    ./dev bench ann [--items N]           HNSW index vs brute force: queries/s and recall@10 on 1M
-    items
-    ./dev bench spark [--data FOLDER | --customers N]   `omnirec train` one process vs --engine
-    spark
-    ./dev bench all      everything above (publish, ann and spark apart: run them on their own)
+                              without
+    ./dev bench publish [--customers N]   publish (score + top-200 + encode + write) vs the
+                                          matrix product alone
+    ./dev bench ann [--items N]           HNSW index vs brute force: queries/s and recall@10
+    ./dev bench spark [--data FOLDER | --customers N]   `omnirec train` one process vs
+                                                        --engine spark
+    ./dev bench all           everything above (publish, ann and spark apart: run them alone)
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
 """

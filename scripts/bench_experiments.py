@@ -290,20 +290,25 @@ def engine_alone(
     microseconds per answer."""
     import asyncio
 
+    import msgspec
+
     from features.store import RedisFeatureStore
+    from serving.ask import Ask
     from serving.engine import Engine
-    from serving.experiments import load_experiments
-    from serving.merchandising import load_placements
     from serving.runtime import ModelRuntime
 
+    serving = msgspec.structs.replace(
+        settings.serving,
+        placements_file=var / "placements.toml",
+        experiments_file=var / "experiment.toml",
+    )
+    settings = msgspec.structs.replace(settings, serving=serving)
     engine = Engine(settings, RedisFeatureStore(redis_url, settings.redis.prefix, timeout=30))
-    engine.placements = load_placements(var / "placements.toml")
-    engine.experiments = load_experiments(var / "experiment.toml", engine.placements)
     ModelRuntime(settings, engine).refresh()  # the champion and the challenger
-    snap = engine.snapshot
-    assert snap is not None and engine.versions
+    snap = engine.live.snapshot
+    assert snap is not None and engine.live.versions
     ids = [f"C{i:08d}" for i in range(0, customers, 7)][:answers]
-    states = engine.fetch_customers(snap, ids)
+    states = engine.live.customers_blocking(snap, ids)
     names = list(CONFIGURATIONS)
     alone: dict[str, list[float]] = {name: [] for name in names}
     routed: dict[str, list[float]] = {name: [] for name in names}
@@ -314,9 +319,8 @@ def engine_alone(
         for customer in ids:
             for name in names:
                 started = time.process_time()
-                await engine.recommend(
-                    customer, limit=10, placement=None if name == "plain" else name, request_id="r"
-                )
+                placement = None if name == "plain" else name
+                await engine.recommend(customer, Ask(placement=placement, request_id="r"))
                 spent[name] += time.process_time() - started
 
     loop = asyncio.new_event_loop()
@@ -325,18 +329,7 @@ def engine_alone(
             rules = engine.placements.rules_for(name)
             started = time.perf_counter()
             for state in states:
-                engine.recommend_state(
-                    snap,
-                    state,
-                    limit=10,
-                    channel=None,
-                    store_id=None,
-                    category=None,
-                    exclude_purchased=True,
-                    explain=False,
-                    request_id="r",
-                    rules=rules,
-                )
+                engine.personal.answer(snap, state, Ask(request_id="r"), rules=rules)
             alone[name].append((time.perf_counter() - started) / len(states) * 1e6)
         spent = dict.fromkeys(names, 0.0)
         loop.run_until_complete(route(spent))

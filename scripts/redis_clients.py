@@ -91,7 +91,7 @@ def serve(client: str, port: int) -> None:
         nonlocal swapped
         if scope["type"] == "http" and not swapped:  # after the lifespan built the engine
             engine = app.state.engine
-            engine.pipeline = ADAPTERS[client](engine.store.target.url)
+            engine.live.pipeline = ADAPTERS[client](engine.live.store.target.url)
             swapped = True
         await app(scope, receive, send)
 

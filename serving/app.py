@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             tasks = [
                 asyncio.create_task(runtime.poll_forever()),
                 asyncio.create_task(runtime.watch_features()),
-                asyncio.create_task(engine.shadow.run_forever()),
+                asyncio.create_task(engine.lab.shadow.run_forever()),
             ]
             try:
                 yield

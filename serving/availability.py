@@ -3,10 +3,11 @@ distance between store locations), and online with delivery."""
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 
 from serving.catalogue import LoadedSnapshot
-from serving.schemas import Availability, Item
+from serving.schemas import Availability, Item, Recommendations
 
 ONLINE = "online"
 NEAREST_SHOWN = 3
@@ -89,3 +90,12 @@ def with_availability(snap: LoadedSnapshot, items: list[Item], store_id: str | N
         )
         for item, col in zip(items, cols, strict=True)
     ]
+
+
+def located(
+    snap: LoadedSnapshot | None, answer: Recommendations, store_id: str | None
+) -> Recommendations:
+    """`answer` with, per item, where it can be had (as it is without a snapshot)."""
+    if snap is None:
+        return answer
+    return msgspec.structs.replace(answer, items=with_availability(snap, answer.items, store_id))

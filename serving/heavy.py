@@ -29,6 +29,7 @@ from features.realtime import IngestResult
 from features.store import RedisFeatureStore
 from omnirec.redis_access import RedisTarget
 from omnirec.settings import Settings
+from serving.ask import Ask
 from serving.engine import Engine
 from serving.runtime import ModelRuntime, tune_process
 from serving.schemas import BatchResponse, EventsIn
@@ -167,7 +168,7 @@ def _follow_champion() -> Engine:
 
 
 def _has_model() -> bool:
-    return _follow_champion().snapshot is not None
+    return _follow_champion().live.snapshot is not None
 
 
 def _batch(
@@ -179,15 +180,15 @@ def _batch(
     placement: str | None,
 ) -> BatchAnswer:
     engine = _follow_champion()
-    answers = engine.batch(
-        customers,
+    ask = Ask(
         limit=limit,
         channel=channel,
         store_id=store_id,
-        request_id=request_id,
         placement=placement,
+        request_id=request_id,
     )
-    version = engine.snapshot.version if engine.snapshot else None
+    answers = engine.batches.answer_blocking(customers, ask)
+    version = engine.live.snapshot.version if engine.live.snapshot else None
     body = ENCODER.encode(BatchResponse(answers, version, request_id))
     return BatchAnswer(body, sum(a.degraded for a in answers))
 
@@ -198,6 +199,6 @@ def _ingest(body: bytes) -> IngestResult | BulkRefused:
         events = EVENTS_DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return BulkRefused(str(exc)[:200])
-    if engine.realtime is None:
+    if engine.live.realtime is None:
         return BulkRefused("no feature store")
-    return engine.realtime.ingest([msgspec.structs.asdict(e) for e in events.events])
+    return engine.live.realtime.ingest([msgspec.structs.asdict(e) for e in events.events])

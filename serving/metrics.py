@@ -48,7 +48,7 @@ LOADED_BYTES = Gauge(
 
 
 class Tallied(Protocol):
-    """One variant's counts (serving.guardrail.Tally)."""
+    """One variant's counts (serving.experiments.guardrail.Tally)."""
 
     @property
     def answers(self) -> int: ...
@@ -59,7 +59,7 @@ class Tallied(Protocol):
 
 class Judged(Protocol):
     """One measure of a variant against the control, round by round
-    (serving.guardrail.Comparison)."""
+    (serving.experiments.guardrail.Comparison)."""
 
     @property
     def rounds(self) -> int: ...
@@ -72,7 +72,8 @@ class Judged(Protocol):
 
 
 class Tallies(Protocol):
-    """What keeps them (serving.guardrail.VariantHealth): (experiment, variant) -> counts,
+    """What keeps them (serving.experiments.guardrail.VariantHealth): (experiment, variant) ->
+    counts,
     and the guardrail's rounds."""
 
     @property

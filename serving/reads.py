@@ -16,6 +16,7 @@ from features.encoding import (
     Activity,
     CustomerFeatures,
 )
+from features.keys import Keys
 from omnirec.redis_access import Command, Reply
 from serving.catalogue import LoadedSnapshot
 
@@ -35,24 +36,23 @@ class CustomerReads:
     """The Redis commands that read customers (alias, features, real-time activity) and their
     replies read back: one round trip, a second only for aliases."""
 
-    def __init__(self, prefix: str, features_prefix: str, ids: list[str]) -> None:
-        self.alias_prefix = f"{prefix}:id:"
-        self.activity_prefix = f"{prefix}:rt:"
-        self.features_prefix = features_prefix
+    def __init__(self, keys: Keys, snapshot: str, ids: list[str]) -> None:
+        self.keys = keys
+        self.snapshot = snapshot
         self.ids = ids
         self.states: list[CustomerState] = []
         self.aliased: list[tuple[int, str]] = []
 
     def _customer(self, ident: str) -> list[Command]:
         return [
-            ("GET", self.features_prefix + ident),
-            ("LRANGE", self.activity_prefix + ident, 0, RECENT_READ - 1),
+            ("GET", self.keys.snapshot(self.snapshot, "c", ident)),
+            ("LRANGE", self.keys.recent(ident), 0, RECENT_READ - 1),
         ]
 
     def first(self) -> list[Command]:
         commands: list[Command] = []
         for ident in self.ids:
-            commands.append(("GET", self.alias_prefix + ident))
+            commands.append(("GET", self.keys.alias(ident)))
             commands += self._customer(ident)
         return commands
 

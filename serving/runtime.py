@@ -116,12 +116,12 @@ class ModelRuntime:
 
     def refresh(self) -> bool:
         """Load the champion if it is not the one being served; returns True when it swapped."""
-        store = self.engine.store
+        store = self.engine.live.store
         if store is None:
             return False
         self.check_durability()
         version = self.registry.champion()
-        current = self.engine.snapshot
+        current = self.engine.live.snapshot
         if version is None:
             return False
         snapshot_id = self.registry.version_tag(version, "omnirec.snapshot")
@@ -139,7 +139,7 @@ class ModelRuntime:
                 settle_heap()  # the versions held for experiments out of the collector's walks
             return changed
         loaded = self._load(version, snapshot_id)
-        self.engine.snapshot = loaded  # requests already running keep the object they hold
+        self.engine.live.snapshot = loaded  # requests already running keep the object they hold
         self.last_error = None
         LOADED_BYTES.labels(str(version), "champion").set(loaded_bytes(loaded))
         if current is not None and current.version != version:
@@ -151,9 +151,9 @@ class ModelRuntime:
         return True
 
     def _load(self, version: int, snapshot_id: str) -> LoadedSnapshot:
-        assert self.engine.store is not None
+        assert self.engine.live.store is not None
         model = load_model(self._model_folder(version))
-        loaded = load_snapshot(self.engine.store, snapshot_id, model, version)
+        loaded = load_snapshot(self.engine.live.store, snapshot_id, model, version)
         self.rule_problems = self.engine.placements.check_columns(loaded)
         for problem in self.rule_problems:
             log.warning("%s", problem)
@@ -175,7 +175,7 @@ class ModelRuntime:
             if version is not None:
                 resolved[ref] = version
         wanted = set(resolved.values()) - {champion}
-        held = {v: s for v, s in self.engine.versions.items() if v in wanted}
+        held = {v: s for v, s in self.engine.live.versions.items() if v in wanted}
         for version in sorted(wanted - held.keys()):
             snapshot_id = self.registry.version_tag(version, "omnirec.snapshot")
             try:
@@ -189,18 +189,21 @@ class ModelRuntime:
             self.experiment_problems.pop(version, None)
             LOADED_BYTES.labels(str(version), "experiment").set(loaded_bytes(held[version]))
             log.info("holding model v%s for experiments", version)
-        for version in set(self.engine.versions) - held.keys():
+        for version in set(self.engine.live.versions) - held.keys():
             with contextlib.suppress(KeyError):
                 LOADED_BYTES.remove(str(version), "experiment")
             log.info("let go of model v%s: no experiment uses it", version)
-        changed = held.keys() != self.engine.versions.keys() or resolved != self.engine.model_refs
-        self.engine.versions = held
-        self.engine.model_refs = resolved
+        changed = (
+            held.keys() != self.engine.live.versions.keys()
+            or resolved != self.engine.live.model_refs
+        )
+        self.engine.live.versions = held
+        self.engine.live.model_refs = resolved
         return changed
 
     def _missing(self, version: int, snapshot_id: str) -> None:
         """The champion's snapshot is not in Redis: answer degraded, restore it from MLflow."""
-        store = self.engine.store
+        store = self.engine.live.store
         assert store is not None
         if self.snapshot_state not in {"missing", "restoring"}:  # counted and logged once
             SNAPSHOT_MISSING.inc()
@@ -208,10 +211,10 @@ class ModelRuntime:
                 "feature snapshot %s of v%s is not in Redis: restoring it", snapshot_id, version
             )
         self.snapshot_state = "missing"
-        self.engine.features_missing = True
+        self.engine.live.features_missing = True
         if time.monotonic() < self._retry_restore_at:
             return  # the last try failed a moment ago
-        lock = f"{store.prefix}:restoring:{snapshot_id}"
+        lock = store.keys.restoring(snapshot_id)
         if not store.client.set(lock, b"1", nx=True, ex=RESTORE_LOCK_SECONDS):
             return  # another worker restores it; the next check sees it back
         try:
@@ -242,7 +245,7 @@ class ModelRuntime:
     def check_durability(self) -> None:
         """Whether Redis keeps acknowledged writes across a restart (append-only file or a
         replica)."""
-        store = self.engine.store
+        store = self.engine.live.store
         if store is None:
             return
         try:
@@ -288,7 +291,7 @@ class ModelRuntime:
 
     def _features_back(self) -> None:
         """Clear the degraded mark once the served snapshot is in Redis again."""
-        store, snap = self.engine.store, self.engine.snapshot
+        store, snap = self.engine.live.store, self.engine.live.snapshot
         if snap is None or store is None or self.snapshot_state == "ok":
             return
         try:
@@ -301,7 +304,7 @@ class ModelRuntime:
                     "feature snapshot %s is back: answers personalized again", snap.snapshot_id
                 )
             self.snapshot_state = "ok"
-            self.engine.features_missing = False
+            self.engine.live.features_missing = False
 
     async def poll_forever(self) -> None:
         interval = max(0.2, self.settings.serving.reload_interval_seconds)
@@ -315,17 +318,19 @@ class ModelRuntime:
         restore: asyncio.Future[bool] | None = None
         while True:
             await asyncio.sleep(SNAPSHOT_CHECK_SECONDS)
-            snap = self.engine.snapshot
-            if snap is None or self.engine.breaker.open:
+            snap = self.engine.live.snapshot
+            if snap is None or self.engine.live.breaker.open:
                 continue
             try:
-                present = await self.engine.snapshot_present(snap.snapshot_id)
+                present = await self.engine.live.snapshot_present(snap.snapshot_id)
             except OmnirecError:
                 continue  # Redis down: the breaker and readiness speak for that
             if present:
-                if self.engine.features_missing and (restore is None or restore.done()):
+                if self.engine.live.features_missing and (restore is None or restore.done()):
                     await asyncio.to_thread(self._features_back)
                 continue
-            self.engine.features_missing = True  # degraded at once; the restore counts and logs it
+            self.engine.live.features_missing = (
+                True  # degraded at once; the restore counts and logs it
+            )
             if restore is None or restore.done():
                 restore = asyncio.ensure_future(asyncio.to_thread(self.try_refresh))

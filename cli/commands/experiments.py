@@ -68,8 +68,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from serving.experiments import load_experiments
-    from serving.merchandising import load_placements
+    from serving.experiments.config import load_experiments
+    from serving.placements import load_placements
 
     placements = load_placements(settings.serving.placements_file)
     experiments = load_experiments(settings.serving.experiments_file, placements)
@@ -98,8 +98,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from features.export import feedback_folder
-    from serving.experiments import load_experiments
-    from serving.merchandising import load_placements
+    from serving.experiments.config import load_experiments
+    from serving.placements import load_placements
     from training.experiment_report import experiment_report, read_parquet_folder, write_report
 
     events_dir = args.events or settings.data_dir / "synthetic" / "events"

@@ -34,8 +34,8 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from serving.http_protocol import DeadlineHttpToolsProtocol, raise_open_file_limit
 
     raise_open_file_limit()
-    from serving.experiments import load_experiments
-    from serving.merchandising import load_placements
+    from serving.experiments.config import load_experiments
+    from serving.placements import load_placements
 
     # a bad placements or experiments file stops here, naming the file and the rule
     load_experiments(
@@ -134,6 +134,7 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
     from features.store import RedisFeatureStore
     from omnirec.progress import Progress
     from omnirec.redis_runtime import redis_target
+    from serving.ask import Ask
     from serving.engine import Engine
     from serving.runtime import ModelRuntime
 
@@ -143,7 +144,7 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
         store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
         engine = Engine(settings, store)
         runtime = ModelRuntime(settings, engine)
-        if not runtime.refresh() and engine.snapshot is None:
+        if not runtime.refresh() and engine.live.snapshot is None:
             raise SystemExit(f"no champion model with a published snapshot: {runtime.last_error}")
         loaded = time.perf_counter()
         rows: dict[str, list[object]] = {
@@ -165,15 +166,13 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
         run_id = f"{random.getrandbits(128):032x}"  # the recommendation ids' common part
         for start in range(0, len(customers), 1000):
             chunk = customers[start : start + 1000]
-            answers = engine.batch(
-                chunk,
+            ask = Ask(
                 limit=args.limit,
-                channel=None,
                 store_id=args.store_id,
-                request_id=run_id,
                 placement=args.placement,
-                first_index=start,
+                request_id=run_id,
             )
+            answers = engine.batches.answer_blocking(chunk, ask, first_index=start)
             progress.update(len(chunk))
             for answer, customer in zip(answers, chunk, strict=True):
                 n = len(answer.items)

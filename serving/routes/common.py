@@ -73,12 +73,14 @@ def request_id() -> str:
 
 def known_channels(engine: Engine) -> frozenset[str]:
     """web, app, store and the channels of the served snapshot's data."""
-    return frozenset(KNOWN_CHANNELS).union(engine.snapshot.channels if engine.snapshot else [])
+    return frozenset(KNOWN_CHANNELS).union(
+        engine.live.snapshot.channels if engine.live.snapshot else []
+    )
 
 
 def channel_known(engine: Engine, channel: str) -> bool:
     return channel in KNOWN_CHANNELS or (
-        engine.snapshot is not None and channel in engine.snapshot.channels
+        engine.live.snapshot is not None and channel in engine.live.snapshot.channels
     )
 
 
@@ -92,7 +94,7 @@ def check_channel(engine: Engine, channel: str | None) -> str | None:
 
 def store_known(engine: Engine, store_id: str) -> bool:
     """A store with stock data or events in the served snapshot (any store before a model loads)."""
-    snap = engine.snapshot
+    snap = engine.live.snapshot
     return snap is None or store_id in snap.stock or store_id in snap.stores
 
 

@@ -38,8 +38,8 @@ class CustomerController(Controller):
     ) -> Profile:
         """E-mails are matched through their SHA-256 (the identity map never holds plain
         addresses)."""
-        customer = await engine.resolve_alias(alias_type, value)
-        return await engine.profile(customer, request_id(), check_store(engine, store_id))
+        customer = await engine.lookup.resolve_alias(alias_type, value)
+        return await engine.lookup.profile(customer, request_id(), check_store(engine, store_id))
 
     @get(
         "/{customer_id:str}/profile",
@@ -51,7 +51,7 @@ class CustomerController(Controller):
     ) -> Profile:
         """The open cart first (with where each item is available from `store_id`), then
         activity."""
-        return await engine.profile(customer_id, request_id(), check_store(engine, store_id))
+        return await engine.lookup.profile(customer_id, request_id(), check_store(engine, store_id))
 
 
 class StoreController(Controller):
@@ -66,7 +66,7 @@ class StoreController(Controller):
         summary="Stores with stock information in the served snapshot",
     )
     async def stores(self, engine: Engine) -> dict[str, list[str]]:
-        snap = engine.snapshot
+        snap = engine.live.snapshot
         return {"stores": sorted(snap.stock) if snap else []}
 
 
@@ -78,5 +78,5 @@ class CategoryController(Controller):
 
     @get("/", operation_id="listCategories", summary="The catalogue's categories (filters)")
     async def categories(self, engine: Engine) -> dict[str, list[str]]:
-        snap = engine.snapshot
+        snap = engine.live.snapshot
         return {"categories": list(snap.category_names) if snap else []}

@@ -23,14 +23,14 @@ ENCODER = msgspec.json.Encoder()
 
 async def _ingest(engine: Engine, events: list[EventIn]) -> Response[EventsAccepted]:
     """Store on the event loop's auto-pipeline; 503 at once while the breaker is open."""
-    if engine.realtime is None or engine.breaker.open:
+    if engine.live.realtime is None or engine.live.breaker.open:
         EVENTS.labels("unavailable").inc(len(events))
         raise StoreUnavailableError("Redis is unavailable")
     raw = [msgspec.structs.asdict(e) for e in events]
     try:
-        result = await engine.realtime.ingest_async(engine.pipeline.checked, raw)
+        result = await engine.live.realtime.ingest_async(engine.live.pipeline, raw)
     except StoreUnavailableError:
-        engine.breaker.trip()
+        engine.live.breaker.trip()
         EVENTS.labels("unavailable").inc(len(events))
         raise
     await _attribute(engine, result)
@@ -41,10 +41,10 @@ async def _attribute(engine: Engine, result: IngestResult) -> None:
     """Purchases that follow a click on a recommended item (within the attribution window)
     count for that recommendation's variant on /metrics: one more round trip, only when the post
     held purchases; the events are stored whatever happens here."""
-    if not result.purchases or engine.feedback is None:
+    if not result.purchases or engine.live.feedback is None:
         return
     try:
-        found = await engine.feedback.clicked(engine.pipeline.checked, result.purchases)
+        found = await engine.live.feedback.clicked(engine.live.pipeline.checked, result.purchases)
     except StoreUnavailableError:
         return
     for event, ref in found:
@@ -73,12 +73,12 @@ async def bulk_in_process(scope: Scope, body: bytes, send: Send) -> bool:
     state = scope["app"].state
     engine: Engine = state.engine
     heavy: HeavyWork | None = state.heavy
-    if heavy is None or engine.realtime is None or engine.breaker.open:
+    if heavy is None or engine.live.realtime is None or engine.live.breaker.open:
         return False
     try:
         result = await heavy.ingest(body)
     except StoreUnavailableError:
-        engine.breaker.trip()
+        engine.live.breaker.trip()
         return False
     if not isinstance(result, IngestResult):
         return False

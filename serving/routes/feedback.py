@@ -12,7 +12,7 @@ from litestar.di import Provide
 from omnirec.errors import StoreUnavailableError
 from serving.auth import needs
 from serving.engine import Engine
-from serving.experiments import DEFAULT_VARIANT
+from serving.experiments.config import DEFAULT_VARIANT
 from serving.metrics import ATTRIBUTED, ATTRIBUTED_REVENUE, EVENTS, FEEDBACK
 from serving.routes.common import get_engine, request_id
 from serving.schemas import EventError, EventsAccepted, FeedbackPost
@@ -68,14 +68,14 @@ class FeedbackController(Controller):
     async def post_feedback(self, engine: Engine, data: FeedbackPost) -> Response[EventsAccepted]:
         """202 once stored (durable like events, exported beside them); a rejected record is
         reported with the field at fault; 503 while Redis cannot store."""
-        if engine.feedback is None or engine.breaker.open:
+        if engine.live.feedback is None or engine.live.breaker.open:
             EVENTS.labels("unavailable").inc(len(data.feedback))
             raise StoreUnavailableError("Redis is unavailable")
         raw = [msgspec.structs.asdict(f) for f in data.feedback]
         try:
-            result = await engine.feedback.store(engine.pipeline.checked, raw)
+            result = await engine.live.feedback.store(engine.live.pipeline.checked, raw)
         except StoreUnavailableError:
-            engine.breaker.trip()
+            engine.live.breaker.trip()
             raise
         for event in result.stored:
             experiment, variant, placement = _labels(

@@ -32,9 +32,9 @@ class HealthController(Controller):
     async def ready(self, engine: Engine, state: State) -> Response[Health]:
         """503 without Redis or a loaded model; 200 otherwise, with what is degraded and why
         (features being restored, a Redis that would lose acknowledged events)."""
-        snap = engine.snapshot
+        snap = engine.live.snapshot
         runtime = state.runtime
-        redis_ok = await engine.redis_available()
+        redis_ok = await engine.live.redis_available()
         age = time.time() - snap.meta.data_end if snap else None
         if snap:
             MODEL_VERSION.set(snap.version)
@@ -44,7 +44,7 @@ class HealthController(Controller):
         warnings += runtime.rule_problems + list(runtime.experiment_problems.values())
         warnings += [
             f"experiment {e} variant {v} stopped by its guardrail: {why}"
-            for (e, v), why in engine.health.stopped.items()
+            for (e, v), why in engine.lab.health.stopped.items()
         ]
         if runtime.snapshot_state in {"missing", "restoring"}:
             warnings.append(
@@ -78,7 +78,7 @@ class AdminController(Controller):
         import asyncio
 
         swapped = await asyncio.to_thread(state.runtime.try_refresh)
-        snap = state.engine.snapshot
+        snap = state.engine.live.snapshot
         return {
             "swapped": swapped,
             "model_version": snap.version if snap else None,

@@ -13,6 +13,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
 from litestar.types import Scope, Send
 
+from serving.ask import Ask
 from serving.auth import needs
 from serving.engine import Engine
 from serving.fastpath import FAST_PATH, bool_value, id_value, int_value, query_params, send_json
@@ -74,18 +75,18 @@ async def for_customer_fast(scope: Scope, body: bytes, send: Send) -> bool:
         or not REQUEST_RULES.isdisjoint(query)
     ):
         return False
-    answer = await engine.recommend(
-        customer,
+    ask = Ask(
         limit=limit,
         channel=channel,
         store_id=store_id,
         category=category,
         exclude_purchased=exclude_purchased,
         explain=explain,
-        request_id=request_id(),
         availability=with_availability,
         placement=placement,
+        request_id=request_id(),
     )
+    answer = await engine.recommend(customer, ask)
     await send_json(send, ENCODER.encode(_count("customer", answer)))
     return True
 
@@ -164,16 +165,18 @@ class RecommendationController(Controller):
             "customer",
             await engine.recommend(
                 customer_id,
-                limit=limit,
-                channel=check_channel(engine, channel),
-                store_id=check_store(engine, store_id),
-                category=category,
-                exclude_purchased=exclude_purchased,
-                explain=explain,
-                request_id=request_id(),
-                availability=availability,
-                placement=check_placement(engine, placement),
-                request_rules=request_rules(price_min, price_max, exclude_items),
+                Ask(
+                    limit=limit,
+                    channel=check_channel(engine, channel),
+                    store_id=check_store(engine, store_id),
+                    category=category,
+                    exclude_purchased=exclude_purchased,
+                    explain=explain,
+                    availability=availability,
+                    placement=check_placement(engine, placement),
+                    request_id=request_id(),
+                ),
+                request_rules(price_min, price_max, exclude_items),
             ),
         )
 
@@ -193,18 +196,16 @@ class RecommendationController(Controller):
     ) -> Recommendations:
         """A new item with no interactions gets popular items (source 'popular'); the
         placement's filters apply."""
-        await engine.follow_stock()
-        store_id = check_store(engine, store_id)
-        rid = request_id()
-        answer = engine.similar(
-            item_id,
+        await engine.live.follow_stock()
+        ask = Ask(
             limit=limit,
-            store_id=store_id,
-            request_id=rid,
-            rules=engine.placements.rules_for(placement),
+            store_id=check_store(engine, store_id),
+            availability=availability,
+            placement=placement,
+            request_id=request_id(),
         )
-        answer = engine.with_availability(answer, store_id) if availability else answer
-        return _count("similar", engine.labelled(answer, rid, None, None, placement))
+        answer = engine.items.similar(item_id, ask, engine.placements.rules_for(placement))
+        return _count("similar", engine.labelled(answer, ask))
 
     @get(
         "/trending",
@@ -230,14 +231,16 @@ class RecommendationController(Controller):
         return _count(
             "trending",
             await engine.trending(
-                limit=limit,
-                channel=check_channel(engine, channel),
-                store_id=check_store(engine, store_id),
-                category=category,
-                request_id=request_id(),
-                availability=availability,
-                placement=check_placement(engine, placement),
-                request_rules=request_rules(price_min, price_max, exclude_items),
+                Ask(
+                    limit=limit,
+                    channel=check_channel(engine, channel),
+                    store_id=check_store(engine, store_id),
+                    category=category,
+                    availability=availability,
+                    placement=check_placement(engine, placement),
+                    request_id=request_id(),
+                ),
+                request_rules(price_min, price_max, exclude_items),
             ),
         )
 
@@ -256,16 +259,16 @@ class RecommendationController(Controller):
         placement: PlacementName = None,
     ) -> Recommendations:
         """Bought together with the cart's items, then personal; never what is in the cart."""
-        rid = request_id()
-        answer = await engine.cart_complements(
-            customer_id,
+        ask = Ask(
             limit=limit,
             store_id=check_store(engine, store_id),
-            request_id=rid,
             availability=availability,
-            rules=engine.placements.rules_for(placement),
+            placement=placement,
+            request_id=request_id(),
         )
-        return _count("cart", engine.labelled(answer, rid, None, None, placement))
+        rules = engine.placements.rules_for(placement)
+        answer = await engine.items.cart_complements(customer_id, ask, rules)
+        return _count("cart", engine.labelled(answer, ask))
 
     @post(
         "/orders/complements",
@@ -276,17 +279,16 @@ class RecommendationController(Controller):
     )
     async def complements(self, engine: Engine, data: OrderRequest) -> Recommendations:
         """Never the ordered items, never out of stock at `store_id`."""
-        rid = request_id()
-        answer = await engine.complements(
-            data.customer_id,
-            list(data.item_ids),
+        ask = Ask(
             limit=data.limit,
             store_id=check_store(engine, data.store_id),
-            request_id=rid,
             availability=data.availability,
-            rules=engine.placements.rules_for(data.placement),
+            placement=data.placement,
+            request_id=request_id(),
         )
-        return _count("complements", engine.labelled(answer, rid, None, None, data.placement))
+        rules = engine.placements.rules_for(data.placement)
+        answer = await engine.items.complements(data.customer_id, list(data.item_ids), ask, rules)
+        return _count("complements", engine.labelled(answer, ask))
 
     @post(
         "/recommendations/batch",
@@ -317,13 +319,15 @@ class RecommendationController(Controller):
             FALLBACKS.labels("batch", "degraded").inc(answer.degraded)
             return Stream(_pieces(answer.body), media_type=MediaType.JSON)
         HEAVY.labels("batch", "worker").inc()
-        results = await engine.batch_async(
+        results = await engine.batches.answer(
             list(data.customer_ids),
-            limit=data.limit,
-            channel=channel,
-            store_id=store_id,
-            request_id=rid,
-            placement=placement,
+            Ask(
+                limit=data.limit,
+                channel=channel,
+                store_id=store_id,
+                placement=placement,
+                request_id=rid,
+            ),
         )
-        version = engine.snapshot.version if engine.snapshot else None
+        version = engine.live.snapshot.version if engine.live.snapshot else None
         return Stream(_batch_body(results, version, rid), media_type=MediaType.JSON)

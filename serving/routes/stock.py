@@ -69,17 +69,17 @@ class StockController(Controller):
         updates, errors = check_rows(list(data.updates))
         version = 0
         if updates:
-            if engine.store is None or engine.breaker.open:
+            if engine.live.store is None or engine.live.breaker.open:
                 STOCK.labels("unavailable").inc(len(data.updates))
                 raise StoreUnavailableError("Redis is unavailable")
             commands = [
-                engine.live_stock.apply_commands(updates[start : start + APPLY_CHUNK])
+                engine.live.live_stock.apply_commands(updates[start : start + APPLY_CHUNK])
                 for start in range(0, len(updates), APPLY_CHUNK)
             ]
             try:
-                replies = await engine.pipeline.checked(commands)
+                replies = await engine.live.pipeline.checked(commands)
             except StoreUnavailableError:
-                engine.breaker.trip()
+                engine.live.breaker.trip()
                 STOCK.labels("unavailable").inc(len(data.updates))
                 raise
             version = int(replies[-1])  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.dataset import load_dataset
+from features.keys import Keys
 from tests.deploy import KEYS, Deployment
 from tests.waiting import PATIENCE
 
@@ -360,7 +361,7 @@ def _stream_length(deployment: Deployment) -> int:
     client = redis.Redis.from_url(deployment.env["REDIS_URL"])
     try:
         prefix = deployment.env["OMNIREC_REDIS_PREFIX"]
-        return sum(int(client.xlen(f"{{{prefix}:events:{n}}}")) for n in range(8))
+        return sum(int(client.xlen(Keys(prefix).stream(n))) for n in range(8))
     finally:
         client.close()
 

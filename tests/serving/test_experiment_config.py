@@ -10,8 +10,8 @@ import pytest
 
 from features.feedback import parse_recommendation_id, recommendation_id
 from omnirec.errors import ConfigError
-from serving.experiments import Experiment, Guardrail, Variant, load_experiments
-from serving.guardrail import (
+from serving.experiments.config import Experiment, Guardrail, Variant, load_experiments
+from serving.experiments.guardrail import (
     FOLD_EVERY,
     LATENCY_SAMPLES,
     STRETCH_LATENCIES,
@@ -19,7 +19,7 @@ from serving.guardrail import (
     VariantHealth,
     percentile_99,
 )
-from serving.merchandising import load_placements
+from serving.placements import load_placements
 
 PLACEMENTS = """
 [rules.margin]

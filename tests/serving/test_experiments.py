@@ -22,7 +22,7 @@ import pytest
 
 from features.dataset import load_dataset
 from models.registry import ModelRegistry
-from serving.experiments import bucket
+from serving.experiments.config import bucket
 from tests.deploy import KEYS, Deployment, make_deployment
 from tests.waiting import PATIENCE, wait_until
 

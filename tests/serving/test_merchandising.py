@@ -15,9 +15,10 @@ from features.encoding import SnapshotMeta
 from models.popularity import PopularityRecommender
 from omnirec.errors import ConfigError, InvalidRequestError
 from omnirec.interaction_data import Interactions
+from serving.answers import popular
 from serving.catalogue import LoadedSnapshot
-from serving.engine import _popular, allowed_under
-from serving.merchandising import load_placements, parse_rules
+from serving.merchandising import allowed_copy
+from serving.placements import load_placements, parse_rules
 from serving.schemas import Item
 
 NOW = time.time()
@@ -71,15 +72,13 @@ def _answer(rules_toml: dict[str, object], limit: int = 5) -> list[str]:
     """The anonymous (popular) answer under the rules, as item ids."""
     rules = parse_rules("test", rules_toml, "test")
     snap = _snapshot()
-    answer = _popular(snap, limit, None, None, None, "r", None, rules=rules)
+    answer = popular(snap, limit, None, None, None, "r", None, rules=rules)
     return [item.item_id for item in answer.items]
 
 
 def test_without_rules_the_answer_is_by_popularity() -> None:
     snap = _snapshot()
-    assert [i.item_id for i in _popular(snap, 5, None, None, None, "r", None).items] == list(
-        "ABCDE"
-    )
+    assert [i.item_id for i in popular(snap, 5, None, None, None, "r", None).items] == list("ABCDE")
 
 
 @pytest.mark.parametrize(
@@ -140,7 +139,7 @@ def test_pins_go_to_their_positions_and_the_list_keeps_its_length() -> None:
 def test_a_rule_that_leaves_few_items_is_filled_with_popular_items_that_pass_it() -> None:
     snap = _snapshot()
     rules = parse_rules("few", {"include": {"category": ["bread"]}}, "test")
-    answer = _popular(snap, 5, None, None, None, "r", None, rules=rules)
+    answer = popular(snap, 5, None, None, None, "r", None, rules=rules)
     assert [i.item_id for i in answer.items] == ["E", "H"]  # never an item the rules exclude
     assert {i.source for i in answer.items} == {"popular"}
 
@@ -151,7 +150,7 @@ def test_rules_combine_narrowing() -> None:
     both = base.then(more)
     assert (both.price_min, both.price_max) == (8.0, 25.0)
     snap = _snapshot()
-    answer = _popular(snap, 5, None, None, None, "r", None, rules=both)
+    answer = popular(snap, 5, None, None, None, "r", None, rules=both)
     assert [i.item_id for i in answer.items] == list("AFG")
 
 
@@ -162,17 +161,15 @@ def test_a_placements_filter_follows_the_live_stock_and_a_requests_own_is_not_ke
     wine = parse_rules("wine", {"include": {"category": ["wine"]}}, "test")
     store_levels = np.ones(len(CATALOGUE), np.int32)
     snap.set_levels({"s1": store_levels.copy()}, 1, "1-0")
-    shown = allowed_under(snap, "s1", None, wine, NOW)
+    shown = allowed_copy(snap, "s1", None, wine, NOW)
     assert snap.item_ids[shown].tolist() == list("ABDG")
     shown[:] = False  # the caller's copy: changing it changes nothing kept
-    assert snap.item_ids[allowed_under(snap, "s1", None, wine, NOW)].tolist() == list("ABDG")
+    assert snap.item_ids[allowed_copy(snap, "s1", None, wine, NOW)].tolist() == list("ABDG")
     snap.apply_levels(["s1"], ["B"], [0], 2, "2-0")  # B sold out at the store
-    assert snap.item_ids[allowed_under(snap, "s1", None, wine, NOW)].tolist() == list("ADG")
+    assert snap.item_ids[allowed_copy(snap, "s1", None, wine, NOW)].tolist() == list("ADG")
     cached = len(snap._allowed_cache)
     own = replace(parse_rules("request", {"price_max": 25.0}, "request"), per_request=True)
-    assert snap.item_ids[allowed_under(snap, "s1", None, wine.then(own), NOW)].tolist() == list(
-        "AG"
-    )
+    assert snap.item_ids[allowed_copy(snap, "s1", None, wine.then(own), NOW)].tolist() == list("AG")
     assert len(snap._allowed_cache) == cached
 
 

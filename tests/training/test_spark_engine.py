@@ -21,12 +21,14 @@ from features.dataset import load_dataset
 from features.encoding import CUSTOMER_DECODER
 from features.generator import GeneratorConfig, generate
 from features.interactions import build_interactions
+from features.keys import Keys
 from features.snapshot_file import SCHEMA
 from features.spark_events import read_events, spark_interactions, spark_session
 from features.store import RedisFeatureStore
 from features.validation import validate_events
 from omnirec.redis_access import RedisTarget
 from omnirec.settings import InteractionSettings, Settings
+from serving.ask import Ask
 from serving.catalogue import load_snapshot
 from serving.engine import Engine
 from tests.redis_servers import Cluster
@@ -206,11 +208,11 @@ def test_spark_publish_writes_the_same_snapshot_and_answers_the_same(
     for engine, store in stores.items():
         served = Engine(settings, store)
         summary = distributed if engine == "spark" else local
-        served.snapshot = load_snapshot(store, summary.snapshot, model, 1)
+        served.live.snapshot = load_snapshot(store, summary.snapshot, model, 1)
         who = [k.removeprefix("c:") for k in sorted(customers)[:300]]
         answers[engine] = [
             [i.item_id for i in r.items]
-            for r in served.batch(who, limit=10, channel=None, store_id=None, request_id="t")
+            for r in served.batches.answer_blocking(who, Ask(request_id="t"))
         ]
     same = sum(a == b for a, b in zip(answers["spark"], answers["local"], strict=True))
     assert all(len(a) == 10 for a in answers["spark"])
@@ -229,13 +231,13 @@ def test_spark_executors_write_straight_to_a_redis_cluster(
         store = RedisFeatureStore(RedisTarget(cluster.url, cluster=True), "omnirec", timeout=30)
         summary = spark_publish(spark, store, model, data, 1, settings)
         assert store.active_snapshot() == summary.snapshot
-        per_master = cluster.keys_per_master(f"omnirec:s:{summary.snapshot}:c:*")
+        per_master = cluster.keys_per_master(Keys("omnirec").snapshot(summary.snapshot, "c", "*"))
         assert len(per_master) == 3 and all(n > 300 for n in per_master.values())
         assert sum(per_master.values()) == summary.customers
         served = Engine(settings, store)
-        served.snapshot = load_snapshot(store, summary.snapshot, model, 1)
+        served.live.snapshot = load_snapshot(store, summary.snapshot, model, 1)
         customers = [str(c) for c in model.customer_ids.tolist()[:50]]
-        answers = served.batch(customers, limit=10, channel=None, store_id=None, request_id="t")
+        answers = served.batches.answer_blocking(customers, Ask(request_id="t"))
         assert all(len(a.items) == 10 and a.source == "personalized" for a in answers)
         store.close()
     finally:

@@ -16,17 +16,16 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
 
-from serving.experiments import Experiment
+from serving.ask import Ask
+from serving.experiments.config import Experiment
+from serving.live import Live
 from serving.merchandising import RuleSet
 from serving.metrics import SHADOW, SHADOW_OVERLAP, SHADOW_RANK_CORRELATION
-
-if TYPE_CHECKING:
-    from serving.engine import Engine
+from serving.personal import Personal
 
 log = logging.getLogger("omnirec.serving")
 QUEUE = 64  # shadow requests waiting at most
@@ -38,12 +37,8 @@ class ShadowJob:
     experiment: Experiment
     customer_id: str
     served: list[str]
-    limit: int
-    channel: str | None
-    store_id: str | None
-    category: str | None
+    ask: Ask
     rules: RuleSet | None
-    request_id: str
 
 
 def compare(served: list[str], shadow: list[str]) -> tuple[float, float | None]:
@@ -63,8 +58,9 @@ def compare(served: list[str], shadow: list[str]) -> tuple[float, float | None]:
 class Shadow:
     """The queue of sampled requests and the task that answers them with the shadow model."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, live: Live, personal: Personal) -> None:
+        self.live = live
+        self.personal = personal
         self.queue: deque[ShadowJob] = deque()
         self.ready = asyncio.Event()
 
@@ -102,30 +98,18 @@ class Shadow:
                 await asyncio.sleep(spent * (1 / SHADOW_SHARE - 1))
 
     async def _answer(self, job: ShadowJob) -> str:
-        engine = self.engine
         assert job.experiment.shadow is not None
-        snap = engine.snapshot_for(job.experiment.shadow)
+        snap = self.live.snapshot_for(job.experiment.shadow)
         if snap is None:
             return "unloaded"
-        state = (await engine.fetch_customers_async(snap, [job.customer_id]))[0]
+        state = (await self.live.customers(snap, [job.customer_id]))[0]
+        delay = self.live.settings.serving.shadow_delay_seconds  # a slow challenger (tests)
+        ask = job.ask.but(exclude_purchased=True, explain=False)
 
         def compute() -> list[str]:
-            if engine.settings.serving.shadow_delay_seconds:
-                time.sleep(
-                    engine.settings.serving.shadow_delay_seconds
-                )  # a slow challenger (tests)
-            answer = engine.recommend_state(
-                snap,
-                state,
-                limit=job.limit,
-                channel=job.channel,
-                store_id=job.store_id,
-                category=job.category,
-                exclude_purchased=True,
-                explain=False,
-                request_id=job.request_id,
-                rules=job.rules,
-            )
+            if delay:
+                time.sleep(delay)
+            answer = self.personal.answer(snap, state, ask, rules=job.rules)
             return [item.item_id for item in answer.items]
 
         shadow = await asyncio.to_thread(compute)

@@ -1,5 +1,6 @@
 """A/B experiments as configuration (OMNIREC_EXPERIMENTS_FILE, TOML), deterministic assignment,
-recommendation ids that say which variant answered, and the guardrail's settings (serving.guardrail
+recommendation ids that say which variant answered, and the guardrail's settings
+(serving.experiments.guardrail
 holds what it counts and judges).
 
     [experiments.margin-test]
@@ -37,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from omnirec.errors import ConfigError
-from serving.merchandising import Placements, RuleSet, check_name
+from serving.merchandising import RuleSet
+from serving.placements import Placements, check_name
 
 DEFAULT_VARIANT = "default"  # the variant of answers outside every experiment
 _MODEL_REF = re.compile(r"^(v[1-9][0-9]{0,8}|[A-Za-z][A-Za-z0-9_\-]{0,63})\Z")
@@ -53,7 +55,7 @@ class Guardrail:
     loaded version's first answers make). The two sides of a round cover the same stretch of
     time, and rounds follow one another without overlap: a variant worse in earnest is worse
     round after round, a burst of slow answers falls on both sides and in one round
-    (serving.guardrail)."""
+    (serving.experiments.guardrail)."""
 
     max_error_increase: float = 0.02
     max_latency_ratio: float = 1.5

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
-from serving.experiments import Experiment
+from serving.experiments.config import Experiment
 
 LATENCY_SAMPLES = 1000  # answers of each side a latency round needs (the p99 is its 10 slowest)
 STRETCH_LATENCIES = 4096  # latencies a side of a round keeps (then every 2nd, 4th... answer's)
