@@ -27,6 +27,7 @@ import msgspec
 
 from features.realtime import IngestResult
 from features.store import RedisFeatureStore
+from omnirec.children import die_with_parent
 from omnirec.redis_access import RedisTarget
 from omnirec.settings import Settings
 from serving.ask import Ask
@@ -85,7 +86,7 @@ class HeavyWork:
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_child,
-                    initargs=(self.settings, self.target),
+                    initargs=(os.getpid(), self.settings, self.target),
                 )
             try:
                 self._probe = self._pool.submit(_has_model)
@@ -149,7 +150,8 @@ class _Child:
     next_check = 0.0
 
 
-def _start_child(settings: Settings, target: RedisTarget) -> None:
+def _start_child(parent: int, settings: Settings, target: RedisTarget) -> None:
+    die_with_parent(parent)  # a worker killed by SIGKILL (out of memory, say) takes it along
     os.nice(CHILD_NICE)
     tune_process()
     store = RedisFeatureStore(target, settings.redis.prefix, settings.redis.socket_timeout_seconds)

@@ -23,7 +23,7 @@ from features.generator import GeneratorConfig, generate
 from features.interactions import build_interactions
 from features.keys import Keys
 from features.snapshot_file import SCHEMA
-from features.spark_events import read_events, spark_interactions, spark_session
+from features.spark_events import read_events, spark_interactions, spark_session, stop_spark
 from features.store import RedisFeatureStore
 from features.validation import validate_events
 from omnirec.redis_access import RedisTarget
@@ -42,7 +42,7 @@ from training.spark_publish import spark_publish
 def spark() -> Iterator[SparkSession]:
     session = spark_session("local[2]")
     yield session
-    session.stop()
+    stop_spark(session)
 
 
 @pytest.fixture(scope="module")
