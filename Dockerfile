@@ -13,9 +13,8 @@ COPY training ./training
 COPY serving ./serving
 COPY cli ./cli
 RUN /opt/venv/bin/pip install --no-deps .
-# the merchandising pass, publishing's exact top-k and record encoder (numba) compiled once here, cached beside
-# the installed modules
-RUN /opt/venv/bin/python -c "import serving.arrange, models.dense_topk, features.customer_records"
+# every numba kernel compiled once here, cached beside the installed modules
+RUN /opt/venv/bin/omnirec compile-kernels
 
 FROM python:3.11-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/* \

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from numba import njit
+
+from omnirec.compiled import jit
 
 FIELDS = 16  # CustomerFeatures' fields, in order: the record is a msgpack array of them
 _BYTES = "uint8[::1]"
@@ -35,36 +36,36 @@ SIGNATURE = (
 )
 
 
-@njit(cache=True)
+@jit()
 def _int_size(x: int) -> int:
     if x >= 0:
         return 1 if x < 128 else 2 if x < 256 else 3 if x < 65536 else 5 if x < 2**32 else 9
     return 1 if x >= -32 else 2 if x >= -128 else 3 if x >= -32768 else 5 if x >= -(2**31) else 9
 
 
-@njit(cache=True)
+@jit()
 def _bin_size(n: int) -> int:
     return n + (2 if n < 256 else 3 if n < 65536 else 5)
 
 
-@njit(cache=True)
+@jit()
 def _str_size(n: int) -> int:
     return n + (1 if n < 32 else 2 if n < 256 else 3 if n < 65536 else 5)
 
 
-@njit(cache=True)
+@jit()
 def _array_header_size(n: int) -> int:
     return 1 if n < 16 else 3 if n < 65536 else 5
 
 
-@njit(cache=True)
+@jit()
 def _put_be(out: npt.NDArray[np.uint8], pos: int, value: int, width: int) -> int:
     for i in range(width):
         out[pos + i] = (value >> (8 * (width - 1 - i))) & 0xFF
     return pos + width
 
 
-@njit(cache=True)
+@jit()
 def _put_int(out: npt.NDArray[np.uint8], pos: int, x: int) -> int:
     if x >= 0:
         if x < 128:
@@ -97,7 +98,7 @@ def _put_int(out: npt.NDArray[np.uint8], pos: int, x: int) -> int:
     return _put_be(out, pos + 1, x, 8)
 
 
-@njit(cache=True)
+@jit()
 def _put_bytes(
     out: npt.NDArray[np.uint8], pos: int, src: npt.NDArray[np.uint8], lo: int, hi: int, text: bool
 ) -> int:
@@ -216,12 +217,9 @@ def _encode_block(
     return out, offsets
 
 
-try:
-    _compiled: Callable[..., tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]] = njit(
-        SIGNATURE, cache=True, nogil=True
-    )(_encode_block)
-except RuntimeError:  # nowhere to keep the cache (a read-only file system): compiled in memory
-    _compiled = njit(SIGNATURE, nogil=True)(_encode_block)
+_compiled: Callable[..., tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]] = jit(SIGNATURE)(
+    _encode_block
+)
 
 
 def _owned(values: npt.ArrayLike, dtype: type) -> npt.NDArray[Any]:

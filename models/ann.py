@@ -9,15 +9,9 @@ to (a uint8 array in the model's npz, loaded with allow_pickle=False)."""
 
 from __future__ import annotations
 
-import functools
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import faiss
 import numpy as np
 import numpy.typing as npt
-from threadpoolctl import ThreadpoolController
 
 from omnirec.errors import ModelFormatError
 
@@ -75,68 +69,3 @@ class ItemIndex:
                 f"ann_index holds {index.ntotal} x {index.d}, the model {n_items} x {dim}"
             )
         return cls(index)
-
-
-def exact_top(
-    vectors: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], k: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Exact top-k by inner product. The queries are cut into tiles (up to 8M scores each, as
-    many tiles as a multiple of the threads); one thread per core takes tile after tile: the
-    tile's BLAS product (one BLAS thread) into the thread's own buffer, then the tile's compiled
-    selection (`models.dense_topk`). No phase waits for another's threads: every core multiplies
-    or selects all the time. 20k items x 64, top 200, 2 cores: 85-97 % of the product alone's
-    rate, 1.6-2.1x faiss's `knn` in the same runs (BLAS threads and selection threads taking turns
-    on whole blocks of 800 rows, as before: ~35-40 %)."""
-    from models.dense_topk import top_rows
-
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    items = np.ascontiguousarray(vectors, dtype=np.float32).T
-    threads = _threads()
-    tiles = -(-len(queries) // max(16, EXACT_TILE_SCORES // max(1, items.shape[1])))
-    tiles = -(-tiles // threads) * threads if tiles > 1 else 1
-    rows = max(1, -(-len(queries) // tiles))
-    ids = np.empty((len(queries), k), np.int64)
-    scores = np.empty((len(queries), k), np.float32)
-    buffers = threading.local()
-
-    def select(start: int) -> None:
-        tile = slice(start, start + rows)
-        count = len(queries[tile])
-        buffer = getattr(buffers, "scores", None)
-        if buffer is None:
-            buffer = buffers.scores = np.empty((rows, items.shape[1]), np.float32)
-        product = np.matmul(queries[tile], items, out=buffer[:count])
-        top_rows(product, k, ids[tile], scores[tile])
-
-    starts = range(0, len(queries), rows)
-    if len(starts) <= 1:  # one tile (a fold-in, a small call): here, BLAS as configured
-        if len(starts):
-            select(0)
-        return ids, scores
-    with _blas().limit(limits=1, user_api="blas"):
-        list(_pool().map(select, starts))
-    return ids, scores
-
-
-@functools.cache
-def _blas() -> ThreadpoolController:
-    """The BLAS libraries loaded (numpy's among them), whose threads the tiles limit to one."""
-    return ThreadpoolController()
-
-
-@functools.cache
-def _threads() -> int:
-    """The cores this process may run on: the exact search's threads."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return cores or 1
-
-
-@functools.cache
-def _pool() -> ThreadPoolExecutor:
-    """One thread per core, kept for the process's life (a forked child starts its own: the
-    parent's threads do not exist there)."""
-    return ThreadPoolExecutor(_threads(), thread_name_prefix="exact-top")
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_pool.cache_clear)

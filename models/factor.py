@@ -13,8 +13,9 @@ from implicit.bpr import BayesianPersonalizedRanking
 from implicit.recommender_base import ModelFitError
 from threadpoolctl import threadpool_limits
 
-from models.ann import ANN_MIN_ITEMS, ItemIndex, exact_top
+from models.ann import ANN_MIN_ITEMS, ItemIndex
 from models.base import InteractionData, Recommender, check_finite
+from models.topk import exact_top
 from omnirec.errors import ModelError
 
 
@@ -58,7 +59,7 @@ class _FactorModel(Recommender):
         self, rows: npt.NDArray[np.int64], n: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Top-n by compiled k-selection (threads, the GIL released): exact (BLAS blocks and
-        `models.dense_topk`), or from the HNSW index on a big catalogue; several times numpy's
+        `models.topk`), or from the HNSW index on a big catalogue; several times numpy's
         argpartition over the dense block (`./dev bench publish`)."""
         k = min(n, self.n_items)
         query = np.ascontiguousarray(self.user_factors[rows], dtype=np.float32)

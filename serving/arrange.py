@@ -14,12 +14,13 @@ the compiler; with nowhere to write, it is compiled in memory at import."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit, types
+from numba import types
+
+from omnirec.compiled import jit
 
 NO_FACTORS = np.zeros(0, np.float32)  # no boosts: the scores as they come
 NO_CODES = np.zeros(0, np.int32)  # no diversity cap
@@ -39,20 +40,7 @@ class Arrangement(NamedTuple):
 AS_SCORED = Arrangement()  # no rules that reorder: the candidates in their scored order
 
 
-def _jit(signature: Any | None = None) -> Callable[[Callable[..., Any]], Any]:
-    """njit (compiled at import when `signature` is given), cached on disk; compiled in memory
-    where there is nowhere to keep the cache."""
-
-    def compiled(function: Callable[..., Any]) -> Any:
-        try:
-            return njit(signature, cache=True, nogil=True)(function)
-        except RuntimeError:  # a read-only file system
-            return njit(signature, nogil=True)(function)
-
-    return compiled
-
-
-@_jit()
+@jit()
 def _arrange_in_place(
     picked: Any, scores: Any, factors: Any, codes: Any, max_items: int, top: int, limit: int
 ) -> int:
@@ -135,14 +123,14 @@ _SHORTLIST = types.int64(
 )
 
 
-@_jit(_ARRANGE)
+@jit(_ARRANGE)
 def _arrange(
     picked: Any, scores: Any, factors: Any, codes: Any, max_items: int, top: int, limit: int
 ) -> int:
     return _arrange_in_place(picked, scores, factors, codes, max_items, top, limit)  # type: ignore[no-any-return]
 
 
-@_jit()
+@jit()
 def _select(
     candidates: Any,
     candidate_scores: Any,
@@ -183,7 +171,7 @@ def _select(
     return 2 * passed
 
 
-@_jit(_SHORTLIST)
+@jit(_SHORTLIST)
 def _shortlist(
     candidates: Any,
     candidate_scores: Any,

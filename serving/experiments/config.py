@@ -1,15 +1,18 @@
 """A/B experiments as configuration (OMNIREC_EXPERIMENTS_FILE, TOML), deterministic assignment,
 recommendation ids that say which variant answered, and the guardrail's settings
-(serving.experiments.guardrail
-holds what it counts and judges).
+(serving.experiments.guardrail holds what it counts and judges).
 
     [experiments.margin-test]
     placements = ["home", "product_page"]   # scope (default: every placement and none)
     channels = ["web", "app"]               # scope (default: every channel)
     shadow = "challenger"                   # optional: also computed off the request path
     shadow_sample = 0.05                    #   for this share of requests, and compared
-    guardrail = { max_error_increase = 0.02, max_latency_ratio = 1.5, min_requests = 200,
-    failed_checks = 3 }
+
+    [experiments.margin-test.guardrail]     # optional: when a variant is stopped
+    max_error_increase = 0.02
+    max_latency_ratio = 1.5
+    min_requests = 200
+    failed_checks = 3
 
     [[experiments.margin-test.variants]]
     name = "control"                        # the first variant is the control

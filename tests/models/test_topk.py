@@ -10,8 +10,7 @@ import pytest
 from threadpoolctl import ThreadpoolController
 
 from models import ann
-from models.ann import exact_top
-from models.dense_topk import dense_top_k
+from models.topk import dense_top_k, exact_top
 
 
 def expected(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
