@@ -10,6 +10,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.event_rules import EPOCH_MILLIS_ABOVE
 from features.schema import TIMESTAMP
 
 _EPOCH = r"^\d{9,13}(\.\d+)?$"
@@ -135,8 +136,7 @@ def parse_numbers(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, npt.NDA
 
 def parse_timestamps(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """Any timestamp column (typed, epoch seconds/ms, ISO-8601 text) as UTC microseconds; nulls
-    where
-    unparsable."""
+    where unparsable."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
@@ -155,7 +155,8 @@ def parse_timestamps(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 def _from_epoch(seconds_or_ms: pa.Array) -> pa.Array:
     values = np.asarray(seconds_or_ms.to_numpy(zero_copy_only=False), dtype=np.float64)
-    micros = np.where(values > 1e11, values * 1e3, values * 1e6)  # > 1e11 means milliseconds
+    # above EPOCH_MILLIS_ABOVE: milliseconds (features.event_rules.epoch_seconds)
+    micros = np.where(np.abs(values) > EPOCH_MILLIS_ABOVE, values * 1e3, values * 1e6)
     mask = np.isnan(micros)
     return pa.array(np.where(mask, 0, micros).astype(np.int64), type=TIMESTAMP, mask=mask)
 

@@ -21,23 +21,14 @@ from dataclasses import dataclass
 
 import msgspec
 
-from features.realtime import (
-    RealtimeEvents,
-    Rejected,
-    StreamEvent,
-    check_customer_and_item,
-    event_time,
-    text_field,
-)
-from features.schema import ID_PATTERN, MAX_FUTURE_SECONDS
+from features.event_rules import FEEDBACK_RULES, check_record
+from features.realtime import RealtimeEvents, Rejected, StreamEvent
+from features.schema import MAX_FUTURE_SECONDS
 from omnirec.redis_access import Command, Reply
 
-FEEDBACK_TYPES: tuple[str, ...] = ("impression", "click", "add_to_cart", "purchase")
 NONE_MARK = "_"  # in a recommendation id: no experiment, no placement
 CHECK_CHUNK = 500
-_ID = re.compile(ID_PATTERN)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,23}\Z")
-_CHANNEL = re.compile(r"^[a-z][a-z0-9_\-]{0,31}\Z")
 
 
 @dataclass(frozen=True)
@@ -103,64 +94,38 @@ FEEDBACK_DECODER = msgspec.msgpack.Decoder(FeedbackEvent)
 def check_feedback(
     raw: dict[str, object], index: int, now: float, max_future_seconds: float = MAX_FUTURE_SECONDS
 ) -> FeedbackEvent | Rejected:
-    """Validate one feedback record; returns it or why it is refused (the field at fault)."""
-
-    def text(name: str) -> str | None:
-        return text_field(raw, name)
-
-    kind = (text("type") or "").lower()
-    if kind not in FEEDBACK_TYPES:
-        return Rejected(index, "type", f"not one of {', '.join(FEEDBACK_TYPES)}")
-    if (wrong := check_customer_and_item(raw, index)) is not None:
-        return wrong
-    rid = text("recommendation_id")
+    """One feedback record against the feedback rules (`features.event_rules`); returns it or
+    why it is refused (the field at fault)."""
+    values, refusal = check_record(raw, FEEDBACK_RULES, now, max_future_seconds)
+    if refusal is not None:
+        return Rejected(index, refusal.field, refusal.message)
+    rid = values.get("recommendation_id")
     ref = None
     if rid is not None:
-        ref = parse_recommendation_id(rid) if len(rid) <= 128 else None
+        ref = parse_recommendation_id(str(rid))
         if ref is None:
             return Rejected(index, "recommendation_id", "not a recommendation id this service gave")
-    position = raw.get("position")
-    if position is not None and (
-        not isinstance(position, int) or isinstance(position, bool) or not 1 <= position <= 1000
-    ):
-        return Rejected(index, "position", "must be a whole number from 1 to 1000")
-    channel = text("channel")
-    if channel is not None and not _CHANNEL.match(channel.lower()):
-        return Rejected(index, "channel", "not a lowercase channel name")
+
+    def text(name: str) -> str | None:
+        value = values.get(name)
+        return None if value is None else str(value)
+
+    price, position = values.get("price"), values.get("position")
     placement = text("placement")
-    if placement is not None and not _NAME.match(placement):
-        return Rejected(index, "placement", "not a placement name")
-    try:
-        when = event_time(raw.get("timestamp"), now)
-    except (ValueError, OverflowError, OSError):
-        return Rejected(index, "timestamp", "unparsable")
-    if when > now + max_future_seconds or when < 0:
-        return Rejected(index, "timestamp", "in the future or before 1970")
-    price = raw.get("price")
-    if price is not None and (
-        not isinstance(price, int | float) or isinstance(price, bool) or price < 0
-    ):
-        return Rejected(index, "price", "negative or not a number")
-    quantity = raw.get("quantity", 1)
-    if not isinstance(quantity, int) or isinstance(quantity, bool) or not 0 < quantity <= 1_000_000:
-        return Rejected(index, "quantity", "must be a positive whole number")
-    event_id = text("event_id")
-    if event_id is not None and not _ID.match(event_id):
-        return Rejected(index, "event_id", "invalid characters or longer than 128")
     return FeedbackEvent(
-        feedback_type=kind,
-        customer_id=str(text("customer_id")),
-        item_id=str(text("item_id")),
-        timestamp=int(when * 1_000_000),
-        channel=None if channel is None else channel.lower(),
-        recommendation_id=rid,
-        position=position,
+        feedback_type=str(values["type"]),
+        customer_id=str(values["customer_id"]),
+        item_id=str(values["item_id"]),
+        timestamp=int(float(values["timestamp"]) * 1_000_000),  # type: ignore[arg-type]
+        channel=text("channel"),
+        recommendation_id=text("recommendation_id"),
+        position=None if position is None else int(position),  # type: ignore[call-overload]
         experiment=ref.experiment if ref else None,
         variant=ref.variant if ref else None,
         placement=placement or (ref.placement if ref else None),
-        price=None if price is None else float(price),
-        quantity=quantity,
-        event_id=event_id,
+        price=None if price is None else float(price),  # type: ignore[arg-type]
+        quantity=int(values["quantity"]),  # type: ignore[call-overload]
+        event_id=text("event_id"),
     )
 
 

@@ -5,6 +5,10 @@ on the web and in the app (many views, fewer carts, fewer purchases), buy in sto
 sometimes another), re-buy staples, return some purchases, and appear under several aliases
 (loyalty card in store, account or hashed e-mail on the web, device in the app). Customers are
 generated in chunks, each written as one Parquet part, so memory stays flat at any size.
+
+Longer than our 400 lines on purpose: one generator whose parts (tastes, catalogue, baskets,
+channels, identities) share the latent state they are drawn from; split, each part would need
+it passed around.
 """
 
 from __future__ import annotations

@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 import msgspec
 
 from features.encoding import ACTIVITY_DECODER, ENCODER, Activity
-from features.schema import EVENT_TYPES, ID_PATTERN, MAX_FUTURE_SECONDS
+from features.event_rules import EVENT_RULES, check_record
+from features.schema import MAX_FUTURE_SECONDS
 from features.store import RedisFeatureStore
 from features.trending import TrendEvent, Trending
-from features.validation import EVENT_TYPE_SYNONYMS
 from omnirec.errors import StoreUnavailableError
 from omnirec.redis_access import AutoPipeline, Command, Reply, Steps, drive, run_pipelined
 
@@ -47,8 +45,6 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[4], ARG
 redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
 return {1, id}
 """
-_ID = re.compile(ID_PATTERN)
-_CHANNEL = re.compile(r"^[a-z][a-z0-9_\-]{0,31}$")
 
 
 class StreamEvent(msgspec.Struct, array_like=True, frozen=True):
@@ -100,95 +96,36 @@ class IngestResult:
     purchases: list[StreamEvent] = field(default_factory=list)  # stored now (for attribution)
 
 
-def event_time(stamp: object, now: float) -> float:
-    """Epoch seconds of a timestamp as callers send it: None (now), epoch seconds, or ISO 8601
-    (UTC when it has no offset); raises ValueError when it cannot be read."""
-    if stamp is None:
-        return now
-    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
-        return datetime.fromtimestamp(float(stamp), UTC).timestamp()
-    when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def text_field(raw: dict[str, object], name: str) -> str | None:
-    """A field as text, stripped; None when absent or empty."""
-    value = raw.get(name)
-    return None if value is None or value == "" else str(value).strip()
-
-
-def check_customer_and_item(raw: dict[str, object], index: int) -> Rejected | None:
-    """Why `customer_id` or `item_id` is refused (missing, not an id), or None."""
-    for name in ("customer_id", "item_id"):
-        value = text_field(raw, name)
-        if value is None:
-            return Rejected(index, name, "missing")
-        if not _ID.match(value):
-            return Rejected(index, name, "invalid characters or longer than 128")
-    return None
-
-
 def check_event(
     raw: dict[str, object],
     index: int,
     max_future_seconds: float = MAX_FUTURE_SECONDS,
     now: float | None = None,
 ) -> StreamEvent | Rejected:
-    """Validate one event as the bulk validator would; returns the event or why it is refused."""
+    """One posted event against the event rules (`features.event_rules`, as every other door
+    reads them); returns the event or why it is refused."""
+    values, refusal = check_record(
+        raw, EVENT_RULES, time.time() if now is None else now, max_future_seconds
+    )
+    if refusal is not None:
+        return Rejected(index, refusal.field, refusal.message)
 
     def text(name: str) -> str | None:
-        return text_field(raw, name)
+        value = values.get(name)
+        return None if value is None else str(value)
 
-    if (wrong := check_customer_and_item(raw, index)) is not None:
-        return wrong
-    event_type = (text("event_type") or "").lower()
-    event_type = EVENT_TYPE_SYNONYMS.get(event_type, event_type)
-    if event_type not in EVENT_TYPES:
-        return Rejected(index, "event_type", f"not one of {', '.join(EVENT_TYPES)}")
-    channel = (text("channel") or "").lower()
-    if not _CHANNEL.match(channel):
-        return Rejected(index, "channel", "missing or not a lowercase name")
-    try:
-        at = event_time(raw.get("timestamp"), time.time())
-    except (ValueError, OverflowError, OSError):
-        return Rejected(index, "timestamp", "unparsable")
-    if at > (time.time() if now is None else now) + max_future_seconds:
-        return Rejected(index, "timestamp", f"more than {max_future_seconds:,.0f} s in the future")
-    if at < 0:
-        return Rejected(index, "timestamp", "before 1970")
-    event_id = text("event_id")
-    if event_id is not None and not _ID.match(event_id):
-        return Rejected(index, "event_id", "invalid characters or longer than 128")
-    quantity = raw.get("quantity", 1)
-    if (
-        not isinstance(quantity, int)
-        or isinstance(quantity, bool)
-        or quantity <= 0
-        or quantity > 1_000_000
-    ):
-        return Rejected(index, "quantity", "must be a positive whole number")
-    price = raw.get("price")
-    if price is not None and (
-        not isinstance(price, int | float) or isinstance(price, bool) or price < 0
-    ):
-        return Rejected(index, "price", "negative or not a number")
-    store = text("store_id")
-    if store is not None and not _ID.match(store):
-        return Rejected(index, "store_id", "invalid characters or too long")
-    session = text("session_id")
-    if session is not None and len(session) > 128:
-        return Rejected(index, "session_id", "longer than 128")
+    price = values.get("price")
     return StreamEvent(
-        customer_id=str(text("customer_id")),
-        item_id=str(text("item_id")),
-        event_type=event_type,
-        channel=channel,
-        timestamp=int(at * 1_000_000),
-        quantity=quantity,
-        price=None if price is None else float(price),
-        store_id=store,
-        session_id=session,
-        event_id=event_id,
+        customer_id=str(values["customer_id"]),
+        item_id=str(values["item_id"]),
+        event_type=str(values["event_type"]),
+        channel=str(values["channel"]),
+        timestamp=int(float(values["timestamp"]) * 1_000_000),  # type: ignore[arg-type]
+        quantity=int(values["quantity"]),  # type: ignore[call-overload]
+        price=None if price is None else float(price),  # type: ignore[arg-type]
+        store_id=text("store_id"),
+        session_id=text("session_id"),
+        event_id=text("event_id"),
     )
 
 

@@ -3,8 +3,9 @@ identity-stitch the events, weight them and aggregate them into the same interac
 (`features.interactions.build_interactions`) and purchase occasions the single-machine path builds.
 
 Only aggregates come back to the driver: the matrix as (row, column, weight) integers, the id
-vocabularies, and the (small) test part of a time split. pyspark is imported here only, so the
-rest of the project runs without it.
+vocabularies, and the (small) test part of a time split. pyspark is imported here and in
+`features.spark_rules` (the event rules in Spark SQL) only, so the rest of the project runs
+without it.
 """
 
 from __future__ import annotations
@@ -27,20 +28,17 @@ import scipy.sparse as sp
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from features.dataset import events_path, load_identities
 from features.identity import IdentityMap
 from features.interactions import MICROS_PER_DAY
-from features.schema import EVENT_TYPES, EVENTS, ID_PATTERN
-from features.validation import _CHANNEL_NAME, EVENT_TYPE_SYNONYMS
+from features.schema import EVENTS
+from features.spark_rules import validated
 from omnirec.errors import DataError
 from omnirec.interaction_data import Interactions, Occasions
 from omnirec.settings import InteractionSettings
 
 # Java's `\z` is the end of the text (its `$` and `\Z`, like Python's `$`, allow a final newline)
-ID_PATTERN_JAVA = ID_PATTERN.removesuffix(r"\Z") + r"\z"
-CHANNEL_PATTERN_JAVA = _CHANNEL_NAME.removesuffix("$") + r"\z"
 CANONICAL = [field.name for field in EVENTS]
 
 
@@ -171,7 +169,7 @@ def read_events(
     latest = int(
         ((now if now is not None else datetime.now(UTC).timestamp()) + max_future_seconds) * 1e6
     )
-    checked = _validated(raw, latest, max_future_seconds)
+    checked = validated(raw, latest, max_future_seconds)
     reason = F.col("_reason")
     accepted = checked.filter(reason.isNull()).select(*[F.col(f"_{n}").alias(n) for n in CANONICAL])
     originals = [
@@ -191,123 +189,6 @@ def read_events(
         folder = Path(folder)
         identities = load_identities(folder if folder.is_dir() else folder.parent)
     return SparkEvents(_stitched(spark, accepted, identities), rejects, rows)
-
-
-def _validated(raw: DataFrame, latest_micros: int, max_future_seconds: float) -> DataFrame:
-    """`raw` with each canonical column beside it as `_<name>` and the first failing rule as
-    `_reason` (null when the row is accepted)."""
-
-    def text(name: str) -> Column:
-        return F.trim(F.col(name).cast("string"))
-
-    customer, item = text("customer_id"), text("item_id")
-    synonyms = F.create_map(*[F.lit(v) for pair in EVENT_TYPE_SYNONYMS.items() for v in pair])
-    lowered = F.lower(text("event_type"))
-    event_type = F.coalesce(synonyms[lowered], lowered)
-    channel = F.lower(text("channel"))
-    stamp = _timestamp(raw.schema["timestamp"].dataType, F.col("timestamp"))
-    micros = F.unix_micros(stamp)
-    quantity, quantity_reasons = _quantity(raw)
-    price, price_reasons = _price(raw)
-    store = (
-        F.col("store_id").cast("string")
-        if "store_id" in raw.columns
-        else F.lit(None).cast("string")
-    )
-    session = (
-        F.col("session_id").cast("string")
-        if "session_id" in raw.columns
-        else F.lit(None).cast("string")
-    )
-
-    rules: list[tuple[Column, str]] = []
-    for value, name in ((customer, "customer_id"), (item, "item_id")):
-        rules.append((value.isNull() | (value == ""), f"{name}: missing"))
-        rules.append(
-            (~value.rlike(ID_PATTERN_JAVA), f"{name}: invalid characters or longer than 128")
-        )
-    rules += [
-        (event_type.isNull(), "event_type: missing"),
-        (~event_type.isin(*EVENT_TYPES), f"event_type: not one of {', '.join(EVENT_TYPES)}"),
-        (channel.isNull(), "channel: missing"),
-        (~channel.rlike(CHANNEL_PATTERN_JAVA), "channel: not a lowercase name"),
-        (micros.isNull(), "timestamp: unparsable"),
-        (micros > latest_micros, f"timestamp: more than {max_future_seconds:,.0f} s in the future"),
-        (micros < 0, "timestamp: before 1970"),
-        *quantity_reasons,
-        *price_reasons,
-        (
-            store.isNotNull() & ~store.rlike(ID_PATTERN_JAVA),
-            "store_id: invalid characters or too long",
-        ),
-    ]
-    reason = F.lit(None).cast("string")
-    for bad, label in reversed(rules):  # the first rule a row fails names it
-        reason = F.when(F.coalesce(bad, F.lit(False)), F.lit(label)).otherwise(reason)
-    return raw.select(
-        "*",
-        customer.alias("_customer_id"),
-        item.alias("_item_id"),
-        event_type.alias("_event_type"),
-        channel.alias("_channel"),
-        stamp.alias("_timestamp"),
-        quantity.alias("_quantity"),
-        price.alias("_price"),
-        store.alias("_store_id"),
-        session.alias("_session_id"),
-        reason.alias("_reason"),
-    )
-
-
-def _timestamp(kind: T.DataType, column: Column) -> Column:
-    if isinstance(kind, T.TimestampType | T.TimestampNTZType | T.DateType):
-        return column.cast("timestamp")
-    if isinstance(kind, T.NumericType):
-        return _from_epoch(column.cast("double"))
-    text = F.regexp_replace(F.trim(column.cast("string")), r" ?UTC$", "Z")
-    number = text.try_cast("double")
-    return F.when(number.isNotNull(), _from_epoch(number)).otherwise(F.try_to_timestamp(text))
-
-
-def _from_epoch(value: Column) -> Column:
-    micros = F.when(value > 1e11, value * 1e3).otherwise(value * 1e6)  # > 1e11: milliseconds
-    return F.timestamp_micros(micros.cast("long"))
-
-
-def _quantity(raw: DataFrame) -> tuple[Column, list[tuple[Column, str]]]:
-    if "quantity" not in raw.columns:
-        return F.lit(1).cast("int"), []
-    bad_whole = "quantity: must be a positive whole number"
-    if isinstance(raw.schema["quantity"].dataType, T.IntegralType):
-        value = F.coalesce(F.col("quantity").cast("long"), F.lit(1))
-        return (
-            F.least(F.greatest(value, F.lit(0)), F.lit(1_000_000)).cast("int"),
-            [((value <= 0) | (value > 1_000_000), bad_whole)],
-        )
-    parsed = F.trim(F.col("quantity").cast("string")).try_cast("double")
-    unparsable = F.col("quantity").isNotNull() & parsed.isNull()
-    value = F.coalesce(parsed, F.lit(1.0))
-    return (
-        F.when(unparsable, F.lit(1))
-        .otherwise(F.least(F.greatest(value, F.lit(0.0)), F.lit(1e6)))
-        .cast("int"),
-        [
-            (unparsable, "quantity: not a number"),
-            ((value <= 0) | (value != F.floor(value)) | (value > 1e6), bad_whole),
-        ],
-    )
-
-
-def _price(raw: DataFrame) -> tuple[Column, list[tuple[Column, str]]]:
-    if "price" not in raw.columns:
-        return F.lit(None).cast("double"), []
-    parsed = F.trim(F.col("price").cast("string")).try_cast("double")
-    unparsable = F.col("price").isNotNull() & parsed.isNull()
-    infinite = F.isnan(parsed) | (F.abs(parsed) == float("inf"))
-    return parsed, [
-        (unparsable, "price: not a number"),
-        (parsed.isNotNull() & ((parsed < 0) | infinite), "price: negative or infinite"),
-    ]
 
 
 def _stitched(spark: SparkSession, events: DataFrame, identities: IdentityMap) -> DataFrame:

@@ -14,29 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import arrowkit
+from features.event_rules import DEFAULTS, EVENT_RULES, Check, Rule, token
 from features.io import read_table, write_table
-from features.schema import EVENT_REQUIRED, EVENT_TYPES, ID_PATTERN_RE2, MAX_FUTURE_SECONDS
+from features.schema import EVENT_REQUIRED, MAX_FUTURE_SECONDS
 from omnirec.errors import DataError
-
-EVENT_TYPE_SYNONYMS: dict[str, str] = {
-    "pv": "view",
-    "page_view": "view",
-    "detail": "view",
-    "cart": "add_to_cart",
-    "addtocart": "add_to_cart",
-    "add-to-cart": "add_to_cart",
-    "fav": "favorite",
-    "favourite": "favorite",
-    "wishlist": "favorite",
-    "buy": "purchase",
-    "transaction": "purchase",
-    "order": "purchase",
-    "refund": "return",
-    "remove": "remove_from_cart",
-    "removefromcart": "remove_from_cart",
-    "remove-from-cart": "remove_from_cart",
-}
-_CHANNEL_NAME = r"^[a-z][a-z0-9_\-]{0,31}$"
 
 
 @dataclass
@@ -108,57 +89,24 @@ def validate_events(
         )
     n = raw.num_rows
     reasons = _Reasons(n)
-
-    customer = _check_id(raw.column("customer_id"), "customer_id", reasons)
-    item = _check_id(raw.column("item_id"), "item_id", reasons)
-
-    event_type = _normalise_token(raw.column("event_type"), EVENT_TYPE_SYNONYMS)
-    allowed = np.isin(np.asarray(event_type.dictionary.to_pylist(), dtype=object), EVENT_TYPES)
-    et_codes = arrowkit.codes(event_type)
-    reasons.add(et_codes < 0, "event_type: missing")
-    reasons.add(
-        ~arrowkit.per_row(allowed, et_codes) & (et_codes >= 0),
-        f"event_type: not one of {', '.join(EVENT_TYPES)}",
+    columns = _Columns(raw, time.time(), max_future_seconds)
+    for rule in EVENT_RULES:
+        if rule.field in columns.present:
+            reasons.add(columns.fails(rule), rule.full_reason(max_future_seconds))
+    customer, item = columns.text["customer_id"], columns.text["item_id"]
+    event_type, channel = columns.text["event_type"], columns.text["channel"]
+    timestamp = columns.timestamp
+    quantity = pa.array(
+        np.where(
+            columns.unparsable["quantity"], 1, np.clip(columns.numbers["quantity"], 0, 1e6)
+        ).astype(np.int32)
     )
-
-    channel = _normalise_token(raw.column("channel"), {})
-    ch_ok = np.asarray(
-        pc.fill_null(pc.match_substring_regex(channel.dictionary, _CHANNEL_NAME), False), dtype=bool
+    price = (
+        pa.array(columns.numbers["price"], pa.float64(), mask=~columns.present["price"])
+        if "price" in raw.column_names
+        else pa.nulls(n, pa.float64())
     )
-    ch_codes = arrowkit.codes(channel)
-    reasons.add(ch_codes < 0, "channel: missing")
-    reasons.add(
-        ~arrowkit.per_row(ch_ok, ch_codes) & (ch_codes >= 0), "channel: not a lowercase name"
-    )
-
-    timestamp = arrowkit.parse_timestamps(raw.column("timestamp"))
-    stamp_null = np.asarray(timestamp.is_null().to_numpy(zero_copy_only=False))
-    reasons.add(stamp_null, "timestamp: unparsable")
-    micros = np.asarray(timestamp.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
-    latest = int((time.time() + max_future_seconds) * 1_000_000)
-    reasons.add(
-        ~stamp_null & (micros > latest),
-        f"timestamp: more than {max_future_seconds:,.0f} s in the future",
-    )
-    reasons.add(~stamp_null & (micros < 0), "timestamp: before 1970")
-
-    quantity = _quantity(raw, reasons)
-    price = _price(raw, reasons)
-
-    store = (
-        arrowkit.as_dictionary(raw.column("store_id"))
-        if "store_id" in raw.column_names
-        else pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
-    )
-    store_codes = arrowkit.codes(store)
-    store_valid = np.asarray(
-        pc.fill_null(pc.match_substring_regex(store.dictionary, ID_PATTERN_RE2), False), dtype=bool
-    )
-    reasons.add(
-        (store_codes >= 0) & ~arrowkit.per_row(store_valid, store_codes),
-        "store_id: invalid characters or too long",
-    )
-
+    store = columns.text["store_id"]
     session = (
         raw.column("session_id").cast(pa.string()).combine_chunks()
         if "session_id" in raw.column_names
@@ -189,27 +137,103 @@ def validate_events(
     return ValidationReport(source=source, accepted=accepted, rejects=rejects, reasons=counts)
 
 
-def _check_id(column: pa.ChunkedArray, name: str, reasons: _Reasons) -> pa.DictionaryArray:
+class _Columns:
+    """The event table's fields as the rules read them (`features.event_rules`): ids trimmed,
+    tokens lowercased (event types through their synonyms), timestamps and numbers parsed;
+    `fails(rule)` is the rows that fail a rule."""
+
+    def __init__(self, raw: pa.Table, now: float, max_future_seconds: float) -> None:
+        n = raw.num_rows
+        self.n = n
+        self.latest = int((now + max_future_seconds) * 1_000_000)
+        self.present: dict[str, npt.NDArray[np.bool_]] = {}
+        self.text: dict[str, pa.DictionaryArray] = {}
+        self.numbers: dict[str, npt.NDArray[np.float64]] = {}
+        self.unparsable: dict[str, npt.NDArray[np.bool_]] = {}
+        for name in ("customer_id", "item_id", "store_id", "event_id", "session_id"):
+            values = (
+                _trimmed(raw.column(name))
+                if name in raw.column_names
+                else pa.DictionaryArray.from_arrays(
+                    pa.nulls(n, pa.int32()), pa.array([], pa.string())
+                )
+            )
+            self._text(name, values, raw)
+        for name in ("event_type", "channel"):
+            self._text(name, _normalise_token(raw.column(name), name), raw)
+        for name in ("quantity", "price"):
+            if name in raw.column_names:
+                parsed, bad = arrowkit.parse_numbers(raw.column(name))
+                self.present[name] = (
+                    np.asarray(parsed.is_valid().to_numpy(zero_copy_only=False)) | bad
+                )
+                default = float(DEFAULTS.get(name, 0.0))  # type: ignore[arg-type]
+                self.numbers[name] = np.asarray(
+                    parsed.fill_null(default).to_numpy(zero_copy_only=False), dtype=np.float64
+                )
+                self.unparsable[name] = bad
+            else:
+                self.present[name] = np.zeros(n, bool)
+                self.numbers[name] = np.full(n, float(DEFAULTS.get(name, 0.0)))  # type: ignore[arg-type]
+                self.unparsable[name] = np.zeros(n, bool)
+        self.timestamp = arrowkit.parse_timestamps(raw.column("timestamp"))
+        self.stamp_null = np.asarray(self.timestamp.is_null().to_numpy(zero_copy_only=False))
+        self.micros = np.asarray(
+            self.timestamp.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64
+        )
+        self.present["timestamp"] = np.ones(n, bool)
+
+    def _text(self, name: str, values: pa.DictionaryArray, raw: pa.Table) -> None:
+        self.text[name] = values
+        empty = np.asarray(pc.equal(values.dictionary, "").fill_null(True), dtype=bool)
+        row_codes = arrowkit.codes(values)
+        self.present[name] = (row_codes >= 0) & ~arrowkit.per_row(empty, row_codes)
+
+    def fails(self, rule: Rule) -> npt.NDArray[np.bool_]:
+        name, check = rule.field, rule.check
+        present = self.present[name]
+        if check is Check.REQUIRED:
+            return ~present
+        if check in (Check.PATTERN, Check.ONE_OF, Check.MAX_LENGTH):
+            values = self.text[name]
+            dictionary = values.dictionary
+            if check is Check.PATTERN:
+                ok = pc.match_substring_regex(dictionary, rule.pattern_re2).fill_null(False)
+            elif check is Check.ONE_OF:
+                ok = pc.is_in(dictionary, pa.array(rule.values, pa.string())).fill_null(False)
+            else:
+                ok = pc.less_equal(pc.utf8_length(dictionary), int(rule.high)).fill_null(True)
+            flags = np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
+            return present & ~arrowkit.per_row(flags, arrowkit.codes(values))
+        if check is Check.TIME:
+            return self.stamp_null
+        if check is Check.NOT_FUTURE:
+            return ~self.stamp_null & (self.micros > self.latest)
+        if check is Check.AFTER_1970:
+            return ~self.stamp_null & (self.micros < 0)
+        numbers, bad = self.numbers[name], self.unparsable[name]
+        if check is Check.NUMBER:
+            return bad
+        if check is Check.WHOLE:
+            with np.errstate(invalid="ignore"):
+                whole = (numbers == np.floor(numbers)) & (numbers >= rule.low)
+            return np.asarray(~bad & ~(whole & (numbers <= rule.high)), dtype=bool)
+        if check is Check.NON_NEGATIVE:
+            return present & ~bad & ~((numbers >= 0) & np.isfinite(numbers))
+        raise AssertionError(f"no Arrow check for {check}")
+
+
+def _trimmed(column: pa.ChunkedArray) -> pa.DictionaryArray:
     values = arrowkit.as_dictionary(column)
-    dictionary = pc.utf8_trim_whitespace(values.dictionary)
-    values = pa.DictionaryArray.from_arrays(values.indices, dictionary)
-    row_codes = arrowkit.codes(values)
-    empty = np.asarray(pc.equal(dictionary, "").fill_null(True), dtype=bool)
-    valid = np.asarray(
-        pc.match_substring_regex(dictionary, ID_PATTERN_RE2).fill_null(False), dtype=bool
+    return pa.DictionaryArray.from_arrays(
+        values.indices, pc.utf8_trim_whitespace(values.dictionary)
     )
-    reasons.add((row_codes < 0) | arrowkit.per_row(empty, row_codes), f"{name}: missing")
-    reasons.add(
-        ~arrowkit.per_row(valid, row_codes) & (row_codes >= 0),
-        f"{name}: invalid characters or longer than 128",
-    )
-    return values
 
 
-def _normalise_token(column: pa.ChunkedArray, synonyms: dict[str, str]) -> pa.DictionaryArray:
+def _normalise_token(column: pa.ChunkedArray, name: str) -> pa.DictionaryArray:
     values = arrowkit.as_dictionary(column)
     lowered = [
-        None if v is None else synonyms.get(v.strip().lower(), v.strip().lower())
+        None if v is None or not v.strip() else token(v.strip(), name)
         for v in values.dictionary.to_pylist()
     ]  # one entry per distinct value, not per row
     if lowered == values.dictionary.to_pylist() and len(set(lowered)) == len(lowered):
@@ -220,36 +244,6 @@ def _normalise_token(column: pa.ChunkedArray, synonyms: dict[str, str]) -> pa.Di
     mapped = np.where(row_codes >= 0, np.append(remap, -1)[row_codes], -1)
     mapped_arr = pa.array(mapped, pa.int32(), mask=mapped < 0)
     return pa.DictionaryArray.from_arrays(mapped_arr, encoded.dictionary)
-
-
-def _quantity(raw: pa.Table, reasons: _Reasons) -> pa.Array:
-    n = raw.num_rows
-    if "quantity" not in raw.column_names:
-        return pa.array(np.ones(n, dtype=np.int32))
-    column = raw.column("quantity")
-    if pa.types.is_integer(column.type):  # typed Parquet: no text to parse
-        values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        ints = np.asarray(values.fill_null(1).to_numpy(zero_copy_only=False))
-        reasons.add((ints <= 0) | (ints > 1_000_000), "quantity: must be a positive whole number")
-        return pa.array(np.clip(ints, 0, 1_000_000).astype(np.int32))
-    parsed, unparsable = arrowkit.parse_numbers(column)
-    floats = np.asarray(parsed.fill_null(1.0).to_numpy(zero_copy_only=False), dtype=np.float64)
-    reasons.add(unparsable, "quantity: not a number")
-    reasons.add(
-        ~unparsable & ((floats <= 0) | (floats != np.floor(floats)) | (floats > 1e6)),
-        "quantity: must be a positive whole number",
-    )
-    return pa.array(np.where(unparsable, 1, np.clip(floats, 0, 1e6)).astype(np.int32))
-
-
-def _price(raw: pa.Table, reasons: _Reasons) -> pa.Array:
-    if "price" not in raw.column_names:
-        return pa.nulls(raw.num_rows, pa.float64())
-    values, unparsable = arrowkit.parse_numbers(raw.column("price"))
-    floats = np.asarray(values.fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
-    reasons.add(unparsable, "price: not a number")
-    reasons.add(~unparsable & ((floats < 0) | ~np.isfinite(floats)), "price: negative or infinite")
-    return values
 
 
 def _rejects_table(raw: pa.Table, rows: npt.NDArray[np.int64], reasons: _Reasons) -> pa.Table:

@@ -15,6 +15,10 @@ a TLS server with an ACL user, a Redis Cluster, or the master that Redis Sentine
 Every redis-py error becomes the project's own: StoreUnavailableError when Redis cannot be
 reached or answers too late, FeatureStoreError otherwise, RedisConfigError when the settings are
 wrong (a refused password, a certificate nobody trusts): retrying cannot fix those.
+
+Longer than our 400 lines on purpose: the one Redis client layer (targets, errors, the blocking
+helpers, the auto-pipeline and the steps' drivers) in one place, so nothing talks to Redis
+another way.
 """
 
 from __future__ import annotations

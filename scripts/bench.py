@@ -25,6 +25,9 @@
     ./dev bench all           everything above (publish, ann and spark apart: run them alone)
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
+
+Longer than our 400 lines on purpose: each benchmark's stages side by side with the baseline
+they are measured against.
 """
 
 from __future__ import annotations

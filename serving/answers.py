@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from serving.ask import Ask
 from serving.candidates import TrendList, fill_popular, fill_trending
 from serving.catalogue import LoadedSnapshot
 from serving.merchandising import RuleSet, allowed_copy
@@ -34,17 +35,16 @@ def backfill(
 
 def popular(
     snap: LoadedSnapshot,
-    limit: int,
-    channel: str | None,
-    store_id: str | None,
-    category: str | None,
-    request_id: str,
+    ask: Ask,
     customer: str | None,
+    *,
     degraded: bool = False,
     trending: list[TrendList] | None = None,
     rules: RuleSet | None = None,
 ) -> Recommendations:
-    """What is trending, then popular, for the store, channel and category, under `rules`."""
+    """What is trending, then popular, for the store, channel and category asked, under
+    `rules`."""
+    limit, channel, store_id, category = ask.limit, ask.channel, ask.store_id, ask.category
     mask = allowed_copy(snap, store_id, category, rules, time.time())
     pool = limit if rules is None else rules.pool(limit)
     items = fill_trending(snap, pool, trending or [], mask)
@@ -62,7 +62,7 @@ def popular(
         source=source,
         model_version=snap.version,
         snapshot=snap.snapshot_id,
-        request_id=request_id,
+        request_id=ask.request_id,
         degraded=degraded,
         customer_id=customer,
     )

@@ -50,13 +50,8 @@ class Batches:
         snap = live.snapshot
         experiment = self.lab.find(ask.placement, ask.channel)
         choose = self.lab.chooser(experiment)
-        states: list[CustomerState] | None = None
         try:
-            if snap is not None:
-                live.guard()
-                states, assigned = live.run_blocking(self._read(snap, customers, choose))
-            else:
-                assigned = [choose(c) for c in customers]
+            states, assigned = live.run_blocking(self._read(snap, customers, choose))
         except StoreUnavailableError:
             states, assigned = None, [choose(c) for c in customers]
         return [
@@ -87,13 +82,8 @@ class Batches:
             snap = live.snapshot
             experiment = self.lab.find(ask.placement, ask.channel)
             choose = self.lab.chooser(experiment)
-            states: list[CustomerState] | None = None
             try:
-                if snap is not None:
-                    live.guard()
-                    states, assigned = await live.run(self._read(snap, customers, choose))
-                else:
-                    assigned = [choose(c) for c in customers]
+                states, assigned = await live.run(self._read(snap, customers, choose))
             except StoreUnavailableError:
                 states, assigned = None, [choose(c) for c in customers]
             answers: list[Recommendations] = []
@@ -109,11 +99,14 @@ class Batches:
             return answers
 
     def _read(
-        self, snap: LoadedSnapshot, customers: list[str], choose: Chooser
-    ) -> Steps[tuple[list[CustomerState], Assigned]]:
+        self, snap: LoadedSnapshot | None, customers: list[str], choose: Chooser
+    ) -> Steps[tuple[list[CustomerState] | None, Assigned]]:
         """Every customer's state (FETCH_CHUNK a round trip), their variants, and the states of
-        those another model version answers for read again from its snapshot."""
+        those another model version answers for read again from its snapshot (no states
+        without a snapshot)."""
         live = self.live
+        if snap is None:
+            return None, [choose(c) for c in customers]
         states: list[CustomerState] = []
         for start in range(0, len(customers), FETCH_CHUNK):
             chunk = customers[start : start + FETCH_CHUNK]
@@ -143,17 +136,7 @@ class Batches:
         if snap is None:
             answer = empty(ask.request_id, customer)
         elif state is None:
-            answer = popular(
-                snap,
-                ask.limit,
-                ask.channel,
-                ask.store_id,
-                None,
-                ask.request_id,
-                customer,
-                degraded=True,
-                rules=rules,
-            )
+            answer = popular(snap, ask.but(category=None), customer, degraded=True, rules=rules)
         else:
             plain = ask.but(category=None, exclude_purchased=True, explain=False)
             answer = self.personal.answer(served or snap, state, plain, rules=rules)

@@ -38,7 +38,7 @@ class ItemQuestions:
         col = snap.item_index.get(item_id)
         mask = allowed_copy(snap, store_id, None, rules, time.time())
         if col is None:  # a new item with no interactions: popular items instead
-            return popular(snap, limit, None, store_id, None, ask.request_id, None, rules=rules)
+            return popular(snap, ask.but(channel=None, category=None), None, rules=rules)
         mask[col] = False
         sims = snap.model.item_similarity(np.array([col], np.int64))
         sims[0, ~mask] = -np.inf
@@ -84,15 +84,7 @@ class ItemQuestions:
             state = (await self.live.customers(snap, [customer]))[0]
         except StoreUnavailableError:
             return popular(
-                snap,
-                ask.limit,
-                None,
-                ask.store_id,
-                None,
-                ask.request_id,
-                customer,
-                degraded=True,
-                rules=rules,
+                snap, ask.but(channel=None, category=None), customer, degraded=True, rules=rules
             )
         cart = [a.item_id for a in open_cart(all_activity(snap, state.features, state.recent))]
         if not cart:

@@ -100,7 +100,9 @@ class Live:
         return self.store
 
     async def run(self, steps: Steps[T]) -> T:
-        """Run Redis steps on the event loop; a failure trips the breaker."""
+        """Run Redis steps on the event loop; StoreUnavailableError at once while the breaker
+        is open, and a failure trips it."""
+        self.guard()
         try:
             return await self.pipeline.drive(steps)
         except FeatureStoreError:

@@ -68,28 +68,14 @@ class Personal:
                     snap = served
         except StoreUnavailableError:
             variant = choose(customer)[0]
-            answer = popular(
-                snap,
-                ask.limit,
-                ask.channel,
-                ask.store_id,
-                ask.category,
-                ask.request_id,
-                customer,
-                degraded=True,
-                rules=rules_of(variant),
-            )
+            answer = popular(snap, ask, customer, degraded=True, rules=rules_of(variant))
             return answer, variant
         rules = rules_of(variant)
         if state.features is None and not state.recent:  # unknown or walk-in: what is hot now
             trending = await live.trending(snap, ask.channel, ask.store_id)
             answer = popular(
                 snap,
-                ask.limit,
-                ask.channel,
-                ask.store_id,
-                ask.category,
-                ask.request_id,
+                ask,
                 customer,
                 degraded=live.features_missing,
                 trending=trending,
@@ -109,16 +95,7 @@ class Personal:
         await live.follow_stock()
         trending = await live.trending(snap, ask.channel, ask.store_id)
         return popular(
-            snap,
-            ask.limit,
-            ask.channel,
-            ask.store_id,
-            ask.category,
-            ask.request_id,
-            None,
-            degraded=live.features_missing,
-            trending=trending,
-            rules=rules,
+            snap, ask, None, degraded=live.features_missing, trending=trending, rules=rules
         )
 
     async def bought_with(
@@ -157,17 +134,7 @@ class Personal:
         limit, store_id, category = ask.limit, ask.store_id, ask.category
         degraded = self.live.features_missing
         if features is None and not state.recent:
-            return popular(
-                snap,
-                limit,
-                ask.channel,
-                store_id,
-                category,
-                ask.request_id,
-                state.customer_id,
-                degraded=degraded,
-                rules=rules,
-            )
+            return popular(snap, ask, state.customer_id, degraded=degraded, rules=rules)
         now = time.time()
         repurchase = self.settings.serving.repurchase_days
         masked = excluded(snap, features, state.recent, ask.exclude_purchased, now, repurchase)

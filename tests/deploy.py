@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -101,21 +102,28 @@ def _add_markup_name(catalogue: Path) -> None:
     )
 
 
-def make_deployment(
-    root: Path,
-    redis_url: str | None,
-    *,
-    customers: int = 600,
-    items: int = 200,
-    redis_env: dict[str, str] | None = None,
-) -> Deployment:
-    """Generate data, train + register + publish an ALS model; the server is not started yet.
+TEMPLATE_MODEL = ("als", {"factors": 16, "iterations": 10})
 
-    `redis_url` None: no REDIS_URL, so every process uses the data folder's embedded Redis;
-    `redis_env`: more Redis settings (cluster, TLS files)."""
-    data = root / "data"
+
+def _template(base: Path, customers: int, items: int) -> Path:
+    """Data generated and the first model trained and registered once per test run (and size):
+    a folder that every deployment of that size copies instead of building it again."""
+    folder = base / f"template-{customers}x{items}"
+    if (folder / "ready").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)  # a build that failed part of the way
+    data = folder / "data"
     generate(GeneratorConfig(customers=customers, items=items, days=60, stores=5, seed=11), data)
     _add_markup_name(data / "catalogue.parquet")
+    settings = Settings.from_env(_env(folder, None))
+    kind, params = TEMPLATE_MODEL
+    result = train(TrainConfig(data=data, model=kind, params=params), settings)
+    assert result.version == 1
+    (folder / "ready").touch()
+    return folder
+
+
+def _env(root: Path, redis_url: str | None) -> dict[str, str]:
     env = {
         "OMNIREC_DATA_DIR": str(root / "var"),
         "OMNIREC_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}",
@@ -129,7 +137,27 @@ def make_deployment(
     }
     if redis_url is not None:
         env["REDIS_URL"] = redis_url
-    env.update(redis_env or {})
-    deployment = Deployment(data=data, env=env, settings=Settings.from_env(env))
-    deployment.train_and_publish("als", {"factors": 16, "iterations": 10})
+    return env
+
+
+def make_deployment(
+    root: Path,
+    redis_url: str | None,
+    *,
+    customers: int = 600,
+    items: int = 200,
+    redis_env: dict[str, str] | None = None,
+) -> Deployment:
+    """A deployment of its own: the run's template copied (its data, and its MLflow store with
+    version 1 registered, artifacts shared), version 1 published to this deployment's Redis
+    under its own prefix; the server is not started yet.
+
+    `redis_url` None: no REDIS_URL, so every process uses the data folder's embedded Redis;
+    `redis_env`: more Redis settings (cluster, TLS files)."""
+    template = _template(root.parent, customers, items)
+    shutil.copytree(template / "data", root / "data")
+    shutil.copy(template / "mlflow.db", root / "mlflow.db")
+    env = {**_env(root, redis_url), **(redis_env or {})}
+    deployment = Deployment(data=root / "data", env=env, settings=Settings.from_env(env))
+    publish_version(deployment.settings, 1, deployment.data)
     return deployment

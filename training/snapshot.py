@@ -1,6 +1,10 @@
 """What a feature snapshot holds, computed from a model and the events it was trained on:
 the catalogue in the model's item order, popular lists, bought-together lists, stock bitmaps and
-one feature record per customer (candidates scored by the model, history, recent activity)."""
+one feature record per customer (candidates scored by the model, history, recent activity).
+
+Longer than our 400 lines on purpose: every part of a snapshot is computed here, from one
+model and one data set, so that the local and the Spark publisher write the same one.
+"""
 
 from __future__ import annotations
 

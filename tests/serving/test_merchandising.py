@@ -16,6 +16,7 @@ from models.popularity import PopularityRecommender
 from omnirec.errors import ConfigError, InvalidRequestError
 from omnirec.interaction_data import Interactions
 from serving.answers import popular
+from serving.ask import Ask
 from serving.catalogue import LoadedSnapshot
 from serving.merchandising import allowed_copy
 from serving.placements import load_placements, parse_rules
@@ -72,13 +73,15 @@ def _answer(rules_toml: dict[str, object], limit: int = 5) -> list[str]:
     """The anonymous (popular) answer under the rules, as item ids."""
     rules = parse_rules("test", rules_toml, "test")
     snap = _snapshot()
-    answer = popular(snap, limit, None, None, None, "r", None, rules=rules)
+    answer = popular(snap, Ask(limit=limit, request_id="r"), None, rules=rules)
     return [item.item_id for item in answer.items]
 
 
 def test_without_rules_the_answer_is_by_popularity() -> None:
     snap = _snapshot()
-    assert [i.item_id for i in popular(snap, 5, None, None, None, "r", None).items] == list("ABCDE")
+    assert [i.item_id for i in popular(snap, Ask(limit=5, request_id="r"), None).items] == list(
+        "ABCDE"
+    )
 
 
 @pytest.mark.parametrize(
@@ -139,7 +142,7 @@ def test_pins_go_to_their_positions_and_the_list_keeps_its_length() -> None:
 def test_a_rule_that_leaves_few_items_is_filled_with_popular_items_that_pass_it() -> None:
     snap = _snapshot()
     rules = parse_rules("few", {"include": {"category": ["bread"]}}, "test")
-    answer = popular(snap, 5, None, None, None, "r", None, rules=rules)
+    answer = popular(snap, Ask(limit=5, request_id="r"), None, rules=rules)
     assert [i.item_id for i in answer.items] == ["E", "H"]  # never an item the rules exclude
     assert {i.source for i in answer.items} == {"popular"}
 
@@ -150,7 +153,7 @@ def test_rules_combine_narrowing() -> None:
     both = base.then(more)
     assert (both.price_min, both.price_max) == (8.0, 25.0)
     snap = _snapshot()
-    answer = popular(snap, 5, None, None, None, "r", None, rules=both)
+    answer = popular(snap, Ask(limit=5, request_id="r"), None, rules=both)
     assert [i.item_id for i in answer.items] == list("AFG")
 
 

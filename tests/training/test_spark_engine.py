@@ -31,6 +31,7 @@ from omnirec.settings import InteractionSettings, Settings
 from serving.ask import Ask
 from serving.catalogue import load_snapshot
 from serving.engine import Engine
+from tests.features.test_event_rules import EXPECTED, FUTURE, ROWS, as_file
 from tests.redis_servers import Cluster
 from training.fitting import fit_model
 from training.pipeline import TrainConfig, train
@@ -149,6 +150,20 @@ def test_spark_validation_gives_the_same_verdicts_and_says_where(
     assert accepted["event_type"].to_pylist() == ["purchase", "purchase", "add_to_cart"]
     assert accepted["channel"].to_pylist() == ["store", "web", "app"]
     assert accepted["quantity"].to_pylist() == [2, 1, 1]
+
+
+def test_spark_gives_the_event_rules_corpus_the_verdicts_of_every_other_door(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The corpus of `tests/features/test_event_rules.py`, read by Spark SQL as a file."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    pq.write_table(as_file(ROWS), folder / "events.parquet")
+    rejects = read_events(spark, folder, FUTURE).rejects.orderBy("row").toArrow()
+    found: list[str | None] = [None] * len(ROWS)
+    for row, reason in zip(rejects["row"].to_pylist(), rejects["reason"].to_pylist(), strict=True):
+        found[row - 1] = reason
+    assert found == EXPECTED
 
 
 def _records(store: RedisFeatureStore, snapshot: str) -> dict[str, bytes]:
