@@ -37,8 +37,37 @@ def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 @dataclass
+class DerivedArrays:
+    """Arrays derived from one loaded snapshot on first use and kept beside it (each map bounded):
+    everything here can be computed again from the snapshot, and `stock_changed` drops what
+    depends on the live stock."""
+
+    # (store, category, (rule set, hour) or None) -> the items allowed there (`allowed`)
+    allowed: dict[tuple[str | None, str | None, tuple[str, int] | None], npt.NDArray[np.bool_]] = (
+        field(default_factory=dict)
+    )
+    # merchandising rules (serving.merchandising): filters and boost factors per (rule set,
+    # hour); (rule set, answer length, hour) -> boosts and diversity cap as the compiled pass
+    # takes them
+    rule_masks: dict[tuple[str, int], npt.NDArray[np.bool_]] = field(default_factory=dict)
+    rule_boosts: dict[tuple[str, int], npt.NDArray[np.float32]] = field(default_factory=dict)
+    rule_arrangements: dict[tuple[str, int, int], Arrangement] = field(default_factory=dict)
+    text_codes: dict[str, npt.NDArray[np.int32]] = field(default_factory=dict)
+    # (the configured days per category, the seconds per item) of `repurchase_seconds`
+    repurchase: tuple[dict[str, float], npt.NDArray[np.float64] | None] | None = None
+    # store -> km to each stocked store (`distances_from`)
+    distances: dict[str | None, npt.NDArray[np.float64]] = field(default_factory=dict)
+
+    def stock_changed(self) -> None:
+        self.allowed = {}
+        self.distances = {}
+
+
+@dataclass
 class LoadedSnapshot:
-    """Model + catalogue + popular lists + stock bitmaps of one snapshot; immutable once built."""
+    """Model + catalogue + popular lists of one snapshot, fixed once built; two parts change
+    while it is served: the live stock it follows (`set_levels`, `apply_levels`) and the arrays
+    derived from it on first use (`derived`)."""
 
     version: int
     meta: SnapshotMeta
@@ -69,20 +98,7 @@ class LoadedSnapshot:
         self.category_list = [str(c) for c in self.categories.tolist()]
         self.price_list = [float(p) for p in self.prices.tolist()]
 
-    # (store, category, (rule set, hour) or None) -> the items allowed there (see `allowed`)
-    _allowed_cache: dict[
-        tuple[str | None, str | None, tuple[str, int] | None], npt.NDArray[np.bool_]
-    ] = field(default_factory=dict)
-
-    # merchandising rules: filters and boost factors per (rule set name, hour), text codes
-    rule_masks: dict[tuple[str, int], npt.NDArray[np.bool_]] = field(default_factory=dict)
-    rule_boosts: dict[tuple[str, int], npt.NDArray[np.float32]] = field(default_factory=dict)
-    # (rule set name, answer length, hour) -> boosts and diversity cap as the compiled pass takes
-    # them
-    rule_arrangements: dict[tuple[str, int, int], Arrangement] = field(default_factory=dict)
-    _text_codes: dict[str, npt.NDArray[np.int32]] = field(default_factory=dict)
-
-    _repurchase: tuple[dict[str, float], npt.NDArray[np.float64] | None] | None = None
+    derived: DerivedArrays = field(default_factory=DerivedArrays)
 
     def repurchase_seconds(
         self, days_by_category: dict[str, float]
@@ -90,7 +106,7 @@ class LoadedSnapshot:
         """Per item: seconds after a purchase during which it is not recommended again: the
         configured days of its category (OMNIREC_REPURCHASE_DAYS), else the window the model
         learned (a repeat model), else forever. None when every item is excluded forever."""
-        if self._repurchase is None or self._repurchase[0] is not days_by_category:
+        if self.derived.repurchase is None or self.derived.repurchase[0] is not days_by_category:
             learned = self.model.repurchase_window_days()
             seconds: npt.NDArray[np.float64] | None = None
             if learned is not None or days_by_category:
@@ -106,8 +122,8 @@ class LoadedSnapshot:
                     * 86_400
                 )
                 seconds = np.where(np.isnan(configured), base, configured)
-            self._repurchase = (days_by_category, seconds)
-        return self._repurchase[1]
+            self.derived.repurchase = (days_by_category, seconds)
+        return self.derived.repurchase[1]
 
     def text_column(self, name: str) -> npt.NDArray[np.object_] | None:
         """A text column over the item columns (`category` or one of the catalogue's own)."""
@@ -115,13 +131,15 @@ class LoadedSnapshot:
 
     def text_codes(self, name: str) -> npt.NDArray[np.int32] | None:
         """A text column as integer codes (one per distinct value), computed once."""
-        codes = self._text_codes.get(name)
+        codes = self.derived.text_codes.get(name)
         if codes is None:
             column = self.text_column(name)
             if column is None:
                 return None
             values = np.unique(column.astype(str), return_inverse=True)[1]
-            codes = self._text_codes[name] = values.astype(np.int32)  # compact: read per answer
+            codes = self.derived.text_codes[name] = values.astype(
+                np.int32
+            )  # compact: read per answer
         return codes
 
     def number_column(self, name: str) -> npt.NDArray[np.float64] | None:
@@ -170,7 +188,6 @@ class LoadedSnapshot:
     # the same levels as one (stores x items) matrix, for availability answers
     level_stores: list[str] = field(default_factory=list)
     level_matrix: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros((0, 0), np.int32))
-    _distances: dict[str | None, npt.NDArray[np.float64]] = field(default_factory=dict)
 
     def _stock_changed(self) -> None:
         self.stock = {store: array > 0 for store, array in self.levels.items()}
@@ -180,18 +197,17 @@ class LoadedSnapshot:
             if self.levels
             else np.zeros((0, len(self.item_ids)), np.int32)
         )
-        self._distances = {}
         listed = np.zeros(len(self.item_ids), bool)
         somewhere = np.zeros(len(self.item_ids), bool)
         for array in self.levels.values():
             listed |= array >= 0
             somewhere |= array > 0
         self.sold_out = listed & ~somewhere  # listed somewhere, in stock nowhere
-        self._allowed_cache = {}
+        self.derived.stock_changed()
 
     def distances_from(self, store_id: str | None) -> npt.NDArray[np.float64]:
         """km from `store_id` to each of `level_stores` (inf where a location is unknown)."""
-        cached = self._distances.get(store_id)
+        cached = self.derived.distances.get(store_id)
         if cached is None:
             origin = self.locations.get(store_id) if store_id else None
             cached = np.array(
@@ -202,7 +218,7 @@ class LoadedSnapshot:
                     for s in self.level_stores
                 ]
             )
-            self._distances[store_id] = cached
+            self.derived.distances[store_id] = cached
         return cached
 
     def level(self, store_id: str, col: int) -> int:
@@ -221,7 +237,7 @@ class LoadedSnapshot:
         also allowed by that rule set. Cached until the stock changes (one array per request,
         read-only: a request's own filters are not cached, their masks are computed each time)."""
         key = (store_id, category, None if filters is None else filters[0])
-        cached = self._allowed_cache.get(key)
+        cached = self.derived.allowed.get(key)
         if cached is not None:
             return cached
         if filters is not None:
@@ -235,8 +251,8 @@ class LoadedSnapshot:
             if category is not None:
                 mask &= self.categories == category
         mask.flags.writeable = False  # shared by every request until the stock changes
-        if len(self._allowed_cache) < 4096:
-            self._allowed_cache[key] = mask
+        if len(self.derived.allowed) < 4096:
+            self.derived.allowed[key] = mask
         return mask
 
 

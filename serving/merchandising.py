@@ -157,7 +157,7 @@ class RuleSet:
         """Items these filters allow (all True without filters); cached per snapshot and hour
         (a request's own filters are computed each time: a cache of them would only grow)."""
         key = self.mask_key(now)
-        cached = snap.rule_masks.get(key)
+        cached = snap.derived.rule_masks.get(key)
         if cached is not None:
             return cached
         allowed = np.ones(len(snap.item_ids), dtype=bool)
@@ -178,8 +178,8 @@ class RuleSet:
             allowed &= snap.prices <= self.price_max
         if self.new_arrivals_days is not None:
             allowed &= _listed_since(snap, now - self.new_arrivals_days * 86_400)
-        if len(snap.rule_masks) < MASK_CACHE and not self.per_request:
-            snap.rule_masks[key] = allowed
+        if len(snap.derived.rule_masks) < MASK_CACHE and not self.per_request:
+            snap.derived.rule_masks[key] = allowed
         return allowed
 
     def pool(self, limit: int) -> int:
@@ -190,14 +190,14 @@ class RuleSet:
         """Per item: the product of every boost's and bury's factor; cached per snapshot (and
         hour, when new arrivals count), so a request only gathers its candidates' factors."""
         key = (self.name, _hour(now, self.hourly_boosts))
-        cached = snap.rule_boosts.get(key)
+        cached = snap.derived.rule_boosts.get(key)
         if cached is not None:
             return cached
         vector = np.ones(len(snap.item_ids), np.float32)
         for boost in self.boosts:
             vector *= boost.factors(snap, now).astype(np.float32)
-        if len(snap.rule_boosts) < MASK_CACHE:
-            snap.rule_boosts[key] = vector
+        if len(snap.derived.rule_boosts) < MASK_CACHE:
+            snap.derived.rule_boosts[key] = vector
         return vector
 
     def arrangement(self, snap: LoadedSnapshot, limit: int, now: float) -> Arrangement:
@@ -208,13 +208,13 @@ class RuleSet:
         if not (self.boosts or self.diversity):
             return AS_SCORED
         key = (self.name, limit, _hour(now, self.hourly_boosts))
-        cached = snap.rule_arrangements.get(key)
+        cached = snap.derived.rule_arrangements.get(key)
         if cached is None:  # cached per snapshot like the boost vector (a request looks it up)
             codes, max_items, top = _cap(snap, self.diversity, limit) or (NO_CODES, 0, 0)
             factors = self.boost_vector(snap, now) if self.boosts else NO_FACTORS
             cached = Arrangement(factors, codes, max_items, top)
-            if len(snap.rule_arrangements) < MASK_CACHE:
-                snap.rule_arrangements[key] = cached
+            if len(snap.derived.rule_arrangements) < MASK_CACHE:
+                snap.derived.rule_arrangements[key] = cached
         return cached
 
     def reordered(self, snap: LoadedSnapshot, items: list[Item], now: float) -> list[Item]:

@@ -63,6 +63,18 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault(RUN_MARKER, uuid.uuid4().hex)
 
 
+# the longest modules start first, so that with a worker per core none of them is the tail
+LONGEST_FIRST = ("tests/training/test_spark_engine.py", "tests/test_production_redis.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def first(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=first)  # stable: every other test keeps its place
+
+
 def _marked_processes(marker: str) -> list[int]:
     """Processes (other than this one and its parents) whose environment carries the marker."""
     mine = {os.getpid(), os.getppid()}

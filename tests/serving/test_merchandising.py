@@ -170,10 +170,10 @@ def test_a_placements_filter_follows_the_live_stock_and_a_requests_own_is_not_ke
     assert snap.item_ids[allowed_copy(snap, "s1", None, wine, NOW)].tolist() == list("ABDG")
     snap.apply_levels(["s1"], ["B"], [0], 2, "2-0")  # B sold out at the store
     assert snap.item_ids[allowed_copy(snap, "s1", None, wine, NOW)].tolist() == list("ADG")
-    cached = len(snap._allowed_cache)
+    cached = len(snap.derived.allowed)
     own = replace(parse_rules("request", {"price_max": 25.0}, "request"), per_request=True)
     assert snap.item_ids[allowed_copy(snap, "s1", None, wine.then(own), NOW)].tolist() == list("AG")
-    assert len(snap._allowed_cache) == cached
+    assert len(snap.derived.allowed) == cached
 
 
 def test_finish_backfills_then_caps_then_pins() -> None:
