@@ -140,8 +140,9 @@ def _attribute(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
     if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
         return pc.cast(column, pa.float64())
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        seconds = pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64())
-        return pc.cast(seconds, pa.float64())
+        # any precision (s, ms, us, ns: most exports carry ms) to microseconds, then seconds
+        micros = pc.cast(pc.cast(column, pa.timestamp("us"), safe=False), pa.int64())
+        return pc.divide(pc.cast(micros, pa.float64()), 1_000_000.0)
     return None
 
 

@@ -29,6 +29,7 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,23}\Z"  # a placement's name
 FEEDBACK_TYPES: tuple[str, ...] = ("impression", "click", "add_to_cart", "purchase")
 MAX_QUANTITY = 1_000_000
 MAX_TEXT = 128
+MAX_PRICE = 1_000_000_000.0  # a price above this is a typo or an attack (revenue stays finite)
 EPOCH_MILLIS_ABOVE = 1e11  # an epoch number above this is milliseconds (1e11 s is year 5138)
 
 EVENT_TYPE_SYNONYMS: dict[str, str] = {
@@ -63,6 +64,7 @@ class Check(Enum):
     NUMBER = "number"  # when present: a number (a JSON number; in a file, text that parses)
     WHOLE = "whole"  # a whole number from `low` to `high` (absent: the field's default)
     NON_NEGATIVE = "non_negative"  # at least 0 and finite
+    AT_MOST = "at_most"  # at most `high` (every number stays finite when it is summed)
     MAX_LENGTH = "max_length"  # at most `high` characters
 
 
@@ -136,6 +138,7 @@ QUANTITY_RULES = (
 PRICE_RULES = (
     Rule("price", Check.NUMBER, "not a number"),
     Rule("price", Check.NON_NEGATIVE, "negative or infinite"),
+    Rule("price", Check.AT_MOST, "more than 1,000,000,000", high=MAX_PRICE),
 )
 
 EVENT_RULES: tuple[Rule, ...] = (
@@ -257,6 +260,8 @@ def check_record(
         elif check is Check.NON_NEGATIVE:
             number = float(value)  # type: ignore[arg-type]
             wrong = not (number >= 0 and number != float("inf"))
+        elif check is Check.AT_MOST:
+            wrong = float(value) > rule.high  # type: ignore[arg-type]
         elif check is Check.MAX_LENGTH:
             wrong = len(str(value)) > rule.high
         if wrong:

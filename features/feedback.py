@@ -218,7 +218,7 @@ class FeedbackLog:
         if not events:
             return FeedbackResult(0, rejected, 0, [], [])
         rt = self.realtime
-        events = rt.resolved(events, await send(rt.alias_reads(events)))
+        events = rt.admitted(events, await send(rt.alias_reads(events)))
         # a purchase that does not quote a recommendation: the click it follows, if any
         unquoted = [
             k

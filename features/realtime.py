@@ -28,7 +28,7 @@ from features.event_rules import EVENT_RULES, check_record
 from features.schema import MAX_FUTURE_SECONDS
 from features.store import RedisFeatureStore
 from features.trending import TrendEvent, Trending
-from omnirec.errors import StoreUnavailableError
+from omnirec.errors import EventBacklogFullError, StoreUnavailableError
 from omnirec.redis_access import AutoPipeline, Command, Reply, Steps, drive, run_pipelined
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,12 @@ RECENT_KEEP = 50
 EVENT_ID_TTL_SECONDS = 7 * 86_400  # how long a stored event id refuses its duplicates
 CHECK_CHUNK = 200  # events validated, then written, between two yields to the event loop
 # One event with an id, on one slot: added to the stream unless its id was seen.
-# KEYS: stream, id key; ARGV: stream maxlen, event, id ttl, field ('e' event, 'f' feedback).
+# KEYS: stream, id key; ARGV: event, id ttl, field ('e' event, 'f' feedback).
 _STORE_ONCE = """
 local first = redis.call('GET', KEYS[2])
 if first then return {0, first} end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[4], ARGV[2])
-redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
+local id = redis.call('XADD', KEYS[1], '*', ARGV[3], ARGV[1])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
 return {1, id}
 """
 
@@ -139,7 +139,7 @@ class RealtimeEvents:
         self,
         store: RedisFeatureStore,
         activity_ttl_seconds: int = 90 * 86400,
-        stream_maxlen: int = 10_000_000,
+        backlog_limit: int = 10_000_000,
         max_future_seconds: float = MAX_FUTURE_SECONDS,
         streams: int = 8,
         trend_weights: dict[str, float] | None = None,
@@ -147,7 +147,8 @@ class RealtimeEvents:
         self.store = store
         self.trending = Trending(store.prefix, trend_weights)
         self.ttl = activity_ttl_seconds
-        self.maxlen = stream_maxlen
+        self.backlog_limit = backlog_limit
+        self.backlog = 0  # the fullest stream's length at the last write (omnirec_event_backlog)
         self.max_future_seconds = max_future_seconds
         self.streams = streams
 
@@ -177,7 +178,18 @@ class RealtimeEvents:
         ]
 
     def alias_reads(self, events: Sequence[Stored]) -> list[Command]:
-        return [("GET", self.store.keys.alias(e.customer_id)) for e in events]
+        """The alias of each event's customer, then the length of every stream (the backlog)."""
+        reads: list[Command] = [("GET", self.store.keys.alias(e.customer_id)) for e in events]
+        return reads + [("XLEN", key) for key in self.stream_keys]
+
+    def admitted(self, events: list[S], replies: list[Reply]) -> list[S]:
+        """`alias_reads`' replies read: the events with their customers resolved, once the
+        backlog shows room for them (EventBacklogFullError otherwise: nothing is trimmed)."""
+        lengths = [int(n or 0) for n in replies[len(events) :]]
+        self.backlog = max(lengths, default=0)
+        if self.backlog + len(events) > self.backlog_limit:
+            raise EventBacklogFullError(sum(lengths))
+        return self.resolved(events, replies[: len(events)])
 
     @staticmethod
     def resolved(events: list[S], found: list[Reply]) -> list[S]:
@@ -204,25 +216,13 @@ class RealtimeEvents:
                         2,
                         self.stream_key(stream),
                         self.event_id_key(stream, event.event_id),
-                        self.maxlen,
                         encoded,
                         EVENT_ID_TTL_SECONDS,
                         field,
                     )
                 )
             else:
-                commands.append(
-                    (
-                        "XADD",
-                        self.stream_key(stream),
-                        "MAXLEN",
-                        "~",
-                        self.maxlen,
-                        "*",
-                        field,
-                        encoded,
-                    )
-                )
+                commands.append(("XADD", self.stream_key(stream), "*", field, encoded))
         return commands
 
     def _activity_writes(self, stored: list[StreamEvent]) -> list[Command]:
@@ -274,7 +274,7 @@ class RealtimeEvents:
         """Resolve aliases, write the streams, then the recent lists: three round trips. The
         answer is the streams': once they confirmed, the events are stored (a failed list write
         is logged, and the customer's real-time activity misses them until the next event)."""
-        events = self.resolved(events, (yield self.alias_reads(events)))
+        events = self.admitted(events, (yield self.alias_reads(events)))
         stream_ids, fresh = self.stored(events, (yield self.stream_writes(events)))
         if fresh:
             try:

@@ -56,6 +56,8 @@ def validated(raw: DataFrame, latest_micros: int, max_future_seconds: float) -> 
                 number = F.coalesce(value, F.lit(float(DEFAULTS.get(name, 0.0))))  # type: ignore[arg-type]
                 whole = (number == F.floor(number)) & (number >= rule.low) & (number <= rule.high)
                 return ~unparsable & ~F.coalesce(whole, F.lit(False))
+            if check is Check.AT_MOST:
+                return value.isNotNull() & (value > rule.high)
             infinite = F.isnan(value) | (F.abs(value) == float("inf"))
             return value.isNotNull() & ((value < 0) | infinite)
         value = texts[name]

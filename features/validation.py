@@ -220,6 +220,8 @@ class _Columns:
             return np.asarray(~bad & ~(whole & (numbers <= rule.high)), dtype=bool)
         if check is Check.NON_NEGATIVE:
             return present & ~bad & ~((numbers >= 0) & np.isfinite(numbers))
+        if check is Check.AT_MOST:
+            return present & ~bad & (numbers > rule.high)
         raise AssertionError(f"no Arrow check for {check}")
 
 

@@ -4,6 +4,7 @@ back."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +32,17 @@ class VersionInfo:
     snapshot: str | None
 
 
+def quiet_artifact_transfers() -> None:
+    """MLflow draws a progress bar per artifact it moves: noise in a log (the service's
+    downloads, training's uploads). Off unless the environment says otherwise."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 class ModelRegistry:
     """Registered model `settings.model_name` in the tracking/registry store of `settings`."""
 
     def __init__(self, settings: MlflowSettings) -> None:
+        quiet_artifact_transfers()
         self.settings = settings
         self.name = settings.model_name
         # both explicit: a None registry URI would follow whatever this process set globally

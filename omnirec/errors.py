@@ -58,6 +58,18 @@ class StoreUnavailableError(FeatureStoreError):
     """The feature store (Redis) cannot be reached."""
 
 
+class EventBacklogFullError(StoreUnavailableError):
+    """The event streams hold as many events as they may before an export: new ones are refused
+    (nothing acknowledged is ever trimmed); retry after the next export."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting:,} events wait for export")
+        self.waiting = waiting
+
+    def __reduce__(self) -> tuple[type[EventBacklogFullError], tuple[int]]:
+        return (EventBacklogFullError, (self.waiting,))  # crosses from the heavy-request process
+
+
 class RedisConfigError(StoreUnavailableError):
     """Redis refuses the settings (the password, the user, a certificate): a retry cannot help.
     Serving treats it as Redis unavailable (degraded answers); commands stop and name REDIS_URL."""

@@ -46,7 +46,9 @@ class RedisSettings(msgspec.Struct, frozen=True):
     prefix: str = "omnirec"
     snapshot_grace_seconds: int = 3600
     activity_ttl_seconds: int = 90 * 86400
-    stream_maxlen: int = 10_000_000
+    # events a stream may hold before an export: past it new events are refused (503), never
+    # an acknowledged one trimmed
+    backlog_limit: int = 10_000_000
     socket_timeout_seconds: float = 0.5
     appendfsync: str = "always"  # embedded Redis: fsync the append-only file before each reply
     cluster: bool = False  # REDIS_URL names a node of a Redis Cluster
@@ -121,6 +123,12 @@ class Settings(msgspec.Struct, frozen=True):
                 ca_file=_file(env, "OMNIREC_REDIS_CA_FILE"),
                 cert_file=_file(env, "OMNIREC_REDIS_CERT_FILE"),
                 key_file=_file(env, "OMNIREC_REDIS_KEY_FILE"),
+                backlog_limit=_bounded(
+                    _int(env, "OMNIREC_EVENT_BACKLOG_LIMIT", 10_000_000),
+                    "OMNIREC_EVENT_BACKLOG_LIMIT",
+                    1,
+                    1_000_000_000,
+                ),
                 event_streams=_bounded(
                     _int(env, "OMNIREC_EVENT_STREAMS", 8), "OMNIREC_EVENT_STREAMS", 1, 1024
                 ),

@@ -27,6 +27,7 @@ from serving.errors import EXCEPTION_HANDLERS
 from serving.fastpath import fast_path_middleware
 from serving.heavy import HeavyWork
 from serving.metrics import metrics_middleware
+from serving.query_guard import query_guard_middleware
 from serving.routes.customers import CategoryController, CustomerController, StoreController
 from serving.routes.events import EventController
 from serving.routes.feedback import FeedbackController
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             metrics_middleware,
             DefineMiddleware(auth_middleware, settings=settings),
+            query_guard_middleware,
             DefineMiddleware(
                 fast_path_middleware,
                 enabled=settings.serving.fast_paths,

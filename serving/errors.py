@@ -12,8 +12,16 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.exceptions.responses import create_exception_response
 
-from omnirec.errors import InvalidRequestError, NotFoundError, OmnirecError, StoreUnavailableError
+from omnirec.errors import (
+    EventBacklogFullError,
+    InvalidRequestError,
+    NotFoundError,
+    OmnirecError,
+    StoreUnavailableError,
+)
 from serving.schemas import ErrorBody
+
+BACKLOG_RETRY_SECONDS = 30  # a full event backlog: the next export is the caller's wait
 
 log = logging.getLogger("omnirec.serving")
 AnyRequest = Request[Any, Any, Any]
@@ -34,6 +42,15 @@ def domain_error(request: AnyRequest, exc: OmnirecError) -> Response[ErrorBody]:
     if isinstance(exc, NotFoundError):
         log.info("404 %s", _route(request))
         return _body(404, str(exc))
+    if isinstance(exc, EventBacklogFullError):
+        log.warning("503 %s: the event backlog is full", _route(request))
+        response = _body(
+            503,
+            f"{exc.waiting:,} events wait for export, as many as may: nothing was stored; retry "
+            "after the next export (`omnirec export-events`)",
+        )
+        response.headers["Retry-After"] = str(BACKLOG_RETRY_SECONDS)
+        return response
     if isinstance(exc, StoreUnavailableError):
         log.warning("503 %s: the feature store is unavailable", _route(request))
         # a write that timed out may still have happened: say so, and how to retry safely

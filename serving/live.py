@@ -39,7 +39,7 @@ class Live:
             RealtimeEvents(
                 store,
                 redis.activity_ttl_seconds,
-                redis.stream_maxlen,
+                redis.backlog_limit,
                 settings.max_future_seconds,
                 redis.event_streams,
                 settings.interactions.event_weights,

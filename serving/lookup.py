@@ -3,10 +3,16 @@ profile (identities, activity on every channel, the open cart, favourite categor
 
 from __future__ import annotations
 
+import re
+
+from features.schema import ID_PATTERN
+from omnirec.errors import InvalidRequestError
 from serving.live import Live
 from serving.profile import alias_key, build_profile, decode_aliases
 from serving.reads import CustomerState
 from serving.schemas import Profile
+
+_ID = re.compile(ID_PATTERN)
 
 
 class Lookup:
@@ -19,6 +25,8 @@ class Lookup:
         """Customer id for an alias typed at the tablet (e-mails are matched by their SHA-256);
         the alias itself when nobody has it."""
         key = alias_key(alias_type, value)
+        if not _ID.match(key):  # nobody can have it; never echoed back as a customer id
+            raise InvalidRequestError("value", "not an id a customer can have")
         return await self.live.alias_owner(key) or key
 
     async def profile(self, customer: str, request_id: str, store_id: str | None = None) -> Profile:

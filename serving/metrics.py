@@ -40,6 +40,11 @@ HEAVY = Counter(
     ["route", "where"],
 )
 EVENTS = Counter("omnirec_events_total", "events posted", ["outcome"])
+EVENT_BACKLOG = Gauge(
+    "omnirec_event_backlog",
+    "events the fullest event stream holds, waiting for export (at the last post; new events are "
+    "refused at OMNIREC_EVENT_BACKLOG_LIMIT)",
+)
 LOADED_BYTES = Gauge(
     "omnirec_loaded_model_bytes",
     "memory of a loaded model version and its catalogue, per worker",

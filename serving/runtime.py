@@ -115,10 +115,13 @@ class ModelRuntime:
         return folder
 
     def refresh(self) -> bool:
-        """Load the champion if it is not the one being served; returns True when it swapped."""
+        """Load the champion if it is not the one being served; returns True when it swapped.
+        Each refresh says afresh what is wrong: a refresh that gets through clears the last
+        error, also when the champion did not change (readiness then stops reporting it)."""
         store = self.engine.live.store
         if store is None:
             return False
+        self.last_error = None
         self.check_durability()
         version = self.registry.champion()
         current = self.engine.live.snapshot

@@ -7,7 +7,6 @@ bottom (load, split, select, fit, evaluate, log, register, gate).
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import tempfile
 import time
@@ -25,7 +24,7 @@ from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from features.dataset import Dataset, load_dataset
 from features.interactions import build_interactions
 from models.base import Recommender
-from models.registry import ModelRegistry
+from models.registry import ModelRegistry, quiet_artifact_transfers
 from omnirec.errors import ConfigError
 from omnirec.interaction_data import Interactions
 from omnirec.settings import Settings
@@ -144,8 +143,7 @@ def use_mlflow(settings: Settings) -> None:
     With a local (SQLite or file) tracking store, the experiment keeps its artifacts under the
     data folder rather than in a `./mlruns` of whatever directory the command ran from.
     """
-    # MLflow draws a progress bar per artifact download; in logs they are noise
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    quiet_artifact_transfers()
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     if settings.mlflow.registry_uri:
         mlflow.set_registry_uri(settings.mlflow.registry_uri)

@@ -8,12 +8,12 @@ from litestar.di import Provide
 from litestar.types import Scope, Send
 
 from features.realtime import IngestResult
-from omnirec.errors import StoreUnavailableError
+from omnirec.errors import EventBacklogFullError, StoreUnavailableError
 from serving.auth import needs
 from serving.engine import Engine
 from serving.fastpath import FAST_PATH, send_json
 from serving.heavy import HeavyWork
-from serving.metrics import EVENTS, HEAVY
+from serving.metrics import EVENT_BACKLOG, EVENTS, HEAVY
 from serving.routes.common import get_engine, request_id
 from serving.routes.feedback import count_attributed
 from serving.schemas import EventError, EventIn, EventsAccepted, EventsIn
@@ -29,10 +29,15 @@ async def _ingest(engine: Engine, events: list[EventIn]) -> Response[EventsAccep
     raw = [msgspec.structs.asdict(e) for e in events]
     try:
         result = await engine.live.realtime.ingest_async(engine.live.pipeline, raw)
+    except EventBacklogFullError:
+        EVENTS.labels("backlog_full").inc(len(events))
+        raise
     except StoreUnavailableError:
         engine.live.breaker.trip()
         EVENTS.labels("unavailable").inc(len(events))
         raise
+    finally:
+        EVENT_BACKLOG.set(engine.live.realtime.backlog)
     await _attribute(engine, result)
     return Response(_accepted(result), status_code=202)
 
@@ -77,6 +82,8 @@ async def bulk_in_process(scope: Scope, body: bytes, send: Send) -> bool:
         return False
     try:
         result = await heavy.ingest(body)
+    except EventBacklogFullError:
+        return False  # the handler answers the 503, here: Redis itself is fine
     except StoreUnavailableError:
         engine.live.breaker.trip()
         return False

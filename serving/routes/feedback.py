@@ -9,12 +9,12 @@ import msgspec
 from litestar import Controller, Response, post
 from litestar.di import Provide
 
-from omnirec.errors import StoreUnavailableError
+from omnirec.errors import EventBacklogFullError, StoreUnavailableError
 from serving.auth import needs
 from serving.engine import Engine
 from serving.experiments.config import DEFAULT_VARIANT
 from serving.metrics import ATTRIBUTED, ATTRIBUTED_REVENUE, EVENTS, FEEDBACK
-from serving.routes.common import get_engine, request_id
+from serving.routes.common import get_engine, known_channels, request_id
 from serving.schemas import EventError, EventsAccepted, FeedbackPost
 
 OTHER = "other"  # the label of names the configuration does not know (bounded label values)
@@ -74,6 +74,9 @@ class FeedbackController(Controller):
         raw = [msgspec.structs.asdict(f) for f in data.feedback]
         try:
             result = await engine.live.feedback.store(engine.live.pipeline.checked, raw)
+        except EventBacklogFullError:
+            EVENTS.labels("backlog_full").inc(len(raw))
+            raise
         except StoreUnavailableError:
             engine.live.breaker.trip()
             raise
@@ -81,9 +84,10 @@ class FeedbackController(Controller):
             experiment, variant, placement = _labels(
                 engine, event.experiment, event.variant, event.placement
             )
-            FEEDBACK.labels(
-                event.feedback_type, experiment, variant, placement, event.channel or "unknown"
-            ).inc()
+            channel = event.channel or "unknown"
+            if channel != "unknown" and channel not in known_channels(engine):
+                channel = OTHER  # free text from the caller: the label's values stay bounded
+            FEEDBACK.labels(event.feedback_type, experiment, variant, placement, channel).inc()
         for event in result.attributed:
             count_attributed(
                 engine,

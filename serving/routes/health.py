@@ -46,6 +46,12 @@ class HealthController(Controller):
             f"experiment {e} variant {v} stopped by its guardrail: {why}"
             for (e, v), why in engine.lab.health.stopped.items()
         ]
+        realtime = engine.live.realtime
+        if realtime is not None and realtime.backlog > 0.8 * realtime.backlog_limit:
+            warnings.append(
+                f"{realtime.backlog:,} events wait for export in one stream: new events are "
+                f"refused at {realtime.backlog_limit:,} (run `omnirec export-events`)"
+            )
         if runtime.snapshot_state in {"missing", "restoring"}:
             warnings.append(
                 "the feature snapshot is not in Redis: answers are degraded until it is restored"

@@ -64,6 +64,7 @@ CORPUS: list[tuple[str, dict[str, object], str | None]] = [
     ("units in words", {"quantity": "two"}, "quantity: not a number"),
     ("a negative price", {"price": -1}, "price: negative or infinite"),
     ("a price in words", {"price": "cheap"}, "price: not a number"),
+    ("a price of 1e308", {"price": 1e308}, "price: more than 1,000,000,000"),
     ("a store id with a space", {"store_id": "S 1"}, f"store_id: {ID_BAD}"),
     ("a long session", {"session_id": "s" * 129}, "session_id: longer than 128"),
     ("an event id with a space", {"event_id": "e 1"}, f"event_id: {ID_BAD}"),

@@ -4,6 +4,7 @@ export."""
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ from features.export import export_events
 from features.io import read_table
 from features.realtime import RealtimeEvents
 from features.store import RedisFeatureStore
-from omnirec.errors import FeatureStoreError, StoreUnavailableError
+from omnirec.errors import EventBacklogFullError, FeatureStoreError, StoreUnavailableError
 from omnirec.redis_runtime import free_port
 from omnirec.settings import Settings
 from tests.waiting import PATIENCE
@@ -103,7 +104,7 @@ def test_unreachable_redis_raises_one_typed_error() -> None:
 
 
 def test_ingest_updates_activity_at_once_and_reports_bad_events(store: RedisFeatureStore) -> None:
-    store.client.set(f"{store.prefix}:id:L999", "cust-9")
+    store.client.set(store.keys.alias("L999"), "cust-9")
     realtime = RealtimeEvents(store)
     result = realtime.ingest(
         [
@@ -212,3 +213,21 @@ def test_customer_features_are_compact_binary(settings: Settings) -> None:
     assert len(blob) < 64 * 4 + 64  # raw float32s, not JSON text
     decoded = CUSTOMER_DECODER.decode(blob)
     np.testing.assert_array_equal(np.frombuffer(decoded.vector, np.float32), vector)
+
+
+def test_a_full_backlog_refuses_new_events_and_trims_none(
+    store: RedisFeatureStore, tmp_path: Path
+) -> None:
+    realtime = RealtimeEvents(store, backlog_limit=5, streams=1)
+    events = [
+        {"customer_id": f"c{i}", "item_id": "i1", "event_type": "view", "channel": "web"}
+        for i in range(7)
+    ]
+    assert realtime.ingest(events[:5]).accepted == 5
+    with pytest.raises(EventBacklogFullError) as refused:
+        realtime.ingest(events[5:6])
+    assert refused.value.waiting == 5
+    assert pickle.loads(pickle.dumps(refused.value)).waiting == 5  # crosses processes
+    assert store.client.xlen(realtime.stream_key(0)) == 5  # every acknowledged event kept
+    assert export_events(realtime, tmp_path / "log").events == 5
+    assert realtime.ingest(events[5:7]).accepted == 2  # room again after the export

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -14,10 +16,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+import redis
 
 from features.dataset import load_dataset
 from features.keys import Keys
-from tests.deploy import KEYS, Deployment
+from tests.deploy import KEYS, Deployment, make_deployment
 from tests.waiting import PATIENCE
 
 
@@ -240,6 +243,12 @@ def test_profile_and_lookup_for_the_tablet(deployment: Deployment) -> None:
         missing = c.get(
             "/v1/customers/lookup", params={"alias_type": "loyalty_card", "value": "L-nope"}
         ).json()
+        for typed in ("<b>x</b>", "a\x00b", "two words"):  # never echoed back as a customer
+            refused = c.get(
+                "/v1/customers/lookup", params={"alias_type": "loyalty_card", "value": typed}
+            )
+            assert refused.status_code == 400 and refused.json()["field"] == "value"
+            assert typed not in refused.text
     assert by_email["customer_id"] == "C00000003" and by_email["known"]
     assert {a["alias_type"] for a in profile["aliases"]} >= {"device", "phone", "email_sha256"}
     assert profile["activity"] and {a["channel"] for a in profile["activity"]} <= {
@@ -570,3 +579,53 @@ def test_a_session_moves_the_list_toward_what_is_viewed_now(deployment: Deployme
     )
     # long-term taste still holds the rest of the list
     assert any(i["category"] in touched for i in after["items"])
+
+
+def test_metric_labels_stay_bounded_whatever_callers_send(deployment: Deployment) -> None:
+    """A caller's free text (a feedback channel) never becomes a label value of its own."""
+    channels = [f"zz{uuid.uuid4().hex[:6]}" for _ in range(5)]
+    records = [
+        {"type": "impression", "customer_id": "C00000001", "item_id": "I000001", "channel": c}
+        for c in channels
+    ]
+    with deployment.client("events") as c:
+        assert c.post("/v1/feedback", json={"feedback": records}).status_code == 202
+        huge = {**records[0], "type": "purchase", "price": 1e308}
+        refused = c.post("/v1/feedback", json={"feedback": [huge]}).json()
+        assert refused["errors"] == [
+            {"index": 0, "field": "price", "message": "more than 1,000,000,000"}
+        ]
+    text = httpx.get(f"{deployment.base_url}/metrics").text
+    assert not [c for c in channels if c in text]
+    assert re.search(r'omnirec_feedback_total\{[^}]*channel="other"[^}]*\} [1-9]', text)
+
+
+def test_a_full_event_backlog_answers_503_and_loses_nothing(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: str
+) -> None:
+    dep = make_deployment(tmp_path_factory.mktemp("backlog"), redis_server)
+    dep.env.update({"OMNIREC_EVENT_BACKLOG_LIMIT": "3", "OMNIREC_EVENT_STREAMS": "1"})
+    dep.start_server()
+    try:
+        event = {"customer_id": "C00000001", "item_id": "I000001", "event_type": "view"}
+        with dep.client("events") as c:
+            for k in range(3):
+                stored = c.post("/v1/events", json={**event, "channel": "web", "event_id": f"b{k}"})
+                assert stored.status_code == 202, stored.text
+            full = c.post("/v1/events", json={**event, "channel": "web", "event_id": "b3"})
+            bulk = c.post("/v1/events/bulk", json={"events": [{**event, "channel": "app"}]})
+            feedback = c.post(
+                "/v1/feedback", json={"feedback": [{"type": "click", **event, "channel": "web"}]}
+            )
+        for refused in (full, bulk, feedback):
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["Retry-After"] == "30"
+            assert "wait for export" in refused.json()["detail"]
+        ready = httpx.get(f"{dep.base_url}/health/ready").json()
+        assert ready["status"] == "ok"  # Redis is fine: only new events wait
+        assert any("wait for export" in w for w in ready["warnings"])
+        assert "omnirec_event_backlog 3.0" in httpx.get(f"{dep.base_url}/metrics").text
+        stream = Keys(dep.settings.redis.prefix).stream(0)
+        assert redis.Redis.from_url(redis_server).xlen(stream) == 3  # nothing trimmed
+    finally:
+        dep.stop_server()

@@ -110,7 +110,6 @@ def test_fast_path_answers_equal_the_typed_handler(
         ({"channel": "fax"}, 400, "channel"),
         ({"store_id": "S 1;DROP"}, 400, "store_id"),
         ({"explain": "perhaps"}, 400, "explain"),
-        ({"limit": ["3", "4"]}, 200, None),  # repeated: Litestar decides, as without the fast path
     ],
 )
 def test_what_the_fast_path_declines_gets_the_typed_handlers_answer(
@@ -130,6 +129,20 @@ def test_what_the_fast_path_declines_gets_the_typed_handlers_answer(
         assert field in fast.text
         assert fast.json() == typed.json()
     assert _served(deployment, "declined") == declined_before + 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/customers/C00000003/recommendations", "/v1/items/I000003/similar", "/v1/trending"],
+)
+def test_a_parameter_given_twice_is_a_400_naming_it(
+    deployment: Deployment, typed_only: Deployment, path: str
+) -> None:
+    headers = {"X-API-Key": KEYS["recommend"]}
+    for dep in (deployment, typed_only):
+        answer = httpx.get(dep.base_url + path + "?limit=2&limit=7", headers=headers)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["field"] == "limit"
 
 
 def test_auth_runs_before_the_fast_path(deployment: Deployment) -> None:
