@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import cast
 
-from features.schema import EVENT_TYPES, ID_PATTERN
+from features.schema import END_OF_TEXT, EVENT_TYPES, ID_PATTERN
 
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_\-]{0,31}\Z"  # a channel: a lowercase name
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,23}\Z"  # a placement's name
@@ -87,14 +87,19 @@ class Rule:
         return f"{self.field}: {self.reason(max_future_seconds)}"
 
     @property
+    def _body(self) -> str:
+        """`pattern` without its end-of-text anchor (`\\Z`, or `(?!\\n)$`)."""
+        return self.pattern.removesuffix(r"\Z").removesuffix(END_OF_TEXT)
+
+    @property
     def pattern_re2(self) -> str:
         """`pattern` for RE2 (pyarrow): its `$` is the end of the text."""
-        return self.pattern.removesuffix(r"\Z") + "$"
+        return self._body + "$"
 
     @property
     def pattern_java(self) -> str:
         """`pattern` for Java's regex (Spark): `\\z` is the end of the text."""
-        return self.pattern.removesuffix(r"\Z") + r"\z"
+        return self._body + r"\z"
 
     @property
     def compiled(self) -> re.Pattern[str]:

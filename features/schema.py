@@ -23,8 +23,13 @@ ALIAS_TYPES: tuple[str, ...] = (
 )
 # Python's re (the API, real-time events): `\Z` is the end of the text (`$` also matches before a
 # trailing newline); pyarrow's RE2 (file validation) has no `\Z`, and its `$` is the end of the text
-ID_PATTERN = r"^[A-Za-z0-9+][A-Za-z0-9_.:@+\-]{0,127}\Z"
-ID_PATTERN_RE2 = ID_PATTERN.removesuffix(r"\Z") + "$"
+# One pattern for Python's re (the API), JSON Schema (the OpenAPI document: ECMA regexes have no
+# `\Z`) and, less its look-ahead, RE2 (pyarrow) and Java (Spark): `$` is the end of the text
+# there; in Python it would also match before a trailing newline, which `(?!\n)` refuses.
+ID_BODY = r"^[A-Za-z0-9+][A-Za-z0-9_.:@+\-]{0,127}"
+END_OF_TEXT = r"(?!\n)$"
+ID_PATTERN = ID_BODY + END_OF_TEXT
+ID_PATTERN_RE2 = ID_BODY + "$"
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 # an event stamped later than this after "now" is refused (ingestion, validation, import): a day
 # covers clock skew and local times sent without their offset, and keeps 2100-01-01 out

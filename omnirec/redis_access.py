@@ -416,8 +416,15 @@ class AutoPipeline:
 def _translated(exc: Exception) -> Exception:
     if problem := config_problem(exc):
         return RedisConfigError(problem)
-    if isinstance(exc, REDIS_DOWN):
+    if isinstance(exc, REDIS_DOWN) or _transport_closed(exc):
         return StoreUnavailableError(f"Redis unavailable: {type(exc).__name__}")
     if isinstance(exc, redis.RedisError):
         return FeatureStoreError(f"Redis error: {exc}")
     return exc
+
+
+def _transport_closed(exc: Exception) -> bool:
+    """uvloop's answer to a write on a connection the server reset while redis-py was still
+    setting it up (a Redis behind a proxy, or restarting): "unable to perform operation on
+    <TCPTransport closed=True ...>", a RuntimeError rather than a ConnectionError."""
+    return isinstance(exc, RuntimeError) and "closed=True" in str(exc)

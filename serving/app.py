@@ -13,7 +13,6 @@ from litestar.datastructures import State
 from litestar.logging.config import LoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusController
 from litestar.response import Response
 
 from features.store import RedisFeatureStore
@@ -31,7 +30,7 @@ from serving.query_guard import query_guard_middleware
 from serving.routes.customers import CategoryController, CustomerController, StoreController
 from serving.routes.events import EventController
 from serving.routes.feedback import FeedbackController
-from serving.routes.health import AdminController, HealthController
+from serving.routes.health import AdminController, HealthController, MetricsController
 from serving.routes.recommendations import RecommendationController
 from serving.routes.stock import StockController
 from serving.runtime import ModelRuntime, tune_process
@@ -105,7 +104,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CategoryController,
             HealthController,
             AdminController,
-            PrometheusController,
+            MetricsController,
             tablet_page,
         ],
         lifespan=[lifespan],

@@ -12,7 +12,13 @@ import pytest
 import redis
 
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
-from omnirec.redis_access import AutoPipeline, RedisTarget, bulk_set, run_pipelined
+from omnirec.redis_access import (
+    AutoPipeline,
+    RedisTarget,
+    _translated,
+    bulk_set,
+    run_pipelined,
+)
 
 
 @asynccontextmanager
@@ -171,3 +177,15 @@ def test_a_sentinel_url_names_every_sentinel_and_the_masters_login() -> None:
     assert sentinels == [("s1", 26379), ("s2", 26380), ("s3", 26379)]
     assert (options["username"], options["password"], options["db"]) == ("app", "p@ss", 2)
     assert target.safe_url == "redis://app:***@s1:26379,s2:26380,s3/2"
+
+
+def test_a_connection_reset_while_it_is_set_up_is_redis_unavailable() -> None:
+    """uvloop raises a RuntimeError, not a ConnectionError, for a write on a transport the
+    server reset during redis-py's connect: it is the store being unavailable, never a 500."""
+    closed = RuntimeError(
+        "unable to perform operation on <TCPTransport closed=True reading=False 0x7f>; "
+        "the handler is closed"
+    )
+    assert isinstance(_translated(closed), StoreUnavailableError)
+    assert _translated(RuntimeError("something else")) is not None
+    assert not isinstance(_translated(RuntimeError("something else")), StoreUnavailableError)

@@ -7,6 +7,7 @@ import time
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from serving.auth import needs
 from serving.engine import Engine
@@ -91,3 +92,23 @@ class AdminController(Controller):
             "features": state.runtime.snapshot_state,
             "error": state.runtime.last_error,
         }
+
+
+# Litestar adds the charset to a text type itself
+METRICS_TYPE = CONTENT_TYPE_LATEST.removesuffix("; charset=utf-8")
+
+
+class MetricsController(Controller):
+    """Prometheus's text exposition format, documented as such (not as JSON)."""
+
+    path = "/metrics"
+    tags = ["operations"]
+
+    @get(
+        "/",
+        operation_id="metrics",
+        media_type=METRICS_TYPE,
+        summary="Prometheus metrics (text exposition format)",
+    )
+    async def metrics(self) -> Response[bytes]:
+        return Response(generate_latest(REGISTRY), media_type=METRICS_TYPE)

@@ -483,6 +483,19 @@ def test_metrics_count_refusals_with_their_status_and_full_routes(deployment: De
     assert any('route="/v1/events"' in line for line in lines)
 
 
+def test_openapi_patterns_and_media_types_are_what_the_server_does(
+    deployment: Deployment,
+) -> None:
+    spec = httpx.get(f"{deployment.base_url}/schema/openapi.json")
+    assert "\\Z" not in spec.text  # JSON Schema's regexes (ECMA) have no \Z
+    metrics = spec.json()["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    served = httpx.get(f"{deployment.base_url}/metrics").headers["content-type"]
+    assert [m.split(";")[0] for m in metrics] == [served.split(";")[0]] == ["text/plain"]
+    with deployment.client() as c:
+        trailing = c.get("/v1/customers/C00000003%0A/recommendations")
+    assert trailing.status_code == 400  # the pattern still refuses a trailing newline
+
+
 def test_openapi_says_202_for_events(deployment: Deployment) -> None:
     spec = httpx.get(f"{deployment.base_url}/schema/openapi.json").json()
     for path in ("/v1/events", "/v1/events/bulk"):
