@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 import msgspec
@@ -92,13 +92,21 @@ FEEDBACK_DECODER = msgspec.msgpack.Decoder(FeedbackEvent)
 
 
 def check_feedback(
-    raw: dict[str, object], index: int, now: float, max_future_seconds: float = MAX_FUTURE_SECONDS
+    raw: dict[str, object],
+    index: int,
+    now: float,
+    max_future_seconds: float = MAX_FUTURE_SECONDS,
+    placements: Collection[str] | None = None,
 ) -> FeedbackEvent | Rejected:
     """One feedback record against the feedback rules (`features.event_rules`); returns it or
-    why it is refused (the field at fault)."""
+    why it is refused (the field at fault). With `placements` (the service's), a placement must
+    be one of them."""
     values, refusal = check_record(raw, FEEDBACK_RULES, now, max_future_seconds)
     if refusal is not None:
         return Rejected(index, refusal.field, refusal.message)
+    named = values.get("placement")
+    if placements is not None and named is not None and named not in placements:
+        return Rejected(index, "placement", "not a placement of this service")
     rid = values.get("recommendation_id")
     ref = None
     if rid is not None:
@@ -202,14 +210,18 @@ class FeedbackLog:
         return [(p, ref) for (p, _, ref), new in zip(clicked, first, strict=True) if new]
 
     async def store(
-        self, send: Callable[[list[Command]], Awaitable[list[Reply]]], raw: list[dict[str, object]]
+        self,
+        send: Callable[[list[Command]], Awaitable[list[Reply]]],
+        raw: list[dict[str, object]],
+        placements: Collection[str] | None = None,
     ) -> FeedbackResult:
-        """Validate, resolve aliases, store; returns once Redis confirmed the streams' writes."""
+        """Validate, resolve aliases, store; returns once Redis confirmed the streams' writes.
+        With `placements`, a record naming another placement is refused."""
         now = time.time()
         checked: list[FeedbackEvent | Rejected] = []
         for start in range(0, len(raw), CHECK_CHUNK):
             checked += [
-                check_feedback(r, start + k, now, self.max_future_seconds)
+                check_feedback(r, start + k, now, self.max_future_seconds, placements)
                 for k, r in enumerate(raw[start : start + CHECK_CHUNK])
             ]
             await asyncio.sleep(0)

@@ -63,8 +63,16 @@ def domain_error(request: AnyRequest, exc: OmnirecError) -> Response[ErrorBody]:
     return _body(500, "internal error")
 
 
+CLIENT_GONE = "client disconnected prematurely"  # Litestar's words for a body never finished
+
+
 def http_error(request: AnyRequest, exc: HTTPException) -> Response[Any]:
-    """Litestar's own answers (validation 400s, 401, 403, 404, 405, 413), logged without values."""
+    """Litestar's own answers (validation 400s, 401, 403, 404, 405, 413), logged without values.
+    A request whose body never came in full (its client went away, or the read deadline closed
+    it) is what it is, a 408, logged once at INFO: not a server error with a traceback."""
+    if exc.detail == CLIENT_GONE:
+        log.info("408 %s: the request's body never came in full", _route(request))
+        return _body(408, "the request's body never came in full")
     if exc.status_code >= 500:
         log.error("%d %s: %s", exc.status_code, _route(request), type(exc).__name__, exc_info=exc)
     else:

@@ -73,7 +73,9 @@ class FeedbackController(Controller):
             raise StoreUnavailableError("Redis is unavailable")
         raw = [msgspec.structs.asdict(f) for f in data.feedback]
         try:
-            result = await engine.live.feedback.store(engine.live.pipeline.checked, raw)
+            result = await engine.live.feedback.store(
+                engine.live.pipeline.checked, raw, engine.placements.placements
+            )
         except EventBacklogFullError:
             EVENTS.labels("backlog_full").inc(len(raw))
             raise

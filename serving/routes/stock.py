@@ -11,6 +11,8 @@ from features.schema import ID_PATTERN
 from features.stock import StockUpdate
 from omnirec.errors import StoreUnavailableError
 from serving.auth import needs
+from serving.availability import ONLINE
+from serving.catalogue import LoadedSnapshot
 from serving.engine import Engine
 from serving.metrics import STOCK
 from serving.routes.common import get_engine, request_id
@@ -21,16 +23,26 @@ MAX_LEVEL = 1_000_000_000
 _ID = re.compile(ID_PATTERN)
 
 
-def check_rows(rows: list[StockUpdateIn]) -> tuple[list[StockUpdate], list[EventError]]:
-    """The rows that can be applied, and an error naming the field for each other one."""
+def check_rows(
+    rows: list[StockUpdateIn], snap: LoadedSnapshot | None = None
+) -> tuple[list[StockUpdate], list[EventError]]:
+    """The rows that can be applied, and an error naming the field for each other one. With the
+    served snapshot, a row must name one of its stores (or `online`) and one of its items: the
+    stock feed changes levels, it never adds a store or an item (they come with the data)."""
     good: list[StockUpdate] = []
     errors: list[EventError] = []
     match = _ID.match
+    stores = None if snap is None else {*snap.stores, ONLINE}
+    items = None if snap is None else snap.item_index
     for index, row in enumerate(rows):
         if match(row.store_id) is None:
             errors.append(EventError(index, "store_id", "invalid characters or longer than 128"))
         elif match(row.item_id) is None:
             errors.append(EventError(index, "item_id", "invalid characters or longer than 128"))
+        elif stores is not None and row.store_id not in stores:
+            errors.append(EventError(index, "store_id", "not a store of the served data"))
+        elif items is not None and row.item_id not in items:
+            errors.append(EventError(index, "item_id", "not an item of the served catalogue"))
         elif (row.quantity is None) == (row.delta is None):
             errors.append(
                 EventError(
@@ -66,7 +78,7 @@ class StockController(Controller):
         """Applied in Redis before the answer; a level of 0 takes the item out of that store's
         suggestions, and an item at 0 everywhere it is listed is suggested nowhere. The online
         warehouse is the store `online`."""
-        updates, errors = check_rows(list(data.updates))
+        updates, errors = check_rows(list(data.updates), engine.live.snapshot)
         version = 0
         if updates:
             if engine.live.store is None or engine.live.breaker.open:

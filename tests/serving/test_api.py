@@ -532,6 +532,32 @@ def test_half_sent_requests_are_closed_and_real_ones_keep_flowing(deployment: De
     assert time.monotonic() - started < 10
 
 
+def test_a_body_that_never_comes_in_full_is_a_quiet_408(deployment: Deployment) -> None:
+    """The read deadline closes a request whose body stops half way: logged once at INFO and
+    counted as what it is, never a 500 with a traceback."""
+    import socket
+
+    assert deployment.log_path is not None
+    port = int(deployment.base_url.rsplit(":", 1)[1])
+    head = (
+        f"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEYS['events']}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+    )
+    sockets = []
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+        sock.sendall(head.encode() + b'{"customer_id": "C1", ')  # and never the rest
+        sockets.append(sock)
+    for sock in sockets:  # OMNIREC_REQUEST_READ_SECONDS=2 here: the server ends each
+        while sock.recv(1 << 16):
+            pass
+        sock.close()
+    metrics = httpx.get(f"{deployment.base_url}/metrics").text
+    assert not re.search(r'omnirec_requests_total\{[^}]*status="500"', metrics)
+    log = deployment.log_path.read_text()
+    assert "Traceback" not in log and "client disconnected" not in log
+
+
 def test_a_session_moves_the_list_toward_what_is_viewed_now(deployment: Deployment) -> None:
     """A customer with a long history in their categories views five items of a category they
     never touched: within a second that category fills a share of the top 10, and the reasons
@@ -604,9 +630,11 @@ def test_metric_labels_stay_bounded_whatever_callers_send(deployment: Deployment
     with deployment.client("events") as c:
         assert c.post("/v1/feedback", json={"feedback": records}).status_code == 202
         huge = {**records[0], "type": "purchase", "price": 1e308}
-        refused = c.post("/v1/feedback", json={"feedback": [huge]}).json()
+        nowhere = {**records[0], "placement": "nowhere"}
+        refused = c.post("/v1/feedback", json={"feedback": [huge, nowhere]}).json()
         assert refused["errors"] == [
-            {"index": 0, "field": "price", "message": "more than 1,000,000,000"}
+            {"index": 0, "field": "price", "message": "more than 1,000,000,000"},
+            {"index": 1, "field": "placement", "message": "not a placement of this service"},
         ]
     text = httpx.get(f"{deployment.base_url}/metrics").text
     assert not [c for c in channels if c in text]

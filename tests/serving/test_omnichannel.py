@@ -56,14 +56,20 @@ def test_a_stock_change_shows_on_the_next_request(deployment: Deployment) -> Non
             {"store_id": "S001", "item_id": "I000001", "quantity": 4, "delta": 1},  # both: refused
             {"store_id": "S 1", "item_id": "I000001", "delta": 1},  # bad id: refused
             {"store_id": "S001", "item_id": "I000002", "quantity": -3},  # negative level: refused
+            {"store_id": "S999", "item_id": "I000001", "quantity": 5},  # no such store: refused
+            {"store_id": "S001", "item_id": "I999999", "quantity": 5},  # no such item: refused
         ],
     )
-    assert answer["applied"] == 1 and answer["rejected"] == 3
+    assert answer["applied"] == 1 and answer["rejected"] == 5
     assert [(e["index"], e["field"]) for e in answer["errors"]] == [
         (1, "quantity"),
         (2, "store_id"),
         (3, "quantity"),
+        (4, "store_id"),
+        (5, "item_id"),
     ]
+    with deployment.client("tablet") as c:  # the feed never adds a store
+        assert "S999" not in c.get("/v1/stores").text
     after = get(deployment, f"/v1/customers/{customer}/recommendations", store_id="S001", limit=10)
     assert top not in {i["item_id"] for i in after["items"]}
     similar = get(
