@@ -47,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `omnirec` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)  # --help and bad arguments end here, importing little
     from omnirec.redis_runtime import stop_cleanly_on_sigterm
 
-    args = build_parser().parse_args(argv)
     if args.command in WHOLE_DATA_COMMANDS:
         from omnirec.memory import return_freed_memory
 

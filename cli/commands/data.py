@@ -6,13 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from cli.names import IMPORT_FORMATS
 from cli.options import CommandSpec, existing_path, positive_int
-from features.dataset import load_dataset
-from features.generator import GeneratorConfig, generate
-from features.importers import IMPORTERS, import_dataset
-from features.interactions import build_interactions
-from features.io import write_table
-from features.validation import validate_events
 from omnirec.settings import Settings
 
 
@@ -34,6 +29,8 @@ def _configure_generate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from features.generator import GeneratorConfig, generate
+
     out = args.out or settings.data_dir / "synthetic"
     started = time.perf_counter()
     result = generate(
@@ -57,12 +54,16 @@ def _run_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _configure_import(p: argparse.ArgumentParser) -> None:
-    p.add_argument("format", choices=sorted(IMPORTERS), help="layout of the source data")
+    p.add_argument("format", choices=IMPORT_FORMATS, help="layout of the source data")
     p.add_argument("source", type=existing_path, help="source file or folder")
     p.add_argument("--out", type=Path, required=True, help="output folder for events.parquet etc.")
 
 
 def _run_import(args: argparse.Namespace, settings: Settings) -> int:
+    from features.importers import import_dataset
+    from features.io import write_table
+    from features.validation import validate_events
+
     imported = import_dataset(args.format, args.source)
     report = validate_events(imported.events, str(args.source), settings.max_future_seconds)
     write_table(report.accepted, args.out / "events.parquet")
@@ -107,6 +108,9 @@ def _configure_interactions(p: argparse.ArgumentParser) -> None:
 
 
 def _run_interactions(args: argparse.Namespace, settings: Settings) -> int:
+    from features.dataset import load_dataset
+    from features.interactions import build_interactions
+
     dataset = load_dataset(args.folder, settings.max_future_seconds)
     print(dataset.report.summary())
     matrix = build_interactions(dataset.events, settings.interactions)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cli.names import MODEL_NAMES
 from cli.options import CommandSpec, add_engine_option, existing_path, positive_int
 from omnirec.errors import ConfigError
 from omnirec.settings import Settings
@@ -25,8 +26,6 @@ def _json_params(value: str) -> dict[str, Any]:
 
 
 def _common_train_options(p: argparse.ArgumentParser) -> None:
-    from models import MODEL_KINDS
-
     p.add_argument(
         "--data",
         type=existing_path,
@@ -35,7 +34,7 @@ def _common_train_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--model",
-        choices=["auto", *sorted(MODEL_KINDS)],
+        choices=["auto", *MODEL_NAMES],
         default="auto",
         help="model kind (default auto: the best candidate on a validation part)",
     )
