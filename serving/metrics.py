@@ -28,6 +28,9 @@ SNAPSHOT_MISSING = Counter(
     "omnirec_snapshot_missing_total",
     "checks that found the served feature snapshot gone from Redis",
 )
+STOCK_RESTORES = Counter(
+    "omnirec_stock_restores_total", "live stock written back to Redis after it lost it"
+)
 SNAPSHOT_RESTORES = Counter(
     "omnirec_snapshot_restores_total", "feature snapshots restored into Redis from MLflow"
 )

@@ -20,12 +20,13 @@ from threadpoolctl import threadpool_limits
 from features.snapshot_file import restore_snapshot
 from models import load_model
 from models.registry import ModelRegistry
-from omnirec.errors import OmnirecError, RegistryError
+from omnirec.errors import FeatureStoreError, OmnirecError, RegistryError
 from omnirec.redis_access import primaries_info
 from omnirec.settings import Settings
 from serving.catalogue import LoadedSnapshot, load_snapshot, loaded_bytes
 from serving.engine import Engine
 from serving.metrics import LOADED_BYTES, REDIS_DURABLE, SNAPSHOT_MISSING, SNAPSHOT_RESTORES
+from serving.stock_keeper import StockKeeper
 
 log = logging.getLogger("omnirec.serving")
 RESTORE_LOCK_SECONDS = 600  # one restore at a time across workers and replicas
@@ -87,6 +88,7 @@ class ModelRuntime:
         self.durable: bool | None = None  # Redis keeps acknowledged writes; None until checked
         self.durability: str | None = None  # why acknowledged events may be lost, or None
         self.rule_problems: list[str] = []  # what the rules read that the catalogue lacks
+        self.stock = StockKeeper(engine.live)  # live stock written back when Redis lost it
         self.experiment_problems: dict[int, str] = {}  # experiment versions that did not load
         self._refreshing = threading.Lock()
         self._retry_restore_at = 0.0
@@ -290,6 +292,12 @@ class ModelRuntime:
                 log.warning("model refresh failed: %s", self.last_error)
                 return False
             self._features_back()
+            try:
+                self.stock.check()
+            except FeatureStoreError:
+                pass  # Redis is down: the next check, once it is back
+            except Exception as exc:  # logged; the next check tries again
+                log.warning("live stock check failed: %s", type(exc).__name__)
             return swapped
 
     def _features_back(self) -> None:

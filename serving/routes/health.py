@@ -53,6 +53,10 @@ class HealthController(Controller):
                 f"{realtime.backlog:,} events wait for export in one stream: new events are "
                 f"refused at {realtime.backlog_limit:,} (run `omnirec export-events`)"
             )
+        if runtime.stock.state == "missing":
+            warnings.append(
+                "the live stock is not in Redis: restoring it from the last levels seen"
+            )
         if runtime.snapshot_state in {"missing", "restoring"}:
             warnings.append(
                 "the feature snapshot is not in Redis: answers are degraded until it is restored"

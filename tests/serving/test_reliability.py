@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from features.stock import LiveStock
 from models.registry import ModelRegistry
 from omnirec.redis_runtime import EmbeddedRedis
 from tests.deploy import KEYS, Deployment, make_deployment
@@ -146,6 +147,16 @@ def test_redis_flushed_under_load_heals_itself(
     url = f"{isolated.base_url}/v1/customers/C00000004/recommendations?limit=5"
     headers = {"X-API-Key": KEYS["recommend"]}
     assert httpx.get(url, headers=headers).json()["source"] == "personalized"
+    # a level posted live (not in the stock file): Redis is the only place it is written
+    with httpx.Client(base_url=isolated.base_url, headers={"X-API-Key": KEYS["admin"]}) as c:
+        posted = c.post(
+            "/v1/stock",
+            json={"updates": [{"store_id": "S001", "item_id": "I000007", "quantity": 42}]},
+        )
+        assert posted.json()["applied"] == 1
+    live = LiveStock(isolated.settings.redis.prefix)
+    quantity_key = live.quantity_prefix + "S001"
+    client = redis.Redis.from_url(own_redis.url)
     with Load(isolated, "/v1/customers/C00000004/recommendations?limit=5") as load:
         time.sleep(0.5)
         redis.Redis.from_url(own_redis.url).flushall()  # Redis loses every key, nobody republishes
@@ -161,10 +172,21 @@ def test_redis_flushed_under_load_heals_itself(
         healed = time.monotonic() - flushed
         time.sleep(0.5)
     assert set(load.statuses) == {200}, load.statuses  # never a 5xx
+    # the live stock came back too, from the levels the workers last saw
+    wait_for(lambda: client.hget(quantity_key, "I000007") == b"42")
+    wait_for(
+        lambda: (
+            not any(
+                "live stock" in w
+                for w in httpx.get(f"{isolated.base_url}/health/ready").json()["warnings"]
+            )
+        )
+    )
     ready = httpx.get(f"{isolated.base_url}/health/ready").json()
     assert ready["status"] == "ok" and ready["features"] == "ok"
     metrics = httpx.get(f"{isolated.base_url}/metrics").text
     assert "omnirec_snapshot_restores_total 1.0" in metrics
+    assert "omnirec_stock_restores_total 1.0" in metrics
     print(
         f"\nFLUSHALL under load: statuses {dict(load.statuses)}, degraded answers {load.degraded}, "
         f"detected after {detected:.1f} s, personalized again after {healed:.1f} s"
