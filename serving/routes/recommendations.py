@@ -130,6 +130,33 @@ def _count(route: str, answer: Recommendations) -> Recommendations:
     return answer
 
 
+def checked_ask(
+    engine: Engine,
+    *,
+    limit: int,
+    channel: str | None = None,
+    store_id: str | None = None,
+    category: str | None = None,
+    availability: bool = False,
+    placement: str | None = None,
+    exclude_purchased: bool = True,
+    explain: bool = False,
+) -> Ask:
+    """A typed handler's question: channel, store and placement checked (each a 400 naming it
+    when the data or the configuration does not know it), with a fresh request id."""
+    return Ask(
+        limit=limit,
+        channel=check_channel(engine, channel),
+        store_id=check_store(engine, store_id),
+        category=category,
+        exclude_purchased=exclude_purchased,
+        explain=explain,
+        availability=availability,
+        placement=check_placement(engine, placement),
+        request_id=request_id(),
+    )
+
+
 class RecommendationController(Controller):
     path = "/v1"
     tags = ["recommendations"]
@@ -165,16 +192,16 @@ class RecommendationController(Controller):
             "customer",
             await engine.recommend(
                 customer_id,
-                Ask(
+                checked_ask(
+                    engine,
                     limit=limit,
-                    channel=check_channel(engine, channel),
-                    store_id=check_store(engine, store_id),
+                    channel=channel,
+                    store_id=store_id,
                     category=category,
                     exclude_purchased=exclude_purchased,
                     explain=explain,
                     availability=availability,
-                    placement=check_placement(engine, placement),
-                    request_id=request_id(),
+                    placement=placement,
                 ),
                 request_rules(price_min, price_max, exclude_items),
             ),
@@ -197,12 +224,12 @@ class RecommendationController(Controller):
         """A new item with no interactions gets popular items (source 'popular'); the
         placement's filters apply."""
         await engine.live.follow_stock()
-        ask = Ask(
+        ask = checked_ask(
+            engine,
             limit=limit,
-            store_id=check_store(engine, store_id),
+            store_id=store_id,
             availability=availability,
             placement=placement,
-            request_id=request_id(),
         )
         answer = engine.items.similar(item_id, ask, engine.placements.rules_for(placement))
         return _count("similar", engine.labelled(answer, ask))
@@ -231,14 +258,14 @@ class RecommendationController(Controller):
         return _count(
             "trending",
             await engine.trending(
-                Ask(
+                checked_ask(
+                    engine,
                     limit=limit,
-                    channel=check_channel(engine, channel),
-                    store_id=check_store(engine, store_id),
+                    channel=channel,
+                    store_id=store_id,
                     category=category,
                     availability=availability,
-                    placement=check_placement(engine, placement),
-                    request_id=request_id(),
+                    placement=placement,
                 ),
                 request_rules(price_min, price_max, exclude_items),
             ),
@@ -259,12 +286,12 @@ class RecommendationController(Controller):
         placement: PlacementName = None,
     ) -> Recommendations:
         """Bought together with the cart's items, then personal; never what is in the cart."""
-        ask = Ask(
+        ask = checked_ask(
+            engine,
             limit=limit,
-            store_id=check_store(engine, store_id),
+            store_id=store_id,
             availability=availability,
             placement=placement,
-            request_id=request_id(),
         )
         rules = engine.placements.rules_for(placement)
         answer = await engine.items.cart_complements(customer_id, ask, rules)
@@ -279,12 +306,12 @@ class RecommendationController(Controller):
     )
     async def complements(self, engine: Engine, data: OrderRequest) -> Recommendations:
         """Never the ordered items, never out of stock at `store_id`."""
-        ask = Ask(
+        ask = checked_ask(
+            engine,
             limit=data.limit,
-            store_id=check_store(engine, data.store_id),
+            store_id=data.store_id,
             availability=data.availability,
             placement=data.placement,
-            request_id=request_id(),
         )
         rules = engine.placements.rules_for(data.placement)
         answer = await engine.items.complements(data.customer_id, list(data.item_ids), ask, rules)
