@@ -5,7 +5,7 @@ The child loads the same champion (it follows the `champion` alias as the worker
 before a request when the reload interval has passed), reads and writes Redis with the blocking
 client, and hands back the encoded answer. It starts with the first heavy request; until it is
 ready, and whenever it is gone (killed, out of memory), the worker computes the request itself, in
-turns that yield to the loop (`Engine.batch_async`, `RealtimeEvents.ingest_async`).
+turns that yield to the loop (`Batches.answer`, `RealtimeEvents.ingest_async`).
 
 Threads were measured first and were worse (the GIL hands the loop's thread over late under a busy
 CPU); a process has its own interpreter, and runs at a lower OS priority (nice 10) so the
