@@ -26,6 +26,7 @@ from serving.errors import EXCEPTION_HANDLERS
 from serving.fastpath import fast_path_middleware
 from serving.heavy import HeavyWork
 from serving.metrics import metrics_middleware
+from serving.openapi import tighten
 from serving.query_guard import query_guard_middleware
 from serving.routes.customers import CategoryController, CustomerController, StoreController
 from serving.routes.events import EventController
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await engine.aclose()
                 store.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             RecommendationController,
             EventController,
@@ -132,3 +133,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
             log_exceptions="never", formatters=formatter_config(settings.serving.log_format)
         ),
     )
+    tighten(app.openapi_schema)  # what the structs enforce, in the document too
+    return app
