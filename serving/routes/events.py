@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
-from litestar import Controller, Response, post
+from litestar import Controller, Request, Response, post
 from litestar.di import Provide
 from litestar.types import Scope, Send
 
@@ -21,12 +23,21 @@ from serving.schemas import EventError, EventIn, EventsAccepted, EventsIn
 ENCODER = msgspec.json.Encoder()
 
 
-async def _ingest(engine: Engine, events: list[EventIn]) -> Response[EventsAccepted]:
+def sent_as_is(body: bytes, many: bool) -> list[dict[str, object]]:
+    """The events as the client sent them (JSON values, their types unchanged): the request's
+    struct has checked their shape, but converts loosely (`"3"` to 3), and whether a value is
+    of the right type is for the event rules to say, per event (`features.event_rules`)."""
+    decoded = msgspec.json.decode(body)
+    events = decoded["events"] if many else [decoded]
+    return [e if isinstance(e, dict) else {} for e in events]
+
+
+async def _ingest(engine: Engine, raw: list[dict[str, object]]) -> Response[EventsAccepted]:
     """Store on the event loop's auto-pipeline; 503 at once while the breaker is open."""
+    events = raw
     if engine.live.realtime is None or engine.live.breaker.open:
         EVENTS.labels("unavailable").inc(len(events))
         raise StoreUnavailableError("Redis is unavailable")
-    raw = [msgspec.structs.asdict(e) for e in events]
     try:
         result = await engine.live.realtime.ingest_async(engine.live.pipeline, raw)
     except EventBacklogFullError:
@@ -107,9 +118,11 @@ class EventController(Controller):
         status_code=202,
         summary="Store one event (views, carts, purchases, returns)",
     )
-    async def single(self, engine: Engine, data: EventIn) -> Response[EventsAccepted]:
+    async def single(
+        self, engine: Engine, data: EventIn, request: Request[Any, Any, Any]
+    ) -> Response[EventsAccepted]:
         """202 with counts; a rejected event is reported with the field at fault."""
-        return await _ingest(engine, [data])
+        return await _ingest(engine, sent_as_is(await request.body(), many=False))
 
     @post(
         "/bulk",
@@ -118,7 +131,9 @@ class EventController(Controller):
         summary="Store up to 10,000 events at once",
         opt={FAST_PATH: bulk_in_process},
     )
-    async def bulk(self, engine: Engine, data: EventsIn) -> Response[EventsAccepted]:
+    async def bulk(
+        self, engine: Engine, data: EventsIn, request: Request[Any, Any, Any]
+    ) -> Response[EventsAccepted]:
         """Stored in the heavy-request process when it is up (`bulk_in_process`), else here."""
         HEAVY.labels("events", "worker").inc()
-        return await _ingest(engine, list(data.events))
+        return await _ingest(engine, sent_as_is(await request.body(), many=True))

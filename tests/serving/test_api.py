@@ -670,3 +670,17 @@ def test_a_full_event_backlog_answers_503_and_loses_nothing(
         assert redis.Redis.from_url(redis_server).xlen(stream) == 3  # nothing trimmed
     finally:
         dep.stop_server()
+
+
+def test_a_number_sent_as_text_is_refused_like_at_every_door(deployment: Deployment) -> None:
+    """The request's struct converts loosely ("3" to 3); the event rules see what was sent."""
+    event = {"customer_id": "C00000002", "item_id": "I000002", "event_type": "view"}
+    as_text = {**event, "channel": "web", "quantity": "3"}
+    with deployment.client("events") as c:
+        single = c.post("/v1/events", json=as_text).json()
+        bulk = c.post(
+            "/v1/events/bulk", json={"events": [{**event, "channel": "app"}, as_text]}
+        ).json()
+    expected = {"index": 0, "field": "quantity", "message": "not a number"}
+    assert single["accepted"] == 0 and single["errors"] == [expected]
+    assert bulk["accepted"] == 1 and bulk["errors"] == [{**expected, "index": 1}]
