@@ -15,6 +15,7 @@ number may come as text there; a posted event is JSON, where a number must be a 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -106,14 +107,9 @@ class Rule:
         return _compiled(self.pattern)
 
 
-_PATTERNS: dict[str, re.Pattern[str]] = {}
-
-
+@functools.cache
 def _compiled(pattern: str) -> re.Pattern[str]:
-    found = _PATTERNS.get(pattern)
-    if found is None:
-        found = _PATTERNS[pattern] = re.compile(pattern)
-    return found
+    return re.compile(pattern)
 
 
 ID_MESSAGE = "invalid characters or longer than 128"

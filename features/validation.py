@@ -158,9 +158,9 @@ class _Columns:
                     pa.nulls(n, pa.int32()), pa.array([], pa.string())
                 )
             )
-            self._text(name, values, raw)
+            self._text(name, values)
         for name in ("event_type", "channel"):
-            self._text(name, _normalise_token(raw.column(name), name), raw)
+            self._text(name, _normalise_token(raw.column(name), name))
         for name in ("quantity", "price"):
             if name in raw.column_names:
                 parsed, bad = arrowkit.parse_numbers(raw.column(name))
@@ -183,7 +183,7 @@ class _Columns:
         )
         self.present["timestamp"] = np.ones(n, bool)
 
-    def _text(self, name: str, values: pa.DictionaryArray, raw: pa.Table) -> None:
+    def _text(self, name: str, values: pa.DictionaryArray) -> None:
         self.text[name] = values
         empty = np.asarray(pc.equal(values.dictionary, "").fill_null(True), dtype=bool)
         row_codes = arrowkit.codes(values)

@@ -65,7 +65,7 @@ class Engine:
         seconds = time.perf_counter() - started
         if ask.availability:
             answer = located(self.live.snapshot, answer, ask.store_id)
-        return lab.settle(experiment, variant, answer, seconds, ask, rules_of(variant))
+        return lab.settle(experiment, variant, answer, seconds, ask, rules_of)
 
     async def trending(self, ask: Ask, request_rules: RuleSet | None = None) -> Recommendations:
         """What is trending now, then popular: the walk-in customer's list."""

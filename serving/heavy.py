@@ -38,7 +38,6 @@ from serving.schemas import BatchResponse, EventsIn
 log = logging.getLogger(__name__)
 ENCODER = msgspec.json.Encoder()
 CHILD_NICE = 10  # the child yields the CPU to its worker (whose loop answers the storefront)
-EVENTS_DECODER = msgspec.json.Decoder(EventsIn, strict=False)  # the shape, as Litestar checks it
 
 
 @dataclass(frozen=True)
@@ -156,7 +155,7 @@ def _start_child(parent: int, settings: Settings, target: RedisTarget) -> None:
     tune_process()
     store = RedisFeatureStore(target, settings.redis.prefix, settings.redis.socket_timeout_seconds)
     _Child.engine = Engine(settings, store)
-    _Child.runtime = ModelRuntime(settings, _Child.engine)
+    _Child.runtime = ModelRuntime(settings, _Child.engine, keep_stock=False)
     _follow_champion()
 
 
@@ -198,10 +197,12 @@ def _batch(
 def _ingest(body: bytes) -> IngestResult | BulkRefused:
     engine = _follow_champion()
     try:
-        EVENTS_DECODER.decode(body)  # the shape the route documents (the typed handler's 400s)
+        sent = msgspec.json.decode(body)
+        # the shape the route documents, checked as loosely as Litestar does (its 400s)
+        msgspec.convert(sent, EventsIn, strict=False)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return BulkRefused(str(exc)[:200])
     if engine.live.realtime is None:
         return BulkRefused("no feature store")
     # the values as sent: their types are for the event rules to judge, event by event
-    return engine.live.realtime.ingest(msgspec.json.decode(body)["events"])
+    return engine.live.realtime.ingest(sent["events"])

@@ -78,7 +78,10 @@ class ModelRuntime:
     version in MLflow, by one worker at a time. It also reads whether Redis keeps what it
     acknowledged (append-only file or a replica) and says so when it does not."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, *, keep_stock: bool = True) -> None:
+        """`keep_stock`: this process follows the live stock on every request, so its levels
+        are the ones to write back if Redis loses them (not the heavy-request process's, which
+        reads them only when a batch comes)."""
         self.settings = settings
         self.engine = engine
         self.registry = ModelRegistry(settings.mlflow)
@@ -88,7 +91,8 @@ class ModelRuntime:
         self.durable: bool | None = None  # Redis keeps acknowledged writes; None until checked
         self.durability: str | None = None  # why acknowledged events may be lost, or None
         self.rule_problems: list[str] = []  # what the rules read that the catalogue lacks
-        self.stock = StockKeeper(engine.live)  # live stock written back when Redis lost it
+        # live stock written back when Redis lost it
+        self.stock = StockKeeper(engine.live) if keep_stock else None
         self.experiment_problems: dict[int, str] = {}  # experiment versions that did not load
         self._refreshing = threading.Lock()
         self._retry_restore_at = 0.0
@@ -293,7 +297,8 @@ class ModelRuntime:
                 return False
             self._features_back()
             try:
-                self.stock.check()
+                if self.stock is not None:
+                    self.stock.check()
             except FeatureStoreError:
                 pass  # Redis is down: the next check, once it is back
             except Exception as exc:  # logged; the next check tries again

@@ -18,7 +18,7 @@ from serving.experiments.shadow import Shadow, ShadowJob
 from serving.live import Live
 from serving.merchandising import RuleSet, combined
 from serving.metrics import VARIANT_ANSWERS, VARIANT_STOPPED
-from serving.personal import Chooser, Personal
+from serving.personal import Chooser, Personal, RulesOf
 from serving.schemas import Recommendations
 
 log = logging.getLogger("omnirec.serving")
@@ -67,14 +67,16 @@ class Lab:
         answer: Recommendations,
         seconds: float,
         ask: Ask,
-        rules: RuleSet | None,
+        rules_of: RulesOf,
     ) -> Recommendations:
         """After a customer's answer: count it for its variant, offer a sampled request to the
-        shadow model, and label the answer (recommendation id, variant, experiment, placement)."""
+        shadow model (under the variant's rules, worked out only then), and label the answer
+        (recommendation id, variant, experiment, placement)."""
         if experiment is not None and variant is not None:
             self._record(experiment, variant, seconds, answer.degraded)
             if not answer.degraded and answer.customer_id and self.shadow.sampled(experiment):
                 served = [i.item_id for i in answer.items]
+                rules = rules_of(variant)
                 self.shadow.offer(ShadowJob(experiment, answer.customer_id, served, ask, rules))
         return self.labelled(answer, ask.request_id, experiment, variant, ask.placement)
 

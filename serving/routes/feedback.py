@@ -14,7 +14,7 @@ from serving.auth import needs
 from serving.engine import Engine
 from serving.experiments.config import DEFAULT_VARIANT
 from serving.metrics import ATTRIBUTED, ATTRIBUTED_REVENUE, EVENTS, FEEDBACK
-from serving.routes.common import get_engine, known_channels, request_id
+from serving.routes.common import channel_known, get_engine, request_id
 from serving.schemas import EventError, EventsAccepted, FeedbackPost
 
 OTHER = "other"  # the label of names the configuration does not know (bounded label values)
@@ -87,7 +87,7 @@ class FeedbackController(Controller):
                 engine, event.experiment, event.variant, event.placement
             )
             channel = event.channel or "unknown"
-            if channel != "unknown" and channel not in known_channels(engine):
+            if channel != "unknown" and not channel_known(engine, channel):
                 channel = OTHER  # free text from the caller: the label's values stay bounded
             FEEDBACK.labels(event.feedback_type, experiment, variant, placement, channel).inc()
         for event in result.attributed:

@@ -53,7 +53,7 @@ class HealthController(Controller):
                 f"{realtime.backlog:,} events wait for export in one stream: new events are "
                 f"refused at {realtime.backlog_limit:,} (run `omnirec export-events`)"
             )
-        if runtime.stock.state == "missing":
+        if runtime.stock is not None and runtime.stock.state == "missing":
             warnings.append(
                 "the live stock is not in Redis: restoring it from the last levels seen"
             )
