@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -128,7 +129,54 @@ def build_interactions(
     total.eliminate_zeros()
     total.sort_indices()
     occasions = _occasions(events, rows, cols, purchase) if purchase.any() else None
-    return Interactions(matrix=total, customer_ids=customers, item_ids=items, occasions=occasions)
+    last_bought = None
+    if purchase.any():
+        stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
+        _, last_bought = kept_purchases(
+            rows, cols, stamps // 1_000_000, quantities, purchase, returned, shape
+        )
+    return Interactions(
+        matrix=total,
+        customer_ids=customers,
+        item_ids=items,
+        occasions=occasions,
+        last_bought=last_bought,
+    )
+
+
+def kept_purchases(
+    rows: npt.NDArray[np.integer[Any]],
+    cols: npt.NDArray[np.integer[Any]],
+    at: npt.NDArray[np.int64],
+    quantity: npt.NDArray[np.integer[Any]],
+    bought: npt.NDArray[np.bool_],
+    returned: npt.NDArray[np.bool_],
+    shape: tuple[int, int],
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(units kept, epoch seconds of the last purchase) per customer x item, over the items
+    a customer bought and did not return in full: what the show-again policy reads at every door
+    (this, the snapshot's features and Spark's `spark_interactions` agree)."""
+
+    def summed(mask: npt.NDArray[np.bool_]) -> sp.csr_matrix:
+        units = np.maximum(quantity[mask].astype(np.float64), 1.0)
+        return sp.csr_matrix((units, (rows[mask], cols[mask])), shape=shape, dtype=np.float64)
+
+    units = summed(bought)
+    if returned.any():
+        units = sp.csr_matrix(units - summed(returned))
+        units.data = np.maximum(units.data, 0)
+    units.eliminate_zeros()
+    units.sort_indices()
+    keys = rows[bought].astype(np.int64) * shape[1] + cols[bought]
+    order = np.argsort(keys, kind="stable")
+    keys, times = keys[order], at[bought][order].astype(np.float64)
+    starts = np.flatnonzero(np.r_[True, np.diff(keys) != 0]) if len(keys) else np.zeros(0, int)
+    last = np.maximum.reduceat(times, starts) if len(starts) else np.zeros(0)
+    pair = keys[starts]
+    at_matrix = sp.csr_matrix(
+        (last, (pair // shape[1], pair % shape[1])), shape=shape, dtype=np.float64
+    )
+    return units, sp.csr_matrix(at_matrix.multiply(units > 0), dtype=np.float64)
 
 
 def quantity_confidence(

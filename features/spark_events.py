@@ -324,6 +324,7 @@ def spark_interactions(
         F.sum(F.when(bought, F.col("confidence"))).alias("bought"),
         F.sum(F.when(bought, F.col("units"))).alias("bought_units"),
         F.sum(F.when(returned, F.col("units"))).alias("returned_units"),
+        F.max(F.when(bought, F.col("micros"))).alias("last_micros"),
     )
     kept = F.least(
         F.greatest(
@@ -335,19 +336,35 @@ def spark_interactions(
     )
     value = F.coalesce("other", F.lit(0.0)) + F.coalesce(F.col("bought") * kept, F.lit(0.0))
     job(spark, "interactions: weights per customer x item")
-    positive = per_pair.select("row", "col", value.cast("float").alias("value"))
-    entries = collect(positive.filter(F.col("value") > 0))
+    # one pass: the weights, and for items kept (net of returns) when they were last bought
+    kept_units = F.col("bought_units") - F.coalesce("returned_units", F.lit(0.0))
+    last_at = F.when(kept_units > 0, F.expr("last_micros div 1000000"))
+    positive = per_pair.select(
+        "row", "col", value.cast("float").alias("value"), last_at.alias("last_at")
+    )
+    entries = collect(positive.filter((F.col("value") > 0) | F.col("last_at").isNotNull()))
     shape = (len(customers), len(items))
+    rows = np.asarray(entries["row"].to_numpy(), dtype=np.int64)
+    cols = np.asarray(entries["col"].to_numpy(), dtype=np.int64)
+    values = np.asarray(entries["value"].to_numpy(zero_copy_only=False), dtype=np.float32)
+    weighted_pairs = values > 0
     matrix = sp.csr_matrix(
-        (
-            np.asarray(entries["value"].to_numpy(), dtype=np.float32),
-            (np.asarray(entries["row"].to_numpy()), np.asarray(entries["col"].to_numpy())),
-        ),
+        (values[weighted_pairs], (rows[weighted_pairs], cols[weighted_pairs])),
         shape=shape,
         dtype=np.float32,
     )
     matrix.sort_indices()
-    return Interactions(matrix, customers, items, _occasions(weighted.filter(bought)))
+    last = entries["last_at"]
+    has_last = np.asarray(last.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    last_seconds = np.asarray(last.fill_null(0).to_numpy(), dtype=np.float64)
+    last_bought = sp.csr_matrix(
+        (last_seconds[has_last], (rows[has_last], cols[has_last])), shape=shape, dtype=np.float64
+    )
+    last_bought.sort_indices()
+    occasions = _occasions(weighted.filter(bought))
+    return Interactions(
+        matrix, customers, items, occasions, last_bought if last_bought.nnz else None
+    )
 
 
 def _occasions(purchases: DataFrame) -> Occasions | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from models.show_again import ShowAgain, last_bought_rows
 from models.topk import mask_rows, top_k
 from omnirec.errors import ModelError, ModelFormatError
 
@@ -36,6 +38,13 @@ class InteractionData(Protocol):
     def item_ids(self) -> npt.NDArray[np.str_]: ...
 
 
+def last_bought_of(interactions: InteractionData) -> sp.csr_matrix | None:
+    """The data's last purchase time per customer x item (epoch seconds, net of returns), when
+    it carries one (`Interactions.last_bought`)."""
+    found = getattr(interactions, "last_bought", None)
+    return None if found is None else sp.csr_matrix(found, dtype=np.float64)
+
+
 class Recommender(ABC):
     """A fitted model over a fixed catalogue; rows are customers, columns are items.
 
@@ -55,6 +64,9 @@ class Recommender(ABC):
         self._customer_index: dict[str, int] = {}
         self._item_index: dict[str, int] = {}
         self._popularity: npt.NDArray[np.float32] | None = None
+        # when each customer last bought each item (epoch seconds), and what may come back
+        self.last_bought: sp.csr_matrix | None = None
+        self.show_again = ShowAgain()
 
     # ----------------------------------------------------------------- fitting
     def fit(self, interactions: InteractionData) -> Self:
@@ -65,6 +77,7 @@ class Recommender(ABC):
         self.customer_ids = np.asarray(interactions.customer_ids, dtype=str)
         self.item_ids = np.asarray(interactions.item_ids, dtype=str)
         self.history = matrix
+        self.last_bought = last_bought_of(interactions)
         self._index()
         self._fit(matrix)
         return self
@@ -137,6 +150,13 @@ class Recommender(ABC):
         models that learned repurchase cycles; None: serving excludes what was bought."""
         return None
 
+    def own_window_days(
+        self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float64] | None:
+        """Per (training customer row, item column): the customer's own not-due window in days
+        (NaN: not known), for models that learn customers' rhythms; None: none do."""
+        return None
+
     def item_popularity(self) -> npt.NDArray[np.float32]:
         """Total interaction strength per item in the training history (cold-start scores)."""
         if self._popularity is None or len(self._popularity) != self.n_items:
@@ -153,12 +173,36 @@ class Recommender(ABC):
             picked.eliminate_zeros()
         return picked
 
+    def hidden_rows(
+        self, rows: npt.NDArray[np.int64], now: npt.NDArray[np.float64]
+    ) -> sp.csr_matrix:
+        """(len(rows), items) 0/1: what the stored policy hides from training customers `rows`
+        (-1: nobody) at `now` (epoch seconds per row), from their last purchases."""
+        rows = np.asarray(rows, np.int64)
+        bought = last_bought_rows(self.last_bought, rows, self.n_items)
+        own = None
+        if self.show_again.mode == "when_due" and bought.nnz:
+            pair_rows = rows[np.repeat(np.arange(len(rows)), np.diff(bought.indptr))]
+            found = self.own_window_days(pair_rows, bought.indices.astype(np.int64))
+            if found is not None:
+                own = sp.csr_matrix((found, bought.indices, bought.indptr), shape=bought.shape)
+        return self.show_again.hidden(bought, np.asarray(now, np.float64), own)
+
     def recommend(
-        self, customer_ids: Sequence[str], n: int = 10, *, exclude_seen: bool = True
+        self,
+        customer_ids: Sequence[str],
+        n: int = 10,
+        *,
+        now: float | None = None,
+        apply_policy: bool = True,
     ) -> tuple[list[list[str]], list[list[float]]]:
-        """Item ids and scores for each customer id (unknown customers score from no history)."""
+        """Item ids and scores for each customer id (unknown customers score from no history),
+        without what the stored show-again policy hides at `now` (epoch seconds; default: the
+        current time) unless `apply_policy` is False."""
         rows = self.rows_of(customer_ids)
-        ids, scores = self.recommend_rows(rows, n=n, exclude_seen=exclude_seen)
+        at = time.time() if now is None else now
+        hidden = self.hidden_rows(rows, np.full(len(rows), at)) if apply_policy else None
+        ids, scores = self.recommend_rows(rows, n=n, exclude_seen=False, exclude=hidden)
         items = [[str(self.item_ids[i]) for i in row if i >= 0] for row in ids]
         values = [
             [float(s) for s, i in zip(srow, row, strict=True) if i >= 0]
@@ -217,6 +261,15 @@ class Recommender(ABC):
             "history_indptr": h.indptr,
             **{f"m_{k}": v for k, v in self._arrays().items()},
         }
+        if self.last_bought is not None:
+            lb = self.last_bought
+            arrays |= {
+                "bought_data": lb.data,
+                "bought_indices": lb.indices,
+                "bought_indptr": lb.indptr,
+            }
+        if self.show_again.window_days is not None:
+            arrays["show_again_window"] = self.show_again.window_days
         np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
         meta = {
             "format": FORMAT_VERSION,
@@ -224,6 +277,7 @@ class Recommender(ABC):
             "params": self.params,
             "customers": len(self.customer_ids),
             "items": len(self.item_ids),
+            "show_again": self.show_again.meta(),
         }
         (folder / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         return folder
@@ -236,16 +290,33 @@ class Recommender(ABC):
         n_c, n_i = len(model.customer_ids), len(model.item_ids)
         if (n_c, n_i) != (meta.get("customers"), meta.get("items")):
             raise ModelFormatError(f"id arrays ({n_c}, {n_i}) disagree with model.json")
-        try:
-            model.history = sp.csr_matrix(
-                (arrays["history_data"], arrays["history_indices"], arrays["history_indptr"]),
-                shape=(n_c, n_i),
-            )
-        except ValueError as exc:
-            raise ModelFormatError(f"history matrix is malformed: {exc}") from exc
+        history = stored_csr(arrays, "history", (n_c, n_i))
+        if history is None:
+            raise ModelFormatError("history matrix missing")
+        model.history = history
+        model.last_bought = stored_csr(arrays, "bought", (n_c, n_i))
+        model.show_again = ShowAgain.restore(
+            meta.get("show_again"), arrays.get("show_again_window"), n_i
+        )
         model._index()
         model._restore({k[2:]: v for k, v in arrays.items() if k.startswith("m_")})
         return model
+
+
+def stored_csr(
+    arrays: dict[str, npt.NDArray[Any]], name: str, shape: tuple[int, int]
+) -> sp.csr_matrix | None:
+    """The CSR matrix saved as `<name>_data`, `<name>_indices`, `<name>_indptr` (None when the
+    file has none); a malformed one is a ModelFormatError."""
+    if f"{name}_indptr" not in arrays:
+        return None
+    try:
+        return sp.csr_matrix(
+            (arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]),
+            shape=shape,
+        )
+    except (ValueError, KeyError) as exc:
+        raise ModelFormatError(f"{name} matrix is malformed: {exc}") from exc
 
 
 def check_finite(name: str, array: npt.NDArray[Any], shape: tuple[int | None, ...]) -> None:

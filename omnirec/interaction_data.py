@@ -32,6 +32,8 @@ class Interactions:
     customer_ids: npt.NDArray[np.str_]
     item_ids: npt.NDArray[np.str_]
     occasions: Occasions | None = None
+    # epoch seconds of each customer's last purchase of each item they kept (net of returns)
+    last_bought: sp.csr_matrix | None = None
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -22,6 +22,10 @@
     ./dev bench ann [--items N]           HNSW index vs brute force: queries/s and recall@10
     ./dev bench spark [--data FOLDER | --customers N]   `omnirec train` one process vs
                                                         --engine spark
+    ./dev bench repurchase [--data FOLDER]   Complete Journey: rebuy rate by days since purchase
+                                             / cycle, and the show-again policy's due vs not due
+    ./dev bench doors [--data FOLDER]        Complete Journey: the registered MLflow model asked
+                                             with defaults vs buy-again (recall@10)
     ./dev bench all           everything above (publish, ann and spark apart: run them alone)
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
@@ -298,6 +302,8 @@ def main() -> None:
             "publish",
             "ann",
             "spark",
+            "repurchase",
+            "doors",
             "all",
         ],
     )
@@ -308,7 +314,12 @@ def main() -> None:
         help="synthetic customers for data/als/train (250k ~ 10M events)",
     )
     parser.add_argument("--items", type=int, default=20_000)
-    parser.add_argument("--data", type=Path, default=None, help="spark: an existing data folder")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="spark: an existing data folder; repurchase/doors: a Complete Journey folder",
+    )
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     folder = WORK / f"synthetic-{args.customers}x{args.items}"
@@ -334,6 +345,10 @@ def main() -> None:
         bench_experiments()
     if args.suite == "ann":  # --items: the catalogue (1,000,000 unless given)
         bench_ann(args.items if "--items" in sys.argv else 1_000_000)
+    if args.suite in {"repurchase", "doors"}:
+        from scripts.bench_doors import bench_doors, bench_repurchase
+
+        (bench_repurchase if args.suite == "repurchase" else bench_doors)(args.data)
     if args.suite == "spark":
         bench_spark(args.customers, args.items, args.data)
     if args.suite == "publish":  # --customers: how many to publish (100,000 unless given)

@@ -30,29 +30,39 @@ def excluded(
     recent: list[Activity],
     exclude_purchased: bool,
     now: float,
-    repurchase_days: dict[str, float],
 ) -> npt.NDArray[np.int32]:
-    """Items not to show again: bought (within the item's repurchase window, where one is
-    configured or learned) in the snapshot or since. Duplicates are harmless to the masks."""
-    if not exclude_purchased:
+    """Items not to show again: what the version's show-again policy (`models.show_again`, the
+    same at every door) hides among the customer's purchases in the snapshot and since, at
+    `now`; nothing when the caller asks for everything (`exclude_purchased` false)."""
+    model = snap.model
+    if not exclude_purchased or model.show_again.mode == "always":
         return NO_ITEMS
-    parts: list[npt.NDArray[np.int32]] = []
+    cols: list[npt.NDArray[np.int32]] = []
+    times: list[npt.NDArray[np.int64]] = []
     if features is not None and features.purchased_items:
-        items = np.frombuffer(features.purchased_items, np.int32)
-        window = snap.repurchase_seconds(repurchase_days)
-        if window is not None:  # bought items come back once due again
-            at = np.frombuffer(features.purchased_at, np.int64)
-            items = items[(now - at) < window[items]]
-        parts.append(items)
+        cols.append(np.frombuffer(features.purchased_items, np.int32))
+        times.append(np.frombuffer(features.purchased_at, np.int64))
     index = snap.item_index
     bought_now = [
-        index[a.item_id] for a in recent if a.event_type == "purchase" and a.item_id in index
+        (index[a.item_id], a.timestamp)
+        for a in recent
+        if a.event_type == "purchase" and a.item_id in index
     ]
     if bought_now:
-        parts.append(np.array(bought_now, np.int32))
-    if not parts:
+        cols.append(np.array([c for c, _ in bought_now], np.int32))
+        times.append(np.array([int(t) for _, t in bought_now], np.int64))
+    if not cols:
         return NO_ITEMS
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    items = cols[0] if len(cols) == 1 else np.concatenate(cols)
+    if model.show_again.mode == "never":
+        return items
+    at = times[0] if len(times) == 1 else np.concatenate(times)
+    own = None
+    if features is not None:  # a training customer: their own rhythm, where the model knows it
+        row = model.rows_of([features.customer_id])[0]
+        if row >= 0:
+            own = model.own_window_days(np.full(len(items), row), items.astype(np.int64))
+    return items[model.show_again.hides(items, at, now, own)]
 
 
 def without(

@@ -53,8 +53,6 @@ class DerivedArrays:
     rule_boosts: dict[tuple[str, int], npt.NDArray[np.float32]] = field(default_factory=dict)
     rule_arrangements: dict[tuple[str, int, int], Arrangement] = field(default_factory=dict)
     text_codes: dict[str, npt.NDArray[np.int32]] = field(default_factory=dict)
-    # (the configured days per category, the seconds per item) of `repurchase_seconds`
-    repurchase: tuple[dict[str, float], npt.NDArray[np.float64] | None] | None = None
     # store -> km to each stocked store (`distances_from`)
     distances: dict[str | None, npt.NDArray[np.float64]] = field(default_factory=dict)
 
@@ -99,31 +97,6 @@ class LoadedSnapshot:
         self.price_list = [float(p) for p in self.prices.tolist()]
 
     derived: DerivedArrays = field(default_factory=DerivedArrays)
-
-    def repurchase_seconds(
-        self, days_by_category: dict[str, float]
-    ) -> npt.NDArray[np.float64] | None:
-        """Per item: seconds after a purchase during which it is not recommended again: the
-        configured days of its category (OMNIREC_REPURCHASE_DAYS), else the window the model
-        learned (a repeat model), else forever. None when every item is excluded forever."""
-        if self.derived.repurchase is None or self.derived.repurchase[0] is not days_by_category:
-            learned = self.model.repurchase_window_days()
-            seconds: npt.NDArray[np.float64] | None = None
-            if learned is not None or days_by_category:
-                base = (
-                    np.full(len(self.item_ids), np.inf)
-                    if learned is None
-                    else learned.astype(np.float64) * 86_400
-                )
-                configured = (
-                    np.array([days_by_category.get(c, np.nan) for c in self.category_names])[
-                        self.category_codes
-                    ]
-                    * 86_400
-                )
-                seconds = np.where(np.isnan(configured), base, configured)
-            self.derived.repurchase = (days_by_category, seconds)
-        return self.derived.repurchase[1]
 
     def text_column(self, name: str) -> npt.NDArray[np.object_] | None:
         """A text column over the item columns (`category` or one of the catalogue's own)."""

@@ -136,8 +136,7 @@ class Personal:
         if features is None and not state.recent:
             return popular(snap, ask, state.customer_id, degraded=degraded, rules=rules)
         now = time.time()
-        repurchase = self.settings.serving.repurchase_days
-        masked = excluded(snap, features, state.recent, ask.exclude_purchased, now, repurchase)
+        masked = excluded(snap, features, state.recent, ask.exclude_purchased, now)
         if extra_exclude is not None:
             masked = np.concatenate([masked, extra_exclude]).astype(np.int32, copy=False)
         fresh = [a for a in state.recent if a.timestamp > snap.meta.data_end]

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from features.interactions import build_interactions
 from models.base import Recommender
 from models.popularity import PopularityRecommender
+from models.show_again import ShowAgain
 from omnirec.interaction_data import Interactions
 from training.metrics import coverage, ranking_metrics
 from training.splits import EventSplit
@@ -34,6 +35,8 @@ class EvaluationSet:
         default_factory=dict
     )  # slice -> (new customers, items)
     exclude_seen: bool = True
+    # when each evaluated row is asked (epoch seconds): the split's cut-off, or the customer's own
+    now: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
 
 def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -59,9 +62,10 @@ def build_evaluation_set(
 ) -> EvaluationSet:
     """Truth from the test period: items each customer bought (by default) after the cut-off.
 
-    With `exclude_seen`, items the customer already interacted with in training are not
-    counted as relevant (they are filtered from recommendations too). Returning customers are
-    sampled down to `max_users` (seeded) to bound the cost on large data.
+    With `exclude_seen`, items the customer bought in training are not counted as relevant (the
+    `never` show-again policy hides them). Returning customers are sampled down to `max_users`
+    (seeded) to bound the cost on large data. Each is asked at the split's cut-off, or at their
+    own (per-customer protocols), which is when the show-again policy is applied.
     """
     test = split.test.filter(
         pc.is_in(split.test.column("event_type").cast(pa.string()), pa.array(list(relevant_types)))
@@ -78,7 +82,11 @@ def build_evaluation_set(
     returning_all = {
         name: _binary(truth_for(t, train.customer_ids).matrix) for name, t in slices.items()
     }
-    seen = _binary(train.matrix)
+    seen = (
+        _binary(train.last_bought)
+        if train.last_bought is not None
+        else sp.csr_matrix(train.shape, dtype=np.float32)
+    )
     if exclude_seen:
         returning_all = {n: _binary(m - m.multiply(seen)) for n, m in returning_all.items()}
     else:  # what they bought before (repeat) and what is new to them (explore), apart
@@ -104,7 +112,23 @@ def build_evaluation_set(
         if not exclude_seen:  # a new customer has nothing to repeat
             new_truth[EXPLORE] = new_truth[ALL]
             new_truth[REPEAT] = sp.csr_matrix(new_truth[ALL].shape, dtype=np.float32)
-    return EvaluationSet(train, rows, truth, new_truth, exclude_seen)
+    return EvaluationSet(train, rows, truth, new_truth, exclude_seen, _asked_at(split, train)[rows])
+
+
+def _asked_at(split: EventSplit, train: Interactions) -> npt.NDArray[np.float64]:
+    """Per training customer: when they are asked (epoch seconds): the cut-off of a time split,
+    else the customer's first test event (their own cut)."""
+    cutoff = split.cutoff.timestamp()
+    at = np.full(len(train.customer_ids), cutoff)
+    if split.protocol == "time" or split.test.num_rows == 0:
+        return at
+    first = split.test.group_by("customer_id").aggregate([("timestamp", "min")])
+    ids = first.column("customer_id").cast(pa.string())
+    position = pc.index_in(ids, value_set=pa.array(train.customer_ids.tolist(), pa.string()))
+    found = np.asarray(position.fill_null(-1).to_numpy(), dtype=np.int64)
+    stamps = pc.cast(first.column("timestamp_min"), pa.int64()).to_numpy() / 1e6
+    at[found[found >= 0]] = stamps[found >= 0]
+    return at
 
 
 def evaluate(
@@ -114,8 +138,9 @@ def evaluate(
 
     Returning customers are scored by `model`; new customers by `fallback` (what serving does).
     """
-    # the model's own view of the history (a repeat model keeps decayed occasions, not the matrix)
-    recs, _ = model.recommend_rows(evaluation.rows, n=k, exclude_seen=evaluation.exclude_seen)
+    # the model's own view of the history (a repeat model keeps decayed occasions, not the
+    # matrix), less what its show-again policy hides when each customer is asked
+    recs, _ = policy_recommendations(model, evaluation.rows, evaluation.now, k)
     results: dict[str, dict[str, float]] = {}
     results["returning"] = ranking_metrics(recs, evaluation.truth[ALL], k)
     new_recs = np.zeros((0, k), np.int64)
@@ -138,10 +163,21 @@ def evaluate(
     return results
 
 
-def popularity_baseline(train: Interactions) -> PopularityRecommender:
-    """The popularity model from the same training data (the baseline of every report)."""
+def policy_recommendations(
+    model: Recommender, rows: npt.NDArray[np.int64], now: npt.NDArray[np.float64], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The top `k` item columns of training customers `rows` asked at `now` (epoch seconds per
+    row), without what the model's show-again policy hides: the pyfunc and the service answer
+    the same."""
+    return model.recommend_rows(rows, n=k, exclude_seen=False, exclude=model.hidden_rows(rows, now))
+
+
+def popularity_baseline(train: Interactions, exclude_bought: bool = True) -> PopularityRecommender:
+    """The popularity model from the same training data (the baseline of every report), bought
+    items excluded or kept as the run's policy says."""
     model = PopularityRecommender()
     model.fit(train)
+    model.show_again = ShowAgain("never" if exclude_bought else "always")
     return model
 
 

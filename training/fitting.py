@@ -6,8 +6,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from models import create_model
 from models.base import Recommender
+from models.show_again import choose_policy
 from omnirec.interaction_data import Interactions
 
 
@@ -18,12 +22,25 @@ def fit_model(
     seed: int,
     *,
     serving_index: bool = True,
+    exclude_bought: bool = True,
+    due: bool = True,
+    configured_days: npt.NDArray[np.float64] | None = None,
 ) -> Recommender:
     """Create and fit a model; ALS and BPR get the seed unless params name one. Without
-    `serving_index` (a model only evaluated, never published), no HNSW index is built."""
+    `serving_index` (a model only evaluated, never published), no HNSW index is built. The
+    model carries the show-again policy (`models.show_again.choose_policy`) that every door
+    applies: bought items excluded, or kept (when due, for models that learn windows)."""
     if kind in {"als", "bpr"}:
         params = {"seed": seed, **params}
     model = create_model(kind, **params)
     if not serving_index and hasattr(model, "ann_min_items"):
         model.ann_min_items = sys.maxsize
-    return model.fit(interactions)
+    model.fit(interactions)
+    model.show_again = choose_policy(
+        model.n_items,
+        model.repurchase_window_days(),
+        exclude_bought=exclude_bought,
+        due=due,
+        configured_days=configured_days,
+    )
+    return model

@@ -17,12 +17,14 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 from mlflow.models.signature import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
-from features.dataset import Dataset, load_dataset
+from features.dataset import Dataset, load_dataset, load_side_tables
 from features.interactions import build_interactions
+from models.aliases import save_aliases
 from models.base import Recommender
 from models.registry import ModelRegistry, quiet_artifact_transfers
 from omnirec.errors import ConfigError
@@ -53,7 +55,12 @@ PYFUNC_SIGNATURE = ModelSignature(
         ]
     ),
     params=ParamSchema(
-        [ParamSpec("n", DataType.long, 10), ParamSpec("exclude_seen", DataType.boolean, True)]
+        [
+            ParamSpec("n", DataType.long, 10),
+            # True: hide what the version's show-again policy hides; False: hide nothing
+            ParamSpec("exclude_purchased", DataType.boolean, True),
+            ParamSpec("now", DataType.double, 0.0),  # epoch seconds; 0: the current time
+        ]
     ),
 )
 CODE_PATHS = [
@@ -71,7 +78,9 @@ class TrainConfig:
     test_days: float = 7.0
     k: int = 10
     relevant: tuple[str, ...] = ("purchase",)
-    exclude_seen: bool | None = True  # None: decided from the data (repeat purchases or not)
+    # bought items never suggested again (True), kept (False, back when due for models that
+    # learn windows), or None: decided from the data (auto) or the model kind
+    exclude_seen: bool | None = None
     refit_full: bool = True
     register: bool = True
     max_eval_users: int = 20_000
@@ -196,7 +205,12 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         lap("select_model")
     if exclude_seen is None:
         exclude_seen = kind not in REPEAT_KINDS
+    due = selection.best.due if selection is not None else True
+    side = events.dataset if events.dataset is not None else load_side_tables(_folder(config.data))
     train_inter = events.train_interactions()
+    configured = configured_days(
+        side.catalogue, train_inter.item_ids, settings.serving.repurchase_days
+    )
     evaluation: EvaluationSet = build_evaluation_set(
         split,
         train_inter,
@@ -215,14 +229,23 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     )
     lap("split_interactions")
     # refitted on everything below when refit_full: this one is only evaluated
-    model = fit_model(kind, params, train_inter, settings.seed, serving_index=not config.refit_full)
+    model = fit_model(
+        kind,
+        params,
+        train_inter,
+        settings.seed,
+        serving_index=not config.refit_full,
+        exclude_bought=exclude_seen,
+        due=due,
+        configured_days=configured,
+    )
     lap("fit_eval_model")
-    baseline_model = popularity_baseline(train_inter)
+    baseline_model = popularity_baseline(train_inter, exclude_seen)
     metrics = evaluate(model, evaluation, baseline_model, config.k)
     baseline = evaluate(baseline_model, evaluation, baseline_model, config.k)
     baselines = {"popularity": baseline}
     if not exclude_seen:  # where customers rebuy, the bar to clear is their own history
-        buy_again = fit_model("buy_again", {}, train_inter, settings.seed)
+        buy_again = fit_model("buy_again", {}, train_inter, settings.seed, exclude_bought=False)
         baselines["buy_again"] = evaluate(buy_again, evaluation, baseline_model, config.k)
         del buy_again
     lap("evaluate")
@@ -231,8 +254,20 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     if config.refit_full:  # what was only evaluated goes before the refit (memory at 100M events)
         del evaluation, model, baseline_model, train_inter
         full_inter = events.all_interactions()
-        model = fit_model(kind, params, full_inter, settings.seed)
+        configured = configured_days(
+            side.catalogue, full_inter.item_ids, settings.serving.repurchase_days
+        )
+        model = fit_model(
+            kind,
+            params,
+            full_inter,
+            settings.seed,
+            exclude_bought=exclude_seen,
+            due=due,
+            configured_days=configured,
+        )
     lap("fit_full")
+    print(f"show again: {model.show_again.describe()}", flush=True)
 
     use_mlflow(settings)
     registry = ModelRegistry(settings.mlflow)
@@ -249,6 +284,7 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
                 "test_customers": test_customers,
                 "relevant": ",".join(config.relevant),
                 "exclude_seen": exclude_seen,
+                "show_again": model.show_again.mode,
                 "refit_full": config.refit_full,
                 "cutoff": split.cutoff.isoformat(),
                 "engine": config.engine,
@@ -283,6 +319,12 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
             mlflow.log_text(selection.to_json(), "selection/selection.json")
             mlflow.log_metric(f"validation_{selection.metric}", selection.best.score or 0.0)
         model_dir = model.save(Path(tmp) / "omnirec_model")
+        identity = side.identities.table
+        save_aliases(
+            identity.column("alias_id").to_numpy(zero_copy_only=False).astype(str),
+            identity.column("customer_id").to_numpy(zero_copy_only=False).astype(str),
+            model_dir,
+        )
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_ENTRY),
@@ -408,6 +450,31 @@ def _spark_events(config: TrainConfig, settings: Settings) -> PreparedEvents:
         lambda: spark_interactions(spark, accepted, settings.interactions),
         count,
         read.rows - count,
+    )
+
+
+def _folder(data: Path) -> Path:
+    """The data folder of `--data` (a folder, or the events file in one)."""
+    return data if data.is_dir() else data.parent
+
+
+def configured_days(
+    catalogue: pa.Table | None, item_ids: npt.NDArray[np.str_], days_by_category: dict[str, float]
+) -> npt.NDArray[np.float64] | None:
+    """Per item column: the days OMNIREC_REPURCHASE_DAYS gives its category (NaN: none), read
+    when training and stored with the version's show-again policy."""
+    if not days_by_category or catalogue is None:
+        return None
+    by_item = dict(
+        zip(
+            catalogue.column("item_id").cast(pa.string()).to_pylist(),
+            catalogue.column("category").cast(pa.string()).to_pylist(),
+            strict=True,
+        )
+    )
+    return np.array(
+        [days_by_category.get(str(by_item.get(i)), np.nan) for i in item_ids.tolist()],
+        dtype=np.float64,
     )
 
 

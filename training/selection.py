@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from features.interactions import build_interactions
+from models.show_again import choose_policy
 from omnirec.errors import DataError, ModelError
 from omnirec.settings import Settings
 from training.evaluation import ALL, EvaluationSet, build_evaluation_set, evaluate
@@ -51,6 +52,9 @@ class Trial:
     recall: float | None = None
     fit_seconds: float = 0.0
     note: str = ""
+    # the show-again policy it was scored with: bought items back when due (models that learn
+    # windows, where bought items stay), or not
+    due: bool = True
 
     @property
     def label(self) -> str:
@@ -90,7 +94,11 @@ class Selection:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "chosen": {"kind": self.best.kind, "params": self.best.params},
+                "chosen": {
+                    "kind": self.best.kind,
+                    "params": self.best.params,
+                    "show_again_when_due": self.best.due,
+                },
                 "metric": self.metric,
                 "validation_customers": self.validation_customers,
                 "budget_seconds": self.budget_seconds,
@@ -105,6 +113,7 @@ class Selection:
                         "recall": t.recall,
                         "fit_seconds": t.fit_seconds,
                         "note": t.note,
+                        "show_again_when_due": t.due,
                     }
                     for t in self.trials
                 ],
@@ -221,13 +230,31 @@ def compare(
         clock = time.perf_counter()
         try:
             params = {"max_items": EASE_MAX_ITEMS, **params} if kind == "ease" else params
-            model = fit_model(kind, params, validation.train, seed, serving_index=False)
+            model = fit_model(
+                kind,
+                params,
+                validation.train,
+                seed,
+                serving_index=False,
+                exclude_bought=exclude_seen,
+            )
         except ModelError as exc:
             trial.note = f"refused: {exc}"
             continue
         trial.fit_seconds = time.perf_counter() - clock
         metrics = evaluate(model, validation, model, k)[ALL]
         trial.score, trial.recall = metrics["ndcg"], metrics["recall"]
+        if model.show_again.mode == "when_due":  # the same model, bought items always kept
+            model.show_again = choose_policy(
+                model.n_items, model.repurchase_window_days(), exclude_bought=False, due=False
+            )
+            kept = evaluate(model, validation, model, k)[ALL]
+            if kept["ndcg"] > metrics["ndcg"]:
+                trial.score, trial.recall, trial.due = kept["ndcg"], kept["recall"], False
+            trial.note = (
+                f"bought items back when due: nDCG {metrics['ndcg']:.4f}, "
+                f"always kept: {kept['ndcg']:.4f}"
+            )
         say(
             f"  {trial.label:<60} nDCG@{k} {trial.score:.4f}  recall@{k} {trial.recall:.4f}  "
             f"({trial.fit_seconds:.1f} s fit)"

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from features import arrowkit
 from features.encoding import ENCODER, EVENT_CODES, Catalogue, ItemList
+from features.interactions import kept_purchases
 from models.base import Recommender
 from omnirec.progress import Progress
 from omnirec.settings import Settings
@@ -110,39 +111,19 @@ def event_arrays(
 
 
 def purchases(ev: EventArrays, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(kept units, last purchase time) per customer x item, purchases net of returns."""
+    """(kept units, last purchase time) per customer x item, purchases net of returns
+    (`features.interactions.kept_purchases`, as the model's own copy)."""
     rows = np.repeat(np.arange(len(ev.customers)), np.diff(ev.indptr))
     ok = ev.item_col >= 0
-    bought = ok & (ev.etype == EVENT_CODES["purchase"])
-    returned = ok & (ev.etype == EVENT_CODES["return"])
-    shape = (len(ev.customers), n_items)
-    units = sp.csr_matrix(
-        (ev.quantity[bought].astype(np.float64), (rows[bought], ev.item_col[bought])), shape=shape
+    return kept_purchases(
+        rows,
+        ev.item_col,
+        ev.at,
+        ev.quantity,
+        ok & (ev.etype == EVENT_CODES["purchase"]),
+        ok & (ev.etype == EVENT_CODES["return"]),
+        (len(ev.customers), n_items),
     )
-    units = units - sp.csr_matrix(
-        (ev.quantity[returned].astype(np.float64), (rows[returned], ev.item_col[returned])),
-        shape=shape,
-    )
-    units = sp.csr_matrix(units)
-    units.data = np.maximum(units.data, 0)
-    units.eliminate_zeros()
-    # last purchase time: max over duplicates (events are time-sorted, so the last write wins)
-    key = rows[bought].astype(np.int64) * n_items + ev.item_col[bought]
-    last = {}
-    if len(key):
-        uniq, first_from_end = np.unique(key[::-1], return_index=True)
-        idx = len(key) - 1 - first_from_end
-        last_at = ev.at[bought][idx]
-        last = {"rows": uniq // n_items, "cols": uniq % n_items, "at": last_at}
-    at = sp.csr_matrix(
-        (
-            last.get("at", np.zeros(0)),
-            (last.get("rows", np.zeros(0, int)), last.get("cols", np.zeros(0, int))),
-        ),
-        shape=shape,
-        dtype=np.float64,
-    )
-    return units, at.multiply(units > 0).tocsr()
 
 
 def _top_per_row(

@@ -63,7 +63,14 @@ def validation_score(
     """nDCG@k on the validation truth of a model fitted on the evaluation set's training part."""
     from training.fitting import fit_model
 
-    model = fit_model(kind, params, evaluation.train, seed, serving_index=False)
+    model = fit_model(
+        kind,
+        params,
+        evaluation.train,
+        seed,
+        serving_index=False,
+        exclude_bought=evaluation.exclude_seen,
+    )
     return evaluate(model, evaluation, model, k)[ALL]["ndcg"]
 
 

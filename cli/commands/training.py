@@ -64,13 +64,14 @@ def _common_train_options(p: argparse.ArgumentParser) -> None:
         dest="exclude_seen",
         action="store_false",
         default=None,
-        help="bought items stay recommendable (default: decided from the data)",
+        help="bought items stay recommendable, back when due for models that learn repurchase "
+        "windows (default: decided from the data, or by the model kind)",
     )
     seen.add_argument(
         "--exclude-seen",
         dest="exclude_seen",
         action="store_true",
-        help="never count or recommend items the customer already has",
+        help="never count or recommend items the customer bought",
     )
     p.add_argument("--no-publish", action="store_true", help="do not publish features to Redis")
 

@@ -54,7 +54,12 @@ def test_learns_cycles_and_what_is_never_bought_again(model: RepeatExploreRecomm
     assert 12 < model.cycle_days[COFFEE] < 16 and 6 < model.cycle_days[MILK] < 8
     window = model.repurchase_window_days()
     assert window[TV] == np.inf  # 40 buyers, none bought one again
-    assert 0 < window[MILK] <= 7 and 7 < window[COFFEE] <= 14
+    assert window[MILK] == window[COFFEE] == 0  # the item's cycle alone does not hide it
+    # each customer's own rhythm does: a quarter of their own interval
+    rows = np.array([0, 0, 25, 40])
+    own = model.own_window_days(rows, np.array([COFFEE, MILK, TEA, COFFEE]))
+    assert np.allclose(own[:3], [14 / 4, 7 / 4, 7 / 4], atol=0.2)
+    assert np.isnan(own[3])  # customer 40 bought coffee once: no rhythm of their own
 
 
 def test_repeat_items_rank_above_one_offs(model: RepeatExploreRecommender) -> None:
