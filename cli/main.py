@@ -18,7 +18,7 @@ WHOLE_DATA_COMMANDS = frozenset(
 
 def all_commands() -> list[CommandSpec]:
     """Every subcommand, in the order `--help` lists them."""
-    from cli.commands import data, demo, experiments, kernels, serve, training
+    from cli.commands import data, demo, experiments, kernels, privacy, serve, training
 
     return [
         *data.COMMANDS,
@@ -26,6 +26,7 @@ def all_commands() -> list[CommandSpec]:
         *serve.COMMANDS,
         *experiments.COMMANDS,
         *demo.COMMANDS,
+        *privacy.COMMANDS,
         *kernels.COMMANDS,
     ]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.erasure_log import ErasureLog, without_erased
 from features.identity import IdentityMap, stitch
 from features.io import read_table
 from features.schema import MAX_FUTURE_SECONDS
@@ -76,16 +77,28 @@ def events_path(folder: Path) -> Path:
     return found
 
 
-def load_dataset(folder: Path | str, max_future_seconds: float = MAX_FUTURE_SECONDS) -> Dataset:
+def load_dataset(
+    folder: Path | str,
+    max_future_seconds: float = MAX_FUTURE_SECONDS,
+    erased: ErasureLog | None = None,
+) -> Dataset:
     """Load a folder holding events (file or Parquet parts) and optional catalogue/stock/identity;
-    events more than `max_future_seconds` ahead of now are rejected."""
+    events more than `max_future_seconds` ahead of now are rejected. With `erased` (the
+    deployment's erasure log), what erased customers did up to their erasure is left out, under
+    any of their ids, and their aliases with it."""
     folder = Path(folder)
     path = events_path(folder)
     base = folder if folder.is_dir() else folder.parent
     side = load_side_tables(base)
+    identities = side.identities
     report = load_events(path, max_future_seconds)
-    report.accepted = stitch(report.accepted, side.identities)
-    return Dataset(base, report, side.catalogue, side.stock, side.identities, side.stores)
+    if erased is not None:
+        identities = IdentityMap(without_erased(identities.table, erased, timed=False))
+        report.accepted = without_erased(report.accepted, erased)  # as sent: aliases too
+    report.accepted = stitch(report.accepted, identities)
+    if erased is not None:
+        report.accepted = without_erased(report.accepted, erased)
+    return Dataset(base, report, side.catalogue, side.stock, identities, side.stores)
 
 
 def _stores(raw: pa.Table, path: str) -> pa.Table:

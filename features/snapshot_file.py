@@ -7,15 +7,19 @@ cache that can be rebuilt from MLflow at any time. Keys are stored without the d
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.encoding import META_DECODER, SnapshotMeta
+from features.erasure_log import ErasureLog
 from omnirec.errors import FeatureStoreError
 from omnirec.redis_access import SyncClient, bulk_set
 
@@ -112,18 +116,84 @@ def snapshot_meta_of(path: Path) -> SnapshotMeta:
     return META_DECODER.decode(metadata[META_KEY])
 
 
-def restore_entries(path: Path, prefix: str) -> Iterator[tuple[bytes, bytes]]:
-    """Every recorded (full key, value), row group by row group."""
+def restore_entries(
+    path: Path, prefix: str, log: ErasureLog | None = None
+) -> Iterator[tuple[bytes, bytes]]:
+    """Every recorded (full key, value), row group by row group; with `log`, none of a customer
+    erased since the snapshot was published (an erasure the file was not yet rewritten for)."""
     head = prefix.encode() + b":"
     parquet = pq.ParquetFile(path)
+    published = float(snapshot_meta_of(path).created_at)
     for group in range(parquet.num_row_groups):
         table = parquet.read_row_group(group)
         keys, values = table.column("key").to_pylist(), table.column("value").to_pylist()
-        yield from ((head + k, v) for k, v in zip(keys, values, strict=True))
+        gone = (
+            erased_keys(keys, log, published)
+            if log is not None and log.erased()
+            else np.zeros(len(keys), bool)
+        )
+        yield from (
+            (head + k, v) for k, v, g in zip(keys, values, gone.tolist(), strict=True) if not g
+        )
 
 
-def restore_snapshot(client: SyncClient, prefix: str, path: Path) -> tuple[SnapshotMeta, int]:
-    """Write every recorded key of `path` back into Redis; returns (its meta, keys written).
-    The caller registers and activates the snapshot once this returned."""
+def restore_snapshot(
+    client: SyncClient, prefix: str, path: Path, log: ErasureLog | None = None
+) -> tuple[SnapshotMeta, int]:
+    """Write every recorded key of `path` back into Redis (none of an erased customer, with
+    `log`); returns (its meta, keys written). The caller registers and activates the snapshot
+    once this returned."""
     meta = snapshot_meta_of(path)
-    return meta, bulk_set(client, restore_entries(path, prefix))
+    return meta, bulk_set(client, restore_entries(path, prefix, log))
+
+
+def without_erased_keys(path: Path, log: ErasureLog) -> int:
+    """Rewrite the recorded snapshot at `path` without the keys of customers erased since it was
+    published (their features, alias keys and alias lists), its metadata kept (written beside it,
+    then renamed over it); returns how many rows went."""
+    if not log.erased():
+        return 0
+    parquet = pq.ParquetFile(path)
+    metadata = parquet.metadata.metadata or {}  # the file's key-value metadata
+    published = float(snapshot_meta_of(path).created_at)
+    dropped = 0
+    tmp = path.with_name(path.name + ".erasing")
+    writer = pq.ParquetWriter(tmp, SCHEMA, compression="zstd")
+    try:
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group).cast(SCHEMA)
+            gone = erased_keys(table.column("key").to_pylist(), log, published)
+            dropped += int(gone.sum())
+            writer.write_table(table.filter(pa.array(~gone)))
+        if META_KEY in metadata:
+            writer.add_key_value_metadata({META_KEY: metadata[META_KEY]})
+    finally:
+        writer.close()
+    if dropped:
+        os.replace(tmp, path)
+    else:
+        tmp.unlink()
+    return dropped
+
+
+def erased_keys(keys: list[bytes], log: ErasureLog, published: float) -> npt.NDArray[np.bool_]:
+    """Per recorded key (without prefix): whether it holds a customer erased at or after
+    `published` (their features `s:<snapshot>:c:<id>`, `id:<alias>`, `aliases:<id>`)."""
+    ids = [_person_of(k) for k in keys]
+    named = [k for k, i in enumerate(ids) if i is not None]
+    out = np.zeros(len(keys), bool)
+    if named:
+        until = log.erased_until([str(ids[k]) for k in named])
+        out[np.array(named)] = until >= published
+    return out
+
+
+def _person_of(key: bytes) -> str | None:
+    """The customer or alias id a recorded key is about, or None for keys about no one."""
+    if key.startswith(b"s:"):
+        parts = key.split(b":", 3)
+        return parts[3].decode() if len(parts) == 4 and parts[2] == b"c" else None
+    for head in (b"id:", b"aliases:"):
+        if key.startswith(head):
+            return key[len(head) :].decode()
+    return None

@@ -242,6 +242,31 @@ class Recommender(ABC):
     def n_items(self) -> int:
         return len(self.item_ids)
 
+    # ----------------------------------------------------------------- erasure
+    def forget_customers(self, customer_ids: Sequence[str]) -> int:
+        """Erase customers from this model (the right to erasure): their ids become
+        placeholders and every row the model keeps about them (history, purchases, their own
+        factors or rhythm) is emptied; returns how many it held. The items' side was learned
+        from everyone and stays until the next training (docs/operations.md)."""
+        rows = self.rows_of(list(customer_ids))
+        rows = rows[rows >= 0]
+        if len(rows) == 0:
+            return 0
+        ids = self.customer_ids.astype(object)
+        ids[rows] = [f"~erased~{r}" for r in rows.tolist()]
+        self.customer_ids = ids.astype(str)
+        keep = np.ones(len(self.customer_ids), np.float32)
+        keep[rows] = 0.0
+        self.history = _rows_kept(self.history, keep)
+        if self.last_bought is not None:
+            self.last_bought = _rows_kept(self.last_bought, keep)
+        self._forget_rows(rows)
+        self._index()
+        return len(rows)
+
+    def _forget_rows(self, rows: npt.NDArray[np.int64]) -> None:  # noqa: B027 (a hook)
+        """Models that keep more per customer (factors, rhythms) empty those rows too."""
+
     # ----------------------------------------------------------------- storage
     @abstractmethod
     def _arrays(self) -> dict[str, npt.NDArray[Any]]: ...
@@ -301,6 +326,13 @@ class Recommender(ABC):
         model._index()
         model._restore({k[2:]: v for k, v in arrays.items() if k.startswith("m_")})
         return model
+
+
+def _rows_kept(matrix: sp.csr_matrix, keep: npt.NDArray[np.float32]) -> sp.csr_matrix:
+    """`matrix` with the rows where `keep` is 0 emptied (same dtype, zeros dropped)."""
+    out = sp.csr_matrix(sp.diags(keep.astype(matrix.dtype)) @ matrix, dtype=matrix.dtype)
+    out.eliminate_zeros()
+    return out
 
 
 def stored_csr(

@@ -80,6 +80,9 @@ class _FactorModel(Recommender):
         unit = self.item_factors / norms[:, None]
         return np.asarray(unit[columns] @ unit.T, dtype=np.float32)
 
+    def _forget_rows(self, rows: npt.NDArray[np.int64]) -> None:
+        self.user_factors[rows] = 0.0
+
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         arrays: dict[str, npt.NDArray[Any]] = {
             "user_factors": self.user_factors,

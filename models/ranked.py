@@ -212,6 +212,14 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
         return self._booster
 
     # ----------------------------------------------------------------- storage
+    def _forget_rows(self, rows: npt.NDArray[np.int64]) -> None:
+        super()._forget_rows(rows)
+        stats = self.stats
+        kept = ~np.isin(stats.keys // stats.n_items, rows)
+        per_row = stats.per_row.copy()
+        per_row[rows] = 0.0
+        self.stats = PurchaseStats(stats.keys[kept], stats.pairs[kept], per_row, stats.n_items)
+
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {
             **super()._arrays(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -30,6 +30,7 @@ class VersionInfo:
     metrics: dict[str, float]
     is_champion: bool
     snapshot: str | None
+    params: dict[str, str] = field(default_factory=dict)  # the run's parameters
 
 
 def quiet_artifact_transfers() -> None:
@@ -106,7 +107,8 @@ class ModelRegistry:
         found = self.client.search_model_versions(f"name='{self.name}'")
         infos = []
         for mv in sorted(found, key=lambda v: int(v.version), reverse=True):
-            metrics = self.client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+            data = self.client.get_run(mv.run_id).data if mv.run_id else None
+            metrics = data.metrics if data is not None else {}
             infos.append(
                 VersionInfo(
                     version=int(mv.version),
@@ -115,6 +117,7 @@ class ModelRegistry:
                     metrics=dict(metrics),
                     is_champion=int(mv.version) == champion,
                     snapshot=mv.tags.get("omnirec.snapshot"),
+                    params=dict(data.params) if data is not None else {},
                 )
             )
         return infos
@@ -142,6 +145,15 @@ class ModelRegistry:
         if not model_dir.exists():
             raise RegistryError(f"{self.name} v{version}: no omnirec model in its artifacts")
         return model_dir
+
+    def replace_model_files(self, version: int, model_dir: Path) -> None:
+        """Write the files of a saved omnirec model over those of `version` (an erasure rewrote
+        them: same names, same place, so every door loads the rewritten ones)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        source = self.client.get_model_version_download_uri(self.name, str(version))
+        repository = get_artifact_repository(source)
+        repository.log_artifacts(str(model_dir), "artifacts/omnirec_model")  # type: ignore[no-untyped-call]
 
     def store_snapshot_file(self, version: int, path: Path) -> None:
         """Keep the recorded feature snapshot of `version` with the run that produced it."""

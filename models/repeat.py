@@ -231,6 +231,15 @@ class RepeatExploreRecommender(Recommender):
         out[known] = np.where(found > 0, found, np.nan)
         return out
 
+    def _forget_rows(self, rows: npt.NDArray[np.int64]) -> None:
+        keep = np.ones(self.own_window.shape[0], np.float32)
+        keep[rows] = 0.0
+        self.own_window = sp.csr_matrix(sp.diags(keep) @ self.own_window, dtype=np.float32)
+        self.own_window.eliminate_zeros()
+        if len(self.baskets) == len(keep):
+            self.baskets[rows] = 0.0
+        self._unit = None
+
     # ----------------------------------------------------------------- storage
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {

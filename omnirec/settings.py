@@ -19,7 +19,7 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "return": 0.0,
 }
 DEFAULT_CHANNEL_WEIGHTS: dict[str, float] = {"web": 1.0, "app": 1.0, "store": 1.25}
-SCOPES = frozenset({"recommend", "events", "admin", "tablet", "stock"})
+SCOPES = frozenset({"recommend", "events", "admin", "tablet", "stock", "privacy"})
 APPENDFSYNC = ("always", "everysec")
 
 

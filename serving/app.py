@@ -32,6 +32,7 @@ from serving.routes.customers import CategoryController, CustomerController, Sto
 from serving.routes.events import EventController
 from serving.routes.feedback import FeedbackController
 from serving.routes.health import AdminController, HealthController, MetricsController
+from serving.routes.privacy import PrivacyController
 from serving.routes.recommendations import RecommendationController
 from serving.routes.stock import StockController
 from serving.runtime import ModelRuntime, tune_process
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             EventController,
             FeedbackController,
             CustomerController,
+            PrivacyController,
             StoreController,
             StockController,
             CategoryController,

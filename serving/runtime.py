@@ -17,6 +17,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from features.erasure_log import ErasureLog
 from features.snapshot_file import restore_snapshot
 from models import load_model
 from models.registry import ModelRegistry
@@ -231,7 +232,8 @@ class ModelRuntime:
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
                 path = self.registry.download_snapshot_file(version, Path(tmp))
-                meta, keys = restore_snapshot(store.client, store.prefix, path)
+                erased = ErasureLog(self.settings.data_dir)  # not back after a flush
+                meta, keys = restore_snapshot(store.client, store.prefix, path, erased)
             if meta.snapshot_id != snapshot_id:
                 raise RegistryError(
                     f"v{version}: recorded snapshot is {meta.snapshot_id}, not {snapshot_id}"

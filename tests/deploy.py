@@ -24,6 +24,7 @@ KEYS = {
     "events": "test-events-key-000000001",
     "tablet": "test-tablet-key-000000001",
     "admin": "test-admin-key-0000000001",
+    "privacy": "test-privacy-key-00000001",
 }
 
 

@@ -25,7 +25,8 @@ def hits_matrix(recommended: npt.NDArray[np.int64], truth: sp.csr_matrix) -> npt
 def ranking_metrics(
     recommended: npt.NDArray[np.int64], truth: sp.csr_matrix, k: int
 ) -> dict[str, float]:
-    """Mean metrics@k over rows with at least one relevant item; also 'users'.
+    """Mean metrics@k over rows with at least one relevant item; also 'users' and the standard
+    error of nDCG ('ndcg_stderr').
 
     precision = hits / k; recall = hits / |relevant|; nDCG with binary gains and
     log2(rank + 1) discounts; MAP = mean over users of sum_{hit ranks} P@rank / min(k, |relevant|).
@@ -43,10 +44,13 @@ def ranking_metrics(
     ideal = np.cumsum(discounts)[np.minimum(relevant, k).astype(np.int64) - 1]
     precision_at = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
     average_precision = (precision_at * hits).sum(axis=1) / np.minimum(relevant, k)
+    ndcg = dcg / ideal
     return {
         "precision": float(np.mean(n_hits / k)),
         "recall": float(np.mean(n_hits / relevant)),
-        "ndcg": float(np.mean(dcg / ideal)),
+        "ndcg": float(np.mean(ndcg)),
+        # the standard error of the mean nDCG: what tells two versions apart on this test
+        "ndcg_stderr": float(np.std(ndcg, ddof=1) / np.sqrt(len(ndcg))) if len(ndcg) > 1 else 0.0,
         "map": float(np.mean(average_precision)),
         "hit_rate": float(np.mean(n_hits > 0)),
         "users": float(users.sum()),

@@ -23,6 +23,7 @@ from mlflow.models.signature import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
 from features.dataset import Dataset, load_dataset, load_side_tables
+from features.erasure_log import ErasureLog
 from features.interactions import build_interactions
 from models.aliases import save_aliases
 from models.base import Recommender
@@ -181,7 +182,9 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         events: PreparedEvents = _spark_events(config, settings)
         lap("load_validate_split")
     else:
-        dataset = load_dataset(config.data, settings.max_future_seconds)
+        dataset = load_dataset(
+            config.data, settings.max_future_seconds, ErasureLog(settings.data_dir)
+        )
         lap("load_validate")
         events = PreparedEvents.local(dataset, config, settings)
     split = events.split
@@ -481,18 +484,32 @@ def configured_days(
 def _gate(
     registry: ModelRegistry, version: int, champion: int | None, metric: str
 ) -> tuple[bool, str]:
+    """Promote `version` when its `metric` beats the champion's by more than the noise of the two
+    tests (two standard errors of the difference, where both logged one)."""
     new = registry.metric(version, metric)
     if champion is None:
         return True, f"no champion yet: v{version} ({metric}={new}) becomes champion"
     old = registry.metric(champion, metric)
     if new is None:
         return False, f"v{version} has no {metric}: champion v{champion} kept"
-    if old is None or new > old:
-        return True, f"v{version} {metric}={new:.4f} beats champion v{champion} ({old})"
-    return (
-        False,
-        f"v{version} {metric}={new:.4f} does not beat champion v{champion} ({old:.4f}): kept",
-    )
+    if old is not None and new <= old:
+        return (
+            False,
+            f"v{version} {metric}={new:.4f} does not beat champion v{champion} ({old:.4f}): kept",
+        )
+    base, _, k = metric.rpartition("_at_")
+    errors = [registry.metric(v, f"{base}_stderr_at_{k}") for v in (version, champion)]
+    if old is not None and base and None not in errors:
+        first, second = (e or 0.0 for e in errors)
+        noise = 2.0 * float(np.sqrt(first**2 + second**2))
+        if new - old <= noise:
+            return False, (
+                f"v{version} {metric}={new:.4f} against champion v{champion} ({old:.4f}): the "
+                f"difference is within the noise of the tests (+/-{noise:.4f}, two standard "
+                f"errors): the gate does not decide, champion kept (`omnirec promote {version}` "
+                "to override)"
+            )
+    return True, f"v{version} {metric}={new:.4f} beats champion v{champion} ({old})"
 
 
 def _requirements() -> list[str]:

@@ -88,11 +88,18 @@ def timing_table(events: pa.Table, model: RepeatExploreRecommender | None = None
         inside = (ratio >= low) & (ratio < high)
         label = f"{low:g} - {high:g}" if np.isfinite(high) else f">= {low:g}"
         by_ratio.append(TimingRow(label, int(inside.sum()), int(again[inside].sum())))
-    window = model.window_days[cols]
+    own = model.own_window_days(rows.astype(np.int64), cols)
+    window = np.where(np.isnan(own), model.window_days[cols], own)
     hidden = age_days < window
     never = np.isinf(window)
+    mine = ~np.isnan(own)  # the customer's own rhythm decides
     by_policy = [
         TimingRow("due (shown again)", int((~hidden).sum()), int(again[~hidden].sum())),
+        TimingRow(
+            "  of which own rhythm known",
+            int((~hidden & mine).sum()),
+            int(again[~hidden & mine].sum()),
+        ),
         TimingRow(
             "not yet due (hidden)",
             int((hidden & ~never).sum()),

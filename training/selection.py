@@ -11,17 +11,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.interactions import build_interactions
 from models.show_again import choose_policy
 from omnirec.errors import DataError, ModelError
+from omnirec.interaction_data import Interactions
 from omnirec.settings import Settings
 from training.evaluation import ALL, EvaluationSet, build_evaluation_set, evaluate
-from training.splits import split_events
+from training.splits import EventSplit, split_events
 
 DEFAULT_BUDGET_SECONDS = 600.0
 EASE_MAX_ITEMS = 12_000  # a dense items x items inverse: 12k items = 1.1 GiB while fitting
 REPEAT_SHARE_TO_KEEP = 0.2  # more repeat purchases than this: bought items stay recommendable
+# a time split that leaves fewer validation customers than this (or than this share of them)
+# cannot decide: validation falls back to each customer's own last basket (or last days)
+MIN_VALIDATION_CUSTOMERS = 200
+MIN_VALIDATION_SHARE = 0.10
 
 # (kind, params) tried, cheapest first; values are the searched defaults that held across data
 # sets (MovieLens, Complete Journey, synthetic): heavily regularised ALS and EASE, the
@@ -74,6 +80,7 @@ class Selection:
     repeat_share: float
     metric: str
     notes: list[str] = field(default_factory=list)
+    validation: str = ""  # what the validation part held out
 
     def table(self) -> str:
         """The comparison as Markdown (best first)."""
@@ -101,6 +108,7 @@ class Selection:
                 },
                 "metric": self.metric,
                 "validation_customers": self.validation_customers,
+                "validation": self.validation,
                 "budget_seconds": self.budget_seconds,
                 "exclude_seen": self.exclude_seen,
                 "repeat_share": self.repeat_share,
@@ -157,15 +165,32 @@ def select_model(
         raise DataError(
             str(exc.source), f"no validation part for model selection: {exc.reason}"
         ) from exc
-    inner_train = build_interactions(inner.train, settings.interactions)
-    probe = build_evaluation_set(
-        inner,
-        inner_train,
-        relevant_types=relevant,
-        exclude_seen=False,
-        max_users=max_users,
-        seed=settings.seed,
+
+    def probe_of(part: EventSplit) -> tuple[Interactions, EvaluationSet]:
+        """The part's training interactions and its truth with bought items kept."""
+        built = build_interactions(part.train, settings.interactions)
+        return built, build_evaluation_set(
+            part,
+            built,
+            relevant_types=relevant,
+            exclude_seen=False,
+            max_users=max_users,
+            seed=settings.seed,
+        )
+
+    inner_train, probe = probe_of(inner)
+    held = len(probe.rows)
+    enough = min(
+        max(MIN_VALIDATION_CUSTOMERS, MIN_VALIDATION_SHARE * inner_train.shape[0]), max_users
     )
+    if protocol == "time" and held < enough:  # too few to decide: each customer's own cut
+        inner = split_events(train_events, _own_cut_protocol(train_events), test_days)
+        inner_train, probe = probe_of(inner)
+        say(
+            f"model selection: the time split held {held} validation customers (under "
+            f"{MIN_VALIDATION_CUSTOMERS} or {MIN_VALIDATION_SHARE:.0%} of them): validating on "
+            f"{inner.describe()} instead ({len(probe.rows):,} customers)"
+        )
     keep_decided, share = decide_exclude_seen(probe)
     exclude = keep_decided if exclude_seen is None else exclude_seen
     validation = probe
@@ -195,7 +220,24 @@ def select_model(
     )
     notes = [f"only {customers} validation customers: the choice is weak"] if customers < 50 else []
     say(f"model selection: chose {best.label} in {time.perf_counter() - started:.0f} s")
-    return Selection(trials, best, customers, budget_seconds, exclude, share, f"ndcg_at_{k}", notes)
+    return Selection(
+        trials,
+        best,
+        customers,
+        budget_seconds,
+        exclude,
+        share,
+        f"ndcg_at_{k}",
+        notes,
+        inner.describe(),
+    )
+
+
+def _own_cut_protocol(events: pa.Table) -> str:
+    """The per-customer protocol for these events: each customer's last basket where there are
+    purchases, else each customer's last days."""
+    kinds = pc.unique(events.column("event_type").cast(pa.string())).to_pylist()
+    return "next-basket" if "purchase" in kinds else "last-days"
 
 
 def compare(
@@ -244,7 +286,8 @@ def compare(
         trial.fit_seconds = time.perf_counter() - clock
         metrics = evaluate(model, validation, model, k)[ALL]
         trial.score, trial.recall = metrics["ndcg"], metrics["recall"]
-        if model.show_again.mode == "when_due":  # the same model, bought items always kept
+        tried_both = model.show_again.mode == "when_due"
+        if tried_both:  # the same model, bought items always kept
             model.show_again = choose_policy(
                 model.n_items, model.repurchase_window_days(), exclude_bought=False, due=False
             )
@@ -255,9 +298,14 @@ def compare(
                 f"bought items back when due: nDCG {metrics['ndcg']:.4f}, "
                 f"always kept: {kept['ndcg']:.4f}"
             )
+        policy = (
+            ""
+            if model.show_again.mode != "when_due" and trial.due
+            else ("  (bought items back when due)" if trial.due else "  (bought items always kept)")
+        )
         say(
             f"  {trial.label:<60} nDCG@{k} {trial.score:.4f}  recall@{k} {trial.recall:.4f}  "
-            f"({trial.fit_seconds:.1f} s fit)"
+            f"({trial.fit_seconds:.1f} s fit){policy}"
         )
     scored = [t for t in trials if t.score is not None]
     if not scored:

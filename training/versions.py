@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from features.dataset import Dataset, load_dataset
+from features.erasure_log import ErasureLog
 from features.store import RedisFeatureStore
 from models import load_model
 from models.base import Recommender
@@ -42,7 +43,7 @@ def publish_version(
         data = Path(registry.client.get_run(str(run_id)).data.params["data"])
     folder = data
     if dataset is None and engine == "local":
-        dataset = load_dataset(folder, settings.max_future_seconds)
+        dataset = load_dataset(folder, settings.max_future_seconds, ErasureLog(settings.data_dir))
     with redis_target(settings) as target, tempfile.TemporaryDirectory() as tmp:
         store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
         # a version that lost the gate is published, not switched to

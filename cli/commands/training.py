@@ -161,6 +161,7 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
     import mlflow
 
     from features.dataset import load_dataset
+    from features.erasure_log import ErasureLog
     from features.interactions import build_interactions
     from training.evaluation import build_evaluation_set
     from training.pipeline import use_mlflow
@@ -171,7 +172,7 @@ def _run_tune(args: argparse.Namespace, settings: Settings) -> int:
     if args.model == "auto":
         raise ConfigError("omnirec tune needs --model (the kind whose parameters to search)")
     config = _train_config(args, settings, {})
-    dataset = load_dataset(config.data, settings.max_future_seconds)
+    dataset = load_dataset(config.data, settings.max_future_seconds, ErasureLog(settings.data_dir))
     outer = split_events(dataset.events, config.protocol, config.test_days)
     # the test part is never seen here
     inner = split_events(outer.train, config.protocol, args.validation_days)
@@ -217,14 +218,20 @@ def _run_models(args: argparse.Namespace, settings: Settings) -> int:
     if not versions:
         print("no registered versions yet: run `omnirec train`")
         return 0
-    print(f"{'version':>7}  {'model':<10} {metric:>14} {'popularity':>11}  champion  snapshot")
+    print(
+        f"{'version':>7}  {'model':<13} {metric:>14} {'popularity':>11} {'test':>6}  "
+        f"{'data':<12}  champion  snapshot"
+    )
     for v in versions:
         value = v.metrics.get(metric)
         base = v.metrics.get(f"popularity.{metric}")
+        # the data it learned from (fingerprint) and how many customers its test held
+        data = v.params.get("data_fingerprint", "-")[:12]
         print(
-            f"{v.version:>7}  {v.model_kind:<10} "
+            f"{v.version:>7}  {v.model_kind:<13} "
             f"{value if value is None else round(value, 4)!s:>14} "
-            f"{base if base is None else round(base, 4)!s:>11}  "
+            f"{base if base is None else round(base, 4)!s:>11} "
+            f"{v.params.get('test_customers', '-'):>6}  {data:<12}  "
             f"{'  *' if v.is_champion else '':<8}  {v.snapshot or '-'}"
         )
     return 0
