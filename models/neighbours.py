@@ -74,7 +74,7 @@ class EASERecommender(Recommender):
     def _fit(self, matrix: sp.csr_matrix) -> None:
         n = matrix.shape[1]
         if n > int(self.params["max_items"]):
-            gib = n * n * 8 * 2 / 2**30
+            gib = n * n * 4 * 3 / 2**30
             raise ModelTooLargeError(
                 f"EASE needs a dense {n:,} x {n:,} item matrix (about {gib:.1f} GiB while "
                 "fitting); "
@@ -83,12 +83,15 @@ class EASERecommender(Recommender):
             )
         binary = matrix.copy()
         binary.data = np.ones_like(binary.data)
-        gram = (binary.T @ binary).toarray().astype(np.float64)
+        # float32 throughout (half the memory of float64: 17k items fit in about 3.3 GiB while
+        # fitting); the l2 on the diagonal keeps the inverse well conditioned
+        gram = (binary.T @ binary).toarray().astype(np.float32)
         gram[np.diag_indices(n)] += float(self.params["l2"])
         precision = np.linalg.inv(gram)
-        weights = precision / (-np.diag(precision))
-        weights[np.diag_indices(n)] = 0.0
-        self.weights = weights.astype(np.float32)
+        del gram
+        precision /= -np.diag(precision).copy()  # each column by its own diagonal
+        precision[np.diag_indices(n)] = 0.0
+        self.weights = np.asarray(precision, dtype=np.float32)
 
     def score(self, rows: npt.NDArray[np.int64], history: sp.csr_matrix) -> npt.NDArray[np.float32]:
         binary = history.copy()

@@ -5,6 +5,7 @@ validation part, and the best one wins. The test part is never seen here."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ from training.evaluation import ALL, EvaluationSet, build_evaluation_set, evalua
 from training.splits import EventSplit, split_events
 
 DEFAULT_BUDGET_SECONDS = 600.0
-EASE_MAX_ITEMS = 12_000  # a dense items x items inverse: 12k items = 1.1 GiB while fitting
+TUNE_PATIENCE = 8  # tuning stops after this many trials in a row find nothing better
+TUNE_MAX_TRIALS = 60
+RANKED_LEVELS = 5  # repeat_ranked's default levels (each a repeat fit), for its expected cost
 REPEAT_SHARE_TO_KEEP = 0.2  # more repeat purchases than this: bought items stay recommendable
 # a time split that leaves fewer validation customers than this (or than this share of them)
 # cannot decide: validation falls back to each customer's own last basket (or last days)
@@ -250,67 +253,157 @@ def compare(
     say: Callable[[str], None] = print,
 ) -> tuple[list[Trial], Trial]:
     """Fit every candidate on `validation.train` and score it on the validation truth (nDCG@k),
-    cheapest first, until `budget_seconds` are spent; returns the trials and the best."""
-    from training.fitting import fit_model
-
+    cheapest first, skipping one whose fit cannot end within the budget; then spend what is
+    left of `budget_seconds` searching the best family's parameters (`tuning`), until
+    TUNE_PATIENCE trials in a row find nothing better. Returns the trials and the best."""
     started = time.perf_counter()
     trials: list[Trial] = []
     n_items = validation.train.shape[1]
+    took: dict[str, float] = {}  # the last fit time of each kind (what the next one costs)
     for kind, params in CANDIDATES:
         trial = Trial(kind, dict(params))
         trials.append(trial)
         if exclude_seen and kind in REPEAT_KINDS:
             trial.note = "repeat model: bought items are excluded on this data"
             continue
-        if kind == "ease" and n_items > EASE_MAX_ITEMS:
-            trial.note = f"catalogue of {n_items:,} items is over {EASE_MAX_ITEMS:,} for EASE"
+        if kind == "ease" and not ease_fits(n_items):
+            trial.note = f"EASE's dense {n_items:,}-item matrices do not fit in memory"
             continue
-        spent = time.perf_counter() - started
-        if spent > budget_seconds:
-            trial.note = f"time budget spent ({spent:.0f} s)"
-            continue
-        clock = time.perf_counter()
-        try:
-            params = {"max_items": EASE_MAX_ITEMS, **params} if kind == "ease" else params
-            model = fit_model(
-                kind,
-                params,
-                validation.train,
-                seed,
-                serving_index=False,
-                exclude_bought=exclude_seen,
-            )
-        except ModelError as exc:
-            trial.note = f"refused: {exc}"
-            continue
-        trial.fit_seconds = time.perf_counter() - clock
-        metrics = evaluate(model, validation, model, k)[ALL]
-        trial.score, trial.recall = metrics["ndcg"], metrics["recall"]
-        tried_both = model.show_again.mode == "when_due"
-        if tried_both:  # the same model, bought items always kept
-            model.show_again = choose_policy(
-                model.n_items, model.repurchase_window_days(), exclude_bought=False, due=False
-            )
-            kept = evaluate(model, validation, model, k)[ALL]
-            if kept["ndcg"] > metrics["ndcg"]:
-                trial.score, trial.recall, trial.due = kept["ndcg"], kept["recall"], False
+        left = budget_seconds - (time.perf_counter() - started)
+        expected = _expected_seconds(kind, took)
+        if left <= 0 or expected > left:
             trial.note = (
-                f"bought items back when due: nDCG {metrics['ndcg']:.4f}, "
-                f"always kept: {kept['ndcg']:.4f}"
+                f"cannot finish within the budget ({expected:.0f} s expected, {max(left, 0):.0f} s"
+                " left)"
             )
-        policy = (
-            ""
-            if model.show_again.mode != "when_due" and trial.due
-            else ("  (bought items back when due)" if trial.due else "  (bought items always kept)")
-        )
-        say(
-            f"  {trial.label:<60} nDCG@{k} {trial.score:.4f}  recall@{k} {trial.recall:.4f}  "
-            f"({trial.fit_seconds:.1f} s fit){policy}"
-        )
+            continue
+        _score(trial, validation, seed, k, exclude_seen, say)
+        took[kind] = trial.fit_seconds
     scored = [t for t in trials if t.score is not None]
     if not scored:
         raise ModelError("model selection: no candidate could be fitted on the validation part")
+    best = max(scored, key=lambda t: (t.score or 0.0, -t.fit_seconds))
+    trials += _tune(best, validation, seed, k, exclude_seen, budget_seconds, started, took, say)
+    scored = [t for t in trials if t.score is not None]
     return trials, max(scored, key=lambda t: (t.score or 0.0, -t.fit_seconds))
+
+
+def _score(
+    trial: Trial,
+    validation: EvaluationSet,
+    seed: int,
+    k: int,
+    exclude_seen: bool,
+    say: Callable[[str], None],
+) -> None:
+    """Fit the trial's model and fill in its validation score (repeat models with both show-again
+    policies, the better kept); a refusal is noted."""
+    from training.fitting import fit_model
+
+    clock = time.perf_counter()
+    kind, params = trial.kind, trial.params
+    try:
+        params = {"max_items": validation.train.shape[1], **params} if kind == "ease" else params
+        model = fit_model(
+            kind, params, validation.train, seed, serving_index=False, exclude_bought=exclude_seen
+        )
+    except ModelError as exc:
+        trial.note = f"refused: {exc}"
+        return
+    trial.fit_seconds = time.perf_counter() - clock
+    metrics = evaluate(model, validation, model, k)[ALL]
+    trial.score, trial.recall = metrics["ndcg"], metrics["recall"]
+    tried_both = model.show_again.mode == "when_due"
+    if tried_both:  # the same model, bought items always kept
+        model.show_again = choose_policy(
+            model.n_items, model.repurchase_window_days(), exclude_bought=False, due=False
+        )
+        kept = evaluate(model, validation, model, k)[ALL]
+        if kept["ndcg"] > metrics["ndcg"]:
+            trial.score, trial.recall, trial.due = kept["ndcg"], kept["recall"], False
+        trial.note = (
+            f"bought items back when due: nDCG {metrics['ndcg']:.4f}, "
+            f"always kept: {kept['ndcg']:.4f}"
+        )
+    policy = (
+        ("  (bought items back when due)" if trial.due else "  (bought items always kept)")
+        if tried_both
+        else ""
+    )
+    say(
+        f"  {trial.label:<60} nDCG@{k} {trial.score:.4f}  recall@{k} {trial.recall:.4f}  "
+        f"({trial.fit_seconds:.1f} s fit){policy}"
+    )
+
+
+def _tune(
+    best: Trial,
+    validation: EvaluationSet,
+    seed: int,
+    k: int,
+    exclude_seen: bool,
+    budget_seconds: float,
+    started: float,
+    took: dict[str, float],
+    say: Callable[[str], None],
+) -> list[Trial]:
+    """Search the best family's parameters with the budget left (TPE, seeded, starting from the
+    best candidate's), each trial scored like a candidate, until TUNE_PATIENCE trials in a row
+    find nothing better or the next would overrun the budget."""
+    import optuna
+
+    from training.tuning import SEARCH_SPACES
+
+    space = SEARCH_SPACES.get(best.kind)
+    if space is None or best.kind in {"popularity", "buy_again"}:
+        return []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    tuned: list[Trial] = []
+    leader, since = best.score or 0.0, 0
+    while since < TUNE_PATIENCE and len(tuned) < TUNE_MAX_TRIALS:
+        left = budget_seconds - (time.perf_counter() - started)
+        if _expected_seconds(best.kind, took) > left:
+            break
+        suggestion = study.ask()
+        params = {**best.params, **space(suggestion)}
+        trial = Trial(best.kind, params, note="tuned within the budget")
+        _score(trial, validation, seed, k, exclude_seen, say)
+        took[best.kind] = max(took.get(best.kind, 0.0), trial.fit_seconds)
+        study.tell(suggestion, trial.score or 0.0)
+        tuned.append(trial)
+        if (trial.score or 0.0) > leader:
+            leader, since = trial.score or 0.0, 0
+        else:
+            since += 1
+    if tuned:
+        say(
+            f"  tuned {best.kind}: {len(tuned)} trials, best nDCG@{k} {leader:.4f} "
+            f"(untuned {best.score or 0.0:.4f})"
+        )
+    return tuned
+
+
+def _expected_seconds(kind: str, took: dict[str, float]) -> float:
+    """What fitting `kind` should cost, from the fits so far: its own last fit, or for the
+    re-ranked repeat model its base model's times its levels (0 when nothing is known)."""
+    if kind in took:
+        return took[kind]
+    if kind == "repeat_ranked" and "repeat" in took:
+        return took["repeat"] * (RANKED_LEVELS + 1) * 2
+    return 0.0
+
+
+def ease_fits(n_items: int) -> bool:
+    """Whether EASE's dense matrices (Gram, inverse and weights, float32) fit in half of the
+    memory available now."""
+    try:
+        with open("/proc/meminfo") as info:
+            fields = dict(line.split(":", 1) for line in info)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return 3 * 4 * n_items * n_items <= available // 2
 
 
 __all__ = ["CANDIDATES", "Selection", "Trial", "compare", "select_model"]

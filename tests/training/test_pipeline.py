@@ -146,6 +146,9 @@ def test_default_model_is_chosen_on_validation_and_the_comparison_is_logged(
     assert selection is not None
     scored = [t for t in selection.trials if t.score is not None]
     assert len(scored) >= 4 and selection.best.score == max(t.score or 0 for t in scored)
+    # the budget left went to searching the best family until it stopped finding better
+    tuned = [t for t in selection.trials if t.note == "tuned within the budget"]
+    assert len(tuned) >= 8 and {t.kind for t in tuned} <= {t.kind for t in scored}
     assert result.model.kind == selection.best.kind
     assert result.model.params.items() >= selection.best.params.items()
     assert "popularity" in result.baselines
