@@ -129,10 +129,10 @@ def build_interactions(
     total.eliminate_zeros()
     total.sort_indices()
     occasions = _occasions(events, rows, cols, purchase) if purchase.any() else None
-    last_bought = None
+    last_bought = times_bought = None
     if purchase.any():
         stamps = np.asarray(events.column("timestamp").cast(pa.int64()).to_numpy(), dtype=np.int64)
-        _, last_bought = kept_purchases(
+        _, last_bought, times_bought = kept_purchases(
             rows, cols, stamps // 1_000_000, quantities, purchase, returned, shape
         )
     return Interactions(
@@ -141,6 +141,7 @@ def build_interactions(
         item_ids=items,
         occasions=occasions,
         last_bought=last_bought,
+        times_bought=times_bought,
     )
 
 
@@ -152,10 +153,11 @@ def kept_purchases(
     bought: npt.NDArray[np.bool_],
     returned: npt.NDArray[np.bool_],
     shape: tuple[int, int],
-) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(units kept, epoch seconds of the last purchase) per customer x item, over the items
-    a customer bought and did not return in full: what the show-again policy reads at every door
-    (this, the snapshot's features and Spark's `spark_interactions` agree)."""
+) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
+    """(units kept, epoch seconds of the last purchase, purchases) per customer x item, over
+    the items a customer bought and did not return in full: what the show-again policy and the
+    reasons ("bought 6 times") read at every door (this, the snapshot's features and Spark's
+    `spark_interactions` agree)."""
 
     def summed(mask: npt.NDArray[np.bool_]) -> sp.csr_matrix:
         units = np.maximum(quantity[mask].astype(np.float64), 1.0)
@@ -176,7 +178,16 @@ def kept_purchases(
     at_matrix = sp.csr_matrix(
         (last, (pair // shape[1], pair % shape[1])), shape=shape, dtype=np.float64
     )
-    return units, sp.csr_matrix(at_matrix.multiply(units > 0), dtype=np.float64)
+    kept = units > 0
+    count = sp.csr_matrix(
+        (np.diff(np.r_[starts, len(keys)]).astype(np.float32), (pair // shape[1], pair % shape[1])),
+        shape=shape,
+    )
+    return (
+        units,
+        sp.csr_matrix(at_matrix.multiply(kept), dtype=np.float64),
+        sp.csr_matrix(count.multiply(kept), dtype=np.float32),
+    )
 
 
 def quantity_confidence(

@@ -325,6 +325,7 @@ def spark_interactions(
         F.sum(F.when(bought, F.col("units"))).alias("bought_units"),
         F.sum(F.when(returned, F.col("units"))).alias("returned_units"),
         F.max(F.when(bought, F.col("micros"))).alias("last_micros"),
+        F.count(F.when(bought, F.lit(1))).alias("purchases"),
     )
     kept = F.least(
         F.greatest(
@@ -340,7 +341,11 @@ def spark_interactions(
     kept_units = F.col("bought_units") - F.coalesce("returned_units", F.lit(0.0))
     last_at = F.when(kept_units > 0, F.expr("last_micros div 1000000"))
     positive = per_pair.select(
-        "row", "col", value.cast("float").alias("value"), last_at.alias("last_at")
+        "row",
+        "col",
+        value.cast("float").alias("value"),
+        last_at.alias("last_at"),
+        F.when(kept_units > 0, F.col("purchases")).alias("purchases"),
     )
     entries = collect(positive.filter((F.col("value") > 0) | F.col("last_at").isNotNull()))
     shape = (len(customers), len(items))
@@ -361,9 +366,19 @@ def spark_interactions(
         (last_seconds[has_last], (rows[has_last], cols[has_last])), shape=shape, dtype=np.float64
     )
     last_bought.sort_indices()
+    times = np.asarray(entries["purchases"].fill_null(0).to_numpy(), dtype=np.float32)
+    times_bought = sp.csr_matrix(
+        (times[has_last], (rows[has_last], cols[has_last])), shape=shape, dtype=np.float32
+    )
+    times_bought.sort_indices()
     occasions = _occasions(weighted.filter(bought))
     return Interactions(
-        matrix, customers, items, occasions, last_bought if last_bought.nnz else None
+        matrix,
+        customers,
+        items,
+        occasions,
+        last_bought if last_bought.nnz else None,
+        times_bought if times_bought.nnz else None,
     )
 
 

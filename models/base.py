@@ -38,10 +38,10 @@ class InteractionData(Protocol):
     def item_ids(self) -> npt.NDArray[np.str_]: ...
 
 
-def last_bought_of(interactions: InteractionData) -> sp.csr_matrix | None:
-    """The data's last purchase time per customer x item (epoch seconds, net of returns), when
-    it carries one (`Interactions.last_bought`)."""
-    found = getattr(interactions, "last_bought", None)
+def purchases_of(interactions: InteractionData, name: str) -> sp.csr_matrix | None:
+    """The data's `last_bought` (epoch seconds of the last purchase per customer x item, net of
+    returns) or `times_bought` (how many purchases), when it carries them (`Interactions`)."""
+    found = getattr(interactions, name, None)
     return None if found is None else sp.csr_matrix(found, dtype=np.float64)
 
 
@@ -66,6 +66,7 @@ class Recommender(ABC):
         self._popularity: npt.NDArray[np.float32] | None = None
         # when each customer last bought each item (epoch seconds), and what may come back
         self.last_bought: sp.csr_matrix | None = None
+        self.times_bought: sp.csr_matrix | None = None  # purchases per customer x item
         self.show_again = ShowAgain()
 
     # ----------------------------------------------------------------- fitting
@@ -77,7 +78,8 @@ class Recommender(ABC):
         self.customer_ids = np.asarray(interactions.customer_ids, dtype=str)
         self.item_ids = np.asarray(interactions.item_ids, dtype=str)
         self.history = matrix
-        self.last_bought = last_bought_of(interactions)
+        self.last_bought = purchases_of(interactions, "last_bought")
+        self.times_bought = purchases_of(interactions, "times_bought")
         self._index()
         self._fit(matrix)
         return self
@@ -156,6 +158,28 @@ class Recommender(ABC):
         """Per (training customer row, item column): the customer's own not-due window in days
         (NaN: not known), for models that learn customers' rhythms; None: none do."""
         return None
+
+    def purchase_rhythm(
+        self, row: int, cols: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+        """For training customer `row` and item columns `cols`: how many times they bought each
+        (0: never, or not known) and their own days between purchases (NaN where the model
+        learns no rhythm): what a reason says ("bought 6 times, usually every 12 days")."""
+        counts = np.zeros(len(cols), np.float32)
+        times = self.times_bought
+        if times is not None and 0 <= row < times.shape[0]:
+            start, end = times.indptr[row], times.indptr[row + 1]
+            order = np.argsort(times.indices[start:end])
+            mine, values = times.indices[start:end][order], times.data[start:end][order]
+            if len(mine):
+                at = np.minimum(np.searchsorted(mine, cols), len(mine) - 1)
+                found = mine[at] == cols
+                counts[found] = values[at[found]]
+        own = self.own_window_days(np.full(len(cols), row), cols)
+        return counts, (np.full(len(cols), np.nan) if own is None else own / self.due_share)
+
+    #: the share of a customer's own interval an item is not due for (models with rhythms)
+    due_share: float = 1.0
 
     def item_popularity(self) -> npt.NDArray[np.float32]:
         """Total interaction strength per item in the training history (cold-start scores)."""
@@ -260,6 +284,8 @@ class Recommender(ABC):
         self.history = _rows_kept(self.history, keep)
         if self.last_bought is not None:
             self.last_bought = _rows_kept(self.last_bought, keep)
+        if self.times_bought is not None:
+            self.times_bought = _rows_kept(self.times_bought, keep)
         self._forget_rows(rows)
         self._index()
         return len(rows)
@@ -286,13 +312,13 @@ class Recommender(ABC):
             "history_indptr": h.indptr,
             **{f"m_{k}": v for k, v in self._arrays().items()},
         }
-        if self.last_bought is not None:
-            lb = self.last_bought
-            arrays |= {
-                "bought_data": lb.data,
-                "bought_indices": lb.indices,
-                "bought_indptr": lb.indptr,
-            }
+        for name, matrix in (("bought", self.last_bought), ("times", self.times_bought)):
+            if matrix is not None:
+                arrays |= {
+                    f"{name}_data": matrix.data,
+                    f"{name}_indices": matrix.indices,
+                    f"{name}_indptr": matrix.indptr,
+                }
         if self.show_again.window_days is not None:
             arrays["show_again_window"] = self.show_again.window_days
         np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
@@ -320,6 +346,7 @@ class Recommender(ABC):
             raise ModelFormatError("history matrix missing")
         model.history = history
         model.last_bought = stored_csr(arrays, "bought", (n_c, n_i))
+        model.times_bought = stored_csr(arrays, "times", (n_c, n_i))
         model.show_again = ShowAgain.restore(
             meta.get("show_again"), arrays.get("show_again_window"), n_i
         )

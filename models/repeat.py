@@ -54,6 +54,7 @@ class RepeatExploreRecommender(Recommender):
 
     kind = "repeat"
     uses_history = True
+    due_share = OWN_DUE_SHARE
 
     def __init__(
         self,

@@ -34,6 +34,7 @@ class Interactions:
     occasions: Occasions | None = None
     # epoch seconds of each customer's last purchase of each item they kept (net of returns)
     last_bought: sp.csr_matrix | None = None
+    times_bought: sp.csr_matrix | None = None  # ... and how many purchases of it (the reasons)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -28,8 +28,8 @@ from serving.experiments.config import Variant
 from serving.live import Live
 from serving.merchandising import RuleSet, allowed
 from serving.reads import CustomerState, all_activity
+from serving.reasons import DAY, bought_reason, default_reasons, session_reason
 from serving.reasons import explain as explain_items
-from serving.reasons import session_reason
 from serving.schemas import Item, Recommendations, Source
 
 BOUGHT_WITH_PURCHASES = 3  # explain=true: "often bought with" looks at the last three purchases
@@ -161,7 +161,7 @@ class Personal:
             )
         reordered = arrangement is not AS_SCORED
         settled = settled and reordered
-        items = _items(snap, picked, scores, because)
+        items = _items(snap, picked, scores, because, features, now)
         # most ranked answers are complete and final here: no backfill, no second look
         unfinished = rules is not None and rules.reorders and (bool(rules.pins) or not settled)
         if unfinished or len(items) < limit:
@@ -193,20 +193,49 @@ def _items(
     picked: npt.NDArray[np.int64],
     scores: npt.NDArray[np.float32],
     because: dict[int, Activity],
+    features: CustomerFeatures | None,
+    now: float,
 ) -> list[Item]:
+    """The personalized items, each with its cheap reason: the session event that brought it,
+    what the customer's purchases say about it, a favourite category."""
     ids, names, categories, prices = snap.id_list, snap.names, snap.category_list, snap.price_list
+    cols = picked.tolist()
+    reasons = default_reasons(
+        cols,
+        _bought_reasons(snap, features, picked, now),
+        categories,
+        set(features.categories) if features is not None else set(),
+    )
+    for k, c in enumerate(cols):
+        if c in because:
+            brought = because[c]
+            reasons[k] = [session_reason(brought, names[snap.item_index[brought.item_id]], ids[c])]
     # round(x * 1e6) / 1e6 is round(x, 6) at a third of the cost (same doubles)
     return [
-        Item(
-            ids[c],
-            round(s * 1e6) / 1e6,
-            names[c],
-            categories[c],
-            prices[c],
-            "personalized",
-            [session_reason(because[c], names[snap.item_index[because[c].item_id]])]
-            if c in because
-            else [],
-        )
-        for c, s in zip(picked.tolist(), scores.tolist(), strict=True)
+        Item(ids[c], round(s * 1e6) / 1e6, names[c], categories[c], prices[c], "personalized", r)
+        for c, s, r in zip(cols, scores.tolist(), reasons, strict=True)
     ]
+
+
+def _bought_reasons(
+    snap: LoadedSnapshot,
+    features: CustomerFeatures | None,
+    picked: npt.NDArray[np.int64],
+    now: float,
+) -> dict[int, str]:
+    """Column -> 'bought 6 times, usually every 12 days: due' for the picked items the customer
+    bought (in the snapshot): counts and rhythm from the model, the last time from the features."""
+    if features is None or not features.purchased_items or not picked.size:
+        return {}
+    bought = np.frombuffer(features.purchased_items, np.int32)
+    cols = picked[np.isin(picked, bought)]
+    if not cols.size:
+        return {}
+    at = np.frombuffer(features.purchased_at, np.int64)
+    last = [int(at[np.flatnonzero(bought == c)[-1]]) for c in cols.tolist()]
+    row = int(snap.model.rows_of([features.customer_id])[0])
+    counts, every = snap.model.purchase_rhythm(row, cols.astype(np.int64))
+    return {
+        c: bought_reason(float(n), float(e), (now - t) / DAY)
+        for c, n, e, t in zip(cols.tolist(), counts.tolist(), every.tolist(), last, strict=True)
+    }

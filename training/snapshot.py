@@ -115,7 +115,7 @@ def purchases(ev: EventArrays, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matr
     (`features.interactions.kept_purchases`, as the model's own copy)."""
     rows = np.repeat(np.arange(len(ev.customers)), np.diff(ev.indptr))
     ok = ev.item_col >= 0
-    return kept_purchases(
+    units, last_at, _ = kept_purchases(
         rows,
         ev.item_col,
         ev.at,
@@ -124,6 +124,7 @@ def purchases(ev: EventArrays, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matr
         ok & (ev.etype == EVENT_CODES["return"]),
         (len(ev.customers), n_items),
     )
+    return units, last_at
 
 
 def _top_per_row(

@@ -169,3 +169,23 @@ def test_a_purchase_posted_live_follows_the_same_policy(served: Deployment) -> N
             assert events.post("/v1/events", json=event).status_code == 202
         after = c.get(f"/v1/customers/{customer}/recommendations", params={"limit": 10}).json()
         assert free[0] in [i["item_id"] for i in after["items"]]
+
+
+def test_every_item_says_why_without_asking(served: Deployment) -> None:
+    """Cheap reasons by default, right for the source: a bought item says how often and how
+    regularly the customer buys it (from the model), not what they viewed weeks ago."""
+    model = served.trained[-1].model
+    rhythm = 0
+    with served.client() as c:
+        for k in range(100, 160):
+            customer = f"C{k:08d}"
+            body = c.get(f"/v1/customers/{customer}/recommendations", params={"limit": 10}).json()
+            row = model.rows_of([customer])[0]
+            for item in body["items"]:
+                assert item["reasons"], item
+                first = item["reasons"][0]
+                if first.startswith("bought ") and " times" in first:
+                    count, _ = model.purchase_rhythm(row, model.columns_of([item["item_id"]]))
+                    assert first.startswith(f"bought {count[0]:.0f} times"), (first, count)
+                    rhythm += "usually every" in first
+    assert rhythm > 0
