@@ -62,6 +62,7 @@ def build_interactions(
     customer_ids: npt.NDArray[np.str_] | None = None,
     item_ids: npt.NDArray[np.str_] | None = None,
     event_rows: npt.NDArray[np.bool_] | None = None,
+    extra_items: npt.NDArray[np.str_] | None = None,
 ) -> Interactions:
     """Weighted interactions from canonical events.
 
@@ -70,12 +71,17 @@ def build_interactions(
     purchases of an item count in proportion to the units they kept. Passing `customer_ids` or
     `item_ids` fixes the rows/columns (events with other ids are left out), as a test split needs;
     `event_rows` (a mask over the events) gives what `events.filter(event_rows)` would, without
-    copying the table (a time split's train part on events that barely fit in memory).
+    copying the table (a time split's train part on events that barely fit in memory);
+    `extra_items` (the catalogue's) are columns too, empty where no event names them (a model
+    places them by their metadata: `models.content`).
     Returns an Interactions whose matrix has shape (customers, items) with non-negative float32s.
     """
     settings = settings or InteractionSettings()
     rows, customers = _encode(events.column("customer_id"), customer_ids, event_rows)
     cols, items = _encode(events.column("item_id"), item_ids, event_rows)
+    if extra_items is not None and item_ids is None:
+        items = np.union1d(items, np.asarray(extra_items, dtype=str))
+        cols, items = _encode(events.column("item_id"), items, event_rows)
     keep = (rows >= 0) & (cols >= 0)
     if event_rows is not None:
         keep &= event_rows

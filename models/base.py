@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from models.content import COLD_SHARE, content_neighbours
 from models.show_again import ShowAgain, last_bought_rows
 from models.topk import mask_rows, top_k
 from omnirec.errors import ModelError, ModelFormatError
@@ -68,6 +69,8 @@ class Recommender(ABC):
         self.last_bought: sp.csr_matrix | None = None
         self.times_bought: sp.csr_matrix | None = None  # purchases per customer x item
         self.show_again = ShowAgain()
+        # items with no events, each scored from the known items most like it (models.content)
+        self.cold: sp.csr_matrix | None = None
 
     # ----------------------------------------------------------------- fitting
     def fit(self, interactions: InteractionData) -> Self:
@@ -92,6 +95,25 @@ class Recommender(ABC):
     def score(self, rows: npt.NDArray[np.int64], history: sp.csr_matrix) -> npt.NDArray[np.float32]:
         """Scores (len(rows), n_items) for customers `rows` (-1: unknown) with `history` rows."""
 
+    def scores(
+        self, rows: npt.NDArray[np.int64], history: sp.csr_matrix
+    ) -> npt.NDArray[np.float32]:
+        """`score`, with each item that had no events scored as COLD_SHARE of the similarity-
+        weighted mean score of the known items most like it (when the catalogue placed some)."""
+        dense = np.array(self.score(rows, history), dtype=np.float32, copy=True)
+        if self.cold is not None and self.cold.nnz:
+            placed = np.flatnonzero(np.diff(self.cold.indptr))
+            borrowed = np.asarray(sp.csr_matrix(self.cold[placed]) @ dense.T).T
+            dense[:, placed] = COLD_SHARE * np.maximum(borrowed, 0.0)
+        return dense
+
+    def place_cold(self, content: sp.csr_matrix) -> int:
+        """Place the items that had no events in training by the catalogue's `content` rows (one
+        per item column); returns how many were placed."""
+        known = np.diff(sp.csr_matrix(self.history).tocsc().indptr) > 0
+        self.cold = content_neighbours(content, known)
+        return int((np.diff(self.cold.indptr) > 0).sum())
+
     def recommend_rows(
         self,
         rows: npt.NDArray[np.int64],
@@ -115,7 +137,7 @@ class Recommender(ABC):
         step = max(16, min(BLOCK_ROWS, BLOCK_FLOATS // max(1, self.n_items)))
         for start in range(0, len(rows), step):
             block = slice(start, start + step)
-            dense = np.array(self.score(rows[block], history[block]), dtype=np.float32, copy=True)
+            dense = self.scores(rows[block], history[block])
             cold = (rows[block] < 0) & (np.diff(history[block].indptr) == 0)
             if cold.any():  # nothing known about them: the popular items
                 dense[cold] = self.item_popularity()
@@ -238,7 +260,12 @@ class Recommender(ABC):
         self, columns: npt.NDArray[np.int64], n: int = 10
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Most similar items per item column (the item itself excluded): (ids, scores)."""
-        sims = self.item_similarity(np.asarray(columns, dtype=np.int64))
+        columns = np.asarray(columns, dtype=np.int64)
+        sims = self.item_similarity(columns)
+        if self.cold is not None and self.cold.nnz:  # a cold item's similar items: its own kind
+            placed = np.diff(self.cold.indptr)[columns] > 0
+            if placed.any():
+                sims[placed] = self.cold[columns[placed]].toarray()
         sims[np.arange(len(columns)), columns] = -np.inf
         return top_k(sims, n)
 
@@ -312,7 +339,8 @@ class Recommender(ABC):
             "history_indptr": h.indptr,
             **{f"m_{k}": v for k, v in self._arrays().items()},
         }
-        for name, matrix in (("bought", self.last_bought), ("times", self.times_bought)):
+        stored = (("bought", self.last_bought), ("times", self.times_bought), ("cold", self.cold))
+        for name, matrix in stored:
             if matrix is not None:
                 arrays |= {
                     f"{name}_data": matrix.data,
@@ -347,6 +375,7 @@ class Recommender(ABC):
         model.history = history
         model.last_bought = stored_csr(arrays, "bought", (n_c, n_i))
         model.times_bought = stored_csr(arrays, "times", (n_c, n_i))
+        model.cold = stored_csr(arrays, "cold", (n_i, n_i))
         model.show_again = ShowAgain.restore(
             meta.get("show_again"), arrays.get("show_again_window"), n_i
         )

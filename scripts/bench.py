@@ -26,6 +26,8 @@
                                              / cycle, and the show-again policy's due vs not due
     ./dev bench doors [--data FOLDER]        Complete Journey: the registered MLflow model asked
                                              with defaults vs buy-again (recall@10)
+    ./dev bench new-items [--data FOLDER]    Complete Journey: recall on items first sold in the
+                                             test weeks, placed by their metadata, vs a rule
     ./dev bench all           everything above (publish, ann and spark apart: run them alone)
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
@@ -304,6 +306,7 @@ def main() -> None:
             "spark",
             "repurchase",
             "doors",
+            "new-items",
             "all",
         ],
     )
@@ -345,6 +348,10 @@ def main() -> None:
         bench_experiments()
     if args.suite == "ann":  # --items: the catalogue (1,000,000 unless given)
         bench_ann(args.items if "--items" in sys.argv else 1_000_000)
+    if args.suite == "new-items":
+        from scripts.bench_new_items import bench_new_items
+
+        bench_new_items(args.data)
     if args.suite in {"repurchase", "doors"}:
         from scripts.bench_doors import bench_doors, bench_repurchase
 

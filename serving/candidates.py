@@ -191,7 +191,7 @@ def full_scores(
     if history.nnz == 0:
         return np.array(snap.model.item_popularity(), dtype=np.float32, copy=True)
     return np.asarray(
-        np.array(snap.model.score(row, history), dtype=np.float32)[0], dtype=np.float32
+        np.array(snap.model.scores(row, history), dtype=np.float32)[0], dtype=np.float32
     )
 
 

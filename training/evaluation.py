@@ -22,6 +22,7 @@ from training.splits import EventSplit
 ALL = "all"
 REPEAT = "repeat"  # test items the customer had bought before
 EXPLORE = "explore"  # test items new to the customer
+NEW_ITEMS = "new_items"  # test items nobody bought or viewed in training (placed by metadata)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ def build_evaluation_set(
         repeat = _binary(returning_all[ALL].multiply(seen))
         returning_all[REPEAT] = repeat
         returning_all[EXPLORE] = _binary(returning_all[ALL] - repeat)
+    cold = sp.diags((np.diff(train.matrix.tocsc().indptr) == 0).astype(np.float32))
+    if cold.diagonal().any():  # the catalogue's items without events: their own slice
+        returning_all[NEW_ITEMS] = _binary(returning_all[ALL] @ cold)
     rows = np.flatnonzero(np.diff(returning_all[ALL].indptr) > 0)
     if max_users is not None and len(rows) > max_users:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_users, replace=False))
@@ -112,6 +116,8 @@ def build_evaluation_set(
         if not exclude_seen:  # a new customer has nothing to repeat
             new_truth[EXPLORE] = new_truth[ALL]
             new_truth[REPEAT] = sp.csr_matrix(new_truth[ALL].shape, dtype=np.float32)
+        if NEW_ITEMS in returning_all:
+            new_truth[NEW_ITEMS] = _binary(new_truth[ALL] @ cold)
     return EvaluationSet(train, rows, truth, new_truth, exclude_seen, _asked_at(split, train)[rows])
 
 

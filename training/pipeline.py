@@ -19,6 +19,7 @@ import mlflow
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import scipy.sparse as sp
 from mlflow.models.signature import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
@@ -31,6 +32,7 @@ from models.registry import ModelRegistry, quiet_artifact_transfers
 from omnirec.errors import ConfigError
 from omnirec.interaction_data import Interactions
 from omnirec.settings import Settings
+from training.content_features import item_content
 from training.evaluation import (
     EvaluationSet,
     build_evaluation_set,
@@ -241,6 +243,7 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         exclude_bought=exclude_seen,
         due=due,
         configured_days=configured,
+        content=_content(side.catalogue, train_inter),
     )
     lap("fit_eval_model")
     baseline_model = popularity_baseline(train_inter, exclude_seen)
@@ -268,6 +271,7 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
             exclude_bought=exclude_seen,
             due=due,
             configured_days=configured,
+            content=_content(side.catalogue, full_inter),
         )
     lap("fit_full")
     print(f"show again: {model.show_again.describe()}", flush=True)
@@ -398,6 +402,7 @@ class PreparedEvents:
     @classmethod
     def local(cls, dataset: Dataset, config: TrainConfig, settings: Settings) -> PreparedEvents:
         events = dataset.events
+        listed = listed_items(dataset.catalogue)  # items without events are columns too
         if config.protocol == "time" and config.model != "auto":
             # the train part as a mask, not a copy: at 100M events a copy costs ~5 GB
             before, cut, last = time_cut(events, config.test_days)
@@ -405,8 +410,10 @@ class PreparedEvents:
             test = EventSplit(events.slice(0, 0), events.filter(pa.array(~train_rows)), cut, last)
             return cls(
                 test,
-                lambda: build_interactions(events, settings.interactions, event_rows=train_rows),
-                lambda: build_interactions(events, settings.interactions),
+                lambda: build_interactions(
+                    events, settings.interactions, event_rows=train_rows, extra_items=listed
+                ),
+                lambda: build_interactions(events, settings.interactions, extra_items=listed),
                 events.num_rows,
                 dataset.report.rejects.num_rows,
                 dataset,
@@ -414,8 +421,8 @@ class PreparedEvents:
         split = split_events(dataset.events, config.protocol, config.test_days)
         return cls(
             split,
-            lambda: build_interactions(split.train, settings.interactions),
-            lambda: build_interactions(dataset.events, settings.interactions),
+            lambda: build_interactions(split.train, settings.interactions, extra_items=listed),
+            lambda: build_interactions(dataset.events, settings.interactions, extra_items=listed),
             dataset.report.accepted.num_rows,
             dataset.report.rejects.num_rows,
             dataset,
@@ -454,6 +461,25 @@ def _spark_events(config: TrainConfig, settings: Settings) -> PreparedEvents:
         count,
         read.rows - count,
     )
+
+
+def _content(catalogue: pa.Table | None, data: Interactions) -> sp.csr_matrix | None:
+    """The catalogue's metadata over the item columns, when there is a catalogue and an item
+    without events to place by it."""
+    if catalogue is None or (np.diff(data.matrix.tocsc().indptr) > 0).all():
+        return None
+    return item_content(catalogue, data.item_ids)
+
+
+def listed_items(catalogue: pa.Table | None) -> npt.NDArray[np.str_] | None:
+    """The catalogue's active items (all, without an `active` column): model columns even before
+    anyone bought or viewed them."""
+    if catalogue is None:
+        return None
+    ids = catalogue.column("item_id").cast(pa.string())
+    if "active" in catalogue.column_names:
+        ids = ids.filter(catalogue.column("active").fill_null(True))
+    return np.asarray(ids.to_numpy(zero_copy_only=False)).astype(str)
 
 
 def _folder(data: Path) -> Path:

@@ -176,3 +176,43 @@ def test_a_starved_split_says_so_and_does_not_move_the_champion(
     )
     assert not starved.promoted and "the gate does not decide on so few" in starved.gate
     assert "test part:" in capsys.readouterr().out
+
+
+def test_catalogue_items_without_events_are_trained_and_placed(
+    synthetic_data: Path, settings: Settings, tmp_path: Path
+) -> None:
+    """Items the catalogue lists but nobody bought yet are model columns, placed by their
+    metadata: scored for the customers whose taste fits, similar to their own kind."""
+    import shutil
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "data"
+    shutil.copytree(synthetic_data, folder)
+    catalogue = pq.read_table(folder / "catalogue.parquet")
+    first = catalogue.slice(0, 1).to_pylist()[0]
+    new = [{**first, "item_id": f"NEW{k}", "name": f"{first['name']} new {k}"} for k in range(3)]
+    pq.write_table(
+        pa.concat_tables([catalogue, pa.Table.from_pylist(new, catalogue.schema)]),
+        folder / "catalogue.parquet",
+    )
+    result = train(
+        TrainConfig(data=folder, model="als", params={"factors": 16}, register=False), settings
+    )
+    model = result.model
+    cols = model.columns_of(["NEW0", "NEW1", "NEW2"])
+    assert (cols >= 0).all() and model.cold is not None
+    assert (np.diff(model.cold.indptr)[cols] > 0).all()  # each placed among known items
+    rows = np.arange(min(200, len(model.customer_ids)))
+    scores = model.scores(rows, model.history_rows(rows))
+    assert (scores[:, cols] > 0).any()
+    similar, _ = model.similar_items(cols[:1], n=5)
+    kinds = {
+        str(c)
+        for c in catalogue.filter(
+            pa.compute.is_in(catalogue["item_id"], pa.array(model.item_ids[similar[0]].tolist()))
+        )["category"].to_pylist()
+    }
+    assert kinds == {str(first["category"])}  # its similar items are its own kind
