@@ -5,6 +5,7 @@ lost its data, and the next training."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +20,11 @@ from features.erasure_log import LOG_FILE
 from features.export import export_events
 from features.realtime import RealtimeEvents
 from features.store import RedisFeatureStore
-from models import load_model
 from models.registry import ModelRegistry
 from tests.deploy import Deployment, make_deployment
 from tests.waiting import wait_until
 from training.forget import apply_erasures
+from training.pipeline import TrainConfig, train
 
 CUSTOMER = "C00000007"
 
@@ -97,6 +98,7 @@ def test_export_then_forget_everywhere(deployment: Deployment, tmp_path: Path) -
     dep = deployment
     ids = person(dep)
     alias = ids[1]
+    shutil.copytree(dep.data, tmp_path / "unswept")  # a copy made before the erasure
     client = redis.Redis.from_url(dep.settings.redis.url or "")
     prefix = dep.settings.redis.prefix
     store = RedisFeatureStore(dep.settings.redis.url or "", prefix)
@@ -163,8 +165,8 @@ def test_export_then_forget_everywhere(deployment: Deployment, tmp_path: Path) -
         again = c.delete(f"/v1/customers/{alias}").json()
     assert again["redis_entries"] == 0
 
-    # the next training leaves them out
-    result = dep.train_and_publish("als", {"factors": 8, "iterations": 3})
-    model = load_model(registry.download(result.version or 0, tmp_path / "next"))
-    assert not set(ids) & set(model.customer_ids.tolist())
-    assert found_in_redis(client, prefix, ids) == []
+    # the next training leaves them out, even from data files the erasure never swept
+    result = train(
+        TrainConfig(data=tmp_path / "unswept", model="popularity", register=False), dep.settings
+    )
+    assert not set(ids) & set(result.model.customer_ids.tolist())

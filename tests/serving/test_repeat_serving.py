@@ -24,7 +24,7 @@ def served(
     tmp_path_factory: pytest.TempPathFactory, redis_server: str, request: pytest.FixtureRequest
 ) -> Iterator[Deployment]:
     dep = make_deployment(tmp_path_factory.mktemp(request.param), redis_server)
-    params = {"neighbours": 20, **({"levels": 3} if request.param == "repeat_ranked" else {})}
+    params = {"neighbours": 20, **({"levels": 2} if request.param == "repeat_ranked" else {})}
     result = dep.train_and_publish(request.param, params)
     assert result.model.kind == request.param
     assert result.version is not None
