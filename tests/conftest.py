@@ -64,7 +64,23 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # the longest modules start first, so that with a worker per core none of them is the tail
-LONGEST_FIRST = ("tests/training/test_spark_engine.py", "tests/test_production_redis.py")
+# the modules that take longest (measured with --durations), started first so that short ones
+# fill the end of the run instead of one long module running alone
+LONGEST_FIRST = (
+    "tests/training/test_spark_engine.py",
+    "tests/test_production_redis.py",
+    "tests/serving/test_repeat_serving.py",
+    "tests/serving/test_api.py",
+    "tests/serving/test_durability.py",
+    "tests/serving/test_reliability.py",
+    "tests/training/test_pipeline.py",
+    "tests/serving/test_experiments.py",
+    "tests/serving/test_fastpath.py",
+    "tests/serving/test_omnichannel.py",
+    "tests/test_image.py",
+    "tests/serving/test_erasure.py",
+    "tests/training/test_mlflow_server.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
