@@ -6,10 +6,10 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
+from serving.ask import ONLINE
 from serving.catalogue import LoadedSnapshot
 from serving.schemas import Availability, Item, Recommendations
 
-ONLINE = "online"
 NEAREST_SHOWN = 3
 
 

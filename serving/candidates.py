@@ -14,6 +14,7 @@ from models.topk import top_k
 from omnirec.settings import InteractionSettings
 from serving.arrange import AS_SCORED, Arrangement, arrange, shortlist
 from serving.catalogue import LoadedSnapshot
+from serving.profile import open_cart
 from serving.reasons import popular_reason, trending_reason
 from serving.schemas import Item, Source
 
@@ -33,9 +34,24 @@ def excluded(
 ) -> npt.NDArray[np.int32]:
     """Items not to show again: what the version's show-again policy (`models.show_again`, the
     same at every door) hides among the customer's purchases in the snapshot and since, at
-    `now`; nothing when the caller asks for everything (`exclude_purchased` false)."""
+    `now`, and what sits in their open cart; nothing when the caller asks for everything
+    (`exclude_purchased` false)."""
+    if not exclude_purchased:
+        return NO_ITEMS
+    index = snap.item_index
+    in_cart = [index[a.item_id] for a in open_cart(recent, now) if a.item_id in index]
+    hidden = _hidden_purchases(snap, features, recent, now)
+    if not in_cart:
+        return hidden
+    return np.concatenate([hidden, np.array(in_cart, np.int32)]).astype(np.int32, copy=False)
+
+
+def _hidden_purchases(
+    snap: LoadedSnapshot, features: CustomerFeatures | None, recent: list[Activity], now: float
+) -> npt.NDArray[np.int32]:
+    """The purchases (snapshot and live) the version's show-again policy hides at `now`."""
     model = snap.model
-    if not exclude_purchased or model.show_again.mode == "always":
+    if model.show_again.mode == "always":
         return NO_ITEMS
     cols: list[npt.NDArray[np.int32]] = []
     times: list[npt.NDArray[np.int64]] = []

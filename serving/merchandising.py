@@ -253,7 +253,12 @@ class RuleSet:
         elif len(items) < limit:
             items = items + backfill(limit - len(items))
         items = items[:limit]
-        return _pinned(snap, items, self.pins, limit, pinnable) if self.pins else items
+        if not self.pins:
+            return items
+        pinned = _pinned(snap, items, self.pins, limit, pinnable)
+        if self.diversity is None:
+            return pinned
+        return _capped_around_pins(snap, pinned, self.diversity, limit, backfill)
 
 
 def _hour(now: float, hourly: bool) -> int:
@@ -339,6 +344,56 @@ def _pinned(
         )
         out.insert(min(pin.position, len(out) + 1) - 1, item)
     return out[:limit]
+
+
+def _capped_around_pins(
+    snap: LoadedSnapshot,
+    items: list[Item],
+    rule: Diversity,
+    limit: int,
+    backfill: Callable[[int], list[Item]],
+) -> list[Item]:
+    """Pinned items stay at their places and count toward the diversity cap; the other places
+    take the next items (then popular ones) whose value of the column is still under the cap in
+    the top: a pin never pushes a category over it."""
+    column = snap.text_column(rule.column)
+    if column is None:
+        return items
+    index = snap.item_index
+
+    def value(item: Item) -> object:
+        col = index.get(item.item_id)
+        return None if col is None else column[col]
+
+    top = min(rule.top or limit, limit)
+    pins = {k: item for k, item in enumerate(items) if item.source == "pinned"}
+    counts: dict[object, int] = {}
+    for k, item in pins.items():
+        if k < top:
+            counts[value(item)] = counts.get(value(item), 0) + 1
+    present = {item.item_id for item in items}
+    queue = [item for item in items if item.source != "pinned"]
+    queue += [item for item in backfill(limit) if item.item_id not in present]
+    out: list[Item] = []
+    for k in range(limit):
+        if k in pins:
+            out.append(pins[k])
+            continue
+        found = next(
+            (
+                j
+                for j, item in enumerate(queue)
+                if k >= top or counts.get(value(item), 0) < rule.max_items
+            ),
+            None,
+        )
+        if found is None:
+            continue
+        item = queue.pop(found)
+        if k < top:
+            counts[value(item)] = counts.get(value(item), 0) + 1
+        out.append(item)
+    return out
 
 
 # ---------------------------------------------------------------------- where rules apply

@@ -14,7 +14,7 @@ from omnirec.errors import FeatureStoreError, StoreUnavailableError
 from omnirec.settings import Settings
 from serving.answers import backfill, empty, popular
 from serving.arrange import AS_SCORED
-from serving.ask import Ask
+from serving.ask import ONLINE, Ask
 from serving.candidates import (
     arranged,
     best_items,
@@ -57,6 +57,7 @@ class Personal:
         snap = live.snapshot
         if snap is None:
             return empty(ask.request_id, customer), None
+        ask = ask.stocked(ONLINE in snap.stock)
         try:
             variant, served = choose(customer)
             snap = served or snap
@@ -92,6 +93,7 @@ class Personal:
         snap = live.snapshot
         if snap is None:
             return empty(ask.request_id, None)
+        ask = ask.stocked(ONLINE in snap.stock)
         await live.follow_stock()
         trending = await live.trending(snap, ask.channel, ask.store_id)
         return popular(
@@ -131,6 +133,7 @@ class Personal:
         (`bought_with`: what the customer's purchases are often bought with, read beforehand);
         under `rules` (merchandising: filters, boosts, pins, diversity)."""
         features = state.features
+        ask = ask.stocked(ONLINE in snap.stock)
         limit, store_id, category = ask.limit, ask.store_id, ask.category
         degraded = self.live.features_missing
         if features is None and not state.recent:

@@ -102,21 +102,20 @@ def _state(customer: str, raw: object, recent: object) -> CustomerState:
 def all_activity(
     snap: LoadedSnapshot | None, features: CustomerFeatures | None, recent: list[Activity]
 ) -> list[Activity]:
-    """Real-time events (newest first) followed by the snapshot's recent events (newest first)."""
-    out = list(recent)
+    """Real-time events (newest first) followed by the snapshot's recent events (newest first),
+    each once: an event exported and learned since (in the snapshot) that is still in the
+    real-time list is not listed twice."""
+    past: list[Activity] = []
     if snap is not None and features is not None and features.recent_items:
         items = np.frombuffer(features.recent_items, np.int32)
         types = np.frombuffer(features.recent_types, np.uint8)
         channels = np.frombuffer(features.recent_channels, np.uint8)
         at = np.frombuffer(features.recent_at, np.int64)
         stores = np.frombuffer(features.recent_stores, np.int16)
-        newest_rt = min((a.timestamp for a in recent), default=None)
         for i in range(len(items) - 1, -1, -1):
-            if items[i] < 0 or (
-                newest_rt is not None and at[i] >= newest_rt and at[i] > snap.meta.data_end
-            ):
+            if items[i] < 0:
                 continue
-            out.append(
+            past.append(
                 Activity(
                     str(snap.item_ids[items[i]]),
                     EVENT_NAMES.get(int(types[i]), "view"),
@@ -125,4 +124,7 @@ def all_activity(
                     snap.stores[stores[i]] if 0 <= stores[i] < len(snap.stores) else "",
                 )
             )
+    known = {(a.item_id, a.event_type, int(a.timestamp)) for a in past}
+    out = [a for a in recent if (a.item_id, a.event_type, int(a.timestamp)) not in known]
+    out += past
     return out

@@ -78,6 +78,8 @@ def default_reasons(
 
 def _scoped(word: str, scope: str, suffix: str) -> str:
     kind, _, value = scope.partition(":")
+    if kind == "store" and value == "online":
+        return f"{word} online{suffix}"
     if kind == "store":
         return f"{word} at this store{suffix}"
     if kind == "channel":

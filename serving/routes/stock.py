@@ -10,8 +10,8 @@ from litestar.di import Provide
 from features.schema import ID_PATTERN
 from features.stock import StockUpdate
 from omnirec.errors import StoreUnavailableError
+from serving.ask import ONLINE
 from serving.auth import needs
-from serving.availability import ONLINE
 from serving.catalogue import LoadedSnapshot
 from serving.engine import Engine
 from serving.metrics import STOCK

@@ -189,9 +189,28 @@ def test_finish_backfills_then_caps_then_pins() -> None:
         Item(i, 1.0, i, str(snap.categories[snap.item_index[i]]), 1.0, "popular", []) for i in "CDE"
     ]
     out = rules.finish(snap, first, 4, lambda n: backfill[:n], np.ones(8, bool))
-    # A (wine) C (cheese) E (bread) fill the capped top 3, B after; G pinned at 2
-    assert [i.item_id for i in out] == list("AGCE")
+    # G (wine) pinned at 2 counts toward the cap: the top 3 holds no other wine, so C (cheese)
+    # and E (bread) fill it and A (wine) comes after
+    assert [i.item_id for i in out] == list("CGEA")
     assert out[1].source == "pinned"
+
+
+def test_a_pinned_item_never_breaks_the_diversity_cap() -> None:
+    """Wine capped at 2 in the top 5, a wine pinned first: only one more wine in the top 5, with
+    pins anywhere in it, whatever the candidates' order."""
+    snap = _snapshot()
+    categories = {i: str(snap.categories[snap.item_index[i]]) for i in snap.id_list}
+    for position in range(1, 6):
+        rules = parse_rules(
+            "t",
+            {"diversity": {"max": 2, "top": 5}, "pin": [{"item_id": "G", "position": position}]},
+            "t",
+        )
+        ranked = [Item(i, 1.0, i, categories[i], 1.0, "personalized", []) for i in "ABDCEFH"]
+        out = rules.finish(snap, ranked, 6, lambda n: [], np.ones(8, bool))
+        top = [categories[i.item_id] for i in out[:5]]
+        assert top.count("wine") <= 2, (position, [i.item_id for i in out])
+        assert out[position - 1].item_id == "G" and len(out) == 6
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -263,3 +263,53 @@ def test_a_worker_behind_the_trimmed_change_log_reads_every_level_again(
         "the service read the levels again",
         every=0.1,
     )
+
+
+def test_the_channel_implies_its_stock(deployment: Deployment) -> None:
+    """A web or app request without a store is answered from the online warehouse's stock: an
+    item sold out online is not suggested there; naming a store (click and collect) wins."""
+    customer = "C00000144"
+    before = get(deployment, f"/v1/customers/{customer}/recommendations", channel="web", limit=10)
+    top = before["items"][0]["item_id"]
+    levels = {s: 5 for s in listed_at(deployment, top) if s != "online"}
+    post_stock(
+        deployment,
+        [{"store_id": "online", "item_id": top, "quantity": 0}]
+        + [{"store_id": s, "item_id": top, "quantity": q} for s, q in levels.items()],
+    )
+    for channel in ("web", "app"):
+        after = get(
+            deployment, f"/v1/customers/{customer}/recommendations", channel=channel, limit=10
+        )
+        assert top not in {i["item_id"] for i in after["items"]}, channel
+    if levels:  # in stock at a store: asked for that store, it may come back
+        store = sorted(levels)[0]
+        there = get(
+            deployment,
+            f"/v1/customers/{customer}/recommendations",
+            channel="web",
+            store_id=store,
+            limit=50,
+        )
+        assert top in {i["item_id"] for i in there["items"]}
+    post_stock(deployment, [{"store_id": "online", "item_id": top, "quantity": 9}])
+
+
+def test_nothing_in_the_open_cart_is_suggested(deployment: Deployment) -> None:
+    """The first suggestion was once an item already in the cart: what sits in the open cart is
+    not suggested again until it leaves it."""
+    customer = "C00000146"
+    first = get(deployment, f"/v1/customers/{customer}/recommendations", limit=10)["items"]
+    item = first[0]["item_id"]
+    added = {
+        "customer_id": customer,
+        "item_id": item,
+        "event_type": "add_to_cart",
+        "channel": "app",
+    }
+    post_events(deployment, [added])
+    after = get(deployment, f"/v1/customers/{customer}/recommendations", limit=10)["items"]
+    assert item not in {i["item_id"] for i in after}
+    post_events(deployment, [{**added, "event_type": "remove_from_cart"}])
+    back = get(deployment, f"/v1/customers/{customer}/recommendations", limit=50)["items"]
+    assert item in {i["item_id"] for i in back}
