@@ -51,6 +51,7 @@ RANKER_PARAMS = {  # LambdaRank on nDCG; searched on Complete Journey's validati
     "verbosity": -1,
 }
 BOOST_ROUNDS = 300
+PARALLEL_PREDICT_ROWS = 200_000  # candidate rows a prediction needs before it uses every core
 
 
 class RankedRepeatRecommender(RepeatExploreRecommender):
@@ -200,7 +201,10 @@ class RankedRepeatRecommender(RepeatExploreRecommender):
             _, cand_cols, x = self._features_of(
                 rows[at], base[start : start + SCORE_BLOCK], self.stats, self._top_k()
             )
-            ranked = np.asarray(self._ranker().predict(x), dtype=np.float64)
+            # one thread for a block this small: OpenMP's team costs more than it saves, and on
+            # busy cores (a service's workers) its waiting threads starve the others
+            threads = 1 if len(x) < PARALLEL_PREDICT_ROWS else 0
+            ranked = np.asarray(self._ranker().predict(x, num_threads=threads), dtype=np.float64)
             scores[np.repeat(at, self._top_k()), cand_cols] = 1.0 + 1.0 / (1.0 + np.exp(-ranked))
         return scores
 

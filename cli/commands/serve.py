@@ -120,6 +120,45 @@ def _configure_batch(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _configure_due(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="output .csv or .parquet")
+    p.add_argument(
+        "--within", type=float, default=7.0, help="days ahead a purchase may be due (default 7)"
+    )
+    p.add_argument(
+        "--at",
+        default=None,
+        help="the date to count from (ISO, default now; the data's last day for old data)",
+    )
+    p.add_argument("--version", type=positive_int, default=None, help="default: the champion")
+    p.add_argument("--data", type=existing_path, default=None, help="catalogue for names")
+
+
+def _run_due(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+    from datetime import datetime
+
+    from features.dataset import load_side_tables
+    from features.io import write_table
+    from models import load_model
+    from models.registry import ModelRegistry
+    from training.due import due_to_buy_again
+
+    registry = ModelRegistry(settings.mlflow)
+    version = args.version or registry.champion()
+    if version is None:
+        raise SystemExit("no champion model yet: run `omnirec train`")
+    now = datetime.fromisoformat(args.at).timestamp() if args.at else time.time()
+    catalogue = load_side_tables(args.data).catalogue if args.data else None
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_model(registry.download(version, Path(tmp)))
+    table = due_to_buy_again(model, now, args.within, catalogue)
+    write_table(table, args.out)
+    customers = len(set(table.column("customer_id").to_pylist()))
+    print(f"{table.num_rows:,} items due for {customers:,} customers (v{version}) -> {args.out}")
+    return 0
+
+
 def _read_customers(path: Path) -> list[str]:
     lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if lines and lines[0].split(",")[0] == "customer_id":
@@ -234,6 +273,12 @@ COMMANDS = [
         "publish a registered version's features to Redis",
         _configure_publish,
         _run_publish,
+    ),
+    CommandSpec(
+        "due",
+        "replenishment list: who is due to buy what again in the next days (repeat models)",
+        _configure_due,
+        _run_due,
     ),
     CommandSpec(
         "export-events",

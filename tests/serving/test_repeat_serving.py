@@ -189,3 +189,38 @@ def test_every_item_says_why_without_asking(served: Deployment) -> None:
                     assert first.startswith(f"bought {count[0]:.0f} times"), (first, count)
                     rhythm += "usually every" in first
     assert rhythm > 0
+
+
+def test_the_replenishment_list_names_who_is_due(served: Deployment, tmp_path: Path) -> None:
+    """`omnirec due`: the customers whose own rhythm says an item is due within the week, with
+    how often and when they last bought it, from the champion."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    from cli.main import main
+    from training.due import DAY
+
+    model = served.trained[-1].model
+    env = {
+        "MLFLOW_TRACKING_URI": served.settings.mlflow.tracking_uri,
+        "OMNIREC_DATA_DIR": str(served.settings.data_dir),
+    }
+    os.environ.update(env)
+    try:
+        out = tmp_path / "due.parquet"
+        assert main(["due", "--out", str(out), "--within", "7", "--data", str(served.data)]) == 0
+    finally:
+        for key in env:
+            os.environ.pop(key, None)
+    rows = pq.read_table(out).to_pylist()
+    assert rows and all(r["name"] for r in rows)
+    now = time.time()
+    for r in rows[:50]:
+        due = r["due_at"].timestamp()
+        assert now - 0.5 * r["every_days"] * DAY - 60 <= due <= now + 7 * DAY + 60
+        row = model.rows_of([r["customer_id"]])[0]
+        count, every = model.purchase_rhythm(row, model.columns_of([r["item_id"]]))
+        assert r["times_bought"] == int(count[0]) >= 3
+        assert abs(r["every_days"] - every[0]) < 0.1
+        assert abs(r["last_bought_at"].timestamp() + r["every_days"] * DAY - due) < 0.1 * DAY
