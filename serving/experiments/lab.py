@@ -41,20 +41,22 @@ class Lab:
     def choose(
         self, experiment: Experiment | None, customer_id: str
     ) -> tuple[Variant | None, LoadedSnapshot | None]:
-        """The customer's variant and what answers for it: the control when the assigned
-        variant is stopped by the guardrail or its model is not loaded (yet)."""
+        """The customer's variant and what answers for it. When the assigned variant is stopped
+        by the guardrail or its model is not loaded (yet), the control's model answers under the
+        label `<variant>-fallback`: those customers are neither the variant's nor the
+        control's in the figures (they were not randomised into the control)."""
         live = self.live
         if experiment is None:
             return None, live.snapshot
         variant = experiment.assign(customer_id)
-        if variant is not experiment.control and not self.health.is_stopped(
-            experiment.name, variant.name
-        ):
+        control = experiment.control
+        if variant is control:
+            return control, live.snapshot_for(control.model) or live.snapshot
+        if not self.health.is_stopped(experiment.name, variant.name):
             snap = live.snapshot_for(variant.model)
             if snap is not None:
                 return variant, snap
-        control = experiment.control
-        return control, live.snapshot_for(control.model) or live.snapshot
+        return _fallback(variant, control), live.snapshot_for(control.model) or live.snapshot
 
     def chooser(self, experiment: Experiment | None) -> Chooser:
         """`choose` for one experiment: customer id -> (variant, snapshot)."""
@@ -72,9 +74,16 @@ class Lab:
         """After a customer's answer: count it for its variant, offer a sampled request to the
         shadow model (under the variant's rules, worked out only then), and label the answer
         (recommendation id, variant, experiment, placement)."""
-        if experiment is not None and variant is not None:
+        fallback = variant is not None and variant.name.endswith(FALLBACK)
+        if experiment is not None and variant is not None and not fallback:
             self._record(experiment, variant, seconds, answer.degraded)
-            if not answer.degraded and answer.customer_id and self.shadow.sampled(experiment):
+            # the shadow model scores customers no variant already serves with it
+            if (
+                not answer.degraded
+                and answer.customer_id
+                and variant.model != experiment.shadow
+                and self.shadow.sampled(experiment)
+            ):
                 served = [i.item_id for i in answer.items]
                 rules = rules_of(variant)
                 self.shadow.offer(ShadowJob(experiment, answer.customer_id, served, ask, rules))
@@ -121,6 +130,16 @@ class Lab:
         """variant -> the rules its answer is under: the placement's, the variant's, then the
         request's."""
         return functools.partial(_variant_rules, placement, request)
+
+
+FALLBACK = "-fallback"
+
+
+@functools.cache
+def _fallback(variant: Variant, control: Variant) -> Variant:
+    """What a stopped (or not loaded) variant's customers get: the control's model and rules,
+    under its own label."""
+    return Variant(f"{variant.name}{FALLBACK}", control.model, 0.0, control.rules)
 
 
 def _variant_rules(

@@ -318,3 +318,43 @@ def test_the_guardrails_p99_is_numpys_percentile() -> None:
     for n in (1, 2, 3, 99, 100, 101, 2_000):
         latencies = rng.exponential(0.002, n)
         assert percentile_99(latencies) == pytest.approx(np.percentile(latencies, 99), rel=1e-12)
+
+
+class _Live:
+    """The one question the lab asks its live state here: which snapshot a model reference
+    answers with (an owned fake at the seam)."""
+
+    def __init__(self, loaded: set[str]) -> None:
+        self.loaded = loaded
+        self.snapshot = "champion-snapshot"
+
+    def snapshot_for(self, model: str) -> str | None:
+        return f"{model}-snapshot" if model in self.loaded else None
+
+
+def test_a_stopped_variants_customers_are_labelled_apart_from_the_control() -> None:
+    """They get the control's model, but under `<variant>-fallback`: not counted as the control
+    (they were not randomised into it), not as the variant (it did not answer them)."""
+    from serving.experiments.guardrail import VariantHealth
+    from serving.experiments.lab import Lab
+
+    control = Variant("control", "champion", 0.5)
+    treatment = Variant("treatment", "challenger", 0.5)
+    experiment = Experiment("exp", (control, treatment))
+    lab = Lab.__new__(Lab)  # the lab's choice alone: no metrics, no shadow worker
+    lab.live, lab.health = _Live({"champion", "challenger"}), VariantHealth()  # type: ignore[assignment]
+    customers = [f"C{k:05d}" for k in range(200)]
+    treated = [c for c in customers if experiment.assign(c) is treatment]
+    assert treated and all(lab.choose(experiment, c)[0] is treatment for c in treated)
+    lab.health.stopped[("exp", "treatment")] = "slower in three rounds"
+    for c in customers:
+        variant, snap = lab.choose(experiment, c)
+        assert snap == "champion-snapshot"
+        if c in treated:
+            assert variant is not None and variant.name == "treatment-fallback"
+            assert variant.model == "champion"
+        else:
+            assert variant is control
+    lab.health.stopped.clear()
+    lab.live = _Live({"champion"})  # type: ignore[assignment]  # challenger not loaded yet
+    assert lab.choose(experiment, treated[0])[0].name == "treatment-fallback"  # type: ignore[union-attr]
