@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,3 +164,14 @@ def make_deployment(
     deployment = Deployment(data=root / "data", env=env, settings=Settings.from_env(env))
     publish_version(deployment.settings, 1, deployment.data)
     return deployment
+
+
+@contextmanager
+def running(root: Path, redis_url: str | None, **sizes: int) -> Iterator[Deployment]:
+    """A deployment of its own (`make_deployment`) with its server started, stopped after."""
+    dep = make_deployment(root, redis_url, **sizes)
+    dep.start_server()
+    try:
+        yield dep
+    finally:
+        dep.stop_server()

@@ -7,12 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.deploy import Deployment, make_deployment
+from tests.deploy import Deployment, running
 
 
 @pytest.fixture(scope="package")
 def deployment(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[Deployment]:
-    dep = make_deployment(tmp_path_factory.mktemp("deployment"), redis_server)
-    dep.start_server()
-    yield dep
-    dep.stop_server()
+    with running(tmp_path_factory.mktemp("deployment"), redis_server) as dep:
+        yield dep

@@ -21,7 +21,7 @@ from features.export import export_events
 from features.realtime import RealtimeEvents
 from features.store import RedisFeatureStore
 from models.registry import ModelRegistry
-from tests.deploy import Deployment, make_deployment
+from tests.deploy import Deployment, running
 from tests.waiting import wait_until
 from training.forget import apply_erasures
 from training.pipeline import TrainConfig, train
@@ -31,10 +31,8 @@ CUSTOMER = "C00000007"
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[Deployment]:
-    dep = make_deployment(tmp_path_factory.mktemp("erasure"), redis_server)
-    dep.start_server()
-    yield dep
-    dep.stop_server()
+    with running(tmp_path_factory.mktemp("erasure"), redis_server) as dep:
+        yield dep
 
 
 def person(dep: Deployment) -> list[str]:

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from features.validation import validate_events
 from omnirec.settings import Settings
-from training.selection import MIN_VALIDATION_CUSTOMERS, select_model
+from training.selection import MIN_VALIDATION_CUSTOMERS, Selection, select_model
 
 
 def staggered_events(customers: int = 300, stagger: int = 3) -> pa.Table:
@@ -41,12 +41,11 @@ def staggered_events(customers: int = 300, stagger: int = 3) -> pa.Table:
     return validate_events(pa.table(rows)).accepted
 
 
-def test_too_few_validation_customers_fall_back_to_each_ones_last_basket(
-    settings: Settings,
-) -> None:
-    said: list[str] = []
-    selection = select_model(
-        staggered_events(),
+def selected(events: pa.Table, settings: Settings, said: list[str]) -> Selection:
+    """Selection on a time split of the last week, with a short budget: what these tests look
+    at is the validation part, not the search."""
+    return select_model(
+        events,
         settings,
         protocol="time",
         test_days=7.0,
@@ -55,24 +54,21 @@ def test_too_few_validation_customers_fall_back_to_each_ones_last_basket(
         budget_seconds=4,
         say=said.append,
     )
+
+
+def test_too_few_validation_customers_fall_back_to_each_ones_last_basket(
+    settings: Settings,
+) -> None:
+    said: list[str] = []
+    selection = selected(staggered_events(), settings, said)
     assert selection.validation == "each customer's last basket held out"
     assert selection.validation_customers >= MIN_VALIDATION_CUSTOMERS
     assert any("validating on each customer's last basket held out instead" in s for s in said)
-    assert selection.best.score is not None and selection.best.score > 0  # (a short budget:
-    # what these tests look at is the validation part, not the search)
+    assert selection.best.score is not None and selection.best.score > 0
 
 
 def test_a_time_split_that_holds_enough_is_kept(settings: Settings) -> None:
-    selection = select_model(
-        staggered_events(stagger=0),
-        settings,
-        protocol="time",
-        test_days=7.0,
-        relevant=("purchase",),
-        exclude_seen=None,
-        budget_seconds=4,
-        say=lambda _: None,
-    )
+    selection = selected(staggered_events(stagger=0), settings, [])
     assert selection.validation.startswith("time split at")
     assert selection.validation_customers >= MIN_VALIDATION_CUSTOMERS
 
