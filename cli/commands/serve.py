@@ -7,6 +7,7 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 from cli.options import CommandSpec, add_engine_option, existing_path, positive_int
 from omnirec.settings import Settings
@@ -198,8 +199,16 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
                 "snapshot",
                 "recommendation_id",
                 "variant",
+                # what the e-mail shows: the item's title, category, price, image and why
+                "name",
+                "category",
+                "price",
+                "image_url",
+                "reason",
             )
         }
+        snap = engine.live.snapshot
+        images = snap.text_column("image_url") if snap is not None else None
         progress = Progress(len(customers), "batch", "customers")
         engine.placements.rules_for(args.placement)  # an unknown placement stops here
         run_id = f"{random.getrandbits(128):032x}"  # the recommendation ids' common part
@@ -224,6 +233,11 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
                 rows["snapshot"] += [answer.snapshot] * n
                 rows["recommendation_id"] += [answer.recommendation_id] * n
                 rows["variant"] += [answer.variant] * n
+                rows["name"] += [item.name for item in answer.items]
+                rows["category"] += [item.category for item in answer.items]
+                rows["price"] += [item.price for item in answer.items]
+                rows["image_url"] += [_image(snap, images, item.item_id) for item in answer.items]
+                rows["reason"] += ["; ".join(item.reasons) for item in answer.items]
         progress.close()
         answered = time.perf_counter()
         store.close()
@@ -236,6 +250,15 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(customers) / max(answered - loaded, 1e-9):,.0f} customers/s)"
     )
     return 0
+
+
+def _image(snap: Any, images: Any, item_id: str) -> str | None:
+    """The catalogue's `image_url` of an item, when the catalogue has that column."""
+    if images is None:
+        return None
+    col = snap.item_index.get(item_id)
+    value = None if col is None else images[col]
+    return None if value is None or value != value else str(value)  # NaN: none
 
 
 def _configure_snapshots(p: argparse.ArgumentParser) -> None:

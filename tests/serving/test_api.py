@@ -181,6 +181,14 @@ def test_omnirec_batch_exports_a_campaign_with_the_version_on_every_row(
         assert [r["rank"] for r in mine] == [1, 2, 3, 4]
         assert [r["item_id"] for r in mine] == [i["item_id"] for i in answer["items"]]
         assert [r["source"] for r in mine] == [i["source"] for i in answer["items"]]
+        # e-mail ready: what the message shows, as the route answers it
+        for row, item in zip(mine, answer["items"], strict=True):
+            assert (row["name"], row["category"], row["price"]) == (
+                item["name"],
+                item["category"],
+                item["price"],
+            )
+            assert row["reason"] == "; ".join(item["reasons"]) and row["reason"]
 
 
 def test_events_are_acknowledged_with_counts_and_change_the_next_answer(
