@@ -14,7 +14,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from models.content import COLD_SHARE, content_neighbours
-from models.show_again import ShowAgain, last_bought_rows
+from models.rows import as_arrays, emptied, from_arrays, taken
+from models.show_again import ShowAgain
 from models.topk import mask_rows, top_k
 from omnirec.errors import ModelError, ModelFormatError
 
@@ -71,6 +72,7 @@ class Recommender(ABC):
         self.show_again = ShowAgain()
         # items with no events, each scored from the known items most like it (models.content)
         self.cold: sp.csr_matrix | None = None
+        self._placed: tuple[sp.csr_matrix, npt.NDArray[np.int64], sp.csr_matrix] | None = None
 
     # ----------------------------------------------------------------- fitting
     def fit(self, interactions: InteractionData) -> Self:
@@ -101,9 +103,13 @@ class Recommender(ABC):
         """`score`, with each item that had no events scored as COLD_SHARE of the similarity-
         weighted mean score of the known items most like it (when the catalogue placed some)."""
         dense = np.array(self.score(rows, history), dtype=np.float32, copy=True)
-        if self.cold is not None and self.cold.nnz:
-            placed = np.flatnonzero(np.diff(self.cold.indptr))
-            borrowed = np.asarray(sp.csr_matrix(self.cold[placed]) @ dense.T).T
+        cold = self.cold
+        if cold is not None and cold.nnz:
+            if self._placed is None or self._placed[0] is not cold:  # once per placement
+                placed = np.flatnonzero(np.diff(cold.indptr))
+                self._placed = (cold, placed, sp.csr_matrix(cold[placed]))
+            _, placed, weights = self._placed
+            borrowed = np.asarray(weights @ dense.T).T
             dense[:, placed] = COLD_SHARE * np.maximum(borrowed, 0.0)
         return dense
 
@@ -211,13 +217,7 @@ class Recommender(ABC):
 
     def history_rows(self, rows: npt.NDArray[np.int64]) -> sp.csr_matrix:
         """Training history of `rows` (empty for -1)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        known = np.where(rows >= 0, rows, 0)
-        picked = sp.csr_matrix(self.history[known], dtype=np.float32)
-        if (rows < 0).any():
-            picked = sp.csr_matrix(sp.diags((rows >= 0).astype(np.float32)) @ picked)
-            picked.eliminate_zeros()
-        return picked
+        return taken(self.history, rows, self.n_items, np.float32)
 
     def hidden_rows(
         self, rows: npt.NDArray[np.int64], now: npt.NDArray[np.float64]
@@ -225,7 +225,7 @@ class Recommender(ABC):
         """(len(rows), items) 0/1: what the stored policy hides from training customers `rows`
         (-1: nobody) at `now` (epoch seconds per row), from their last purchases."""
         rows = np.asarray(rows, np.int64)
-        bought = last_bought_rows(self.last_bought, rows, self.n_items)
+        bought = taken(self.last_bought, rows, self.n_items, np.float64)
         own = None
         if self.show_again.mode == "when_due" and bought.nnz:
             pair_rows = rows[np.repeat(np.arange(len(rows)), np.diff(bought.indptr))]
@@ -306,13 +306,11 @@ class Recommender(ABC):
         ids = self.customer_ids.astype(object)
         ids[rows] = [f"~erased~{r}" for r in rows.tolist()]
         self.customer_ids = ids.astype(str)
-        keep = np.ones(len(self.customer_ids), np.float32)
-        keep[rows] = 0.0
-        self.history = _rows_kept(self.history, keep)
+        self.history = emptied(self.history, rows)
         if self.last_bought is not None:
-            self.last_bought = _rows_kept(self.last_bought, keep)
+            self.last_bought = emptied(self.last_bought, rows)
         if self.times_bought is not None:
-            self.times_bought = _rows_kept(self.times_bought, keep)
+            self.times_bought = emptied(self.times_bought, rows)
         self._forget_rows(rows)
         self._index()
         return len(rows)
@@ -330,23 +328,15 @@ class Recommender(ABC):
     def save(self, folder: Path) -> Path:
         """Write model.json (metadata) and arrays.npz (no pickle) into `folder`; returns it."""
         folder.mkdir(parents=True, exist_ok=True)
-        h = self.history
         arrays = {
             "customer_ids": self.customer_ids.astype(str),
             "item_ids": self.item_ids.astype(str),
-            "history_data": h.data,
-            "history_indices": h.indices,
-            "history_indptr": h.indptr,
+            **as_arrays("history", self.history),
+            **as_arrays("bought", self.last_bought),
+            **as_arrays("times", self.times_bought),
+            **as_arrays("cold", self.cold),
             **{f"m_{k}": v for k, v in self._arrays().items()},
         }
-        stored = (("bought", self.last_bought), ("times", self.times_bought), ("cold", self.cold))
-        for name, matrix in stored:
-            if matrix is not None:
-                arrays |= {
-                    f"{name}_data": matrix.data,
-                    f"{name}_indices": matrix.indices,
-                    f"{name}_indptr": matrix.indptr,
-                }
         if self.show_again.window_days is not None:
             arrays["show_again_window"] = self.show_again.window_days
         np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
@@ -369,42 +359,19 @@ class Recommender(ABC):
         n_c, n_i = len(model.customer_ids), len(model.item_ids)
         if (n_c, n_i) != (meta.get("customers"), meta.get("items")):
             raise ModelFormatError(f"id arrays ({n_c}, {n_i}) disagree with model.json")
-        history = stored_csr(arrays, "history", (n_c, n_i))
+        history = from_arrays(arrays, "history", (n_c, n_i))
         if history is None:
             raise ModelFormatError("history matrix missing")
         model.history = history
-        model.last_bought = stored_csr(arrays, "bought", (n_c, n_i))
-        model.times_bought = stored_csr(arrays, "times", (n_c, n_i))
-        model.cold = stored_csr(arrays, "cold", (n_i, n_i))
+        model.last_bought = from_arrays(arrays, "bought", (n_c, n_i))
+        model.times_bought = from_arrays(arrays, "times", (n_c, n_i))
+        model.cold = from_arrays(arrays, "cold", (n_i, n_i))
         model.show_again = ShowAgain.restore(
             meta.get("show_again"), arrays.get("show_again_window"), n_i
         )
         model._index()
         model._restore({k[2:]: v for k, v in arrays.items() if k.startswith("m_")})
         return model
-
-
-def _rows_kept(matrix: sp.csr_matrix, keep: npt.NDArray[np.float32]) -> sp.csr_matrix:
-    """`matrix` with the rows where `keep` is 0 emptied (same dtype, zeros dropped)."""
-    out = sp.csr_matrix(sp.diags(keep.astype(matrix.dtype)) @ matrix, dtype=matrix.dtype)
-    out.eliminate_zeros()
-    return out
-
-
-def stored_csr(
-    arrays: dict[str, npt.NDArray[Any]], name: str, shape: tuple[int, int]
-) -> sp.csr_matrix | None:
-    """The CSR matrix saved as `<name>_data`, `<name>_indices`, `<name>_indptr` (None when the
-    file has none); a malformed one is a ModelFormatError."""
-    if f"{name}_indptr" not in arrays:
-        return None
-    try:
-        return sp.csr_matrix(
-            (arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]),
-            shape=shape,
-        )
-    except (ValueError, KeyError) as exc:
-        raise ModelFormatError(f"{name} matrix is malformed: {exc}") from exc
 
 
 def check_finite(name: str, array: npt.NDArray[Any], shape: tuple[int | None, ...]) -> None:

@@ -24,7 +24,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from models.base import InteractionData, Recommender, check_finite, stored_csr
+from models.base import InteractionData, Recommender, check_finite
+from models.rows import as_arrays, emptied, from_arrays
 from models.topk import top_k
 from omnirec.errors import ModelFormatError
 
@@ -233,11 +234,8 @@ class RepeatExploreRecommender(Recommender):
         return out
 
     def _forget_rows(self, rows: npt.NDArray[np.int64]) -> None:
-        keep = np.ones(self.own_window.shape[0], np.float32)
-        keep[rows] = 0.0
-        self.own_window = sp.csr_matrix(sp.diags(keep) @ self.own_window, dtype=np.float32)
-        self.own_window.eliminate_zeros()
-        if len(self.baskets) == len(keep):
+        self.own_window = emptied(self.own_window, rows)
+        if len(self.baskets) == self.own_window.shape[0]:
             self.baskets[rows] = 0.0
         self._unit = None
 
@@ -248,9 +246,7 @@ class RepeatExploreRecommender(Recommender):
             "cycle_days": self.cycle_days,
             "window_days": self.window_days,
             "baskets": self.baskets,
-            "own_window_data": self.own_window.data,
-            "own_window_indices": self.own_window.indices,
-            "own_window_indptr": self.own_window.indptr,
+            **as_arrays("own_window", self.own_window),
         }
 
     def _restore(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
@@ -269,7 +265,7 @@ class RepeatExploreRecommender(Recommender):
         check_finite("baskets", baskets, (len(self.customer_ids),))
         self.baskets = baskets.astype(np.float32)
         shape = (len(self.customer_ids), n)
-        own = stored_csr(arrays, "own_window", shape)
+        own = from_arrays(arrays, "own_window", shape)
         self.own_window = sp.csr_matrix(shape, dtype=np.float32) if own is None else own
 
 

@@ -117,20 +117,6 @@ class ShowAgain:
         return cls(mode, None if window is None else window.astype(np.float32))  # type: ignore[arg-type]
 
 
-def last_bought_rows(
-    last_bought: sp.csr_matrix | None, rows: npt.NDArray[np.int64], n_items: int
-) -> sp.csr_matrix:
-    """The rows `rows` (-1: nobody, an empty row) of a last-bought matrix."""
-    if last_bought is None or last_bought.shape[0] == 0:
-        return sp.csr_matrix((len(rows), n_items), dtype=np.float64)
-    known = np.where(rows >= 0, rows, 0)
-    picked = sp.csr_matrix(last_bought[known], dtype=np.float64)
-    if (rows < 0).any():
-        picked = sp.csr_matrix(sp.diags((rows >= 0).astype(np.float64)) @ picked)
-        picked.eliminate_zeros()
-    return picked
-
-
 def choose_policy(
     n_items: int,
     window_days: npt.NDArray[np.float32] | None,
