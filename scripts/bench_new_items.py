@@ -17,11 +17,10 @@ from features.importers import import_completejourney
 from features.interactions import build_interactions
 from features.validation import validate_events
 from models.base import Recommender
-from training.content_features import item_content
+from training.content_features import item_content, listed_items
 from training.evaluation import ALL, NEW_ITEMS, EvaluationSet, build_evaluation_set, evaluate
 from training.fitting import fit_model
 from training.metrics import ranking_metrics
-from training.pipeline import listed_items
 from training.splits import time_split
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "completejourney-full"

@@ -1,7 +1,8 @@
-"""What the catalogue says about each item, as a sparse matrix over the model's item columns: its
-category, brand, price band (a tenth of the catalogue's log prices each) and the words of its name
-(each word weighted down by how many items share it). `models.content` places items without
-events by it."""
+"""What the catalogue tells training about the items: which are model columns before anyone bought
+them (`listed_items`), the repurchase days configured for their category (`configured_days`), and
+their metadata as a sparse matrix over the item columns (`item_content`: category, brand, price
+band, a tenth of the catalogue's log prices each, and the words of the name, each weighted down by
+how many items share it), by which `models.content` places the items without events."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import scipy.sparse as sp
+
+from omnirec.interaction_data import Interactions
 
 PRICE_BANDS = 10
 WORD = re.compile(r"[a-z0-9]{3,}")
@@ -82,3 +85,42 @@ def _codes(values: list[str]) -> tuple[npt.NDArray[np.int64], list[str]]:
     uniques = sorted(set(values))
     index = {v: i for i, v in enumerate(uniques)}
     return np.array([index[v] for v in values], dtype=np.int64), uniques
+
+
+def placeable(catalogue: pa.Table | None, data: Interactions) -> sp.csr_matrix | None:
+    """The catalogue's metadata over the item columns, when there is a catalogue and an item
+    without events to place by it."""
+    if catalogue is None or (np.diff(data.matrix.tocsc().indptr) > 0).all():
+        return None
+    return item_content(catalogue, data.item_ids)
+
+
+def listed_items(catalogue: pa.Table | None) -> npt.NDArray[np.str_] | None:
+    """The catalogue's active items (all, without an `active` column): model columns even before
+    anyone bought or viewed them."""
+    if catalogue is None:
+        return None
+    ids = catalogue.column("item_id").cast(pa.string())
+    if "active" in catalogue.column_names:
+        ids = ids.filter(catalogue.column("active").fill_null(True))
+    return np.asarray(ids.to_numpy(zero_copy_only=False)).astype(str)
+
+
+def configured_days(
+    catalogue: pa.Table | None, item_ids: npt.NDArray[np.str_], days_by_category: dict[str, float]
+) -> npt.NDArray[np.float64] | None:
+    """Per item column: the days OMNIREC_REPURCHASE_DAYS gives its category (NaN: none), read
+    when training and stored with the version's show-again policy."""
+    if not days_by_category or catalogue is None:
+        return None
+    by_item = dict(
+        zip(
+            catalogue.column("item_id").cast(pa.string()).to_pylist(),
+            catalogue.column("category").cast(pa.string()).to_pylist(),
+            strict=True,
+        )
+    )
+    return np.array(
+        [days_by_category.get(str(by_item.get(i)), np.nan) for i in item_ids.tolist()],
+        dtype=np.float64,
+    )

@@ -17,9 +17,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
-import scipy.sparse as sp
 from mlflow.models.signature import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
@@ -32,7 +30,7 @@ from models.registry import ModelRegistry, quiet_artifact_transfers
 from omnirec.errors import ConfigError
 from omnirec.interaction_data import Interactions
 from omnirec.settings import Settings
-from training.content_features import item_content
+from training.content_features import configured_days, listed_items, placeable
 from training.evaluation import (
     EvaluationSet,
     build_evaluation_set,
@@ -41,6 +39,7 @@ from training.evaluation import (
     popularity_baseline,
 )
 from training.fitting import fit_model
+from training.gate import champion_gate
 from training.report import write_report
 from training.selection import DEFAULT_BUDGET_SECONDS, REPEAT_KINDS, Selection, select_model
 from training.splits import EventSplit, split_events, time_cut
@@ -213,9 +212,24 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     due = selection.best.due if selection is not None else True
     side = events.dataset if events.dataset is not None else load_side_tables(_folder(config.data))
     train_inter = events.train_interactions()
-    configured = configured_days(
-        side.catalogue, train_inter.item_ids, settings.serving.repurchase_days
-    )
+
+    def fit(data: Interactions, serving_index: bool = True) -> Recommender:
+        """The chosen model on `data`, with the run's show-again policy and the catalogue's
+        items placed (both are read over `data`'s item columns)."""
+        return fit_model(
+            kind,
+            params,
+            data,
+            settings.seed,
+            serving_index=serving_index,
+            exclude_bought=exclude_seen,
+            due=due,
+            configured_days=configured_days(
+                side.catalogue, data.item_ids, settings.serving.repurchase_days
+            ),
+            content=placeable(side.catalogue, data),
+        )
+
     evaluation: EvaluationSet = build_evaluation_set(
         split,
         train_inter,
@@ -234,17 +248,7 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     )
     lap("split_interactions")
     # refitted on everything below when refit_full: this one is only evaluated
-    model = fit_model(
-        kind,
-        params,
-        train_inter,
-        settings.seed,
-        serving_index=not config.refit_full,
-        exclude_bought=exclude_seen,
-        due=due,
-        configured_days=configured,
-        content=_content(side.catalogue, train_inter),
-    )
+    model = fit(train_inter, serving_index=not config.refit_full)
     lap("fit_eval_model")
     baseline_model = popularity_baseline(train_inter, exclude_seen)
     metrics = evaluate(model, evaluation, baseline_model, config.k)
@@ -260,19 +264,7 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     if config.refit_full:  # what was only evaluated goes before the refit (memory at 100M events)
         del evaluation, model, baseline_model, train_inter
         full_inter = events.all_interactions()
-        configured = configured_days(
-            side.catalogue, full_inter.item_ids, settings.serving.repurchase_days
-        )
-        model = fit_model(
-            kind,
-            params,
-            full_inter,
-            settings.seed,
-            exclude_bought=exclude_seen,
-            due=due,
-            configured_days=configured,
-            content=_content(side.catalogue, full_inter),
-        )
+        model = fit(full_inter)
     lap("fit_full")
     print(f"show again: {model.show_again.describe()}", flush=True)
 
@@ -352,7 +344,9 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     promoted, gate = False, "not registered"
     if version is not None:
         registry.tag_version(version, "omnirec.model", kind)
-        promoted, gate = _gate(registry, version, champion_before, settings.mlflow.gate_metric)
+        promoted, gate = champion_gate(
+            registry, version, champion_before, settings.mlflow.gate_metric
+        )
         if returning < config.min_test_customers:
             few = (
                 f"only {returning} returning test customers "
@@ -463,79 +457,9 @@ def _spark_events(config: TrainConfig, settings: Settings) -> PreparedEvents:
     )
 
 
-def _content(catalogue: pa.Table | None, data: Interactions) -> sp.csr_matrix | None:
-    """The catalogue's metadata over the item columns, when there is a catalogue and an item
-    without events to place by it."""
-    if catalogue is None or (np.diff(data.matrix.tocsc().indptr) > 0).all():
-        return None
-    return item_content(catalogue, data.item_ids)
-
-
-def listed_items(catalogue: pa.Table | None) -> npt.NDArray[np.str_] | None:
-    """The catalogue's active items (all, without an `active` column): model columns even before
-    anyone bought or viewed them."""
-    if catalogue is None:
-        return None
-    ids = catalogue.column("item_id").cast(pa.string())
-    if "active" in catalogue.column_names:
-        ids = ids.filter(catalogue.column("active").fill_null(True))
-    return np.asarray(ids.to_numpy(zero_copy_only=False)).astype(str)
-
-
 def _folder(data: Path) -> Path:
     """The data folder of `--data` (a folder, or the events file in one)."""
     return data if data.is_dir() else data.parent
-
-
-def configured_days(
-    catalogue: pa.Table | None, item_ids: npt.NDArray[np.str_], days_by_category: dict[str, float]
-) -> npt.NDArray[np.float64] | None:
-    """Per item column: the days OMNIREC_REPURCHASE_DAYS gives its category (NaN: none), read
-    when training and stored with the version's show-again policy."""
-    if not days_by_category or catalogue is None:
-        return None
-    by_item = dict(
-        zip(
-            catalogue.column("item_id").cast(pa.string()).to_pylist(),
-            catalogue.column("category").cast(pa.string()).to_pylist(),
-            strict=True,
-        )
-    )
-    return np.array(
-        [days_by_category.get(str(by_item.get(i)), np.nan) for i in item_ids.tolist()],
-        dtype=np.float64,
-    )
-
-
-def _gate(
-    registry: ModelRegistry, version: int, champion: int | None, metric: str
-) -> tuple[bool, str]:
-    """Promote `version` when its `metric` beats the champion's by more than the noise of the two
-    tests (two standard errors of the difference, where both logged one)."""
-    new = registry.metric(version, metric)
-    if champion is None:
-        return True, f"no champion yet: v{version} ({metric}={new}) becomes champion"
-    old = registry.metric(champion, metric)
-    if new is None:
-        return False, f"v{version} has no {metric}: champion v{champion} kept"
-    if old is not None and new <= old:
-        return (
-            False,
-            f"v{version} {metric}={new:.4f} does not beat champion v{champion} ({old:.4f}): kept",
-        )
-    base, _, k = metric.rpartition("_at_")
-    errors = [registry.metric(v, f"{base}_stderr_at_{k}") for v in (version, champion)]
-    if old is not None and base and None not in errors:
-        first, second = (e or 0.0 for e in errors)
-        noise = 2.0 * float(np.sqrt(first**2 + second**2))
-        if new - old <= noise:
-            return False, (
-                f"v{version} {metric}={new:.4f} against champion v{champion} ({old:.4f}): the "
-                f"difference is within the noise of the tests (+/-{noise:.4f}, two standard "
-                f"errors): the gate does not decide, champion kept (`omnirec promote {version}` "
-                "to override)"
-            )
-    return True, f"v{version} {metric}={new:.4f} beats champion v{champion} ({old})"
 
 
 def _requirements() -> list[str]:

@@ -84,7 +84,7 @@ class Metrics:
 
 
 def test_the_gate_does_not_decide_within_the_noise_of_the_tests() -> None:
-    from training.pipeline import _gate
+    from training.gate import champion_gate
 
     def gate(new: float, stderr: float) -> tuple[bool, str]:
         values = {
@@ -93,7 +93,7 @@ def test_the_gate_does_not_decide_within_the_noise_of_the_tests() -> None:
             (2, "ndcg_at_10"): new,
             (2, "ndcg_stderr_at_10"): stderr,
         }
-        return _gate(Metrics(values), 2, 1, "ndcg_at_10")  # type: ignore[arg-type]
+        return champion_gate(Metrics(values), 2, 1, "ndcg_at_10")  # type: ignore[arg-type]
 
     promoted, why = gate(0.205, 0.01)  # ahead by 0.005, two standard errors: 0.028
     assert not promoted and "within the noise" in why and "omnirec promote 2" in why
