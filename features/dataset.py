@@ -92,12 +92,13 @@ def load_dataset(
     side = load_side_tables(base)
     identities = side.identities
     report = load_events(path, max_future_seconds)
-    if erased is not None:
-        identities = IdentityMap(without_erased(identities.table, erased, timed=False))
-        report.accepted = without_erased(report.accepted, erased)  # as sent: aliases too
+    gone = erased.read() if erased is not None else None
+    if gone:
+        identities = IdentityMap(without_erased(identities.table, gone, timed=False))
+        report.accepted = without_erased(report.accepted, gone)  # as sent: aliases too
     report.accepted = stitch(report.accepted, identities)
-    if erased is not None:
-        report.accepted = without_erased(report.accepted, erased)
+    if gone:
+        report.accepted = without_erased(report.accepted, gone)
     return Dataset(base, report, side.catalogue, side.stock, identities, side.stores)
 
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import redis
 
 from features.dataset import load_identities
-from features.erasure_log import ID_COLUMNS, ErasureLog, without_erased
+from features.erasure_log import ID_COLUMNS, Erased, ErasureLog, without_erased
 from features.feedback import FEEDBACK_DECODER
 from features.keys import Keys
 from features.realtime import STREAM_DECODER
@@ -168,12 +168,13 @@ def _names(fields: dict[bytes | str, bytes | str]) -> set[str]:
 
 
 # ------------------------------------------------------------------------------------- files
-def erase_from_files(folder: Path, log: ErasureLog) -> list[Path]:
+def erase_from_files(folder: Path, erased: Erased) -> list[Path]:
     """Rewrite every Parquet or CSV file under `folder` that holds rows of erased ids (`without_
     erased`: events up to the erasure, identity rows always) without them, each written whole
-    beside it, then renamed over it; returns the files rewritten. Runs from the log alone, so it
-    can follow an erasure the service made (`omnirec forget --pending`)."""
-    if not log.erased():
+    beside it, then renamed over it; returns the files rewritten. Runs from the erasure log
+    alone (`erased`: read once), so it can follow an erasure the service made (`omnirec forget
+    --pending`)."""
+    if not erased:
         return []
     rewritten = []
     for path in sorted([*folder.rglob("*.parquet"), *folder.rglob("*.csv")]):
@@ -185,7 +186,7 @@ def erase_from_files(folder: Path, log: ErasureLog) -> list[Path]:
         if not set(ID_COLUMNS) & set(names):
             continue
         table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
-        kept = without_erased(table, log)
+        kept = without_erased(table, erased)
         if kept.num_rows == table.num_rows:
             continue
         tmp = path.with_name(path.name + ".erasing")

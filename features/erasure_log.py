@@ -57,8 +57,8 @@ class ErasureLog:
             os.fsync(out.fileno())
         return digests
 
-    def erased(self) -> dict[str, float]:
-        """hash -> the last time it was erased."""
+    def read(self) -> Erased:
+        """The log as it stands: read once for a whole operation (a load, a restore, a sweep)."""
         path = self.folder / LOG_FILE
         found: dict[str, float] = {}
         if path.exists():
@@ -66,24 +66,33 @@ class ErasureLog:
                 stamp, _, digest = line.partition("\t")
                 if digest:
                     found[digest] = max(found.get(digest, 0.0), float(stamp))
-        return found
+        return Erased(self._salt() if found else b"", found)
 
-    def erased_until(self, ids: Sequence[str]) -> npt.NDArray[np.float64]:
+
+@dataclass(frozen=True)
+class Erased:
+    """The erasure log read: hash -> the last time it was erased (falsy when nobody was)."""
+
+    salt: bytes
+    times: dict[str, float]
+
+    def __bool__(self) -> bool:
+        return bool(self.times)
+
+    def until(self, ids: Sequence[str]) -> npt.NDArray[np.float64]:
         """Per id: when it was last erased (epoch seconds; -inf: never)."""
-        erased = self.erased()
         out = np.full(len(ids), -np.inf)
-        if erased:
-            salt = self._salt()
+        if self.times:
             for k, ident in enumerate(ids):
-                digest = hmac.new(salt, ident.encode(), hashlib.sha256).hexdigest()
-                out[k] = erased.get(digest, -np.inf)
+                digest = hmac.new(self.salt, ident.encode(), hashlib.sha256).hexdigest()
+                out[k] = self.times.get(digest, -np.inf)
         return out
 
 
-def without_erased(table: pa.Table, log: ErasureLog, *, timed: bool = True) -> pa.Table:
+def without_erased(table: pa.Table, erased: Erased, *, timed: bool = True) -> pa.Table:
     """`table` less the rows of erased ids (each of ID_COLUMNS it has) stamped at or before the
     erasure (`timed`, with a `timestamp` column; otherwise every row of an erased id)."""
-    if not log.erased() or table.num_rows == 0:
+    if not erased or table.num_rows == 0:
         return table
     drop = np.zeros(table.num_rows, bool)
     stamps = None
@@ -95,7 +104,7 @@ def without_erased(table: pa.Table, log: ErasureLog, *, timed: bool = True) -> p
             continue
         column = arrowkit.as_dictionary(table.column(name).cast(pa.string()))
         values = [str(v) for v in column.dictionary.to_pylist()]
-        until = np.append(log.erased_until(values), -np.inf)
+        until = np.append(erased.until(values), -np.inf)
         row_until = until[arrowkit.codes(column)]
         drop |= (stamps <= row_until) if stamps is not None else np.isfinite(row_until)
     return table.filter(pa.array(~drop)) if drop.any() else table

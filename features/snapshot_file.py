@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.encoding import META_DECODER, SnapshotMeta
-from features.erasure_log import ErasureLog
+from features.erasure_log import Erased, ErasureLog
 from omnirec.errors import FeatureStoreError
 from omnirec.redis_access import SyncClient, bulk_set
 
@@ -117,21 +117,18 @@ def snapshot_meta_of(path: Path) -> SnapshotMeta:
 
 
 def restore_entries(
-    path: Path, prefix: str, log: ErasureLog | None = None
+    path: Path, prefix: str, erased: Erased | None = None
 ) -> Iterator[tuple[bytes, bytes]]:
-    """Every recorded (full key, value), row group by row group; with `log`, none of a customer
-    erased since the snapshot was published (an erasure the file was not yet rewritten for)."""
+    """Every recorded (full key, value), row group by row group; with `erased` (the erasure log
+    read), none of a customer erased since the snapshot was published (an erasure the file was
+    not yet rewritten for)."""
     head = prefix.encode() + b":"
     parquet = pq.ParquetFile(path)
     published = float(snapshot_meta_of(path).created_at)
     for group in range(parquet.num_row_groups):
         table = parquet.read_row_group(group)
         keys, values = table.column("key").to_pylist(), table.column("value").to_pylist()
-        gone = (
-            erased_keys(keys, log, published)
-            if log is not None and log.erased()
-            else np.zeros(len(keys), bool)
-        )
+        gone = erased_keys(keys, erased, published) if erased else np.zeros(len(keys), bool)
         yield from (
             (head + k, v) for k, v, g in zip(keys, values, gone.tolist(), strict=True) if not g
         )
@@ -144,14 +141,15 @@ def restore_snapshot(
     `log`); returns (its meta, keys written). The caller registers and activates the snapshot
     once this returned."""
     meta = snapshot_meta_of(path)
-    return meta, bulk_set(client, restore_entries(path, prefix, log))
+    erased = log.read() if log is not None else None
+    return meta, bulk_set(client, restore_entries(path, prefix, erased))
 
 
-def without_erased_keys(path: Path, log: ErasureLog) -> int:
+def without_erased_keys(path: Path, erased: Erased) -> int:
     """Rewrite the recorded snapshot at `path` without the keys of customers erased since it was
     published (their features, alias keys and alias lists), its metadata kept (written beside it,
     then renamed over it); returns how many rows went."""
-    if not log.erased():
+    if not erased:
         return 0
     parquet = pq.ParquetFile(path)
     metadata = parquet.metadata.metadata or {}  # the file's key-value metadata
@@ -162,7 +160,7 @@ def without_erased_keys(path: Path, log: ErasureLog) -> int:
     try:
         for group in range(parquet.num_row_groups):
             table = parquet.read_row_group(group).cast(SCHEMA)
-            gone = erased_keys(table.column("key").to_pylist(), log, published)
+            gone = erased_keys(table.column("key").to_pylist(), erased, published)
             dropped += int(gone.sum())
             writer.write_table(table.filter(pa.array(~gone)))
         if META_KEY in metadata:
@@ -176,14 +174,14 @@ def without_erased_keys(path: Path, log: ErasureLog) -> int:
     return dropped
 
 
-def erased_keys(keys: list[bytes], log: ErasureLog, published: float) -> npt.NDArray[np.bool_]:
+def erased_keys(keys: list[bytes], erased: Erased, published: float) -> npt.NDArray[np.bool_]:
     """Per recorded key (without prefix): whether it holds a customer erased at or after
     `published` (their features `s:<snapshot>:c:<id>`, `id:<alias>`, `aliases:<id>`)."""
     ids = [_person_of(k) for k in keys]
     named = [k for k, i in enumerate(ids) if i is not None]
     out = np.zeros(len(keys), bool)
     if named:
-        until = log.erased_until([str(ids[k]) for k in named])
+        until = erased.until([str(ids[k]) for k in named])
         out[np.array(named)] = until >= published
     return out
 

@@ -24,7 +24,7 @@ from features.erasure import (
     person_ids,
     rewrite_append_only_file,
 )
-from features.erasure_log import ErasureLog
+from features.erasure_log import Erased, ErasureLog
 from features.snapshot_file import without_erased_keys
 from features.store import RedisFeatureStore
 from models import load_model
@@ -86,12 +86,12 @@ def forget_customers(
 def apply_erasures(settings: Settings, folders: Sequence[Path] = ()) -> Erasure:
     """Bring the files under `folders` and every registered version's snapshot and model in line
     with the erasure log (nothing to do: nothing changes)."""
-    log = ErasureLog(settings.data_dir)
+    erased = ErasureLog(settings.data_dir).read()
     erasure = Erasure()
-    if not log.erased():
+    if not erased:
         return erasure
     for folder in folders:
-        erasure.files += erase_from_files(folder, log)
+        erasure.files += erase_from_files(folder, erased)
     registry = ModelRegistry(settings.mlflow)
     try:
         versions = registry.versions()
@@ -104,26 +104,26 @@ def apply_erasures(settings: Settings, folders: Sequence[Path] = ()) -> Erasure:
             except RegistryError:
                 path = None
             if path is not None:
-                gone = without_erased_keys(path, log)
+                gone = without_erased_keys(path, erased)
                 if gone:
                     registry.store_snapshot_file(info.version, path)
                     erasure.snapshot_rows += gone
-            if _forget_in_model(registry, info.version, log, Path(tmp) / "model"):
+            if _forget_in_model(registry, info.version, erased, Path(tmp) / "model"):
                 erasure.model_versions.append(info.version)
     return erasure
 
 
-def _forget_in_model(registry: ModelRegistry, version: int, log: ErasureLog, folder: Path) -> bool:
+def _forget_in_model(registry: ModelRegistry, version: int, erased: Erased, folder: Path) -> bool:
     """Rewrite the saved model of `version` without the customers erased since (ids replaced,
     their rows emptied, their aliases dropped); whether it changed."""
     model_dir = registry.download(version, folder)
     model = load_model(model_dir)
     aliases = load_aliases(model_dir)
     # anyone erased at all: a model keeps no times to tell a later return apart
-    erased_ids = model.customer_ids[np.isfinite(log.erased_until(model.customer_ids.tolist()))]
+    erased_ids = model.customer_ids[np.isfinite(erased.until(model.customer_ids.tolist()))]
     alias_ids = list(aliases)
-    gone_alias = np.isfinite(log.erased_until(alias_ids)) | np.isfinite(
-        log.erased_until([aliases[a] for a in alias_ids])
+    gone_alias = np.isfinite(erased.until(alias_ids)) | np.isfinite(
+        erased.until([aliases[a] for a in alias_ids])
     )
     forgotten = model.forget_customers(erased_ids.tolist())
     if not forgotten and not gone_alias.any():
