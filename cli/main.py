@@ -18,13 +18,23 @@ WHOLE_DATA_COMMANDS = frozenset(
 
 def all_commands() -> list[CommandSpec]:
     """Every subcommand, in the order `--help` lists them."""
-    from cli.commands import data, demo, experiments, kernels, privacy, serve, training
+    from cli.commands import (
+        data,
+        demo,
+        experiments,
+        kernels,
+        privacy,
+        reports,
+        serve,
+        training,
+    )
 
     return [
         *data.COMMANDS,
         *training.COMMANDS,
         *serve.COMMANDS,
         *experiments.COMMANDS,
+        *reports.COMMANDS,
         *demo.COMMANDS,
         *privacy.COMMANDS,
         *kernels.COMMANDS,

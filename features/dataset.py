@@ -111,9 +111,10 @@ def _stores(raw: pa.Table, path: str) -> pa.Table:
         lon = pc.cast(raw["longitude"], pa.float64())
     except pa.ArrowInvalid as exc:
         raise DataError(path, f"latitude/longitude are not numbers: {exc}") from exc
-    return pa.table(
-        {"store_id": raw["store_id"].cast(pa.string()), "latitude": lat, "longitude": lon}
-    )
+    columns = {"store_id": raw["store_id"].cast(pa.string()), "latitude": lat, "longitude": lon}
+    if "name" in raw.column_names:  # optional: what people call the store
+        columns["name"] = raw["name"].cast(pa.string())
+    return pa.table(columns)
 
 
 def _catalogue(raw: pa.Table) -> pa.Table:

@@ -82,6 +82,7 @@ class Catalogue(msgspec.Struct, array_like=True):
     stores: list[str] = []  # stores seen in events (popular-at-store lists)
     stock_stores: list[str] = []  # stores with a stock bitmap
     store_locations: list[tuple[str, float, float]] = []  # (store, latitude, longitude)
+    store_names: dict[str, str] = {}  # store id -> its name, when the stores file has one
     # the catalogue's other columns (brand, margin, added_at in epoch seconds, ...) for the
     # merchandising rules: text columns and numeric ones, in item order
     texts: dict[str, list[str]] = {}

@@ -122,7 +122,25 @@ def erase_from_redis(client: SyncClient, keys: Keys, customer: str, ids: Sequenc
                 for k in client.scan_iter(match=pattern, count=SCAN_COUNT)
             ]
     removed = sum(int(client.delete(k)) for k in doomed)
+    removed += _erase_trend_pairs(client, keys, every)
     return removed + _erase_stream_entries(client, keys, set(every))
+
+
+def _erase_trend_pairs(client: SyncClient, keys: Keys, ids: Sequence[str]) -> int:
+    """The (item, customer) pairs trending counts customers with (`features.trending`)."""
+    removed = 0
+    for key in client.scan_iter(match=keys.trend_people_pattern(), count=SCAN_COUNT):
+        for ident in ids:
+            pattern = b"*\x00" + _glob_literal(ident).encode()
+            members = [m for m, _ in client.zscan_iter(key, match=pattern, count=SCAN_COUNT)]
+            if members:
+                removed += int(client.zrem(key, *members))
+    return removed
+
+
+def _glob_literal(text: str) -> str:
+    """`text` as a Redis glob that matches only itself."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def stream_keys(client: SyncClient, keys: Keys) -> list[str]:

@@ -2,13 +2,14 @@
 validated one by one, aliases resolved, written to the same event streams (entry field `f`), and
 exported beside the event log (`features.export`).
 
-A recommendation id names the experiment, variant and placement that produced the answer
-(`<request>[-<k>].<experiment>.<variant>.<placement>`, `_` for none), so feedback quoting it is
-counted for that variant without a lookup. A click is remembered for the attribution window
-(`<prefix>:clicked:<customer>:<item>` -> its recommendation id), so a purchase of the clicked
-item within the window counts for the click's variant even when it does not quote an id. A
-purchase counts once per recommendation and item in the window (`<prefix>:attributed:...`): the
-same purchase posted as feedback and as an event is not counted twice.
+A recommendation id names the experiment, variant, placement and channel that produced the
+answer (`<request>[-<k>].<experiment>.<variant>.<placement>[.<channel>]`, `_` for none; without
+a channel named, four parts), so feedback quoting it is counted for that variant,
+and a purchase on any channel for the channel it was shown on, without a lookup. A click is
+remembered for the attribution window (`<prefix>:clicked:<customer>:<item>` -> its id), so a
+purchase of the clicked item within the window counts for the click's variant even when it does
+not quote an id. A purchase counts once per recommendation and item in the window
+(`<prefix>:attributed:...`): the same purchase posted as feedback and as an event counts once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from features.event_rules import FEEDBACK_RULES, check_record
+from features.event_rules import CHANNEL_PATTERN, FEEDBACK_RULES, check_record
 from features.realtime import RealtimeEvents, Rejected, StreamEvent
 from features.schema import MAX_FUTURE_SECONDS
 from omnirec.redis_access import Command, Reply
@@ -29,15 +30,18 @@ from omnirec.redis_access import Command, Reply
 NONE_MARK = "_"  # in a recommendation id: no experiment, no placement
 CHECK_CHUNK = 500
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,23}\Z")
+_CHANNEL = re.compile(CHANNEL_PATTERN)
 
 
 @dataclass(frozen=True)
 class RecommendationRef:
-    """What a recommendation id says: which experiment, variant and placement answered."""
+    """What a recommendation id says: which experiment, variant and placement answered, and on
+    which channel the answer was shown."""
 
     experiment: str | None
     variant: str
     placement: str | None
+    channel: str | None = None
 
 
 def recommendation_id(
@@ -46,27 +50,31 @@ def recommendation_id(
     variant: str,
     placement: str | None,
     index: int | None = None,
+    channel: str | None = None,
 ) -> str:
-    """`<request id>[-<index>].<experiment>.<variant>.<placement>` (`_` for none)."""
+    """`<request id>[-<index>].<experiment>.<variant>.<placement>[.<channel>]` (`_` for no
+    experiment or placement; no fifth part when the caller named no channel)."""
     base = request_id if index is None else f"{request_id}-{index}"
-    return f"{base}.{experiment or NONE_MARK}.{variant}.{placement or NONE_MARK}"
+    rid = f"{base}.{experiment or NONE_MARK}.{variant}.{placement or NONE_MARK}"
+    return rid if channel is None else f"{rid}.{channel}"
 
 
 def parse_recommendation_id(value: str) -> RecommendationRef | None:
     """The parts of a recommendation id this service gave, or None."""
     parts = value.split(".")
-    if len(parts) != 4 or not re.fullmatch(r"[0-9a-z]+(-[0-9]+)?", parts[0]):
+    if len(parts) not in (4, 5) or not re.fullmatch(r"[0-9a-z]+(-[0-9]+)?", parts[0]):
         return None
-    _, experiment, variant, placement = parts
+    _, experiment, variant, placement, *shown = parts
+    channel = shown[0] if shown else NONE_MARK
     if not all(p == NONE_MARK or _NAME.match(p) for p in (experiment, placement)):
         return None
-    if not _NAME.match(variant):
+    if not _NAME.match(variant) or not (channel == NONE_MARK or _CHANNEL.match(channel)):
         return None
-    return RecommendationRef(
-        None if experiment == NONE_MARK else experiment,
-        variant,
-        None if placement == NONE_MARK else placement,
-    )
+
+    def named(part: str) -> str | None:
+        return None if part == NONE_MARK else part
+
+    return RecommendationRef(named(experiment), variant, named(placement), named(channel))
 
 
 class FeedbackEvent(msgspec.Struct, array_like=True, frozen=True):
@@ -97,13 +105,16 @@ def check_feedback(
     now: float,
     max_future_seconds: float = MAX_FUTURE_SECONDS,
     placements: Collection[str] | None = None,
+    types: Collection[str] | None = None,
 ) -> FeedbackEvent | Rejected:
     """One feedback record against the feedback rules (`features.event_rules`); returns it or
     why it is refused (the field at fault). With `placements` (the service's), a placement must
-    be one of them."""
+    be one of them; with `types`, so must its type (a public key's impressions and clicks)."""
     values, refusal = check_record(raw, FEEDBACK_RULES, now, max_future_seconds)
     if refusal is not None:
         return Rejected(index, refusal.field, refusal.message)
+    if types is not None and values["type"] not in types:
+        return Rejected(index, "type", f"this key may post {' and '.join(sorted(types))} only")
     named = values.get("placement")
     if placements is not None and named is not None and named not in placements:
         return Rejected(index, "placement", "not a placement of this service")
@@ -214,14 +225,16 @@ class FeedbackLog:
         send: Callable[[list[Command]], Awaitable[list[Reply]]],
         raw: list[dict[str, object]],
         placements: Collection[str] | None = None,
+        types: Collection[str] | None = None,
     ) -> FeedbackResult:
         """Validate, resolve aliases, store; returns once Redis confirmed the streams' writes.
-        With `placements`, a record naming another placement is refused."""
+        With `placements`, a record naming another placement is refused; with `types`, a record
+        of another type."""
         now = time.time()
         checked: list[FeedbackEvent | Rejected] = []
         for start in range(0, len(raw), CHECK_CHUNK):
             checked += [
-                check_feedback(r, start + k, now, self.max_future_seconds, placements)
+                check_feedback(r, start + k, now, self.max_future_seconds, placements, types)
                 for k, r in enumerate(raw[start : start + CHECK_CHUNK])
             ]
             await asyncio.sleep(0)

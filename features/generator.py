@@ -203,6 +203,13 @@ def _online_and_locations(
         pa.table(
             {
                 "store_id": pa.array(store_ids, pa.string()),
+                "name": pa.array(
+                    [
+                        f"{TOWNS[k % len(TOWNS)]} {k // len(TOWNS) + 1}"
+                        for k in range(len(store_ids))
+                    ],
+                    pa.string(),
+                ),
                 "latitude": pa.array(51.3 + rng.random(len(store_ids)) * 0.5),
                 "longitude": pa.array(-0.5 + rng.random(len(store_ids)) * 0.8),
             }
@@ -211,6 +218,7 @@ def _online_and_locations(
     )
 
 
+TOWNS = ("Riverside", "Hillcrest", "Old Town", "Harbour", "Northgate", "Parkside", "Eastfield")
 BRANDS = ("Acme", "Northwind", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Soylent")
 
 

@@ -73,6 +73,14 @@ class Keys:
         """An hour's trending counts in a scope (`all`, `channel:web`, `store:S001`)."""
         return f"{self.prefix}:trend:{hour}:{scope}"
 
+    def trend_people(self, hour: int, scope: str) -> str:
+        """An hour's (item, customer) pairs in a scope: how many customers made an item trend."""
+        return f"{self.prefix}:trendpeople:{hour}:{scope}"
+
+    def trend_people_pattern(self) -> str:
+        """A SCAN pattern matching every hour's and scope's (item, customer) pairs."""
+        return f"{self.prefix}:trendpeople:*"
+
     # ---------------------------------------------------------------- feedback
     def clicked(self, customer: str, item: str) -> str:
         """The recommendation id a customer last clicked an item from (attribution window)."""

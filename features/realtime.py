@@ -248,7 +248,14 @@ class RealtimeEvents:
                 ("EXPIRE", key, self.ttl),
             ]
         trend = (
-            TrendEvent(e.item_id, e.event_type, e.channel, e.store_id, e.timestamp // 1_000_000)
+            TrendEvent(
+                e.item_id,
+                e.event_type,
+                e.channel,
+                e.store_id,
+                e.timestamp // 1_000_000,
+                e.customer_id,
+            )
             for e in stored
         )
         return commands + self.trending.writes(trend, time.time())

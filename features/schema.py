@@ -12,7 +12,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "purchase",
     "return",
 )
-KNOWN_CHANNELS: tuple[str, ...] = ("web", "app", "store")
+KNOWN_CHANNELS: tuple[str, ...] = ("web", "app", "store", "email")
 ALIAS_TYPES: tuple[str, ...] = (
     "customer",
     "loyalty_card",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,7 +20,9 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "return": 0.0,
 }
 DEFAULT_CHANNEL_WEIGHTS: dict[str, float] = {"web": 1.0, "app": 1.0, "store": 1.25}
-SCOPES = frozenset({"recommend", "events", "admin", "tablet", "stock", "privacy"})
+# `public`: the storefront widget's key, in every visitor's page: recommendations, impressions and
+# clicks only (serving.auth, serving.routes.feedback)
+SCOPES = frozenset({"recommend", "events", "admin", "tablet", "stock", "privacy", "public"})
 APPENDFSYNC = ("always", "everysec")
 
 
@@ -86,9 +89,19 @@ class ServingSettings(msgspec.Struct, frozen=True):
     request_read_seconds: float = 10.0  # a request not fully received by then: connection closed
     heavy_process: bool = True  # batch route and bulk events computed in a child process
     trending_refresh_seconds: float = 60.0  # how long a worker keeps the trending lists it read
+    trending_min_customers: int = 3  # different customers an item needs to trend
     placements_file: Path | None = None  # rule sets and placements (serving.placements)
     experiments_file: Path | None = None  # A/B experiments (serving.experiments.config)
     attribution_hours: float = 24.0  # a purchase this long after a click counts for its variant
+    # the attribution report: a purchase this long after an impression counts for it (view-through)
+    view_attribution_hours: float = 72.0
+    # origins whose pages may call the API from the browser (the widget): CORS allow-list
+    cors_origins: tuple[str, ...] = ()
+    # tracking links in e-mails: where the service is reached from outside, the key that signs
+    # them (default: one kept in the data folder), and the item page when the catalogue has no url
+    public_url: str | None = None
+    link_secret: str | None = None
+    item_url_template: str | None = None  # e.g. https://shop.example/p/{item_id}
     shadow_delay_seconds: float = (
         0.0  # fault injection (tests): each shadow answer takes this longer
     )
@@ -152,9 +165,15 @@ class Settings(msgspec.Struct, frozen=True):
                 request_read_seconds=float(env.get("OMNIREC_REQUEST_READ_SECONDS") or 10),
                 heavy_process=_flag(env, "OMNIREC_HEAVY_PROCESS", True),
                 trending_refresh_seconds=float(env.get("OMNIREC_TRENDING_REFRESH_SECONDS") or 60),
+                trending_min_customers=_int(env, "OMNIREC_TRENDING_MIN_CUSTOMERS", 3),
                 placements_file=_path(env, "OMNIREC_PLACEMENTS_FILE"),
                 experiments_file=_path(env, "OMNIREC_EXPERIMENTS_FILE"),
                 attribution_hours=float(env.get("OMNIREC_ATTRIBUTION_HOURS") or 24),
+                view_attribution_hours=float(env.get("OMNIREC_VIEW_ATTRIBUTION_HOURS") or 72),
+                cors_origins=parse_origins(env.get("OMNIREC_CORS_ORIGINS", "")),
+                public_url=(env.get("OMNIREC_PUBLIC_URL") or "").rstrip("/") or None,
+                link_secret=env.get("OMNIREC_LINK_SECRET") or None,
+                item_url_template=env.get("OMNIREC_ITEM_URL_TEMPLATE") or None,
                 shadow_delay_seconds=float(env.get("OMNIREC_SHADOW_DELAY_SECONDS") or 0),
             ),
             interactions=InteractionSettings(
@@ -229,6 +248,17 @@ def parse_weights(raw: str, defaults: Mapping[str, float]) -> dict[str, float]:
         except ValueError as exc:
             raise ConfigError(f"weight for {name!r} is not a number: {value!r}") from exc
     return weights
+
+
+def parse_origins(raw: str) -> tuple[str, ...]:
+    """Parse `https://shop.example,https://www.shop.example` (scheme, host, optional port)."""
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", origin):
+            raise ConfigError(
+                f"OMNIREC_CORS_ORIGINS: {origin!r} is not an origin (https://host[:port])"
+            )
+    return origins
 
 
 def parse_api_keys(raw: str) -> dict[str, frozenset[str]]:

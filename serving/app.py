@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from litestar import Litestar, MediaType, get
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.logging.config import LoggingConfig
 from litestar.middleware import DefineMiddleware
@@ -35,6 +36,7 @@ from serving.routes.health import AdminController, HealthController, MetricsCont
 from serving.routes.privacy import PrivacyController
 from serving.routes.recommendations import RecommendationController
 from serving.routes.stock import StockController
+from serving.routes.storefront import tracking_link, widget_script
 from serving.runtime import ModelRuntime, tune_process
 
 STATIC = Path(__file__).parent / "static"
@@ -51,7 +53,7 @@ def tablet_page() -> Response[bytes]:
         media_type=MediaType.HTML,
         headers={
             "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-            "script-src 'self' 'unsafe-inline'",
+            "script-src 'self' 'unsafe-inline'; img-src 'self' data:",
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
         },
@@ -109,6 +111,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminController,
             MetricsController,
             tablet_page,
+            widget_script,
+            tracking_link,
         ],
         lifespan=[lifespan],
         state=State({"settings": settings}),
@@ -124,6 +128,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ],
         request_max_body_size=settings.serving.max_body_bytes,
+        # the storefront widget calls the API from the shops' own pages: their origins only
+        cors_config=CORSConfig(
+            allow_origins=list(settings.serving.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Content-Type"],
+            max_age=3600,
+        )
+        if settings.serving.cors_origins
+        else None,
         openapi_config=OpenAPIConfig(
             title="omnirec",
             version=__version__,

@@ -18,6 +18,8 @@ from omnirec.settings import Settings
 
 HEADER = "X-API-Key"
 SCOPES_OPT = "scopes"
+SCOPES_STATE = "omnirec_scopes"  # the presented key's scopes, in the request's state
+WIDER_THAN_PUBLIC = frozenset({"admin", "events"})
 _HEADER_RAW = HEADER.lower().encode()
 
 
@@ -56,7 +58,10 @@ def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     return bearer
 
 
-def check(keys: KeyTable, headers: Iterable[tuple[bytes, bytes]], accepted: frozenset[str]) -> None:
+def check(
+    keys: KeyTable, headers: Iterable[tuple[bytes, bytes]], accepted: frozenset[str]
+) -> frozenset[str]:
+    """The presented key's scopes, when it admits the route; else 401 or 403."""
     scopes = keys.scopes(presented_key(headers))
     if scopes is None:
         raise NotAuthorizedException(f"a valid API key is required in the {HEADER} header")
@@ -64,6 +69,14 @@ def check(keys: KeyTable, headers: Iterable[tuple[bytes, bytes]], accepted: froz
         raise PermissionDeniedException(
             f"this key lacks the scope: {' or '.join(sorted(accepted))}"
         )
+    return scopes
+
+
+def only_public(scope: Scope) -> bool:
+    """Whether the request's key holds the `public` scope and nothing that admits more (the
+    widget's key, which every visitor of the page can read)."""
+    held = scope.get("state", {}).get(SCOPES_STATE)
+    return held is not None and "public" in held and not held & WIDER_THAN_PUBLIC
 
 
 def auth_middleware(app: ASGIApp, settings: Settings) -> ASGIApp:
@@ -75,7 +88,7 @@ def auth_middleware(app: ASGIApp, settings: Settings) -> ASGIApp:
         handler = scope.get("route_handler")
         accepted = handler.opt.get(SCOPES_OPT) if handler is not None else None
         if accepted:
-            check(keys, scope["headers"], accepted)
+            scope.setdefault("state", {})[SCOPES_STATE] = check(keys, scope["headers"], accepted)
         await app(scope, receive, send)
 
     return middleware

@@ -78,16 +78,7 @@ def with_availability(snap: LoadedSnapshot, items: list[Item], store_id: str | N
     known = [c for c in cols if c >= 0]
     found = iter(availability_many(snap, known, store_id))
     return [
-        Item(
-            item.item_id,
-            item.score,
-            item.name,
-            item.category,
-            item.price,
-            item.source,
-            item.reasons,
-            next(found) if col >= 0 else [],
-        )
+        msgspec.structs.replace(item, availability=next(found) if col >= 0 else [])
         for item, col in zip(items, cols, strict=True)
     ]
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
+
 from omnirec.errors import StoreUnavailableError
 from omnirec.redis_access import Steps
 from serving.answers import empty, popular
@@ -14,6 +16,7 @@ from serving.ask import Ask
 from serving.catalogue import LoadedSnapshot
 from serving.experiments.config import Experiment, Variant
 from serving.experiments.lab import Lab
+from serving.links import Click, Links
 from serving.live import Live
 from serving.merchandising import combined
 from serving.personal import Chooser, Personal
@@ -32,11 +35,19 @@ Assigned = list[tuple[Variant | None, LoadedSnapshot | None]]
 class Batches:
     """Many customers' answers, each in its experiment's variant, under the placement's rules."""
 
-    def __init__(self, live: Live, personal: Personal, lab: Lab, placements: Placements) -> None:
+    def __init__(
+        self,
+        live: Live,
+        personal: Personal,
+        lab: Lab,
+        placements: Placements,
+        links: Links | None = None,
+    ) -> None:
         self.live = live
         self.personal = personal
         self.lab = lab
         self.placements = placements
+        self.links = links  # each item gets a tracking link (e-mails)
         self._heavy = asyncio.Semaphore(HEAVY_AT_ONCE)
         self._heavy_rest_until = 0.0
 
@@ -140,7 +151,25 @@ class Batches:
         else:
             plain = ask.but(category=None, exclude_purchased=True, explain=False)
             answer = self.personal.answer(served or snap, state, plain, rules=rules)
-        return self.lab.labelled(answer, ask.request_id, experiment, variant, ask.placement, index)
+        answer = self.lab.labelled(
+            answer, ask.request_id, experiment, variant, ask.placement, index, ask.channel
+        )
+        return with_links(self.links, answer, customer)
+
+
+def with_links(links: Links | None, answer: Recommendations, customer: str) -> Recommendations:
+    """`answer` with a tracking link on each item (none without `links`)."""
+    if links is None or not answer.items:
+        return answer
+    who = answer.customer_id or customer
+    rid = answer.recommendation_id
+    return msgspec.structs.replace(
+        answer,
+        items=[
+            msgspec.structs.replace(item, link=links.url(Click(rid, who, item.item_id)))
+            for item in answer.items
+        ],
+    )
 
 
 def _other_versions(

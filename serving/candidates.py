@@ -13,6 +13,7 @@ from features.encoding import Activity, CustomerFeatures
 from models.topk import top_k
 from omnirec.settings import InteractionSettings
 from serving.arrange import AS_SCORED, Arrangement, arrange, shortlist
+from serving.ask import ONLINE
 from serving.catalogue import LoadedSnapshot
 from serving.profile import open_cart
 from serving.reasons import popular_reason, trending_reason
@@ -291,6 +292,8 @@ def make_item(
         price=snap.price_list[col],
         source=source,
         reasons=reasons or [],
+        image_url=snap.image_list[col] if snap.image_list else None,
+        url=snap.url_list[col] if snap.url_list else None,
     )
 
 
@@ -304,11 +307,12 @@ class TrendList:
 
 
 def trend_scopes(channel: str | None, store_id: str | None) -> list[str]:
-    """The trending lists to draw from, most specific first."""
-    scopes = [f"store:{store_id}"] if store_id else []
-    if channel:
-        scopes.append(f"channel:{channel}")
-    return [*scopes, "all"]
+    """The trending lists to draw from, most specific first. A store's list is that store's
+    alone: what trends on the web or in another store is not trending "at this store" (popular
+    items fill the rest)."""
+    if store_id and store_id != ONLINE:  # the online warehouse: the channel's trends
+        return [f"store:{store_id}"]
+    return [f"channel:{channel}", "all"] if channel else ["all"]
 
 
 def fill_trending(

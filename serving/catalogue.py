@@ -61,6 +61,17 @@ class DerivedArrays:
         self.distances = {}
 
 
+def _web_addresses(column: npt.NDArray[np.object_] | None) -> list[str | None]:
+    """A catalogue column of web addresses as a list: http(s) ones kept, anything else (empty,
+    NaN, `javascript:`) None."""
+    if column is None:
+        return []
+    return [
+        v if isinstance(v, str) and v.startswith(("https://", "http://")) else None
+        for v in column.tolist()
+    ]
+
+
 @dataclass
 class LoadedSnapshot:
     """Model + catalogue + popular lists of one snapshot, fixed once built; two parts change
@@ -90,11 +101,15 @@ class LoadedSnapshot:
     id_list: list[str] = field(default_factory=list)
     category_list: list[str] = field(default_factory=list)
     price_list: list[float] = field(default_factory=list)
+    image_list: list[str | None] = field(default_factory=list)  # empty: no such column
+    url_list: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.id_list = [str(i) for i in self.item_ids.tolist()]
         self.category_list = [str(c) for c in self.categories.tolist()]
         self.price_list = [float(p) for p in self.prices.tolist()]
+        self.image_list = _web_addresses(self.texts.get("image_url"))
+        self.url_list = _web_addresses(self.texts.get("url"))
 
     derived: DerivedArrays = field(default_factory=DerivedArrays)
 
@@ -129,6 +144,7 @@ class LoadedSnapshot:
     stock_last_id: str = "0-0"
     sold_out: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
     locations: dict[str, tuple[float, float]] = field(default_factory=dict)
+    store_names: dict[str, str] = field(default_factory=dict)  # store id -> name (stores file)
 
     def set_levels(
         self, levels: dict[str, npt.NDArray[np.int32]], version: int, last_id: str
@@ -318,6 +334,7 @@ def load_snapshot(
         stock=stock,
         item_index=item_index,
         locations={s: (lat, lon) for s, lat, lon in catalogue.store_locations},
+        store_names=dict(catalogue.store_names),
         texts={k: np.asarray(v, dtype=object) for k, v in catalogue.texts.items()},
         numbers={k: np.asarray(v, dtype=np.float64) for k, v in catalogue.numbers.items()},
     )

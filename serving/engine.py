@@ -22,6 +22,7 @@ from serving.batch import Batches
 from serving.experiments.config import load_experiments
 from serving.experiments.lab import Lab
 from serving.items import ItemQuestions
+from serving.links import Links, link_secret
 from serving.live import Live
 from serving.lookup import Lookup
 from serving.merchandising import RuleSet, combined
@@ -43,7 +44,12 @@ class Engine:
         self.personal = Personal(settings, self.live)
         self.lab = Lab(self.live, self.experiments, self.personal)
         self.items = ItemQuestions(self.live, self.personal)
-        self.batches = Batches(self.live, self.personal, self.lab, self.placements)
+        self.links = Links(
+            link_secret(settings),
+            settings.serving.public_url
+            or f"http://{settings.serving.host}:{settings.serving.port}",
+        )
+        self.batches = Batches(self.live, self.personal, self.lab, self.placements, self.links)
         self.lookup = Lookup(self.live)
 
     async def aclose(self) -> None:
@@ -77,7 +83,9 @@ class Engine:
 
     def labelled(self, answer: Recommendations, ask: Ask) -> Recommendations:
         """An answer outside every experiment, with its recommendation id and placement."""
-        return self.lab.labelled(answer, ask.request_id, None, None, ask.placement)
+        return self.lab.labelled(
+            answer, ask.request_id, None, None, ask.placement, channel=ask.channel
+        )
 
 
 __all__ = ["Engine"]

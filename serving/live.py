@@ -19,7 +19,6 @@ from features.feedback import FeedbackLog
 from features.realtime import RealtimeEvents
 from features.stock import LiveStock
 from features.store import RedisFeatureStore
-from features.trending import HOURS_READ
 from omnirec.errors import FeatureStoreError, StoreUnavailableError
 from omnirec.redis_access import AutoPipeline, Command, RedisTarget, Reply, Steps, T, drive
 from omnirec.settings import Settings
@@ -250,13 +249,12 @@ class Live:
         stale = [s for s in scopes if self._trending.get((snap.snapshot_id, s), (0.0,))[0] <= now]
         if stale and self.realtime is not None and not self.breaker.open:
             trending = self.realtime.trending
-            commands = [c for scope in stale for c in trending.reads(scope, now)]
+            minimum = self.settings.serving.trending_min_customers
             try:
-                replies = await self.run(_replies(commands))
+                lists = await self.run(trending.read(stale, now, minimum))
             except FeatureStoreError:
-                replies = []
-            for k, scope in enumerate(stale if replies else []):
-                merged = trending.merge(replies[k * HOURS_READ : (k + 1) * HOURS_READ])
+                lists = {}
+            for scope, merged in lists.items():
                 pairs = [(snap.item_index[i], v) for i, v in merged if i in snap.item_index]
                 cols = np.array([c for c, _ in pairs], np.int64)
                 scores = np.array([v for _, v in pairs], np.float32)

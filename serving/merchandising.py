@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from serving.arrange import AS_SCORED, NO_CODES, NO_FACTORS, Arrangement, arrange
+from serving.candidates import make_item
 from serving.catalogue import LoadedSnapshot
 from serving.schemas import Item
 
@@ -333,15 +334,7 @@ def _pinned(
         if col is None or not pinnable[col]:
             continue
         out = [i for i in out if i.item_id != pin.item_id]
-        item = Item(
-            item_id=snap.id_list[col],
-            score=0.0,
-            name=snap.names[col],
-            category=snap.category_list[col],
-            price=snap.price_list[col],
-            source="pinned",
-            reasons=["featured"],
-        )
+        item = make_item(snap, col, 0.0, "pinned", ["featured"])
         out.insert(min(pin.position, len(out) + 1) - 1, item)
     return out[:limit]
 

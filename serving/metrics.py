@@ -184,6 +184,23 @@ ATTRIBUTED_REVENUE = Counter(
     "revenue of attributed purchases (price x quantity)",
     ["experiment", "variant", "placement"],
 )
+ATTRIBUTED_BY_CHANNEL = Counter(
+    "omnirec_attributed_purchases_by_channel_total",
+    "attributed purchases by the channel the recommendation was shown on and the one it was "
+    "bought on (an e-mail's suggestion bought in store: shown_on=email, bought_on=store)",
+    ["shown_on", "bought_on"],
+)
+ATTRIBUTED_REVENUE_BY_CHANNEL = Counter(
+    "omnirec_attributed_revenue_by_channel_total",
+    "revenue of attributed purchases by the channel shown on and the channel bought on",
+    ["shown_on", "bought_on"],
+)
+LINK_CLICKS = Counter(
+    "omnirec_tracking_link_clicks_total",
+    "e-mail tracking links followed: click recorded, not recorded (Redis unavailable), rejected "
+    "or a link this service did not sign",
+    ["outcome"],
+)
 STOCK = Counter("omnirec_stock_updates_total", "stock feed rows", ["outcome"])
 REQUESTS = Counter("omnirec_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(

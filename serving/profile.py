@@ -101,7 +101,7 @@ def build_profile(
                 channel=a.channel,
                 timestamp=a.timestamp,
                 store_id=a.store_id or None,
-                description=describe(a, now),
+                description=describe(a, now, snap.store_names),
             )
         )
     f = state.features

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import msgspec
+
 from features.encoding import Activity, CustomerFeatures
 from serving.schemas import Item
 
@@ -29,12 +33,14 @@ def when_words(timestamp: int, now: float) -> str:
     return f"{days // 7} weeks ago"
 
 
-def describe(activity: Activity, now: float) -> str:
-    """'viewed in the app yesterday', 'bought in store S001 3 days ago', ..."""
+def describe(activity: Activity, now: float, store_names: Mapping[str, str] | None = None) -> str:
+    """'viewed in the app yesterday', 'bought in store Riverside 3 days ago' (the store's id
+    when it has no name), ..."""
     verb = VERBS.get(activity.event_type, activity.event_type)
     place = PLACES.get(activity.channel, f"via {activity.channel}")
     if activity.channel == "store" and activity.store_id:
-        place = f"in store {activity.store_id}"
+        name = (store_names or {}).get(activity.store_id, activity.store_id)
+        place = f"in store {name}"
     return f"{verb} {place} {when_words(activity.timestamp, now)}"
 
 
@@ -127,9 +133,5 @@ def explain(
             reasons.append(liked)
         if not reasons:
             reasons.append("matches your recent activity")
-        out.append(
-            Item(
-                item.item_id, item.score, item.name, item.category, item.price, item.source, reasons
-            )
-        )
+        out.append(msgspec.structs.replace(item, reasons=reasons, availability=None))
     return out

@@ -40,6 +40,9 @@ class Item(msgspec.Struct, frozen=True, omit_defaults=True):
     source: Source
     reasons: list[str]
     availability: list[Availability] | None = None
+    image_url: str | None = None  # the catalogue's, when it has the column
+    url: str | None = None  # the item's page, when the catalogue has the column
+    link: str | None = None  # batch answers: a tracking link that records the click (e-mails)
 
 
 class Recommendations(msgspec.Struct, frozen=True):
@@ -88,6 +91,13 @@ class OrderRequest(msgspec.Struct, frozen=True):
     store_id: Id | None = None  # click-and-collect: only what this (pickup) store has
     availability: bool = False  # per item, where it can be had
     placement: Placement | None = None
+
+
+class OrdersBatchRequest(msgspec.Struct, frozen=True):
+    """Many just-placed orders at once: the nightly "after your purchase" e-mails."""
+
+    orders: Annotated[list[OrderRequest], msgspec.Meta(min_length=1, max_length=1000)]
+    channel: Annotated[str, msgspec.Meta(max_length=32)] = "email"  # where they are shown
 
 
 class EventIn(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -230,6 +240,13 @@ class Health(msgspec.Struct, frozen=True):
     features: Literal["ok", "missing", "restoring", "none"] = "none"
     durable: bool | None = None
     warnings: list[str] = msgspec.field(default_factory=list)
+
+
+class StoresOut(msgspec.Struct, frozen=True):
+    """The stores with stock information (`online` is the web warehouse) and their names."""
+
+    stores: list[str]
+    names: dict[str, str]
 
 
 class ErrorBody(msgspec.Struct, frozen=True):

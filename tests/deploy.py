@@ -27,7 +27,9 @@ KEYS = {
     "tablet": "test-tablet-key-000000001",
     "admin": "test-admin-key-0000000001",
     "privacy": "test-privacy-key-00000001",
+    "public": "test-public-widget-key-01",
 }
+SHOP = "http://shop.test"  # the storefront whose pages may call the API (CORS), served by tests
 
 
 @dataclass
@@ -44,6 +46,15 @@ class Deployment:
 
     def headers(self, scope: str) -> dict[str, str]:
         return {"X-API-Key": KEYS[scope]}
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a /metrics counter's series that carry `labels`."""
+        text = httpx.get(f"{self.base_url}/metrics", timeout=PATIENCE).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def client(self, scope: str = "recommend") -> httpx.Client:
         return httpx.Client(base_url=self.base_url, headers=self.headers(scope), timeout=PATIENCE)
@@ -137,6 +148,8 @@ def _env(root: Path, redis_url: str | None) -> dict[str, str]:
         "OMNIREC_REQUEST_READ_SECONDS": "2",
         # every worker (and the typed-only server beside it) reads trending fresh: same answers
         "OMNIREC_TRENDING_REFRESH_SECONDS": "0",
+        "OMNIREC_CORS_ORIGINS": SHOP,
+        "OMNIREC_ITEM_URL_TEMPLATE": SHOP + "/p/{item_id}",
     }
     if redis_url is not None:
         env["REDIS_URL"] = redis_url

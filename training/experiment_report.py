@@ -88,7 +88,7 @@ class ExperimentReport:
         return "\n".join(lines)
 
 
-def _wilson(successes: int, n: int) -> Estimate:
+def wilson_interval(successes: int, n: int) -> Estimate:
     if n == 0:
         return Estimate(0.0, 0.0, 0.0)
     p = successes / n
@@ -97,7 +97,7 @@ def _wilson(successes: int, n: int) -> Estimate:
     return Estimate(p, max(0.0, centre - half), min(1.0, centre + half))
 
 
-def _mean(values: npt.NDArray[np.float64]) -> Estimate:
+def mean_interval(values: npt.NDArray[np.float64]) -> Estimate:
     if not len(values):
         return Estimate(0.0, 0.0, 0.0)
     mean = float(values.mean())
@@ -244,9 +244,9 @@ def experiment_report(
                 n_clicks,
                 n_conv,
                 float(rev.sum()),
-                _wilson(n_clicks, n),
-                _wilson(n_conv, n),
-                _mean(rev),
+                wilson_interval(n_clicks, n),
+                wilson_interval(n_conv, n),
+                mean_interval(rev),
                 _proportion_test(c_clicks, c_n, n_clicks, n) if compare else None,
                 _proportion_test(c_conv, c_n, n_conv, n) if compare else None,
                 _mean_test(c_rev, rev) if compare else None,
@@ -256,34 +256,43 @@ def experiment_report(
 
 
 def _purchases(feedback: pa.Table, events: pa.Table | None) -> pa.Table | None:
-    """(customer_id, item_id, timestamp, revenue) of every purchase: feedback and event log,
-    one row per (customer, item, second)."""
-    parts = []
+    """Every purchase of the feedback and the event log (`purchases_of`)."""
     bought = feedback.filter(pc.equal(feedback["feedback_type"].cast(pa.string()), "purchase"))
     sources = [bought] + (
         [events.filter(pc.equal(events["event_type"].cast(pa.string()), "purchase"))]
         if events is not None
         else []
     )
-    for t in sources:
-        price = pc.fill_null(t["price"].cast(pa.float64()), 0.0)
-        parts.append(
-            pa.table(
-                {
-                    "customer_id": t["customer_id"].cast(pa.string()),
-                    "item_id": t["item_id"].cast(pa.string()),
-                    "timestamp": pc.floor_temporal(t["timestamp"], unit="second"),
-                    "revenue": pc.multiply(price, t["quantity"].cast(pa.float64())),
-                }
-            )
+    return purchases_of(sources)
+
+
+def purchases_of(sources: list[pa.Table]) -> pa.Table | None:
+    """(customer_id, item_id, timestamp, revenue, channel) of the purchases in `sources`
+    (feedback or event rows), one row per (customer, item, second): the same purchase posted as
+    feedback and as an event is one purchase."""
+    parts = [
+        pa.table(
+            {
+                "customer_id": t["customer_id"].cast(pa.string()),
+                "item_id": t["item_id"].cast(pa.string()),
+                "timestamp": pc.floor_temporal(t["timestamp"], unit="second"),
+                "revenue": pc.multiply(
+                    pc.fill_null(t["price"].cast(pa.float64()), 0.0),
+                    t["quantity"].cast(pa.float64()),
+                ),
+                "channel": t["channel"].cast(pa.string()),
+            }
         )
+        for t in sources
+        if t.num_rows
+    ]
     if not parts:
         return None
-    table = pa.concat_tables(parts)
     return (
-        table.group_by(["customer_id", "item_id", "timestamp"])
-        .aggregate([("revenue", "max")])
-        .rename_columns(["customer_id", "item_id", "timestamp", "revenue"])
+        pa.concat_tables(parts)
+        .group_by(["customer_id", "item_id", "timestamp"])
+        .aggregate([("revenue", "max"), ("channel", "max")])
+        .rename_columns(["customer_id", "item_id", "timestamp", "revenue", "channel"])
     )
 
 

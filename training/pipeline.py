@@ -148,8 +148,8 @@ def code_version() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-def use_mlflow(settings: Settings) -> None:
-    """Point MLflow at the configured stores and experiment.
+def use_mlflow(settings: Settings, experiment: str | None = None) -> None:
+    """Point MLflow at the configured stores and experiment (or `experiment`).
 
     With a local (SQLite or file) tracking store, the experiment keeps its artifacts under the
     data folder rather than in a `./mlruns` of whatever directory the command ran from.
@@ -158,12 +158,13 @@ def use_mlflow(settings: Settings) -> None:
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     if settings.mlflow.registry_uri:
         mlflow.set_registry_uri(settings.mlflow.registry_uri)
+    name = experiment or settings.mlflow.experiment
     local = settings.mlflow.tracking_uri.startswith(("sqlite:", "file:", "/"))
-    if local and mlflow.get_experiment_by_name(settings.mlflow.experiment) is None:
+    if local and mlflow.get_experiment_by_name(name) is None:
         artifacts = settings.data_dir / "mlflow-artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
-        mlflow.create_experiment(settings.mlflow.experiment, artifact_location=artifacts.as_uri())
-    mlflow.set_experiment(settings.mlflow.experiment)
+        mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
+    mlflow.set_experiment(name)
 
 
 def train(config: TrainConfig, settings: Settings) -> TrainResult:

@@ -180,6 +180,16 @@ def _publish(
             )
             if lat is not None and lon is not None
         ]
+        if "name" in parts.stores.column_names:
+            catalogue.store_names = {
+                str(s): str(n)
+                for s, n in zip(
+                    parts.stores["store_id"].to_pylist(),
+                    parts.stores["name"].to_pylist(),
+                    strict=True,
+                )
+                if n
+            }
     live = LiveStock(store.prefix)
     if parts.stock is not None and live.empty(store.client):
         live.seed(

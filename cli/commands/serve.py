@@ -7,7 +7,6 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 from cli.options import CommandSpec, add_engine_option, existing_path, positive_int
 from omnirec.settings import Settings
@@ -45,6 +44,8 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     # every worker uses the same Redis: REDIS_URL, or the data folder's shared embedded server
     with redis_target(settings) as target:
         os.environ["REDIS_URL"] = target.url
+        # where the workers are served (tracking links default to it: OMNIREC_PUBLIC_URL wins)
+        os.environ["OMNIREC_HOST"], os.environ["OMNIREC_PORT"] = host, str(port)
         uvicorn.run(
             "serving.asgi:app",
             host=host,
@@ -119,6 +120,18 @@ def _configure_batch(p: argparse.ArgumentParser) -> None:
         default=None,
         help="a configured placement (e.g. post_purchase_email): its rules and experiment",
     )
+    p.add_argument(
+        "--channel",
+        default="email",
+        help="where the answers are shown (default email): named in each recommendation id, "
+        "so purchases on any channel are attributed to it",
+    )
+    p.add_argument(
+        "--link-base",
+        default=None,
+        help="the service's address as e-mail readers reach it, for the tracking links "
+        "(default $OMNIREC_PUBLIC_URL, else http://$OMNIREC_HOST:$OMNIREC_PORT)",
+    )
 
 
 def _configure_due(p: argparse.ArgumentParser) -> None:
@@ -176,6 +189,7 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
     from omnirec.redis_runtime import redis_target
     from serving.ask import Ask
     from serving.engine import Engine
+    from serving.links import Links, link_secret
     from serving.runtime import ModelRuntime
 
     customers = _read_customers(args.customers)
@@ -183,6 +197,8 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
     with redis_target(settings) as target:
         store = RedisFeatureStore(target, settings.redis.prefix, timeout=30)
         engine = Engine(settings, store)
+        if args.link_base:
+            engine.batches.links = Links(link_secret(settings), args.link_base)
         runtime = ModelRuntime(settings, engine)
         if not runtime.refresh() and engine.live.snapshot is None:
             raise SystemExit(f"no champion model with a published snapshot: {runtime.last_error}")
@@ -205,10 +221,9 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
                 "price",
                 "image_url",
                 "reason",
+                "tracking_url",  # records the click with its recommendation id, then the item
             )
         }
-        snap = engine.live.snapshot
-        images = snap.text_column("image_url") if snap is not None else None
         progress = Progress(len(customers), "batch", "customers")
         engine.placements.rules_for(args.placement)  # an unknown placement stops here
         run_id = f"{random.getrandbits(128):032x}"  # the recommendation ids' common part
@@ -216,6 +231,7 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
             chunk = customers[start : start + 1000]
             ask = Ask(
                 limit=args.limit,
+                channel=args.channel,
                 store_id=args.store_id,
                 placement=args.placement,
                 request_id=run_id,
@@ -236,8 +252,9 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
                 rows["name"] += [item.name for item in answer.items]
                 rows["category"] += [item.category for item in answer.items]
                 rows["price"] += [item.price for item in answer.items]
-                rows["image_url"] += [_image(snap, images, item.item_id) for item in answer.items]
+                rows["image_url"] += [item.image_url for item in answer.items]
                 rows["reason"] += ["; ".join(item.reasons) for item in answer.items]
+                rows["tracking_url"] += [item.link for item in answer.items]
         progress.close()
         answered = time.perf_counter()
         store.close()
@@ -250,15 +267,6 @@ def _run_batch(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(customers) / max(answered - loaded, 1e-9):,.0f} customers/s)"
     )
     return 0
-
-
-def _image(snap: Any, images: Any, item_id: str) -> str | None:
-    """The catalogue's `image_url` of an item, when the catalogue has that column."""
-    if images is None:
-        return None
-    col = snap.item_index.get(item_id)
-    value = None if col is None else images[col]
-    return None if value is None or value != value else str(value)  # NaN: none
 
 
 def _configure_snapshots(p: argparse.ArgumentParser) -> None:

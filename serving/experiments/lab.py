@@ -87,7 +87,9 @@ class Lab:
                 served = [i.item_id for i in answer.items]
                 rules = rules_of(variant)
                 self.shadow.offer(ShadowJob(experiment, answer.customer_id, served, ask, rules))
-        return self.labelled(answer, ask.request_id, experiment, variant, ask.placement)
+        return self.labelled(
+            answer, ask.request_id, experiment, variant, ask.placement, channel=ask.channel
+        )
 
     def _record(
         self, experiment: Experiment, variant: Variant, seconds: float, failed: bool
@@ -111,13 +113,17 @@ class Lab:
         variant: Variant | None,
         placement: str | None,
         index: int | None = None,
+        channel: str | None = None,
     ) -> Recommendations:
-        """`answer` with its recommendation id, variant, experiment and placement."""
+        """`answer` with its recommendation id (which names the channel it is shown on), variant,
+        experiment and placement."""
         name = variant.name if variant is not None else DEFAULT_VARIANT
         in_experiment = experiment.name if experiment is not None and variant is not None else None
         return msgspec.structs.replace(
             answer,
-            recommendation_id=recommendation_id(request_id, in_experiment, name, placement, index),
+            recommendation_id=recommendation_id(
+                request_id, in_experiment, name, placement, index, channel
+            ),
             variant=name,
             experiment=in_experiment,
             placement=placement,

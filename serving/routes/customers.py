@@ -11,7 +11,7 @@ from litestar.params import Parameter
 from serving.auth import needs
 from serving.engine import Engine
 from serving.routes.common import PathId, StoreId, check_store, get_engine, request_id
-from serving.schemas import Profile
+from serving.schemas import Profile, StoresOut
 
 AliasType = Literal["customer", "loyalty_card", "email", "phone", "device", "account"]
 
@@ -65,9 +65,12 @@ class StoreController(Controller):
         operation_id="listStores",
         summary="Stores with stock information in the served snapshot",
     )
-    async def stores(self, engine: Engine) -> dict[str, list[str]]:
+    async def stores(self, engine: Engine) -> StoresOut:
+        """Store ids, and the name of each that the stores file names (`names`)."""
         snap = engine.live.snapshot
-        return {"stores": sorted(snap.stock) if snap else []}
+        stores = sorted(snap.stock) if snap else []
+        named = snap.store_names if snap else {}
+        return StoresOut(stores, {s: named[s] for s in stores if s in named})
 
 
 class CategoryController(Controller):

@@ -64,13 +64,7 @@ async def _attribute(engine: Engine, result: IngestResult) -> None:
     except StoreUnavailableError:
         return
     for event, ref in found:
-        count_attributed(
-            engine,
-            ref.experiment,
-            ref.variant,
-            ref.placement,
-            (event.price or 0.0) * event.quantity,
-        )
+        count_attributed(engine, ref, event.channel, (event.price or 0.0) * event.quantity)
 
 
 def _accepted(result: IngestResult) -> EventsAccepted:

@@ -15,6 +15,7 @@ from litestar.types import Scope, Send
 
 from serving.ask import Ask
 from serving.auth import needs
+from serving.batch import with_links
 from serving.engine import Engine
 from serving.fastpath import FAST_PATH, bool_value, id_value, int_value, query_params, send_json
 from serving.heavy import HeavyWork
@@ -42,7 +43,13 @@ from serving.routes.common import (
     request_rules,
     store_known,
 )
-from serving.schemas import BatchRequest, BatchResponse, OrderRequest, Recommendations
+from serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    OrderRequest,
+    OrdersBatchRequest,
+    Recommendations,
+)
 
 ENCODER = msgspec.json.Encoder()
 
@@ -161,7 +168,7 @@ class RecommendationController(Controller):
     path = "/v1"
     tags = ["recommendations"]
     dependencies = {"engine": Provide(get_engine, sync_to_thread=False)}
-    opt = needs("recommend", "tablet")
+    opt = needs("recommend", "tablet", "public")  # batch and orders: `recommend` only
 
     @get(
         "/customers/{customer_id:str}/recommendations",
@@ -316,6 +323,42 @@ class RecommendationController(Controller):
         rules = engine.placements.rules_for(data.placement)
         answer = await engine.items.complements(data.customer_id, list(data.item_ids), ask, rules)
         return _count("complements", engine.labelled(answer, ask))
+
+    @post(
+        "/orders/complements/batch",
+        operation_id="orderComplementsBatch",
+        status_code=200,
+        opt=needs("recommend"),
+        summary="Post-purchase suggestions for up to 1,000 orders in one call (the nightly "
+        "e-mails), each item with its tracking link",
+        responses={200: ResponseSpec(BatchResponse, description="one answer per order, in order")},
+    )
+    async def orders_batch(self, engine: Engine, data: OrdersBatchRequest) -> Stream:
+        """Each order as `POST /v1/orders/complements` answers it (never its items), answer k's
+        recommendation id ending in `-k` and naming the channel; one order at a time, so
+        storefront requests keep flowing meanwhile."""
+        rid = request_id()
+        channel = check_channel(engine, data.channel)
+        results = []
+        for k, order in enumerate(data.orders):
+            ask = checked_ask(
+                engine,
+                limit=order.limit,
+                channel=channel,
+                store_id=order.store_id,
+                availability=order.availability,
+                placement=order.placement,
+            ).but(request_id=rid)
+            rules = engine.placements.rules_for(order.placement)
+            answer = await engine.items.complements(
+                order.customer_id, list(order.item_ids), ask, rules
+            )
+            answer = engine.lab.labelled(answer, rid, None, None, ask.placement, k, channel)
+            results.append(
+                _count("complements", with_links(engine.links, answer, order.customer_id))
+            )
+        version = engine.live.snapshot.version if engine.live.snapshot else None
+        return Stream(_batch_body(results, version, rid), media_type=MediaType.JSON)
 
     @post(
         "/recommendations/batch",

@@ -10,7 +10,7 @@ import redis
 
 from features.stock import LiveStock, StockUpdate
 from features.trending import HOUR, TrendEvent, Trending
-from omnirec.redis_access import run_pipelined
+from omnirec.redis_access import drive, run_pipelined
 
 
 def test_levels_deltas_and_the_change_log(redis_server: str) -> None:
@@ -63,3 +63,22 @@ def test_trending_counts_weighted_events_and_fades_older_hours(redis_server: str
     everywhere = dict(trending.merge(run_pipelined(client, trending.reads("all", now))))
     assert everywhere == {"old": 9.0, "new": 6.0, "viewed": 4.0}
     assert trending.merge(run_pipelined(client, trending.reads("channel:app", now))) == []
+
+
+def test_an_item_trends_only_when_enough_customers_made_it_so(redis_server: str) -> None:
+    client = redis.Redis.from_url(redis_server)
+    trending = Trending(f"t{uuid.uuid4().hex[:8]}", {"view": 1.0, "purchase": 6.0})
+    now = 1_000 * HOUR + 10
+    one_visitor = [TrendEvent("fad", "view", "web", None, now, "visitor-1") for _ in range(5)]
+    three = [TrendEvent("liked", "view", "web", None, now, f"c{k}") for k in range(3)]
+    at_store = [TrendEvent("local", "purchase", "store", "S1", now, f"c{k}") for k in range(3)]
+    run_pipelined(client, trending.writes(one_visitor + three + at_store, now))
+    lists = drive(client, trending.read(["all", "channel:web", "store:S1", "store:S2"], now, 3))
+    # five views by one visitor outscore three customers' views, and do not trend
+    assert [i for i, _ in lists["all"]] == ["local", "liked"]
+    assert [i for i, _ in lists["channel:web"]] == ["liked"]
+    assert [i for i, _ in lists["store:S1"]] == ["local"]
+    assert lists["store:S2"] == []  # another store's trend is not this store's
+    # without a minimum, the raw scores
+    raw = drive(client, trending.read(["channel:web"], now, 1))
+    assert [i for i, _ in raw["channel:web"]] == ["fad", "liked"]

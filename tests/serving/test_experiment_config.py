@@ -127,6 +127,13 @@ def test_recommendation_ids_say_what_answered() -> None:
     assert (
         parse_recommendation_id("not-ours") is None and parse_recommendation_id("a.b.C D.e") is None
     )
+    # the channel it was shown on, when the caller named one: the fifth part
+    shown = recommendation_id("ab12", None, "default", "home", None, "email")
+    assert shown == "ab12._.default.home.email"
+    ref = parse_recommendation_id(shown)
+    assert ref is not None and (ref.placement, ref.channel) == ("home", "email")
+    assert ref.channel is not None and outside.channel is None
+    assert parse_recommendation_id("ab12._.default.home.E-Mail") is None
 
 
 def _answer_both(

@@ -112,8 +112,8 @@ def test_each_customer_sees_one_variant_on_every_server_and_alias(lab: Deploymen
     )  # a second replica, same Redis and MLflow
     other.start_server()
     counted = {
-        v: _metric(
-            lab, "omnirec_variant_answers_total", experiment="model-ab", variant=v, outcome="ok"
+        v: lab.metric(
+            "omnirec_variant_answers_total", experiment="model-ab", variant=v, outcome="ok"
         )
         for v in ("control", "challenger")
     }
@@ -135,8 +135,7 @@ def test_each_customer_sees_one_variant_on_every_server_and_alias(lab: Deploymen
         other.stop_server()
     assert all(len(v) == 1 for v in seen.values())
     for variant, before in counted.items():  # /metrics counts each variant's answers, per worker
-        after = _metric(
-            lab,
+        after = lab.metric(
             "omnirec_variant_answers_total",
             experiment="model-ab",
             variant=variant,
@@ -157,8 +156,7 @@ def test_each_customer_sees_one_variant_on_every_server_and_alias(lab: Deploymen
 def test_metrics_show_the_guardrails_rounds_of_each_variant(lab: Deployment) -> None:
     # an error round ends once both sides answered min_requests (200) times in it: 500 answers
     # of each variant end at least one, and the healthy challenger is found no worse
-    before = _metric(
-        lab,
+    before = lab.metric(
         "omnirec_guardrail_rounds_total",
         experiment="model-ab",
         variant="challenger",
@@ -182,8 +180,7 @@ def test_metrics_show_the_guardrails_rounds_of_each_variant(lab: Deployment) -> 
             assert answer["variant"] == variant and not answer["degraded"]
             counts[variant] += 1
     assert counts["control"] == counts["challenger"] == 500
-    after = _metric(
-        lab,
+    after = lab.metric(
         "omnirec_guardrail_rounds_total",
         experiment="model-ab",
         variant="challenger",
@@ -191,8 +188,7 @@ def test_metrics_show_the_guardrails_rounds_of_each_variant(lab: Deployment) -> 
         verdict="ok",
     )
     assert after - before >= 2
-    worse = _metric(
-        lab,
+    worse = lab.metric(
         "omnirec_guardrail_rounds_total",
         experiment="model-ab",
         variant="challenger",
@@ -201,8 +197,7 @@ def test_metrics_show_the_guardrails_rounds_of_each_variant(lab: Deployment) -> 
     )
     assert worse == 0
     assert (
-        _metric(
-            lab,
+        lab.metric(
             "omnirec_guardrail_last_round",
             experiment="model-ab",
             variant="challenger",
@@ -318,15 +313,6 @@ def test_batch_answers_carry_each_customers_variant_and_id(lab: Deployment) -> N
         )
 
 
-def _metric(dep: Deployment, name: str, **labels: str) -> float:
-    text = httpx.get(f"{dep.base_url}/metrics").text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_feedback_is_stored_counted_attributed_and_exported(lab: Deployment) -> None:
     customer = CUSTOMERS[3]
     answer = _get(
@@ -335,11 +321,11 @@ def test_feedback_is_stored_counted_attributed_and_exported(lab: Deployment) -> 
     variant, rid = answer["variant"], answer["recommendation_id"]
     first, second = answer["items"][0], answer["items"][1]
     before = {
-        kind: _metric(lab, "omnirec_feedback_total", type=kind, variant=variant, placement="home")
+        kind: lab.metric("omnirec_feedback_total", type=kind, variant=variant, placement="home")
         for kind in ("impression", "click", "purchase")
     }
-    attributed = _metric(lab, "omnirec_attributed_purchases_total", variant=variant)
-    revenue = _metric(lab, "omnirec_attributed_revenue_total", variant=variant)
+    attributed = lab.metric("omnirec_attributed_purchases_total", variant=variant)
+    revenue = lab.metric("omnirec_attributed_revenue_total", variant=variant)
     feedback = [
         *(
             {
@@ -407,14 +393,14 @@ def test_feedback_is_stored_counted_attributed_and_exported(lab: Deployment) -> 
         )
         assert forbidden.status_code == 403
     after = {
-        kind: _metric(lab, "omnirec_feedback_total", type=kind, variant=variant, placement="home")
+        kind: lab.metric("omnirec_feedback_total", type=kind, variant=variant, placement="home")
         for kind in ("impression", "click")
     }
     assert after["impression"] - before["impression"] == 3 and after["click"] - before["click"] == 1
     # only the purchase of the clicked item counts, with its revenue
-    assert _metric(lab, "omnirec_attributed_purchases_total", variant=variant) - attributed == 1
-    assert _metric(
-        lab, "omnirec_attributed_revenue_total", variant=variant
+    assert lab.metric("omnirec_attributed_purchases_total", variant=variant) - attributed == 1
+    assert lab.metric(
+        "omnirec_attributed_revenue_total", variant=variant
     ) - revenue == pytest.approx(25.0)
     # exported beside the event log, with the variant and placement of each record
     out = lab.data.parent / "exported" / "events"
@@ -478,13 +464,19 @@ def test_a_purchase_posted_as_an_event_counts_for_the_clicked_recommendation(
 ) -> None:
     customer = CUSTOMERS[5]
     answer = _get(
-        lab, f"/v1/customers/{customer}/recommendations", placement="home", limit=3
+        lab,
+        f"/v1/customers/{customer}/recommendations",
+        placement="home",
+        limit=3,
+        channel="email",
     ).json()
     variant, item = answer["variant"], answer["items"][2]["item_id"]
-    attributed = _metric(
-        lab, "omnirec_attributed_purchases_total", variant=variant, placement="home"
+    assert answer["recommendation_id"].endswith(".home.email")  # the id names where it is shown
+    attributed = lab.metric("omnirec_attributed_purchases_total", variant=variant, placement="home")
+    crossed = lab.metric(
+        "omnirec_attributed_purchases_by_channel_total", shown_on="email", bought_on="store"
     )
-    revenue = _metric(lab, "omnirec_attributed_revenue_total", variant=variant, placement="home")
+    revenue = lab.metric("omnirec_attributed_revenue_total", variant=variant, placement="home")
     with lab.client("events") as c:
         click = {
             "type": "click",
@@ -537,14 +529,23 @@ def test_a_purchase_posted_as_an_event_counts_for_the_clicked_recommendation(
         assert posted.status_code == 202 and posted.json()["accepted"] == 2, posted.text
     # only the clicked item's purchase counts, once, price x quantity
     assert (
-        _metric(lab, "omnirec_attributed_purchases_total", variant=variant, placement="home")
+        lab.metric("omnirec_attributed_purchases_total", variant=variant, placement="home")
         - attributed
         == 1
     )
     assert (
-        _metric(lab, "omnirec_attributed_revenue_total", variant=variant, placement="home")
-        - revenue
+        lab.metric("omnirec_attributed_revenue_total", variant=variant, placement="home") - revenue
         == 21.0
+    )
+    # the e-mail's suggestion bought at the till: counted on the channel pair, once
+    assert (
+        lab.metric(
+            "omnirec_attributed_purchases_by_channel_total",
+            shown_on="email",
+            bought_on="store",
+        )
+        - crossed
+        == 1
     )
 
 
@@ -573,10 +574,10 @@ def test_the_shadow_model_is_computed_off_the_request_path_and_compared(lab: Dep
     # the challenger shadows every product_page request, each shadow answer taking 0.5 s more
     # (OMNIREC_SHADOW_DELAY_SECONDS), at most a quarter of the time: it falls behind, answers do not
     def counted(outcome: str) -> float:
-        return _metric(lab, "omnirec_shadow_total", experiment="margin", outcome=outcome)
+        return lab.metric("omnirec_shadow_total", experiment="margin", outcome=outcome)
 
     before = {o: counted(o) for o in ("queued", "dropped", "done")}
-    compared = _metric(lab, "omnirec_shadow_overlap_count", experiment="margin")
+    compared = lab.metric("omnirec_shadow_overlap_count", experiment="margin")
     for customer in CUSTOMERS[:12]:
         r = _get(lab, f"/v1/customers/{customer}/recommendations", placement="product_page")
         assert (
@@ -588,7 +589,7 @@ def test_the_shadow_model_is_computed_off_the_request_path_and_compared(lab: Dep
     # wait for this test's own comparisons: a shadow queued by an earlier test may finish between
     # the readings above (its overlap then counts in `compared` and its "done" after `before`)
     wait_until(
-        lambda: _metric(lab, "omnirec_shadow_overlap_count", experiment="margin") > compared,
+        lambda: lab.metric("omnirec_shadow_overlap_count", experiment="margin") > compared,
         "this test's shadow comparisons",
         every=0.5,
     )
@@ -599,7 +600,7 @@ def test_each_worker_holds_the_versions_its_experiments_name_and_lets_go_of_the_
     lab: Deployment,
 ) -> None:
     def held(version: str, role: str) -> float:
-        return _metric(lab, "omnirec_loaded_model_bytes", version=version, role=role)
+        return lab.metric("omnirec_loaded_model_bytes", version=version, role=role)
 
     assert held("1", "champion") > 100_000 and held("2", "experiment") > 10_000
     registry = ModelRegistry(lab.settings.mlflow)

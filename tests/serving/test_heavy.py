@@ -44,10 +44,16 @@ def without_request_ids(body: dict[str, object]) -> object:
     rid = str(body["request_id"])
     for k, r in enumerate(results):
         assert r["recommendation_id"] == f"{rid}-{k}._.default._", r["recommendation_id"]
-    return [
-        {k: v for k, v in r.items() if k not in {"request_id", "recommendation_id"}}
-        for r in results
-    ]
+    answers = []
+    for r in results:
+        items = r["items"]
+        # each item's tracking link names the answer's recommendation id: checked, then dropped
+        assert all(i["link"].count("/v1/r/") == 1 for i in items)
+        answers.append(
+            {k: v for k, v in r.items() if k not in {"request_id", "recommendation_id", "items"}}
+            | {"items": [{k: v for k, v in i.items() if k != "link"} for i in items]}
+        )
+    return answers
 
 
 def test_batch_in_the_child_process_answers_as_the_worker_does(deployment: Deployment) -> None:

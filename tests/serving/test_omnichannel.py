@@ -226,6 +226,31 @@ def test_walk_in_customers_see_what_is_trending_at_the_store(deployment: Deploym
     assert all(i["reasons"] for i in unknown["items"])  # every item says why: trending or popular
 
 
+def test_one_visitors_views_do_not_trend_and_a_stores_trends_stay_in_the_store(
+    deployment: Deployment,
+) -> None:
+    fad, liked = "I000161", "I000162"
+    views = [
+        {"customer_id": "visitor-x", "item_id": fad, "event_type": "view", "channel": "app"}
+        for _ in range(8)
+    ] + [
+        {"customer_id": f"fan-{k}", "item_id": liked, "event_type": "view", "channel": "app"}
+        for k in range(3)
+    ]
+    post_events(deployment, views)
+    answer = get(deployment, "/v1/trending", channel="app", limit=20)
+    trending = [i["item_id"] for i in answer["items"] if i["source"] == "trending"]
+    assert liked in trending and fad not in trending
+    reason = next(i["reasons"] for i in answer["items"] if i["item_id"] == liked)
+    assert reason == ["trending in the app now"]
+    # at a store, only what trends at that store is "trending at this store"
+    at_store = get(deployment, "/v1/trending", store_id="S002", limit=20)
+    for item in at_store["items"]:
+        if item["source"] == "trending":
+            assert item["reasons"] == ["trending at this store now"]
+    assert liked not in [i["item_id"] for i in at_store["items"] if i["source"] == "trending"]
+
+
 @pytest.mark.parametrize("scope", ["recommend", "events"])
 def test_the_stock_feed_needs_the_stock_scope(deployment: Deployment, scope: str) -> None:
     with deployment.client(scope) as c:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pyarrow.compute as pc
 import pytest
@@ -14,41 +9,12 @@ from playwright.sync_api import expect
 
 from features.dataset import load_dataset
 from tests.deploy import KEYS, MARKUP_ITEM, MARKUP_NAME, Deployment
+from tests.serving.conftest import ARTIFACTS
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = (
-    Path(os.environ.get("OMNIREC_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
-    / "tablet"
-)
+SHOTS = ARTIFACTS / "tablet"
+SHOTS.mkdir(parents=True, exist_ok=True)
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(
-            "BROWSER TESTS SKIPPED: Debian's chromium is not installed (./dev test installs it)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield chromium
-        chromium.close()
 
 
 def loyalty_card(dep: Deployment, customer: str) -> str:
@@ -257,4 +223,51 @@ def test_tablet_shows_the_cart_filled_in_the_app_first_and_serves_walk_ins(  # t
     )
     assert reasons and all("trending" in r or "popular" in r for r in reasons)
     page.screenshot(path=str(SHOTS / "7-walk-in.png"), full_page=True)
+    page.close()
+
+
+def test_tablet_in_portrait_names_stores_and_keeps_suggestions_near_the_top(  # type: ignore[no-untyped-def]
+    browser, deployment: Deployment
+) -> None:
+    """A portrait tablet (768 px wide, one column): the suggestions come right after the customer
+    and their cart, the activity after them with its first rows only; the store picker and the
+    activity name stores (once); the page loads without a failed request or console error."""
+    dataset = load_dataset(deployment.data)
+    bought_in_store = dataset.events.filter(pc.equal(dataset.events["channel"], "store"))
+    busy = bought_in_store.group_by("customer_id").aggregate([("item_id", "count")])
+    customer = busy.sort_by([("item_id_count", "descending")])["customer_id"][0].as_py()
+    page = browser.new_page(viewport={"width": 768, "height": 1024})
+    failures: list[str] = []
+    page.on(
+        "response", lambda r: failures.append(f"{r.status} {r.url}") if r.status >= 400 else None
+    )
+    page.on("console", lambda m: failures.append(m.text) if m.type == "error" else None)
+    page.goto(f"{deployment.base_url}/tablet")
+    page.fill("#key", KEYS["tablet"])
+    page.click("#save-key")
+    expect(page.locator("#store option")).not_to_have_count(1)
+    options = page.eval_on_selector_all(
+        "#store option", "els => els.map(e => [e.value, e.textContent])"
+    )
+    named = [(v, t) for v, t in options if v]
+    assert named and all(t.endswith(f"({v})") and t != v for v, t in named)
+    page.select_option("#store", "S001")
+    assert page.inner_text("#who").startswith("Store ") and "(S001)" in page.inner_text("#who")
+    page.select_option("#alias-type", "customer")
+    page.fill("#alias-value", customer)
+    page.click("#go")
+    page.wait_for_selector("#recommendations li")
+    recs, history = page.locator("#recs").bounding_box(), page.locator("#history").bounding_box()
+    assert recs and history and recs["y"] < history["y"]
+    assert recs["y"] < 1024 * 1.5  # near the top, not below dozens of activity rows
+    assert page.locator("#activity li:visible").count() <= 6
+    rows = page.locator("#activity li").count()
+    if rows > 6:
+        page.click("#more-activity")
+        expect(page.locator("#activity li:visible")).to_have_count(rows)
+    metas = page.eval_on_selector_all("#activity li .meta", "els => els.map(e => e.textContent)")
+    in_store = [m for m in metas if "in store" in m]
+    assert in_store and all(m.count("S0") <= 1 and " · store " not in m for m in in_store)
+    page.screenshot(path=str(SHOTS / "8-portrait.png"), full_page=True)
+    assert failures == []
     page.close()

@@ -1,0 +1,104 @@
+"""Tracking links for e-mails: `<public url>/v1/r/<token>` records the click with its
+recommendation id and sends the reader on to the item's page.
+
+The token carries the recommendation id, the customer and the item, signed (HMAC-SHA256, 96
+bits): nobody can forge a click or send a reader elsewhere through the service (the target is the
+catalogue's page of that item, never a URL from the link). It is encoded, not encrypted; the
+service logs no request paths. The signing key is `OMNIREC_LINK_SECRET`, else one made once and
+kept in the data folder (every worker and host of a deployment must share it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from omnirec.settings import Settings
+
+SECRET_FILE = "link-secret"  # noqa: S105 (the file name, not a secret)
+SEP = "\x1f"
+SIGNATURE_BYTES = 12
+
+
+@dataclass(frozen=True)
+class Click:
+    """What a tracking link says: which answer showed which item to whom."""
+
+    recommendation_id: str
+    customer_id: str
+    item_id: str
+
+
+def link_secret(settings: Settings) -> bytes:
+    """The key links are signed with: the configured one, else the data folder's (made once)."""
+    if settings.serving.link_secret:
+        return settings.serving.link_secret.encode()
+    path = Path(settings.data_dir) / SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first: read theirs
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+class Links:
+    """Makes and checks tracking links with one key."""
+
+    def __init__(self, secret: bytes, base_url: str) -> None:
+        self._secret = secret
+        self.base_url = base_url.rstrip("/")
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+
+    def token(self, click: Click) -> str:
+        payload = SEP.join((click.recommendation_id, click.customer_id, click.item_id)).encode()
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+
+    def url(self, click: Click) -> str:
+        return f"{self.base_url}/v1/r/{self.token(click)}"
+
+    def read(self, token: str) -> Click | None:
+        """The click a token names, or None when it is not one this key signed."""
+        body, dot, signature = token.partition(".")
+        if not dot:
+            return None
+        try:
+            payload, given = _unb64(body), _unb64(signature)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(self._sign(payload), given):
+            return None
+        parts = payload.decode(errors="replace").split(SEP)
+        return Click(*parts) if len(parts) == 3 else None
+
+
+def item_page(template: str | None, catalogue_url: str | None, item_id: str) -> str | None:
+    """Where a tracking link sends the reader: the catalogue's own http(s) page of the item, else
+    the configured template, else nowhere."""
+    if catalogue_url and catalogue_url.startswith(("https://", "http://")):
+        return catalogue_url
+    if template:
+        return template.replace("{item_id}", quote(item_id, safe=""))
+    return None
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    if len(text) > 4096:
+        raise ValueError("too long")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
