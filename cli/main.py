@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from cli.options import CommandSpec
-from omnirec.errors import OmnirecError
+from omnirec.errors import ConfigError, OmnirecError
 from omnirec.settings import Settings
 
 # commands that hold a whole data set: their peak memory is what they hold (omnirec.memory)
@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cross-channel product recommendations: data, training, feature store, "
         "serving.",
     )
+    parser.add_argument(
+        "--tenant",
+        default=None,
+        help="the retailer or brand to work on (one of $OMNIREC_TENANTS): its data folder, "
+        "Redis prefix and MLflow model; `serve` serves every tenant",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for spec in all_commands():
         child = sub.add_parser(spec.name, help=spec.help, description=spec.help)
@@ -66,8 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return_freed_memory()
     try:
+        settings = Settings.from_env()
+        if args.tenant is not None:
+            if args.command == "serve":
+                raise ConfigError("serve serves every tenant of OMNIREC_TENANTS: drop --tenant")
+            settings = settings.for_tenant(args.tenant)
         with stop_cleanly_on_sigterm():
-            return int(args.handler(args, Settings.from_env()))
+            return int(args.handler(args, settings))
     except OmnirecError as exc:
         print(f"omnirec {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -146,6 +146,8 @@ class RealtimeEvents:
     ) -> None:
         self.store = store
         self.trending = Trending(store.prefix, trend_weights)
+        # the stores an event may name (the service's served data), None: any
+        self.known_stores: Callable[[], Collection[str] | None] | None = None
         self.ttl = activity_ttl_seconds
         self.backlog_limit = backlog_limit
         self.backlog = 0  # the fullest stream's length at the last write (omnirec_event_backlog)
@@ -172,10 +174,21 @@ class RealtimeEvents:
         self, raw_events: list[dict[str, object]], start: int
     ) -> list[StreamEvent | Rejected]:
         now = time.time()
-        return [
+        checked = [
             check_event(raw, start + i, self.max_future_seconds, now)
             for i, raw in enumerate(raw_events)
         ]
+        stores = self.known_stores() if self.known_stores is not None else None
+        if stores:
+            checked = [
+                Rejected(start + k, "store_id", "not a store of the served data")
+                if isinstance(c, StreamEvent)
+                and c.store_id is not None
+                and c.store_id not in stores
+                else c
+                for k, c in enumerate(checked)
+            ]
+        return checked
 
     def alias_reads(self, events: Sequence[Stored]) -> list[Command]:
         """The alias of each event's customer, then the length of every stream (the backlog)."""

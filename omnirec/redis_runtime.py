@@ -374,7 +374,8 @@ def redis_target(settings: Settings) -> Iterator[RedisTarget]:
             "OMNIREC_REDIS_CLUSTER and OMNIREC_REDIS_SENTINEL_MASTER need REDIS_URL "
             "(the embedded Redis is one server)"
         )
-    with SharedEmbeddedRedis(settings.data_dir / "redis", redis_settings.appendfsync) as url:
+    folder = redis_settings.embedded_dir or settings.data_dir  # tenants share the deployment's
+    with SharedEmbeddedRedis(folder / "redis", redis_settings.appendfsync) as url:
         yield RedisTarget(url)
 
 

@@ -60,6 +60,7 @@ class RedisSettings(msgspec.Struct, frozen=True):
     cert_file: str | None = None  # rediss://: a client certificate, when the server asks for one
     key_file: str | None = None
     event_streams: int = 8  # events are spread over this many streams (slots, on a cluster)
+    embedded_dir: Path | None = None  # the embedded server's folder (default: the data folder's)
 
 
 class MlflowSettings(msgspec.Struct, frozen=True):
@@ -79,6 +80,8 @@ class ServingSettings(msgspec.Struct, frozen=True):
     port: int = 8000
     workers: int = 1
     api_keys: dict[str, frozenset[str]] = msgspec.field(default_factory=dict)
+    key_tenants: dict[str, str] = msgspec.field(default_factory=dict)  # key -> its tenant
+    tenants: tuple[str, ...] = ()  # the retailers or brands one deployment serves (none: one)
     reload_interval_seconds: float = 30.0
     max_body_bytes: int = 2_000_000
     max_batch_customers: int = 1000
@@ -117,6 +120,41 @@ class Settings(msgspec.Struct, frozen=True):
     interactions: InteractionSettings
     seed: int = 42
     max_future_seconds: float = 86_400.0  # events stamped further ahead of now are refused
+    tenant: str | None = None  # whose settings these are (`for_tenant`); None: the deployment's
+
+    def for_tenant(self, name: str) -> Settings:
+        """One tenant's settings: its own data folder (`<data>/tenants/<name>`: events, erasure
+        log, link key, `placements.toml` and `experiments.toml`), Redis prefix (`<prefix>-<name>`)
+        and MLflow model and experiment names (`<name>-<tenant>`); the Redis server and the MLflow
+        store are the deployment's."""
+        if name not in self.serving.tenants:
+            known = ", ".join(self.serving.tenants) or "none configured (OMNIREC_TENANTS)"
+            raise ConfigError(f"unknown tenant {name!r}; tenants: {known}")
+        folder = self.data_dir / "tenants" / name
+
+        def own(file: str) -> Path | None:
+            return folder / file if (folder / file).exists() else None
+
+        return msgspec.structs.replace(
+            self,
+            tenant=name,
+            data_dir=folder,
+            redis=msgspec.structs.replace(
+                self.redis,
+                prefix=f"{self.redis.prefix}-{name}",
+                embedded_dir=self.redis.embedded_dir or self.data_dir,
+            ),
+            mlflow=msgspec.structs.replace(
+                self.mlflow,
+                model_name=f"{self.mlflow.model_name}-{name}",
+                experiment=f"{self.mlflow.experiment}-{name}",
+            ),
+            serving=msgspec.structs.replace(
+                self.serving,
+                placements_file=own("placements.toml"),
+                experiments_file=own("experiments.toml"),
+            ),
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -158,6 +196,10 @@ class Settings(msgspec.Struct, frozen=True):
                 port=_int(env, "OMNIREC_PORT", 8000),
                 workers=_int(env, "OMNIREC_WORKERS", 1),
                 api_keys=parse_api_keys(env.get("OMNIREC_API_KEYS", "")),
+                key_tenants=parse_key_tenants(
+                    env.get("OMNIREC_API_KEYS", ""), parse_tenants(env.get("OMNIREC_TENANTS", ""))
+                ),
+                tenants=parse_tenants(env.get("OMNIREC_TENANTS", "")),
                 reload_interval_seconds=float(env.get("OMNIREC_RELOAD_INTERVAL_SECONDS", "30")),
                 repurchase_days=parse_weights(env.get("OMNIREC_REPURCHASE_DAYS", ""), {}),
                 fast_paths=env.get("OMNIREC_FAST_PATHS", "1") not in {"0", "false", "no", "off"},
@@ -261,11 +303,46 @@ def parse_origins(raw: str) -> tuple[str, ...]:
     return origins
 
 
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9\-]{0,31}")
+
+
+def parse_tenants(raw: str) -> tuple[str, ...]:
+    """Parse `brand-a,brand-b` (lowercase names, digits and dashes)."""
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for name in names:
+        if not TENANT_NAME.fullmatch(name):
+            raise ConfigError(f"OMNIREC_TENANTS: {name!r} is not a tenant name (a-z, 0-9, -)")
+    if len(set(names)) != len(names):
+        raise ConfigError("OMNIREC_TENANTS: a tenant is named twice")
+    return names
+
+
+def parse_key_tenants(raw: str, tenants: tuple[str, ...]) -> dict[str, str]:
+    """{key: tenant} of `key:scope+scope@tenant` entries. With tenants configured, every key
+    names one of them (a key reaches its own tenant's data only); without, none may."""
+    owners: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(";"))):
+        key, _, rest = entry.partition(":")
+        _, at, tenant = rest.partition("@")
+        if not tenants and at:
+            raise ConfigError("OMNIREC_API_KEYS: a key names a tenant but OMNIREC_TENANTS is unset")
+        if tenants and tenant.strip() not in tenants:
+            raise ConfigError(
+                "OMNIREC_API_KEYS: with OMNIREC_TENANTS set, every key ends in @<tenant>, "
+                f"one of {', '.join(tenants)}"
+            )
+        if at:
+            owners[key.strip()] = tenant.strip()
+    return owners
+
+
 def parse_api_keys(raw: str) -> dict[str, frozenset[str]]:
-    """Parse `key1:recommend+events;key2:admin` into {key: scopes}."""
+    """Parse `key1:recommend+events;key2:admin@brand-a` into {key: scopes} (the tenant after
+    `@` is `parse_key_tenants`')."""
     keys: dict[str, frozenset[str]] = {}
     for entry in filter(None, (e.strip() for e in raw.split(";"))):
         key, sep, scopes_raw = entry.partition(":")
+        scopes_raw = scopes_raw.partition("@")[0]
         scopes = frozenset(s.strip() for s in scopes_raw.split("+") if s.strip())
         if not sep or not key or not scopes:
             raise ConfigError("OMNIREC_API_KEYS entries must look like key:scope+scope")

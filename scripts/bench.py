@@ -28,6 +28,7 @@
                                              with defaults vs buy-again (recall@10)
     ./dev bench new-items [--data FOLDER]    Complete Journey: recall on items first sold in the
                                              test weeks, placed by their metadata, vs a rule
+    ./dev bench tenants       memory and requests/s with 1, 5 and 20 tenants in one process
     ./dev bench all           everything above (publish, ann and spark apart: run them alone)
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
@@ -307,6 +308,7 @@ def main() -> None:
             "repurchase",
             "doors",
             "new-items",
+            "tenants",
             "all",
         ],
     )
@@ -346,6 +348,10 @@ def main() -> None:
         bench_stock()
     if args.suite in {"experiments", "all"}:
         bench_experiments()
+    if args.suite in {"tenants", "all"}:
+        from scripts.bench_tenants import run as bench_tenants
+
+        bench_tenants(WORK)
     if args.suite == "ann":  # --items: the catalogue (1,000,000 unless given)
         bench_ann(args.items if "--items" in sys.argv else 1_000_000)
     if args.suite == "new-items":

@@ -20,9 +20,11 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +32,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pyarrow.parquet as pq
 
+from omnirec.redis_runtime import SharedEmbeddedRedis
 from scripts.bench_serve import Background, Hammer
 
 KEY = "chaos-key-0123456789abcdef"
@@ -275,6 +279,67 @@ def main() -> None:
             time.sleep(20)
         print(f"  flood: {hammer.summary()}", flush=True)
 
+    def kill_9_with_children() -> None:
+        """kill -9 of the service while its heavy-request child is up: nothing of it may stay."""
+        assert dep.server is not None
+        with httpx.Client(headers={"X-API-Key": KEY}, timeout=60) as client:
+            client.post(  # starts the heavy-request child
+                f"{dep.base}/v1/recommendations/batch",
+                json={"customer_ids": ["C00000001", "C00000002"], "limit": 5},
+            )
+        # the service's own helpers: the heavy-request child, multiprocessing's resource tracker
+        # (the data folder's embedded redis-server is shared and outlives a killed user by design)
+        children = [
+            c
+            for c in psutil.Process(dep.server.pid).children(recursive=True)
+            if "redis" not in c.name() and "redis-server" not in " ".join(c.cmdline())
+        ]
+        dep.server.kill()
+        dep.server.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_running(c) for c in children):
+            time.sleep(0.1)
+        left = [f"{c.pid} {' '.join(c.cmdline())[:60]}" for c in children if _running(c)]
+        orphans.append(len(left))
+        print(
+            f"  kill -9 of the service with {len(children)} child process(es): "
+            f"{len(left)} left running {left}",
+            flush=True,
+        )
+        dep.start()
+
+    def flush_with_stock() -> None:
+        """FLUSHALL after a live stock change: the stock comes back like the features."""
+        item = f"I{7:06d}"
+        with httpx.Client(headers={"X-API-Key": KEY}, timeout=30) as client:
+            client.post(
+                f"{dep.base}/v1/stock",
+                json={"updates": [{"store_id": "S003", "item_id": item, "quantity": 0}]},
+            ).raise_for_status()
+            before = _at_store(client, dep, "S003")
+            _flush(dep, load)
+            recovered = wait_healthy(dep, time.monotonic())
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                after = _at_store(client, dep, "S003")
+                if after == before:
+                    break
+                time.sleep(0.5)
+            stores = client.get(f"{dep.base}/v1/stores").json()["stores"]
+        stock_rows.append((before, after, item not in after.get("items", set())))
+        print(
+            f"  stock at S003 before the flush: {before['count']} suggestions over 20 customers; "
+            f"after ({recovered:.1f} s to healthy): {after['count']}; the live change (item "
+            f"{item} at 0) kept: {item not in after.get('items', set())}; stores {len(stores)}",
+            flush=True,
+        )
+
+    def reset_connections() -> None:
+        """Redis behind a proxy that accepts connections and resets them, for 5 s."""
+        proxy.resetting.set()
+        time.sleep(5)
+        proxy.resetting.clear()
+
     print(f"chaos run in {root} (service on {dep.base})", flush=True)
     with Load(dep) as load:
         time.sleep(3)
@@ -284,12 +349,30 @@ def main() -> None:
         fault("kill -9 of redis-server", lambda: os.kill(dep.redis_pid(), signal.SIGKILL), settle=1)
         fault("Redis paused 5 s", pause_redis, settle=1)
         fault("FLUSHALL of Redis", lambda: _flush(dep, load), settle=1)
+        fault("FLUSHALL: live stock rebuilt", flush_with_stock, settle=1)
+        fault("kill -9 with the heavy child up", kill_9_with_children)
         fault("batch + bulk flood 20 s", flood)
+        log_before = (root / "server.log").stat().st_size
         fault(
             f"{args.slow_connections:,} half-sent requests, 30 s",
             lambda: slow_connections(dep, args.slow_connections, 30),
         )
-    dep.omnirec("export-events", "--out", str(log))
+        grew = ((root / "server.log").stat().st_size - log_before) / 1e3
+        print(f"  the server log grew {grew:,.0f} kB during the half-sent requests", flush=True)
+        # Redis reached through a proxy that resets connections (Redis restarting, or behind a
+        # load balancer): this process holds the embedded server while the service restarts on
+        # the proxy's address
+        with SharedEmbeddedRedis(root / "var" / "redis") as redis_url:
+            proxy = ResettingProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+            assert dep.server is not None
+            dep.server.send_signal(signal.SIGTERM)
+            dep.server.wait(timeout=60)
+            dep.env["REDIS_URL"] = f"redis://127.0.0.1:{proxy.port}/0"
+            dep.start()
+            fault("Redis resets connections 5 s", reset_connections, settle=1)
+            load.__exit__(None, None, None)  # the load stops before the last export
+            dep.omnirec("export-events", "--out", str(log))
+            proxy.close()
     exported = exported_of_load(log)
     print(
         f"\n{'fault':<40} {'acked':>7} {'exported':>8} {'5xx':>5} {'no conn':>7} {'degraded':>8} "
@@ -312,6 +395,12 @@ def main() -> None:
     )
     print("'healthy s': from the fault until the storefront answered personalized, not degraded")
     print(f"FLUSHALL happened between events {flush_marks}")
+    print(f"processes of the service left running after kill -9: {sum(orphans)}")
+    for before, after, kept in stock_rows:
+        print(
+            f"stock after FLUSHALL: S003 suggestions {before['count']} before, {after['count']} "
+            f"after, the live change kept: {kept}"
+        )
     assert dep.server is not None
     dep.server.send_signal(signal.SIGTERM)
     dep.server.wait(timeout=60)
@@ -327,6 +416,85 @@ def exported_of_load(log: Path) -> set[str]:
 
 
 flush_marks: list[int] = []
+orphans: list[int] = []
+stock_rows: list[tuple[dict[str, object], dict[str, object], bool]] = []
+
+
+def _at_store(client: httpx.Client, dep: Deployment, store: str) -> dict[str, object]:
+    """How many suggestions 20 customers get at `store`, and which items."""
+    count, items = 0, set()
+    for k in range(20):
+        r = client.get(
+            f"{dep.base}/v1/customers/C{k:08d}/recommendations",
+            params={"store_id": store, "limit": 10},
+        )
+        if r.status_code == 200:
+            got = [i["item_id"] for i in r.json()["items"]]
+            count += len(got)
+            items.update(got)
+    return {"count": count, "items": items}
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class ResettingProxy:
+    """A TCP proxy to Redis on loopback; while `resetting` is set it resets every connection it
+    holds and every new one (SO_LINGER 0: an RST, as a restarting Redis or a proxy does)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.resetting = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open: list[socket.socket] = []
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._reset_loop, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.resetting.is_set():
+                _reset(client)
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def _reset_loop(self) -> None:
+        while not self.closed.is_set():
+            if self.resetting.is_set():
+                held, self.open = self.open, []
+                for sock in held:
+                    _reset(sock)
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+def _reset(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
 
 
 def _flush(dep: Deployment, load: Load) -> None:

@@ -38,6 +38,7 @@ from serving.routes.recommendations import RecommendationController
 from serving.routes.stock import StockController
 from serving.routes.storefront import tracking_link, widget_script
 from serving.runtime import ModelRuntime, tune_process
+from serving.tenants import Tenant, Tenants
 
 STATIC = Path(__file__).parent / "static"
 
@@ -68,22 +69,31 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         tune_process()
         with redis_target(settings) as target:
-            store = RedisFeatureStore(
-                target, settings.redis.prefix, timeout=settings.redis.socket_timeout_seconds
-            )
-            engine = Engine(settings, store)
-            runtime = ModelRuntime(settings, engine)
-            await asyncio.to_thread(runtime.try_refresh)
-            app.state.engine = engine
-            app.state.runtime = runtime
-            # the batch route and bulk events: computed in a child process, started on first use
-            app.state.heavy = (
-                HeavyWork(settings, target) if settings.serving.heavy_process else None
-            )
+            served = [settings.for_tenant(n) for n in settings.serving.tenants] or [settings]
+            tenants, stores = [], []
+            for own in served:
+                store = RedisFeatureStore(
+                    target, own.redis.prefix, timeout=own.redis.socket_timeout_seconds
+                )
+                engine = Engine(own, store)
+                runtime = ModelRuntime(own, engine)
+                stores.append(store)
+                tenants.append(Tenant(own.tenant, engine, runtime))
+            await asyncio.gather(*(asyncio.to_thread(t.runtime.try_refresh) for t in tenants))
+            # the batch route and bulk events: computed in a child process (a second copy of the
+            # model), started on first use; with several tenants they are computed in the worker
+            # (its fair share of the event loop), not in one child per tenant
+            if settings.serving.heavy_process and len(tenants) == 1:
+                tenants[0].heavy = HeavyWork(settings, target)
+            app.state.tenants = Tenants(tenants)
             tasks = [
-                asyncio.create_task(runtime.poll_forever()),
-                asyncio.create_task(runtime.watch_features()),
-                asyncio.create_task(engine.lab.shadow.run_forever()),
+                asyncio.create_task(job)
+                for t in tenants
+                for job in (
+                    t.runtime.poll_forever(),
+                    t.runtime.watch_features(),
+                    t.engine.lab.shadow.run_forever(),
+                )
             ]
             try:
                 yield
@@ -92,10 +102,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-                if app.state.heavy is not None:
-                    app.state.heavy.close()
-                await engine.aclose()
-                store.close()
+                for t in tenants:
+                    if t.heavy is not None:
+                        t.heavy.close()
+                    await t.engine.aclose()
+                for store in stores:
+                    store.close()
 
     app = Litestar(
         route_handlers=[

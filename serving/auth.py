@@ -19,6 +19,7 @@ from omnirec.settings import Settings
 HEADER = "X-API-Key"
 SCOPES_OPT = "scopes"
 SCOPES_STATE = "omnirec_scopes"  # the presented key's scopes, in the request's state
+TENANT_STATE = "omnirec_tenant"  # its tenant (serving.tenants)
 WIDER_THAN_PUBLIC = frozenset({"admin", "events"})
 _HEADER_RAW = HEADER.lower().encode()
 
@@ -34,6 +35,7 @@ class KeyTable:
 
     def __init__(self, settings: Settings) -> None:
         self._scopes = {_digest(k): s for k, s in settings.serving.api_keys.items()}
+        self._tenants = {_digest(k): t for k, t in settings.serving.key_tenants.items()}
 
     def scopes(self, presented: str | bytes | None) -> frozenset[str] | None:
         """The scopes of a presented key, None when it is not a key."""
@@ -41,6 +43,10 @@ class KeyTable:
             return None
         raw = presented.encode() if isinstance(presented, str) else presented
         return self._scopes.get(hashlib.sha256(raw).digest())
+
+    def tenant(self, presented: bytes) -> str | None:
+        """The tenant a (valid) key belongs to; None without tenants."""
+        return self._tenants.get(hashlib.sha256(presented).digest()) if self._tenants else None
 
 
 def _digest(key: str) -> bytes:
@@ -88,7 +94,11 @@ def auth_middleware(app: ASGIApp, settings: Settings) -> ASGIApp:
         handler = scope.get("route_handler")
         accepted = handler.opt.get(SCOPES_OPT) if handler is not None else None
         if accepted:
-            scope.setdefault("state", {})[SCOPES_STATE] = check(keys, scope["headers"], accepted)
+            state = scope.setdefault("state", {})
+            state[SCOPES_STATE] = check(keys, scope["headers"], accepted)
+            key = presented_key(scope["headers"])
+            if key is not None:
+                state[TENANT_STATE] = keys.tenant(key)
         await app(scope, receive, send)
 
     return middleware

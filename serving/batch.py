@@ -166,7 +166,9 @@ def with_links(links: Links | None, answer: Recommendations, customer: str) -> R
     return msgspec.structs.replace(
         answer,
         items=[
-            msgspec.structs.replace(item, link=links.url(Click(rid, who, item.item_id)))
+            msgspec.structs.replace(
+                item, link=links.url(Click(rid, who, item.item_id, links.tenant))
+            )
             for item in answer.items
         ],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import sys
@@ -19,6 +20,7 @@ from features.stock import LiveStock
 from features.store import RedisFeatureStore
 from models.base import Recommender
 from omnirec.errors import FeatureStoreError
+from serving.ask import ONLINE
 
 if TYPE_CHECKING:
     from serving.arrange import Arrangement
@@ -112,6 +114,12 @@ class LoadedSnapshot:
         self.url_list = _web_addresses(self.texts.get("url"))
 
     derived: DerivedArrays = field(default_factory=DerivedArrays)
+
+    @functools.cached_property
+    def known_stores(self) -> frozenset[str]:
+        """Every store the snapshot's data names: in events, in stock, with a location, and the
+        online warehouse."""
+        return frozenset([*self.stores, *self.stock, *self.locations, ONLINE])
 
     def text_column(self, name: str) -> npt.NDArray[np.object_] | None:
         """A text column over the item columns (`category` or one of the catalogue's own)."""

@@ -48,6 +48,7 @@ class Engine:
             link_secret(settings),
             settings.serving.public_url
             or f"http://{settings.serving.host}:{settings.serving.port}",
+            settings.tenant,
         )
         self.batches = Batches(self.live, self.personal, self.lab, self.placements, self.links)
         self.lookup = Lookup(self.live)

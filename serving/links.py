@@ -33,6 +33,7 @@ class Click:
     recommendation_id: str
     customer_id: str
     item_id: str
+    tenant: str | None = None  # whose answer (several tenants: the link names its own)
 
 
 def link_secret(settings: Settings) -> bytes:
@@ -55,15 +56,17 @@ def link_secret(settings: Settings) -> bytes:
 class Links:
     """Makes and checks tracking links with one key."""
 
-    def __init__(self, secret: bytes, base_url: str) -> None:
+    def __init__(self, secret: bytes, base_url: str, tenant: str | None = None) -> None:
         self._secret = secret
         self.base_url = base_url.rstrip("/")
+        self.tenant = tenant
 
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
 
     def token(self, click: Click) -> str:
-        payload = SEP.join((click.recommendation_id, click.customer_id, click.item_id)).encode()
+        parts = (click.recommendation_id, click.customer_id, click.item_id)
+        payload = SEP.join(parts + ((click.tenant,) if click.tenant else ())).encode()
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
     def url(self, click: Click) -> str:
@@ -81,7 +84,16 @@ class Links:
         if not hmac.compare_digest(self._sign(payload), given):
             return None
         parts = payload.decode(errors="replace").split(SEP)
-        return Click(*parts) if len(parts) == 3 else None
+        return Click(*parts) if len(parts) in (3, 4) else None
+
+
+def named_tenant(token: str) -> str | None:
+    """The tenant a token says it belongs to, unchecked: whose key then checks its signature."""
+    try:
+        parts = _unb64(token.partition(".")[0]).decode(errors="replace").split(SEP)
+    except ValueError:
+        return None
+    return parts[3] if len(parts) == 4 else None
 
 
 def item_page(template: str | None, catalogue_url: str | None, item_id: str) -> str | None:

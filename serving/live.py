@@ -46,6 +46,8 @@ class Live:
             if store
             else None
         )
+        if self.realtime is not None:  # an event's store must be one the served data knows
+            self.realtime.known_stores = self._known_stores
         self.feedback = (
             FeedbackLog(
                 self.realtime,
@@ -236,6 +238,12 @@ class Live:
         meanwhile."""
         if self._stock_reread is None or self._stock_reread.done():
             self._stock_reread = asyncio.ensure_future(asyncio.to_thread(self._reread_stock, snap))
+
+    def _known_stores(self) -> frozenset[str] | None:
+        """The stores of the served snapshot (events, stock, locations, `online`); None before
+        one is loaded (events are then not checked for their store)."""
+        snap = self.snapshot
+        return None if snap is None else snap.known_stores
 
     # ------------------------------------------------------------------ trending
     async def trending(

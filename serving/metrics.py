@@ -14,6 +14,8 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from serving.auth import TENANT_STATE
+
 FALLBACKS = Counter(
     "omnirec_fallbacks_total", "answers served from a fallback", ["route", "reason"]
 )
@@ -202,7 +204,11 @@ LINK_CLICKS = Counter(
     ["outcome"],
 )
 STOCK = Counter("omnirec_stock_updates_total", "stock feed rows", ["outcome"])
-REQUESTS = Counter("omnirec_requests_total", "HTTP requests", ["method", "route", "status"])
+REQUESTS = Counter(
+    "omnirec_requests_total",
+    "HTTP requests (tenant: the key's, one of OMNIREC_TENANTS, else none)",
+    ["method", "route", "status", "tenant"],
+)
 LATENCY = Histogram(
     "omnirec_request_duration_seconds",
     "HTTP request latency",
@@ -213,7 +219,7 @@ LATENCY = Histogram(
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
     """Counts and times every HTTP request by route template (never by raw path: ids stay out)."""
-    counters: dict[tuple[str, str, int], Any] = {}  # labelled children, looked up once each
+    counters: dict[tuple[str, str, int, str], Any] = {}  # labelled children, looked up once
     timers: dict[tuple[str, str], Any] = {}
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -236,10 +242,12 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             route = scope.get("path_template") or "unmatched"
             method = scope.get("method", "GET")
-            key = (method, route, status[0])
+            state = scope.get("state")
+            tenant = (state.get(TENANT_STATE) if state else None) or "none"  # configured names
+            key = (method, route, status[0], tenant)
             counter = counters.get(key)
             if counter is None:
-                counter = counters[key] = REQUESTS.labels(method, route, str(status[0]))
+                counter = counters[key] = REQUESTS.labels(method, route, str(status[0]), tenant)
             counter.inc()
             timer = timers.get(key[:2])
             if timer is None:

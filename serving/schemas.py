@@ -227,6 +227,9 @@ class Profile(msgspec.Struct, frozen=True):
     request_id: str
 
 
+FeatureState = Literal["ok", "missing", "restoring", "none"]
+
+
 class Health(msgspec.Struct, frozen=True):
     """Readiness. `features`: the served snapshot is in Redis ("ok"), gone ("missing": answers
     are degraded) or being restored from MLflow ("restoring"); `durable`: Redis keeps what it
@@ -237,9 +240,12 @@ class Health(msgspec.Struct, frozen=True):
     model_version: int | None
     snapshot: str | None
     feature_age_seconds: float | None = None
-    features: Literal["ok", "missing", "restoring", "none"] = "none"
+    features: FeatureState = "none"
     durable: bool | None = None
     warnings: list[str] = msgspec.field(default_factory=list)
+    # with several tenants: each one's served model version (None: none yet); the fields above
+    # are then the first tenant's, and `status` is ok only when every tenant is
+    tenants: dict[str, int | None] | None = None
 
 
 class StoresOut(msgspec.Struct, frozen=True):

@@ -6,13 +6,14 @@ import random
 import re
 from typing import Annotated
 
-from litestar.datastructures import State
 from litestar.params import Parameter
+from litestar.types import Scope
 
 from features.schema import ID_PATTERN, KNOWN_CHANNELS
 from omnirec.errors import InvalidRequestError
 from serving.engine import Engine
 from serving.merchandising import RuleSet
+from serving.tenants import tenant_of
 
 MAX_LIMIT = 100  # items per answer
 MAX_TEXT = 128  # ids and category names
@@ -59,9 +60,9 @@ MAX_EXCLUDED = 200
 _ID = re.compile(ID_PATTERN)
 
 
-def get_engine(state: State) -> Engine:
-    engine: Engine = state.engine
-    return engine
+def get_engine(scope: Scope) -> Engine:
+    """The engine of the request's tenant (its key's)."""
+    return tenant_of(scope).engine
 
 
 def request_id() -> str:

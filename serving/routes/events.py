@@ -14,11 +14,11 @@ from omnirec.errors import EventBacklogFullError, StoreUnavailableError
 from serving.auth import needs
 from serving.engine import Engine
 from serving.fastpath import FAST_PATH, send_json
-from serving.heavy import HeavyWork
 from serving.metrics import EVENT_BACKLOG, EVENTS, HEAVY
 from serving.routes.common import get_engine, request_id
 from serving.routes.feedback import count_attributed
 from serving.schemas import EventError, EventIn, EventsAccepted, EventsIn
+from serving.tenants import tenant_of
 
 ENCODER = msgspec.json.Encoder()
 
@@ -80,9 +80,8 @@ async def bulk_in_process(scope: Scope, body: bytes, send: Send) -> bool:
     heavy-request process (serving.heavy), so a 10,000-event post never holds the event loop.
     Declines (the typed handler answers, here) while that process is not up, when the body is
     not valid (Litestar's 400) and when Redis is unavailable (the handler's 503)."""
-    state = scope["app"].state
-    engine: Engine = state.engine
-    heavy: HeavyWork | None = state.heavy
+    tenant = tenant_of(scope)
+    engine, heavy = tenant.engine, tenant.heavy
     if heavy is None or engine.live.realtime is None or engine.live.breaker.open:
         return False
     try:

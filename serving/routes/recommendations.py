@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import msgspec
 from litestar import Controller, MediaType, Response, get, post
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
@@ -18,7 +17,6 @@ from serving.auth import needs
 from serving.batch import with_links
 from serving.engine import Engine
 from serving.fastpath import FAST_PATH, bool_value, id_value, int_value, query_params, send_json
-from serving.heavy import HeavyWork
 from serving.metrics import FALLBACKS, HEAVY
 from serving.routes.common import (
     MAX_LIMIT,
@@ -50,6 +48,7 @@ from serving.schemas import (
     OrdersBatchRequest,
     Recommendations,
 )
+from serving.tenants import tenant_of
 
 ENCODER = msgspec.json.Encoder()
 
@@ -66,7 +65,7 @@ async def for_customer_fast(scope: Scope, body: bytes, send: Send) -> bool:
     with_availability = bool_value(query.get("availability", "false"))
     channel, store_id, category = query.get("channel"), query.get("store_id"), query.get("category")
     placement = query.get("placement")
-    engine: Engine = scope["app"].state.engine
+    engine = tenant_of(scope).engine
     if (
         limit is None
         or exclude_purchased is None
@@ -371,7 +370,7 @@ class RecommendationController(Controller):
         },
     )
     async def batch(
-        self, engine: Engine, data: BatchRequest, state: State
+        self, engine: Engine, data: BatchRequest, scope: Scope
     ) -> Response[bytes] | Stream:
         """Computed in the worker's heavy-request process (serving.heavy) when it is up; else
         here, a few answers at a time (up to 100,000 items in all), yielding to the event loop in
@@ -379,7 +378,7 @@ class RecommendationController(Controller):
         rid = request_id()
         channel, store_id = check_channel(engine, data.channel), check_store(engine, data.store_id)
         placement = check_placement(engine, data.placement)
-        heavy: HeavyWork | None = state.heavy
+        heavy = tenant_of(scope).heavy
         if heavy is not None and (
             answer := await heavy.batch(
                 list(data.customer_ids), data.limit, channel, store_id, rid, placement

@@ -13,11 +13,11 @@ from litestar.response import Redirect
 
 from features.feedback import parse_recommendation_id
 from omnirec.errors import EventBacklogFullError, StoreUnavailableError
-from serving.engine import Engine
-from serving.links import item_page
+from serving.links import item_page, named_tenant
 from serving.metrics import LINK_CLICKS
 from serving.routes.feedback import count_feedback
 from serving.schemas import ErrorBody
+from serving.tenants import Tenants
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -49,7 +49,8 @@ async def tracking_link(token: str, state: State) -> Redirect:
     """302 to the item's page (the catalogue's `url`, else OMNIREC_ITEM_URL_TEMPLATE) once the
     click is stored with its recommendation id; when Redis cannot store it the reader is sent on
     all the same (counted as `not_recorded`). 404 for a link this service did not sign."""
-    engine: Engine = state.engine
+    tenants: Tenants = state.tenants
+    engine = tenants.get(named_tenant(token)).engine  # whose key then checks the signature
     click = engine.links.read(token) if len(token) <= 2048 else None
     ref = parse_recommendation_id(click.recommendation_id) if click else None
     if click is None or ref is None:

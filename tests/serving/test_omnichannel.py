@@ -338,3 +338,24 @@ def test_nothing_in_the_open_cart_is_suggested(deployment: Deployment) -> None:
     post_events(deployment, [{**added, "event_type": "remove_from_cart"}])
     back = get(deployment, f"/v1/customers/{customer}/recommendations", limit=50)["items"]
     assert item in {i["item_id"] for i in back}
+
+
+def test_an_event_at_a_store_the_data_does_not_know_is_refused_naming_the_field(
+    deployment: Deployment,
+) -> None:
+    events = [
+        {
+            "customer_id": "C00000041",
+            "item_id": "I000001",
+            "event_type": "purchase",
+            "channel": "store",
+            "store_id": store,
+        }
+        for store in ("S001", "S999", "online")
+    ]
+    with deployment.client("events") as c:
+        r = c.post("/v1/events/bulk", json={"events": events})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["accepted"] == 2
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(1, "store_id")]
