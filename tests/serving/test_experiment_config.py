@@ -365,3 +365,18 @@ def test_a_stopped_variants_customers_are_labelled_apart_from_the_control() -> N
     lab.health.stopped.clear()
     lab.live = _Live({"champion"})  # type: ignore[assignment]  # challenger not loaded yet
     assert lab.choose(experiment, treated[0])[0].name == "treatment-fallback"  # type: ignore[union-attr]
+
+
+def test_the_shadow_comparison_gives_scipys_kendall_tau() -> None:
+    from scipy import stats
+
+    from serving.experiments.shadow import compare, kendall_tau
+
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 10, 100):
+        ranks = rng.permutation(n).tolist()
+        expected = stats.kendalltau(np.arange(n), ranks).statistic
+        assert kendall_tau(ranks) == pytest.approx(expected)
+    assert compare(["a", "b", "c"], ["c", "b", "a", "x"]) == (1.0, pytest.approx(-1.0))
+    assert compare(["a", "b", "z"], ["a", "b"]) == (pytest.approx(2 / 3), pytest.approx(1.0))
+    assert compare(["a"], ["a"]) == (1.0, None)
