@@ -30,23 +30,22 @@ def needs(*accepted: str) -> dict[str, object]:
 
 
 class KeyTable:
-    """Scopes by SHA-256 digest of the key: a dict lookup on a digest tells a timing attack nothing
-    useful about the key, and the keys themselves are not kept."""
+    """Scopes and tenant by SHA-256 digest of the key: a dict lookup on a digest tells a timing
+    attack nothing useful about the key, and the keys themselves are not kept."""
 
     def __init__(self, settings: Settings) -> None:
-        self._scopes = {_digest(k): s for k, s in settings.serving.api_keys.items()}
-        self._tenants = {_digest(k): t for k, t in settings.serving.key_tenants.items()}
+        tenants = settings.serving.key_tenants
+        self._holders = {
+            _digest(k): (s, tenants.get(k)) for k, s in settings.serving.api_keys.items()
+        }
 
-    def scopes(self, presented: str | bytes | None) -> frozenset[str] | None:
-        """The scopes of a presented key, None when it is not a key."""
+    def holder(self, presented: str | bytes | None) -> tuple[frozenset[str], str | None] | None:
+        """The scopes and tenant (None without tenants) of a presented key, None when it is not
+        a key: one digest per request."""
         if not presented:
             return None
         raw = presented.encode() if isinstance(presented, str) else presented
-        return self._scopes.get(hashlib.sha256(raw).digest())
-
-    def tenant(self, presented: bytes) -> str | None:
-        """The tenant a (valid) key belongs to; None without tenants."""
-        return self._tenants.get(hashlib.sha256(presented).digest()) if self._tenants else None
+        return self._holders.get(hashlib.sha256(raw).digest())
 
 
 def _digest(key: str) -> bytes:
@@ -66,16 +65,17 @@ def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
 
 def check(
     keys: KeyTable, headers: Iterable[tuple[bytes, bytes]], accepted: frozenset[str]
-) -> frozenset[str]:
-    """The presented key's scopes, when it admits the route; else 401 or 403."""
-    scopes = keys.scopes(presented_key(headers))
-    if scopes is None:
+) -> tuple[frozenset[str], str | None]:
+    """The presented key's scopes and tenant, when it admits the route; else 401 or 403."""
+    holder = keys.holder(presented_key(headers))
+    if holder is None:
         raise NotAuthorizedException(f"a valid API key is required in the {HEADER} header")
+    scopes = holder[0]
     if "admin" not in scopes and not scopes & accepted:
         raise PermissionDeniedException(
             f"this key lacks the scope: {' or '.join(sorted(accepted))}"
         )
-    return scopes
+    return holder
 
 
 def only_public(scope: Scope) -> bool:
@@ -95,10 +95,7 @@ def auth_middleware(app: ASGIApp, settings: Settings) -> ASGIApp:
         accepted = handler.opt.get(SCOPES_OPT) if handler is not None else None
         if accepted:
             state = scope.setdefault("state", {})
-            state[SCOPES_STATE] = check(keys, scope["headers"], accepted)
-            key = presented_key(scope["headers"])
-            if key is not None:
-                state[TENANT_STATE] = keys.tenant(key)
+            state[SCOPES_STATE], state[TENANT_STATE] = check(keys, scope["headers"], accepted)
         await app(scope, receive, send)
 
     return middleware

@@ -39,10 +39,6 @@ class Tenants:
         found = self._by_name.get(name)
         return self.first if found is None else found
 
-    def label(self, name: str | None) -> str:
-        """A tenant as a metric label: a served tenant's name, else `none` (bounded)."""
-        return name if name in self._by_name and name is not None else "none"
-
 
 def tenant_of(scope: Scope) -> Tenant:
     """The tenant a request's key belongs to (the first, for public routes)."""

@@ -177,27 +177,29 @@ def attribution_report(
     hit_revenue = np.empty(0, np.float64)
     bought_channels: list[str] = []
     if purchases is not None and purchases.num_rows:
-        bought_channels = sorted(set(_text(purchases["channel"], UNKNOWN).tolist()))
+        bought_on = _text(purchases["channel"], UNKNOWN)
+        bought_channels = sorted(set(bought_on.tolist()))
         rows, kind = _attribute(shown, purchases, windows)
         hit = np.flatnonzero(rows >= 0)
         hit_rid, hit_kind = rid_of_row[rows[hit]], kind[hit]
         revenue = np.asarray(purchases["revenue"].to_numpy(zero_copy_only=False), np.float64)
         hit_revenue = revenue[hit]
-        hit_channel = _text(purchases["channel"], UNKNOWN)[hit]  # each channel bought on
+        hit_channel = bought_on[hit]
 
     def cells(group: npt.NDArray[np.object_], with_groups: bool) -> list[Cell]:
         out = []
         for key in sorted(set(group.tolist())):
             in_group = group == key
+            hits_in_group = group[hit_rid] == key
             n = int(in_group.sum())
             shown_items = int(items_shown[in_group].sum())
+            parts = key.split("\x00")
             for channel in bought_channels:
-                mine = (group[hit_rid] == key) & (hit_channel == channel)
+                mine = hits_in_group & (hit_channel == channel)
                 revenue = np.bincount(hit_rid[mine], hit_revenue[mine], minlength=n_rids)
                 converted = np.zeros(n_rids, dtype=bool)
                 converted[hit_rid[mine]] = True
                 count = int(mine.sum())
-                parts = key.split("\x00")
                 out.append(
                     Cell(
                         shown_on=parts[0],
