@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from omnirec.errors import DataError
@@ -55,6 +54,8 @@ def _read_parquet(path: Path) -> pa.Table:
         names = set(pq.read_schema(path).names)
     wanted = [c for c in DICTIONARY_COLUMNS if c in names]
     if path.is_dir():
+        import pyarrow.dataset as pads  # here: it imports pandas (0.9 s of a service's start)
+
         dataset = pads.dataset(
             path, format=pads.ParquetFileFormat(read_options={"dictionary_columns": wanted})
         )

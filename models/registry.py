@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
+from typing import TYPE_CHECKING
 
 from omnirec.errors import RegistryError
 from omnirec.settings import MlflowSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 CHAMPION = "champion"
 HISTORY_TAG = "omnirec.champion_history"
@@ -39,31 +41,45 @@ def quiet_artifact_transfers() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def _mlflow_error() -> type[Exception]:
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException
+
+
 class ModelRegistry:
-    """Registered model `settings.model_name` in the tracking/registry store of `settings`."""
+    """Registered model `settings.model_name` in the tracking/registry store of `settings`.
+
+    MLflow is imported and its client built on the first call that needs it (some 3 s of a
+    process's start): a service that starts from the snapshot Redis names never waits for it."""
 
     def __init__(self, settings: MlflowSettings) -> None:
         quiet_artifact_transfers()
         self.settings = settings
         self.name = settings.model_name
+
+    @cached_property
+    def client(self) -> MlflowClient:
+        from mlflow import MlflowClient
+
         # both explicit: a None registry URI would follow whatever this process set globally
-        self.client = MlflowClient(
-            tracking_uri=settings.tracking_uri,
-            registry_uri=settings.registry_uri or settings.tracking_uri,
+        return MlflowClient(
+            tracking_uri=self.settings.tracking_uri,
+            registry_uri=self.settings.registry_uri or self.settings.tracking_uri,
         )
 
     def champion(self) -> int | None:
         """The version the `champion` alias points at, or None."""
         try:
             return int(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
-        except MlflowException:
+        except _mlflow_error():
             return None
 
     def alias_version(self, alias: str) -> int | None:
         """The version an alias (`champion`, `challenger`, ...) points at, or None."""
         try:
             return int(self.client.get_model_version_by_alias(self.name, alias).version)
-        except MlflowException:
+        except _mlflow_error():
             return None
 
     def set_alias(self, alias: str, version: int) -> None:
@@ -176,7 +192,7 @@ class ModelRegistry:
                 dst_path=str(folder),
                 tracking_uri=self.settings.tracking_uri,
             )
-        except (MlflowException, OSError) as exc:
+        except (_mlflow_error(), OSError) as exc:
             raise RegistryError(
                 f"{self.name} v{version}: no recorded feature snapshot ({exc})"
             ) from exc
@@ -185,12 +201,12 @@ class ModelRegistry:
     def _version(self, version: int):  # type: ignore[no-untyped-def]
         try:
             return self.client.get_model_version(self.name, str(version))
-        except MlflowException as exc:
+        except _mlflow_error() as exc:
             raise RegistryError(f"{self.name}: no version {version}") from exc
 
     def _history(self) -> list[int]:
         try:
             tags = self.client.get_registered_model(self.name).tags
-        except MlflowException as exc:
+        except _mlflow_error() as exc:
             raise RegistryError(f"no registered model {self.name!r} yet: train one first") from exc
         return [int(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]

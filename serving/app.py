@@ -80,13 +80,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 stores.append(store)
                 tenants.append(Tenant(own.tenant, engine, runtime))
             await asyncio.gather(*(asyncio.to_thread(t.runtime.try_refresh) for t in tenants))
+            # a runtime that started from the snapshot Redis names asks MLflow now, off the loop
+            confirm = [t.runtime for t in tenants if not t.runtime.asked_mlflow]
             # the batch route and bulk events: computed in a child process (a second copy of the
             # model), started on first use; with several tenants they are computed in the worker
             # (its fair share of the event loop), not in one child per tenant
             if settings.serving.heavy_process and len(tenants) == 1:
                 tenants[0].heavy = HeavyWork(settings, target)
             app.state.tenants = Tenants(tenants)
-            tasks = [
+            tasks: list[asyncio.Task[object]] = [
+                asyncio.create_task(asyncio.to_thread(r.try_refresh)) for r in confirm
+            ]
+            tasks += [
                 asyncio.create_task(job)
                 for t in tenants
                 for job in (

@@ -96,6 +96,8 @@ class ModelRuntime:
         self.stock = StockKeeper(engine.live) if keep_stock else None
         self.experiment_problems: dict[int, str] = {}  # experiment versions that did not load
         self._refreshing = threading.Lock()
+        # whether the champion was read from MLflow yet (a start from Redis has not)
+        self.asked_mlflow = False
         self._retry_restore_at = 0.0
 
     def _model_folder(self, version: int) -> Path:
@@ -130,6 +132,9 @@ class ModelRuntime:
             return False
         self.last_error = None
         self.check_durability()
+        if self.engine.live.snapshot is None and not self.asked_mlflow and self._start_from_redis():
+            return True
+        self.asked_mlflow = True
         version = self.registry.champion()
         current = self.engine.live.snapshot
         if version is None:
@@ -158,6 +163,30 @@ class ModelRuntime:
         self._follow_experiments(version)
         settle_heap()
         log.info("serving model v%s with snapshot %s", version, snapshot_id)
+        return True
+
+    def _start_from_redis(self) -> bool:
+        """Start serving before MLflow is even imported (some 4 s of a start): the snapshot Redis
+        names active, which promote, rollback and publish move with the champion, and its model
+        version from the local cache, when both are there and no experiment names another
+        model. The caller asks MLflow at once after (`asked_mlflow` is still False) and swaps
+        if the champion moved meanwhile. Returns whether it loaded."""
+        store = self.engine.live.store
+        if store is None or self.engine.experiments.model_refs():
+            return False
+        active = store.active_snapshot()
+        meta = store.snapshot_meta(active) if active else None
+        if meta is None or not (self.cache / f"v{meta.model_version}" / "model.json").exists():
+            return False
+        loaded = self._load(meta.model_version, meta.snapshot_id)
+        self.engine.live.snapshot = loaded
+        LOADED_BYTES.labels(str(meta.model_version), "champion").set(loaded_bytes(loaded))
+        settle_heap()
+        log.info(
+            "serving model v%s with snapshot %s (the active one; MLflow is asked next)",
+            meta.model_version,
+            meta.snapshot_id,
+        )
         return True
 
     def _load(self, version: int, snapshot_id: str) -> LoadedSnapshot:

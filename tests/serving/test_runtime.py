@@ -20,3 +20,29 @@ def test_a_refresh_that_gets_through_clears_the_last_error(deployment: Deploymen
     assert not runtime.try_refresh()
     assert runtime.last_error is None
     store.close()
+
+
+def test_a_restart_serves_the_active_snapshot_before_asking_mlflow(
+    deployment: Deployment,
+) -> None:
+    settings = deployment.settings
+    store = RedisFeatureStore(settings.redis.url or "", settings.redis.prefix, timeout=30)
+    first = ModelRuntime(settings, Engine(settings, store))
+    assert first.try_refresh()  # the champion's files are in the local cache from here on
+    served = first.engine.live.snapshot
+    assert served is not None
+
+    restarted = ModelRuntime(settings, Engine(settings, store))
+    assert restarted.try_refresh()
+    # loaded from what Redis names active and the cached files: no MLflow client was built
+    assert not restarted.asked_mlflow
+    assert "client" not in vars(restarted.registry)
+    snap = restarted.engine.live.snapshot
+    assert snap is not None
+    assert (snap.version, snap.snapshot_id) == (served.version, served.snapshot_id)
+    assert restarted.last_error is None
+    # the next refresh asks MLflow, which names the same champion and snapshot: nothing swaps
+    assert not restarted.try_refresh()
+    assert restarted.asked_mlflow
+    assert restarted.engine.live.snapshot is snap
+    store.close()
