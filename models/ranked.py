@@ -50,7 +50,11 @@ RANKER_PARAMS = {  # LambdaRank on nDCG; searched on Complete Journey's validati
     "force_row_wise": True,
     "verbosity": -1,
 }
-BOOST_ROUNDS = 300
+BOOST_ROUNDS = 300  # at most; the rounds that help are found on held-out groups
+STOP_PATIENCE = 50  # rounds without a better held-out nDCG@10 before the search stops
+HELD_OUT_SHARE = 0.2  # of the candidate groups, to find the rounds
+MIN_GROUPS_TO_STOP = 50  # fewer groups: all BOOST_ROUNDS, nothing held out
+ROUNDS_FOR_ALL = 1.25  # the refit on every group: the best round count times this
 PARALLEL_PREDICT_ROWS = 200_000  # candidate rows a prediction needs before it uses every core
 
 
@@ -264,14 +268,39 @@ def _train_ranker(
     groups: npt.NDArray[np.int64],
     seed: int,
 ) -> Any:
-    """A LightGBM LambdaRank booster over candidate groups (one per customer and level)."""
+    """A LightGBM LambdaRank booster over candidate groups (one per customer and level).
+
+    How many rounds is found first: trained on four fifths of the groups, it stops once
+    STOP_PATIENCE rounds in a row do not raise the held-out fifth's nDCG@10 (at most
+    BOOST_ROUNDS). The booster is then refitted on every group with that many rounds (times
+    ROUNDS_FOR_ALL, for the larger data). A fixed 300 rounds cost 5.7 s of a 2,000-customer
+    selection where 12 were best, and were within 0.4 % of the rounds found on Complete Journey
+    (`docs/models.md`)."""
     import lightgbm
 
+    params = {**RANKER_PARAMS, "seed": seed}
+    names = list(CANDIDATE_FEATURES)
+    rounds = BOOST_ROUNDS
+    if len(groups) >= MIN_GROUPS_TO_STOP:
+        held = np.zeros(len(groups), bool)
+        rng = np.random.default_rng(seed)
+        held[rng.choice(len(groups), int(len(groups) * HELD_OUT_SHARE), replace=False)] = True
+        rows = np.repeat(held, groups)
+        fit = lightgbm.Dataset(
+            features[~rows], label=labels[~rows], group=groups[~held], feature_name=names
+        )
+        check = lightgbm.Dataset(
+            features[rows], label=labels[rows], group=groups[held], reference=fit
+        )
+        probe = lightgbm.train(
+            {**params, "metric": "ndcg", "eval_at": [10]},
+            fit,
+            num_boost_round=BOOST_ROUNDS,
+            valid_sets=[check],
+            callbacks=[lightgbm.early_stopping(STOP_PATIENCE, verbose=False)],
+        )
+        rounds = min(BOOST_ROUNDS, max(1, round(probe.best_iteration * ROUNDS_FOR_ALL)))
     data = lightgbm.Dataset(
-        features,
-        label=labels,
-        group=groups,
-        feature_name=list(CANDIDATE_FEATURES),
-        free_raw_data=True,
+        features, label=labels, group=groups, feature_name=names, free_raw_data=True
     )
-    return lightgbm.train({**RANKER_PARAMS, "seed": seed}, data, num_boost_round=BOOST_ROUNDS)
+    return lightgbm.train(params, data, num_boost_round=rounds)
