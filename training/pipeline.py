@@ -15,11 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pyarrow as pa
-from mlflow.models.signature import ModelSignature
-from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
 from features.dataset import Dataset, load_dataset, load_side_tables
 from features.erasure_log import ErasureLog
@@ -27,7 +24,7 @@ from features.interactions import build_interactions
 from models.aliases import save_aliases
 from models.base import Recommender
 from models.registry import ModelRegistry, quiet_artifact_transfers
-from omnirec.errors import ConfigError
+from omnirec.errors import ConfigError, DataError
 from omnirec.interaction_data import Interactions
 from omnirec.settings import Settings
 from training.content_features import configured_days, listed_items, placeable
@@ -41,30 +38,45 @@ from training.evaluation import (
 from training.fitting import fit_model
 from training.gate import champion_gate
 from training.report import write_report
-from training.selection import DEFAULT_BUDGET_SECONDS, REPEAT_KINDS, Selection, select_model
+from training.selection import (
+    DEFAULT_BUDGET_SECONDS,
+    REPEAT_KINDS,
+    Selection,
+    select_model,
+    select_model_on,
+)
 from training.splits import EventSplit, split_events, time_cut
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 PYFUNC_ENTRY = MODELS_DIR / "mlflow_entry.py"
-PYFUNC_SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec(DataType.string)]),  # a list of customer ids (or one column)
-    outputs=Schema(
-        [
-            ColSpec(DataType.string, "customer_id"),
-            ColSpec(DataType.long, "rank"),
-            ColSpec(DataType.string, "item_id"),
-            ColSpec(DataType.double, "score"),
-        ]
-    ),
-    params=ParamSchema(
-        [
-            ParamSpec("n", DataType.long, 10),
-            # True: hide what the version's show-again policy hides; False: hide nothing
-            ParamSpec("exclude_purchased", DataType.boolean, True),
-            ParamSpec("now", DataType.double, 0.0),  # epoch seconds; 0: the current time
-        ]
-    ),
-)
+
+
+def pyfunc_signature() -> Any:
+    """The registered model's signature: a list of customer ids in, ranked items out."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec(DataType.string)]),  # a list of customer ids (or one column)
+        outputs=Schema(
+            [
+                ColSpec(DataType.string, "customer_id"),
+                ColSpec(DataType.long, "rank"),
+                ColSpec(DataType.string, "item_id"),
+                ColSpec(DataType.double, "score"),
+            ]
+        ),
+        params=ParamSchema(
+            [
+                ParamSpec("n", DataType.long, 10),
+                # True: hide what the version's show-again policy hides; False: hide nothing
+                ParamSpec("exclude_purchased", DataType.boolean, True),
+                ParamSpec("now", DataType.double, 0.0),  # epoch seconds; 0: the current time
+            ]
+        ),
+    )
+
+
 CODE_PATHS = [
     str(Path(__file__).resolve().parents[1] / name) for name in ("models", "features", "omnirec")
 ]
@@ -154,6 +166,8 @@ def use_mlflow(settings: Settings, experiment: str | None = None) -> None:
     With a local (SQLite or file) tracking store, the experiment keeps its artifacts under the
     data folder rather than in a `./mlruns` of whatever directory the command ran from.
     """
+    import mlflow
+
     quiet_artifact_transfers()
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     if settings.mlflow.registry_uri:
@@ -191,17 +205,24 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         events = PreparedEvents.local(dataset, config, settings)
     split = events.split
     if kind == "auto":
-        selection = select_model(
-            split.train,
-            settings,
-            protocol=config.protocol,
-            test_days=config.test_days,
-            relevant=config.relevant,
-            exclude_seen=config.exclude_seen,
-            k=config.k,
-            budget_seconds=config.budget_seconds,
-            max_users=config.max_eval_users,
-        )
+        choose: dict[str, Any] = {
+            "relevant": config.relevant,
+            "exclude_seen": config.exclude_seen,
+            "k": config.k,
+            "budget_seconds": config.budget_seconds,
+            "max_users": config.max_eval_users,
+        }
+        if events.validation is not None:  # Spark cut and aggregated it
+            inner, inner_train = events.validation()
+            selection = select_model_on(inner, inner_train, settings, **choose)
+        else:
+            selection = select_model(
+                split.train,
+                settings,
+                protocol=config.protocol,
+                test_days=config.test_days,
+                **choose,
+            )
         kind, params, exclude_seen = (
             selection.best.kind,
             selection.best.params,
@@ -269,7 +290,10 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     lap("fit_full")
     print(f"show again: {model.show_again.describe()}", flush=True)
 
+    import mlflow.pyfunc
+
     use_mlflow(settings)
+
     registry = ModelRegistry(settings.mlflow)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run() as run:
         mlflow.log_params(
@@ -332,7 +356,7 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
             code_paths=CODE_PATHS,
             pip_requirements=_requirements(),
             registered_model_name=settings.mlflow.model_name if config.register else None,
-            signature=PYFUNC_SIGNATURE,
+            signature=pyfunc_signature(),
         )
         lap("log_register")
         run_id = run.info.run_id
@@ -393,6 +417,9 @@ class PreparedEvents:
     accepted: int
     rejected: int
     dataset: Dataset | None = None
+    # model selection's validation part of the train part, cut and aggregated by the engine
+    # (Spark); None: selection splits `split.train` itself
+    validation: Callable[[], tuple[EventSplit, Interactions]] | None = None
 
     @classmethod
     def local(cls, dataset: Dataset, config: TrainConfig, settings: Settings) -> PreparedEvents:
@@ -426,12 +453,8 @@ class PreparedEvents:
 
 def _spark_events(config: TrainConfig, settings: Settings) -> PreparedEvents:
     """Spark SQL reads, validates, stitches, splits and aggregates; only the matrices and the
-    (small) test part come back to this process."""
-    if config.model == "auto":
-        raise ConfigError(
-            "--engine spark fits the model you name: pass --model (e.g. als); choosing "
-            "one (--model auto) evaluates candidates on the events in one process"
-        )
+    (small) held-out parts come back to this process. With `--model auto` the train part is cut
+    again in time, for model selection's validation part, the same way."""
     if config.protocol != "time":
         raise ConfigError(f"--engine spark splits in time (--protocol time), not {config.protocol}")
     from features.spark_events import (
@@ -449,12 +472,24 @@ def _spark_events(config: TrainConfig, settings: Settings) -> PreparedEvents:
     count = accepted.count()
     cut = time_split(accepted, config.test_days)
     split = EventSplit(cut.test.slice(0, 0), cut.test, cut.cutoff, cut.end)
+
+    def validation() -> tuple[EventSplit, Interactions]:
+        try:
+            inner = time_split(cut.train, config.test_days)
+        except DataError as exc:
+            raise DataError(
+                str(exc.source), f"no validation part for model selection: {exc.reason}"
+            ) from exc
+        part = EventSplit(inner.test.slice(0, 0), inner.test, inner.cutoff, inner.end)
+        return part, spark_interactions(spark, inner.train, settings.interactions)
+
     return PreparedEvents(
         split,
         lambda: spark_interactions(spark, cut.train, settings.interactions),
         lambda: spark_interactions(spark, accepted, settings.interactions),
         count,
         read.rows - count,
+        validation=validation if config.model == "auto" else None,
     )
 
 

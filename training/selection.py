@@ -168,32 +168,101 @@ def select_model(
         raise DataError(
             str(exc.source), f"no validation part for model selection: {exc.reason}"
         ) from exc
-
-    def probe_of(part: EventSplit) -> tuple[Interactions, EvaluationSet]:
-        """The part's training interactions and its truth with bought items kept."""
-        built = build_interactions(part.train, settings.interactions)
-        return built, build_evaluation_set(
-            part,
-            built,
-            relevant_types=relevant,
-            exclude_seen=False,
-            max_users=max_users,
-            seed=settings.seed,
-        )
-
-    inner_train, probe = probe_of(inner)
+    inner_train = build_interactions(inner.train, settings.interactions)
+    probe = _probe(inner, inner_train, relevant, max_users, settings.seed)
     held = len(probe.rows)
-    enough = min(
-        max(MIN_VALIDATION_CUSTOMERS, MIN_VALIDATION_SHARE * inner_train.shape[0]), max_users
-    )
-    if protocol == "time" and held < enough:  # too few to decide: each customer's own cut
+    if protocol == "time" and held < _enough(inner_train, max_users):
+        # too few to decide: each customer's own cut
         inner = split_events(train_events, _own_cut_protocol(train_events), test_days)
-        inner_train, probe = probe_of(inner)
+        inner_train = build_interactions(inner.train, settings.interactions)
+        probe = _probe(inner, inner_train, relevant, max_users, settings.seed)
         say(
             f"model selection: the time split held {held} validation customers (under "
             f"{MIN_VALIDATION_CUSTOMERS} or {MIN_VALIDATION_SHARE:.0%} of them): validating on "
             f"{inner.describe()} instead ({len(probe.rows):,} customers)"
         )
+    return _select(
+        inner,
+        inner_train,
+        probe,
+        settings,
+        relevant,
+        exclude_seen,
+        k,
+        budget_seconds,
+        max_users,
+        say,
+        started,
+    )
+
+
+def select_model_on(
+    inner: EventSplit,
+    inner_train: Interactions,
+    settings: Settings,
+    *,
+    relevant: tuple[str, ...],
+    exclude_seen: bool | None,
+    k: int = 10,
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+    max_users: int = 20_000,
+    say: Callable[[str], None] = print,
+) -> Selection:
+    """The same comparison on a validation part another engine cut and aggregated (Spark: the
+    part's interactions and its held-out events, on this process); its per-customer fallback
+    needs the raw events, so a thin time split is only reported."""
+    started = time.perf_counter()
+    probe = _probe(inner, inner_train, relevant, max_users, settings.seed)
+    if len(probe.rows) < _enough(inner_train, max_users):
+        say(
+            f"model selection: the time split holds only {len(probe.rows)} validation customers "
+            f"(under {MIN_VALIDATION_CUSTOMERS} or {MIN_VALIDATION_SHARE:.0%} of them): the "
+            "choice is weak (a single-machine run would validate on each customer's own cut)"
+        )
+    return _select(
+        inner,
+        inner_train,
+        probe,
+        settings,
+        relevant,
+        exclude_seen,
+        k,
+        budget_seconds,
+        max_users,
+        say,
+        started,
+    )
+
+
+def _probe(
+    part: EventSplit, built: Interactions, relevant: tuple[str, ...], max_users: int, seed: int
+) -> EvaluationSet:
+    """The part's truth with bought items kept."""
+    return build_evaluation_set(
+        part, built, relevant_types=relevant, exclude_seen=False, max_users=max_users, seed=seed
+    )
+
+
+def _enough(inner_train: Interactions, max_users: int) -> float:
+    """Validation customers a time split must hold to decide."""
+    return min(
+        max(MIN_VALIDATION_CUSTOMERS, MIN_VALIDATION_SHARE * inner_train.shape[0]), max_users
+    )
+
+
+def _select(
+    inner: EventSplit,
+    inner_train: Interactions,
+    probe: EvaluationSet,
+    settings: Settings,
+    relevant: tuple[str, ...],
+    exclude_seen: bool | None,
+    k: int,
+    budget_seconds: float,
+    max_users: int,
+    say: Callable[[str], None],
+    started: float,
+) -> Selection:
     keep_decided, share = decide_exclude_seen(probe)
     exclude = keep_decided if exclude_seen is None else exclude_seen
     validation = probe
@@ -406,4 +475,4 @@ def ease_fits(n_items: int) -> bool:
     return 3 * 4 * n_items * n_items <= available // 2
 
 
-__all__ = ["CANDIDATES", "Selection", "Trial", "compare", "select_model"]
+__all__ = ["CANDIDATES", "Selection", "Trial", "compare", "select_model", "select_model_on"]

@@ -4,9 +4,10 @@ straight to Redis (or a Redis Cluster).
 The driver computes what is shared (catalogue, popular lists per channel and store, bought-
 together, stock, identities: small aggregates from Spark SQL) and writes it as the single-machine
 publish does (`training.publish.publish_parts`). Customers are partitioned by id with all their
-events; the saved model goes to every executor once (`SparkContext.addFile`); each partition runs
-the same code as the single-machine path (`event_arrays`, `purchases`, `customer_entries`), so
-the snapshot holds the same records, and hands back what it wrote for the snapshot file.
+events; the saved model goes to every executor once (a zip, `SparkContext.addArchive`); each
+partition runs the same code as the single-machine path (`event_arrays`, `purchases`,
+`customer_entries`), so the snapshot holds the same records, and hands back what it wrote for the
+snapshot file.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ _MODELS: dict[str, Recommender] = {}  # per Python worker: the model files it ha
 class _PartitionJob:
     """What every partition needs, shipped with the task (small: no model, no events)."""
 
-    model_file: str  # the name SparkFiles knows the saved model folder by
+    model_file: str  # the name SparkFiles knows the saved model's unpacked archive by
     target: RedisTarget
     prefix: str
     snapshot: str
@@ -245,14 +246,17 @@ def _spark_publish(
         model_dir = model.save(
             Path(tmp) / f"model-v{version}-{uuid.uuid4().hex}"
         )  # a new name each time
-        spark.sparkContext.addFile(str(model_dir), recursive=True)
+        # one zip archive, unpacked once on every executor: Spark refuses to ship a folder
+        # (addFile recursive) to any master but local mode
+        archive = Path(shutil.make_archive(str(model_dir), "zip", root_dir=model_dir))
+        spark.sparkContext.addArchive(str(archive))
         staged = staging_folder() / f"omnirec-spark-records-{uuid.uuid4().hex}"
 
         def write_customers(
             store: RedisFeatureStore, snapshot: str, categories: CategoryCodes
         ) -> int:
             scoring = _PartitionJob(
-                model_dir.name,
+                archive.name,
                 store.target,
                 store.prefix,
                 snapshot,
