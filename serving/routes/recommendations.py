@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import msgspec
 from litestar import Controller, MediaType, Response, get, post
 from litestar.di import Provide
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
 from litestar.types import Scope, Send
 
@@ -18,6 +17,7 @@ from serving.batch import with_links
 from serving.engine import Engine
 from serving.fastpath import FAST_PATH, bool_value, id_value, int_value, query_params, send_json
 from serving.metrics import FALLBACKS, HEAVY
+from serving.openapi import response
 from serving.routes.common import (
     MAX_LIMIT,
     MAX_TEXT,
@@ -330,7 +330,7 @@ class RecommendationController(Controller):
         opt=needs("recommend"),
         summary="Post-purchase suggestions for up to 1,000 orders in one call (the nightly "
         "e-mails), each item with its tracking link",
-        responses={200: ResponseSpec(BatchResponse, description="one answer per order, in order")},
+        responses={200: response(BatchResponse, description="one answer per order, in order")},
     )
     async def orders_batch(self, engine: Engine, data: OrdersBatchRequest) -> Stream:
         """Each order as `POST /v1/orders/complements` answers it (never its items), answer k's
@@ -365,9 +365,7 @@ class RecommendationController(Controller):
         status_code=200,
         opt=needs("recommend"),
         summary="Recommendations for up to 1,000 customers in one call (the e-mail system)",
-        responses={
-            200: ResponseSpec(BatchResponse, description="one answer per customer, in order")
-        },
+        responses={200: response(BatchResponse, description="one answer per customer, in order")},
     )
     async def batch(
         self, engine: Engine, data: BatchRequest, scope: Scope

@@ -8,13 +8,13 @@ from pathlib import Path
 from litestar import Response, get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
-from litestar.openapi import ResponseSpec
 from litestar.response import Redirect
 
 from features.feedback import parse_recommendation_id
 from omnirec.errors import EventBacklogFullError, StoreUnavailableError
 from serving.links import item_page, named_tenant
 from serving.metrics import LINK_CLICKS
+from serving.openapi import response
 from serving.routes.feedback import count_feedback
 from serving.schemas import ErrorBody
 from serving.tenants import Tenants
@@ -40,7 +40,7 @@ def widget_script() -> Response[bytes]:
     summary="A tracking link from an e-mail: records the click, then sends the reader to the item",
     status_code=302,
     responses={
-        404: ResponseSpec(
+        404: response(
             ErrorBody, description="not a link this service signed, or an item without a page"
         )
     },
