@@ -29,7 +29,9 @@
     ./dev bench new-items [--data FOLDER]    Complete Journey: recall on items first sold in the
                                              test weeks, placed by their metadata, vs a rule
     ./dev bench tenants       memory and requests/s with 1, 5 and 20 tenants in one process
-    ./dev bench all           everything above (publish, ann and spark apart: run them alone)
+    ./dev bench all           the steps a person waits on, one table, each row beside its
+                              anchor measured in the same run (scripts/bench_steps.py); the
+                              suites above run alone
 
 Each heavy stage runs in its own process so that its peak memory (max RSS) is its own.
 """
@@ -328,27 +330,32 @@ def main() -> None:
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     folder = WORK / f"synthetic-{args.customers}x{args.items}"
-    if args.suite in {"data", "all"} or (args.suite in {"als", "train"} and not folder.exists()):
+    if args.suite == "all":
+        from scripts.bench_steps import run as bench_steps
+
+        bench_steps(WORK)
+        return
+    if args.suite == "data" or (args.suite in {"als", "train"} and not folder.exists()):
         folder = bench_data(args.customers, args.items)
-    if args.suite in {"als", "all"}:
+    if args.suite == "als":
         bench_als(folder)
-    if args.suite in {"train", "all"}:
+    if args.suite == "train":
         bench_train(folder)
-    if args.suite in {"store", "all"}:
+    if args.suite == "store":
         bench_store()
-    if args.suite in {"ingest", "all"}:
+    if args.suite == "ingest":
         bench_ingest()
-    if args.suite in {"serve", "all"}:
+    if args.suite == "serve":
         bench_serve()
-    if args.suite in {"redis", "all"}:
+    if args.suite == "redis":
         bench_redis()
-    if args.suite in {"flood", "all"}:
+    if args.suite == "flood":
         bench_flood()
-    if args.suite in {"stock", "all"}:
+    if args.suite == "stock":
         bench_stock()
-    if args.suite in {"experiments", "all"}:
+    if args.suite == "experiments":
         bench_experiments()
-    if args.suite in {"tenants", "all"}:
+    if args.suite == "tenants":
         from scripts.bench_tenants import run as bench_tenants
 
         bench_tenants(WORK)
