@@ -17,7 +17,9 @@ median ratio. The machine has 2 cores: wrk, the server and the embedded Redis sh
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from omnirec.redis_runtime import EmbeddedRedis, free_port
 from scripts.bench_serve import KEY, LUA, bench_env, serving_data, start_server, wrk
@@ -206,12 +209,18 @@ def http(work: Path, customers: int = 20_000, items: int = 20_000) -> list[Row]:
                 wrk(base + "/", 3, script)
             wrk(f"{bare_base}/health/live", 2)
             rounds: dict[str, list[float]] = {"bare": [], "live": [], "recs": [], "two": []}
+            cores: dict[str, list[dict[str, float]]] = {"recs": [], "two": []}
+            redis_pid = redis_server.pid or 0
             for number in range(ROUNDS):
                 rounds["bare"].append(wrk(f"{bare_base}/health/live", ROUND_SECONDS)[0])
                 rounds["live"].append(wrk(f"{one_base}/health/live", ROUND_SECONDS)[0])
-                rec, latency = wrk(one_base + "/", ROUND_SECONDS, script)
+                with CoreShares(one.pid, redis_pid) as shares:
+                    rec, latency = wrk(one_base + "/", ROUND_SECONDS, script)
                 rounds["recs"].append(rec)
-                rounds["two"].append(wrk(two_base + "/", ROUND_SECONDS, script)[0])
+                cores["recs"].append(shares.result)
+                with CoreShares(two.pid, redis_pid) as shares:
+                    rounds["two"].append(wrk(two_base + "/", ROUND_SECONDS, script)[0])
+                cores["two"].append(shares.result)
                 print(
                     f"round {number + 1}: bare liveness {rounds['bare'][-1]:,.0f}  liveness "
                     f"{rounds['live'][-1]:,.0f}  recommendations {rec:,.0f} ({latency})  "
@@ -229,8 +238,15 @@ def http(work: Path, customers: int = 20_000, items: int = 20_000) -> list[Row]:
     def median(name: str) -> str:
         return f"{statistics.median(rounds[name]):,.0f} req/s"
 
-    live_share, recs_live, recs_bare = ratio("live", "bare"), ratio("recs", "live"), 0.0
+    live_share, recs_live = ratio("live", "bare"), ratio("recs", "live")
     recs_bare, two = ratio("recs", "bare"), ratio("two", "recs")
+    for name, label in (("recs", "1 worker"), ("two", "2 workers")):
+        used = {k: statistics.median(r[k] for r in cores[name]) for k in cores[name][0]}
+        print(
+            f"cores busy under wrk, {label} (median of the rounds, of {os.cpu_count()}): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in used.items()),
+            flush=True,
+        )
     rows += [
         Row(
             "the service's liveness route",
@@ -257,8 +273,8 @@ def http(work: Path, customers: int = 20_000, items: int = 20_000) -> list[Row]:
             recs_bare >= 0.55,
         ),
         Row(
-            "`omnirec serve --workers 2`, recommendations (wrk, Redis and the heavy-request "
-            "child on the same 2 cores)",
+            "`omnirec serve --workers 2`, recommendations (wrk and Redis on the same cores: "
+            "their shares are printed above the table)",
             median("two"),
             f"1 worker {median('recs')}",
             f"{two:.2f}x",
@@ -267,6 +283,48 @@ def http(work: Path, customers: int = 20_000, items: int = 20_000) -> list[Row]:
         ),
     ]
     return rows
+
+
+class CoreShares:
+    """Cores each side kept busy while the `with` block ran (CPU seconds over wall seconds): the
+    server (its workers and their children), Redis, wrk (this process's finished children) and
+    what was left idle."""
+
+    def __init__(self, server_pid: int, redis_pid: int) -> None:
+        self.server = psutil.Process(server_pid)
+        self.redis = psutil.Process(redis_pid) if redis_pid else None
+        self.result: dict[str, float] = {}
+
+    def _server_seconds(self) -> float:
+        total = 0.0
+        for process in [self.server, *self.server.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def _redis_seconds(self) -> float:
+        if self.redis is None:
+            return 0.0
+        times = self.redis.cpu_times()
+        return float(times.user + times.system)
+
+    @staticmethod
+    def _children_seconds() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def __enter__(self) -> CoreShares:
+        self.started = time.perf_counter()
+        self.before = (self._server_seconds(), self._redis_seconds(), self._children_seconds())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self.started
+        after = (self._server_seconds(), self._redis_seconds(), self._children_seconds())
+        server, redis, load = ((a - b) / wall for a, b in zip(after, self.before, strict=True))
+        idle = (os.cpu_count() or 1) - server - redis - load
+        self.result = {"server": server, "Redis": redis, "wrk": load, "idle": max(idle, 0.0)}
 
 
 def publish_row(work: Path) -> Row:
