@@ -35,6 +35,16 @@ class VersionInfo:
     params: dict[str, str] = field(default_factory=dict)  # the run's parameters
 
 
+def serving_copies(data_dir: Path) -> Path:
+    """Where the service keeps the model files it fetched from MLflow (one copy per data folder,
+    shared by its workers); a restart serves from them without asking MLflow."""
+    return data_dir / "serving-models"
+
+
+def serving_copy(data_dir: Path, version: int) -> Path:
+    return serving_copies(data_dir) / f"v{version}"
+
+
 def quiet_artifact_transfers() -> None:
     """MLflow draws a progress bar per artifact it moves: noise in a log (the service's
     downloads, training's uploads). Off unless the environment says otherwise."""

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from features.erasure_log import ErasureLog
 from features.snapshot_file import restore_snapshot
 from models import load_model
-from models.registry import ModelRegistry
+from models.registry import ModelRegistry, serving_copies, serving_copy
 from omnirec.errors import FeatureStoreError, OmnirecError, RegistryError
 from omnirec.redis_access import primaries_info
 from omnirec.settings import Settings
@@ -86,7 +86,7 @@ class ModelRuntime:
         self.settings = settings
         self.engine = engine
         self.registry = ModelRegistry(settings.mlflow)
-        self.cache = settings.data_dir / "serving-models"
+        self.cache = serving_copies(settings.data_dir)
         self.last_error: str | None = None
         self.snapshot_state = "none"  # ok | missing | restoring | none (no champion yet)
         self.durable: bool | None = None  # Redis keeps acknowledged writes; None until checked
@@ -105,7 +105,7 @@ class ModelRuntime:
         heavy-request processes share the cache: each downloads into its own temporary folder
         and renames it into place (atomic; when another process got there first, its copy is
         used)."""
-        folder = self.cache / f"v{version}"
+        folder = serving_copy(self.settings.data_dir, version)
         if (folder / "model.json").exists():
             return folder
         self.cache.mkdir(parents=True, exist_ok=True)
@@ -176,7 +176,8 @@ class ModelRuntime:
             return False
         active = store.active_snapshot()
         meta = store.snapshot_meta(active) if active else None
-        if meta is None or not (self.cache / f"v{meta.model_version}" / "model.json").exists():
+        copy = serving_copy(self.settings.data_dir, meta.model_version) if meta else None
+        if meta is None or copy is None or not (copy / "model.json").exists():
             return False
         loaded = self._load(meta.model_version, meta.snapshot_id)
         self.engine.live.snapshot = loaded

@@ -10,6 +10,7 @@ next training, which leaves them out (docs/operations.md: retrain at least every
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from features.snapshot_file import without_erased_keys
 from features.store import RedisFeatureStore
 from models import load_model
 from models.aliases import load_aliases, save_aliases
-from models.registry import ModelRegistry
+from models.registry import ModelRegistry, serving_copy
 from omnirec.errors import RegistryError
 from omnirec.settings import Settings
 
@@ -108,12 +109,16 @@ def apply_erasures(settings: Settings, folders: Sequence[Path] = ()) -> Erasure:
                 if gone:
                     registry.store_snapshot_file(info.version, path)
                     erasure.snapshot_rows += gone
-            if _forget_in_model(registry, info.version, erased, Path(tmp) / "model"):
+            if _forget_in_model(
+                registry, info.version, erased, Path(tmp) / "model", settings.data_dir
+            ):
                 erasure.model_versions.append(info.version)
     return erasure
 
 
-def _forget_in_model(registry: ModelRegistry, version: int, erased: Erased, folder: Path) -> bool:
+def _forget_in_model(
+    registry: ModelRegistry, version: int, erased: Erased, folder: Path, data_dir: Path
+) -> bool:
     """Rewrite the saved model of `version` without the customers erased since (ids replaced,
     their rows emptied, their aliases dropped); whether it changed."""
     model_dir = registry.download(version, folder)
@@ -132,4 +137,6 @@ def _forget_in_model(registry: ModelRegistry, version: int, erased: Erased, fold
     kept = [a for a, gone in zip(alias_ids, gone_alias.tolist(), strict=True) if not gone]
     save_aliases(np.array(kept, str), np.array([aliases[a] for a in kept], str), model_dir)
     registry.replace_model_files(version, model_dir)
+    # the service's own copy of the old files goes too: a restart fetches the rewritten ones
+    shutil.rmtree(serving_copy(data_dir, version), ignore_errors=True)
     return True

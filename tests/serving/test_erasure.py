@@ -20,7 +20,7 @@ from features.erasure_log import LOG_FILE
 from features.export import export_events
 from features.realtime import RealtimeEvents
 from features.store import RedisFeatureStore
-from models.registry import ModelRegistry
+from models.registry import ModelRegistry, serving_copy
 from tests.deploy import Deployment, running
 from tests.waiting import wait_until
 from training.forget import apply_erasures
@@ -145,8 +145,11 @@ def test_export_then_forget_everywhere(deployment: Deployment, tmp_path: Path) -
     assert found_in_redis(client, prefix, ids) == []
 
     # the files and MLflow follow from the log (`omnirec forget --pending`)
+    served_copy = serving_copy(dep.settings.data_dir, 1)
+    assert (served_copy / "model.json").exists()  # what the running service fetched
     applied = apply_erasures(dep.settings, [dep.data])
     assert applied.files and applied.model_versions == [1] and applied.snapshot_rows > 0
+    assert not served_copy.exists()  # a restart fetches the rewritten files, not the old ones
     assert found_in_files(dep.data, ids) == []
     registry = ModelRegistry(dep.settings.mlflow)
     for version in registry.versions():
