@@ -162,6 +162,7 @@ def select_model(
 ) -> Selection:
     """Compare CANDIDATES on a validation split of `train_events` within `budget_seconds`."""
     started = time.perf_counter()
+    asked = _Asked(settings, relevant, exclude_seen, k, budget_seconds, max_users, say)
     try:
         inner = split_events(train_events, protocol, test_days)
     except DataError as exc:
@@ -169,31 +170,19 @@ def select_model(
             str(exc.source), f"no validation part for model selection: {exc.reason}"
         ) from exc
     inner_train = build_interactions(inner.train, settings.interactions)
-    probe = _probe(inner, inner_train, relevant, max_users, settings.seed)
+    probe = _probe(inner, inner_train, asked)
     held = len(probe.rows)
     if protocol == "time" and held < _enough(inner_train, max_users):
         # too few to decide: each customer's own cut
         inner = split_events(train_events, _own_cut_protocol(train_events), test_days)
         inner_train = build_interactions(inner.train, settings.interactions)
-        probe = _probe(inner, inner_train, relevant, max_users, settings.seed)
+        probe = _probe(inner, inner_train, asked)
         say(
             f"model selection: the time split held {held} validation customers (under "
             f"{MIN_VALIDATION_CUSTOMERS} or {MIN_VALIDATION_SHARE:.0%} of them): validating on "
             f"{inner.describe()} instead ({len(probe.rows):,} customers)"
         )
-    return _select(
-        inner,
-        inner_train,
-        probe,
-        settings,
-        relevant,
-        exclude_seen,
-        k,
-        budget_seconds,
-        max_users,
-        say,
-        started,
-    )
+    return _select(inner, inner_train, probe, asked, started)
 
 
 def select_model_on(
@@ -212,34 +201,39 @@ def select_model_on(
     part's interactions and its held-out events, on this process); its per-customer fallback
     needs the raw events, so a thin time split is only reported."""
     started = time.perf_counter()
-    probe = _probe(inner, inner_train, relevant, max_users, settings.seed)
+    asked = _Asked(settings, relevant, exclude_seen, k, budget_seconds, max_users, say)
+    probe = _probe(inner, inner_train, asked)
     if len(probe.rows) < _enough(inner_train, max_users):
         say(
             f"model selection: the time split holds only {len(probe.rows)} validation customers "
             f"(under {MIN_VALIDATION_CUSTOMERS} or {MIN_VALIDATION_SHARE:.0%} of them): the "
             "choice is weak (a single-machine run would validate on each customer's own cut)"
         )
-    return _select(
-        inner,
-        inner_train,
-        probe,
-        settings,
-        relevant,
-        exclude_seen,
-        k,
-        budget_seconds,
-        max_users,
-        say,
-        started,
-    )
+    return _select(inner, inner_train, probe, asked, started)
 
 
-def _probe(
-    part: EventSplit, built: Interactions, relevant: tuple[str, ...], max_users: int, seed: int
-) -> EvaluationSet:
+@dataclass(frozen=True)
+class _Asked:
+    """What the caller asked of a selection."""
+
+    settings: Settings
+    relevant: tuple[str, ...]
+    exclude_seen: bool | None
+    k: int
+    budget_seconds: float
+    max_users: int
+    say: Callable[[str], None]
+
+
+def _probe(part: EventSplit, built: Interactions, asked: _Asked) -> EvaluationSet:
     """The part's truth with bought items kept."""
     return build_evaluation_set(
-        part, built, relevant_types=relevant, exclude_seen=False, max_users=max_users, seed=seed
+        part,
+        built,
+        relevant_types=asked.relevant,
+        exclude_seen=False,
+        max_users=asked.max_users,
+        seed=asked.settings.seed,
     )
 
 
@@ -254,15 +248,15 @@ def _select(
     inner: EventSplit,
     inner_train: Interactions,
     probe: EvaluationSet,
-    settings: Settings,
-    relevant: tuple[str, ...],
-    exclude_seen: bool | None,
-    k: int,
-    budget_seconds: float,
-    max_users: int,
-    say: Callable[[str], None],
+    asked: _Asked,
     started: float,
 ) -> Selection:
+    settings, relevant, k, say = asked.settings, asked.relevant, asked.k, asked.say
+    exclude_seen, budget_seconds, max_users = (
+        asked.exclude_seen,
+        asked.budget_seconds,
+        asked.max_users,
+    )
     keep_decided, share = decide_exclude_seen(probe)
     exclude = keep_decided if exclude_seen is None else exclude_seen
     validation = probe
