@@ -16,7 +16,7 @@ from serving.ask import Ask
 from serving.catalogue import LoadedSnapshot
 from serving.experiments.config import Experiment, Variant
 from serving.experiments.lab import Lab
-from serving.links import Click, Links
+from serving.links import Links
 from serving.live import Live
 from serving.merchandising import combined
 from serving.personal import Chooser, Personal
@@ -161,15 +161,16 @@ def with_links(links: Links | None, answer: Recommendations, customer: str) -> R
     """`answer` with a tracking link on each item (none without `links`)."""
     if links is None or not answer.items:
         return answer
-    who = answer.customer_id or customer
-    rid = answer.recommendation_id
+    urls = links.urls(
+        answer.recommendation_id,
+        answer.customer_id or customer,
+        [item.item_id for item in answer.items],
+    )
     return msgspec.structs.replace(
         answer,
         items=[
-            msgspec.structs.replace(
-                item, link=links.url(Click(rid, who, item.item_id, links.tenant))
-            )
-            for item in answer.items
+            msgspec.structs.replace(item, link=url)
+            for item, url in zip(answer.items, urls, strict=True)
         ],
     )
 

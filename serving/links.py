@@ -11,10 +11,11 @@ kept in the data folder (every worker and host of a deployment must share it).
 from __future__ import annotations
 
 import base64
-import hashlib
+import binascii
 import hmac
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -62,7 +63,9 @@ class Links:
         self.tenant = tenant
 
     def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+        # the one-shot hmac.digest: hmac.new(...).digest() built a Python HMAC object per link,
+        # most of a batch of 1,000 customers x 100 items
+        return hmac.digest(self._secret, payload, "sha256")[:SIGNATURE_BYTES]
 
     def token(self, click: Click) -> str:
         parts = (click.recommendation_id, click.customer_id, click.item_id)
@@ -71,6 +74,17 @@ class Links:
 
     def url(self, click: Click) -> str:
         return f"{self.base_url}/v1/r/{self.token(click)}"
+
+    def urls(self, recommendation_id: str, customer_id: str, item_ids: Sequence[str]) -> list[str]:
+        """The links of one answer's items: `url` of each (this key's tenant), in one loop."""
+        head = f"{recommendation_id}{SEP}{customer_id}{SEP}".encode()
+        tail = f"{SEP}{self.tenant}".encode() if self.tenant else b""
+        base, sign = f"{self.base_url}/v1/r/", self._sign
+        out = []
+        for item in item_ids:
+            payload = head + item.encode() + tail
+            out.append(f"{base}{_b64(payload)}.{_b64(sign(payload))}")
+        return out
 
     def read(self, token: str) -> Click | None:
         """The click a token names, or None when it is not one this key signed."""
@@ -106,8 +120,12 @@ def item_page(template: str | None, catalogue_url: str | None, item_id: str) -> 
     return None
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    """URL-safe base64 without padding (base64.urlsafe_b64encode's result, a third cheaper)."""
+    return binascii.b2a_base64(raw, newline=False).rstrip(b"=").translate(_URLSAFE).decode()
 
 
 def _unb64(text: str) -> bytes:
