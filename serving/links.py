@@ -67,10 +67,12 @@ class Links:
         # most of a batch of 1,000 customers x 100 items
         return hmac.digest(self._secret, payload, "sha256")[:SIGNATURE_BYTES]
 
+    def _token(self, payload: bytes) -> str:
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+
     def token(self, click: Click) -> str:
         parts = (click.recommendation_id, click.customer_id, click.item_id)
-        payload = SEP.join(parts + ((click.tenant,) if click.tenant else ())).encode()
-        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+        return self._token(SEP.join(parts + ((click.tenant,) if click.tenant else ())).encode())
 
     def url(self, click: Click) -> str:
         return f"{self.base_url}/v1/r/{self.token(click)}"
@@ -79,12 +81,8 @@ class Links:
         """The links of one answer's items: `url` of each (this key's tenant), in one loop."""
         head = f"{recommendation_id}{SEP}{customer_id}{SEP}".encode()
         tail = f"{SEP}{self.tenant}".encode() if self.tenant else b""
-        base, sign = f"{self.base_url}/v1/r/", self._sign
-        out = []
-        for item in item_ids:
-            payload = head + item.encode() + tail
-            out.append(f"{base}{_b64(payload)}.{_b64(sign(payload))}")
-        return out
+        base, token = f"{self.base_url}/v1/r/", self._token
+        return [base + token(head + item.encode() + tail) for item in item_ids]
 
     def read(self, token: str) -> Click | None:
         """The click a token names, or None when it is not one this key signed."""

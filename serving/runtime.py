@@ -100,14 +100,20 @@ class ModelRuntime:
         self.asked_mlflow = False
         self._retry_restore_at = 0.0
 
+    def _cached(self, version: int) -> Path | None:
+        """The local copy of `version`'s files, when a whole one is there."""
+        folder = serving_copy(self.settings.data_dir, version)
+        return folder if (folder / "model.json").exists() else None
+
     def _model_folder(self, version: int) -> Path:
         """The champion's files in the local cache, downloaded once. Workers and their
         heavy-request processes share the cache: each downloads into its own temporary folder
         and renames it into place (atomic; when another process got there first, its copy is
         used)."""
+        cached = self._cached(version)
+        if cached is not None:
+            return cached
         folder = serving_copy(self.settings.data_dir, version)
-        if (folder / "model.json").exists():
-            return folder
         self.cache.mkdir(parents=True, exist_ok=True)
         if folder.exists():  # left half-written by an older version of this code
             shutil.rmtree(folder, ignore_errors=True)
@@ -117,7 +123,7 @@ class ModelRuntime:
             try:
                 os.rename(downloaded, folder)
             except OSError:
-                if not (folder / "model.json").exists():
+                if self._cached(version) is None:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -153,13 +159,8 @@ class ModelRuntime:
             if changed := self._follow_experiments(version):
                 settle_heap()  # the versions held for experiments out of the collector's walks
             return changed
-        loaded = self._load(version, snapshot_id)
-        self.engine.live.snapshot = loaded  # requests already running keep the object they hold
+        self._serve(self._load(version, snapshot_id))
         self.last_error = None
-        LOADED_BYTES.labels(str(version), "champion").set(loaded_bytes(loaded))
-        if current is not None and current.version != version:
-            with contextlib.suppress(KeyError):
-                LOADED_BYTES.remove(str(current.version), "champion")
         self._follow_experiments(version)
         settle_heap()
         log.info("serving model v%s with snapshot %s", version, snapshot_id)
@@ -176,12 +177,9 @@ class ModelRuntime:
             return False
         active = store.active_snapshot()
         meta = store.snapshot_meta(active) if active else None
-        copy = serving_copy(self.settings.data_dir, meta.model_version) if meta else None
-        if meta is None or copy is None or not (copy / "model.json").exists():
+        if meta is None or self._cached(meta.model_version) is None:
             return False
-        loaded = self._load(meta.model_version, meta.snapshot_id)
-        self.engine.live.snapshot = loaded
-        LOADED_BYTES.labels(str(meta.model_version), "champion").set(loaded_bytes(loaded))
+        self._serve(self._load(meta.model_version, meta.snapshot_id))
         settle_heap()
         log.info(
             "serving model v%s with snapshot %s (the active one; MLflow is asked next)",
@@ -189,6 +187,16 @@ class ModelRuntime:
             meta.snapshot_id,
         )
         return True
+
+    def _serve(self, loaded: LoadedSnapshot) -> None:
+        """Serve `loaded` (requests already running keep the object they hold) and account for
+        its memory in place of the version it replaces."""
+        current = self.engine.live.snapshot
+        self.engine.live.snapshot = loaded
+        LOADED_BYTES.labels(str(loaded.version), "champion").set(loaded_bytes(loaded))
+        if current is not None and current.version != loaded.version:
+            with contextlib.suppress(KeyError):
+                LOADED_BYTES.remove(str(current.version), "champion")
 
     def _load(self, version: int, snapshot_id: str) -> LoadedSnapshot:
         assert self.engine.live.store is not None

@@ -10,24 +10,18 @@ import hashlib
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-
 from features.dataset import Dataset, load_dataset, load_side_tables
 from features.erasure_log import ErasureLog
-from features.interactions import build_interactions
 from models.aliases import save_aliases
 from models.base import Recommender
 from models.registry import ModelRegistry, quiet_artifact_transfers
-from omnirec.errors import ConfigError, DataError
 from omnirec.interaction_data import Interactions
 from omnirec.settings import Settings
-from training.content_features import configured_days, listed_items, placeable
+from training.content_features import configured_days, placeable
 from training.evaluation import (
     EvaluationSet,
     build_evaluation_set,
@@ -38,6 +32,7 @@ from training.evaluation import (
 from training.fitting import fit_model
 from training.gate import champion_gate
 from training.report import write_report
+from training.run_events import PreparedEvents
 from training.selection import (
     DEFAULT_BUDGET_SECONDS,
     REPEAT_KINDS,
@@ -45,7 +40,6 @@ from training.selection import (
     select_model,
     select_model_on,
 )
-from training.splits import EventSplit, split_events, time_cut
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 PYFUNC_ENTRY = MODELS_DIR / "mlflow_entry.py"
@@ -195,14 +189,18 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
     kind, params, exclude_seen = config.model, config.params, config.exclude_seen
     selection: Selection | None = None
     if config.engine == "spark":
-        events: PreparedEvents = _spark_events(config, settings)
+        events = PreparedEvents.spark(
+            config.data, config.model, config.protocol, config.test_days, settings
+        )
         lap("load_validate_split")
     else:
         dataset = load_dataset(
             config.data, settings.max_future_seconds, ErasureLog(settings.data_dir)
         )
         lap("load_validate")
-        events = PreparedEvents.local(dataset, config, settings)
+        events = PreparedEvents.local(
+            dataset, config.model, config.protocol, config.test_days, settings
+        )
     split = events.split
     if kind == "auto":
         choose: dict[str, Any] = {
@@ -403,93 +401,6 @@ def train(config: TrainConfig, settings: Settings) -> TrainResult:
         timings,
         baselines,
         selection,
-    )
-
-
-@dataclass(frozen=True)
-class PreparedEvents:
-    """The events a run learns from, read by either engine: the split, the interactions of its
-    train part and of all events (built when asked), and how many rows were accepted/rejected."""
-
-    split: EventSplit
-    train_interactions: Callable[[], Interactions]
-    all_interactions: Callable[[], Interactions]
-    accepted: int
-    rejected: int
-    dataset: Dataset | None = None
-    # model selection's validation part of the train part, cut and aggregated by the engine
-    # (Spark); None: selection splits `split.train` itself
-    validation: Callable[[], tuple[EventSplit, Interactions]] | None = None
-
-    @classmethod
-    def local(cls, dataset: Dataset, config: TrainConfig, settings: Settings) -> PreparedEvents:
-        events = dataset.events
-        listed = listed_items(dataset.catalogue)  # items without events are columns too
-        if config.protocol == "time" and config.model != "auto":
-            # the train part as a mask, not a copy: at 100M events a copy costs ~5 GB
-            before, cut, last = time_cut(events, config.test_days)
-            train_rows = np.asarray(before.to_numpy(zero_copy_only=False), dtype=bool)
-            test = EventSplit(events.slice(0, 0), events.filter(pa.array(~train_rows)), cut, last)
-            return cls(
-                test,
-                lambda: build_interactions(
-                    events, settings.interactions, event_rows=train_rows, extra_items=listed
-                ),
-                lambda: build_interactions(events, settings.interactions, extra_items=listed),
-                events.num_rows,
-                dataset.report.rejects.num_rows,
-                dataset,
-            )
-        split = split_events(dataset.events, config.protocol, config.test_days)
-        return cls(
-            split,
-            lambda: build_interactions(split.train, settings.interactions, extra_items=listed),
-            lambda: build_interactions(dataset.events, settings.interactions, extra_items=listed),
-            dataset.report.accepted.num_rows,
-            dataset.report.rejects.num_rows,
-            dataset,
-        )
-
-
-def _spark_events(config: TrainConfig, settings: Settings) -> PreparedEvents:
-    """Spark SQL reads, validates, stitches, splits and aggregates; only the matrices and the
-    (small) held-out parts come back to this process. With `--model auto` the train part is cut
-    again in time, for model selection's validation part, the same way."""
-    if config.protocol != "time":
-        raise ConfigError(f"--engine spark splits in time (--protocol time), not {config.protocol}")
-    from features.spark_events import (
-        job,
-        read_events,
-        spark_interactions,
-        spark_session,
-        time_split,
-    )
-
-    spark = spark_session()
-    read = read_events(spark, config.data, settings.max_future_seconds)
-    accepted = read.accepted.cache()
-    job(spark, "read, validate and stitch the events (cached)")
-    count = accepted.count()
-    cut = time_split(accepted, config.test_days)
-    split = EventSplit(cut.test.slice(0, 0), cut.test, cut.cutoff, cut.end)
-
-    def validation() -> tuple[EventSplit, Interactions]:
-        try:
-            inner = time_split(cut.train, config.test_days)
-        except DataError as exc:
-            raise DataError(
-                str(exc.source), f"no validation part for model selection: {exc.reason}"
-            ) from exc
-        part = EventSplit(inner.test.slice(0, 0), inner.test, inner.cutoff, inner.end)
-        return part, spark_interactions(spark, inner.train, settings.interactions)
-
-    return PreparedEvents(
-        split,
-        lambda: spark_interactions(spark, cut.train, settings.interactions),
-        lambda: spark_interactions(spark, accepted, settings.interactions),
-        count,
-        read.rows - count,
-        validation=validation if config.model == "auto" else None,
     )
 
 

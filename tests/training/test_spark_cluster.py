@@ -18,7 +18,6 @@ from pyspark.sql import SparkSession
 
 from features.dataset import load_dataset
 from features.encoding import CUSTOMER_DECODER
-from features.generator import GeneratorConfig, generate
 from features.interactions import build_interactions
 from features.snapshot_file import SCHEMA
 from features.spark_events import spark_session, stop_spark
@@ -52,13 +51,6 @@ def spark(cluster: SparkCluster) -> Iterator[SparkSession]:
         os.environ.pop("SPARK_LOCAL_IP", None)
     else:
         os.environ["SPARK_LOCAL_IP"] = before
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("synthetic")
-    generate(GeneratorConfig(customers=1_500, items=400, days=60, seed=11), folder)
-    return folder
 
 
 def test_the_cluster_runs_executors_in_their_own_processes(

@@ -18,7 +18,6 @@ from pyspark.sql import SparkSession
 
 from cli.main import main
 from features.dataset import load_dataset
-from features.generator import GeneratorConfig, generate
 from features.interactions import build_interactions
 from features.keys import Keys
 from features.spark_events import read_events, spark_interactions, spark_session, stop_spark
@@ -41,13 +40,6 @@ def spark() -> Iterator[SparkSession]:
     session = spark_session("local[2]")
     yield session
     stop_spark(session)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("synthetic")
-    generate(GeneratorConfig(customers=1_500, items=400, days=60, seed=11), folder)
-    return folder
 
 
 @pytest.mark.parametrize(
